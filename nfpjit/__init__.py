@@ -1,0 +1,15 @@
+"""nfpjit: compile eBPF programs for an NFP-like 32-bit SmartNIC and prove the result in a simulator.
+
+Public API (the CLI is a thin layer over it):
+
+- :func:`load` reads a program (ELF object, raw bytecode, eBPF assembly) into a
+  :class:`~nfpjit.ebpf.program.Program`.
+
+Sub-packages: ``nfpjit.ebpf`` (front end and reference semantics),
+``nfpjit.isa`` (the NFP-32 target), ``nfpjit.passes`` (optimisation passes).
+See docs/architecture.md for the map.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

@@ -1,0 +1,117 @@
+"""Fixed-width integer arithmetic shared by the interpreter, simulator, analysis and constant folding.
+
+Python integers are unbounded; everything that models a machine register goes
+through these helpers so that wrap-around and sign handling live in one place.
+"""
+
+from __future__ import annotations
+
+MASK8 = 0xFF
+MASK16 = 0xFFFF
+MASK32 = 0xFFFF_FFFF
+MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+def mask(bits: int) -> int:
+    return (1 << bits) - 1
+
+
+def trunc(value: int, bits: int) -> int:
+    """The low ``bits`` bits of ``value`` as an unsigned number."""
+    return value & ((1 << bits) - 1)
+
+
+def sext(value: int, bits: int) -> int:
+    """Interpret the low ``bits`` bits of ``value`` as two's complement (a Python int)."""
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def u8(v: int) -> int:
+    return v & MASK8
+
+
+def u16(v: int) -> int:
+    return v & MASK16
+
+
+def u32(v: int) -> int:
+    return v & MASK32
+
+
+def u64(v: int) -> int:
+    return v & MASK64
+
+
+def s8(v: int) -> int:
+    return sext(v, 8)
+
+
+def s16(v: int) -> int:
+    return sext(v, 16)
+
+
+def s32(v: int) -> int:
+    return sext(v, 32)
+
+
+def s64(v: int) -> int:
+    return sext(v, 64)
+
+
+def lo32(v: int) -> int:
+    return v & MASK32
+
+
+def hi32(v: int) -> int:
+    return (v >> 32) & MASK32
+
+
+def join64(lo: int, hi: int) -> int:
+    return ((hi & MASK32) << 32) | (lo & MASK32)
+
+
+def bswap(value: int, bits: int) -> int:
+    """Reverse the byte order of the low ``bits`` bits (16, 32 or 64)."""
+    nbytes = bits // 8
+    return int.from_bytes(trunc(value, bits).to_bytes(nbytes, "little"), "big")
+
+
+def rotr32(value: int, amount: int) -> int:
+    amount &= 31
+    value &= MASK32
+    return ((value >> amount) | (value << (32 - amount))) & MASK32
+
+
+def rotl32(value: int, amount: int) -> int:
+    return rotr32(value, 32 - (amount & 31))
+
+
+# -- division with eBPF's rules (RFC 9669 §4.1): x / 0 == 0, x % 0 == x ---------
+
+def udiv(a: int, b: int, bits: int) -> int:
+    a, b = trunc(a, bits), trunc(b, bits)
+    return 0 if b == 0 else a // b
+
+
+def umod(a: int, b: int, bits: int) -> int:
+    a, b = trunc(a, bits), trunc(b, bits)
+    return a if b == 0 else a % b
+
+
+def sdiv(a: int, b: int, bits: int) -> int:
+    """Signed division truncating toward zero; INT_MIN / -1 wraps to INT_MIN."""
+    a, b = sext(a, bits), sext(b, bits)
+    if b == 0:
+        return 0
+    q = abs(a) // abs(b)
+    return trunc(-q if (a < 0) != (b < 0) else q, bits)
+
+
+def smod(a: int, b: int, bits: int) -> int:
+    """Signed remainder with the sign of the dividend; x % 0 == x."""
+    a, b = sext(a, bits), sext(b, bits)
+    if b == 0:
+        return trunc(a, bits)
+    r = abs(a) % abs(b)
+    return trunc(-r if a < 0 else r, bits)

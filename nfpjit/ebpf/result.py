@@ -1,0 +1,63 @@
+"""What running a program on one packet produces, whichever engine ran it.
+
+The reference interpreter, the Linux kernel oracle (``BPF_PROG_TEST_RUN``) and
+the NFP simulator (through the driver) all return a :class:`RunResult`, so
+differential tests compare like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nfpjit.ebpf.opcodes import ProgType, TcAction, XdpAction
+
+# Map contents after a run: map name -> {key bytes: value bytes}.  Arrays list
+# every index (as the kernel's dump does); hashes list the present entries.
+MapState = dict[str, dict[bytes, bytes]]
+
+
+@dataclass(frozen=True)
+class PacketIn:
+    """One packet and the context fields an XDP/TC program may read."""
+
+    data: bytes
+    ingress_ifindex: int = 1
+    rx_queue_index: int = 0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Why a run stopped abnormally: a result, never an exception."""
+
+    pc: int
+    reason: str
+    address: int | None = None
+
+    def __str__(self) -> str:
+        at = f" at address 0x{self.address:x}" if self.address is not None else ""
+        return f"insn {self.pc}: {self.reason}{at}"
+
+
+@dataclass
+class RunResult:
+    r0: int = 0                       # full 64-bit return value
+    packet: bytes = b""               # packet bytes after the run (adjust_head/tail applied)
+    maps: MapState = field(default_factory=dict)
+    insns: int = 0                    # instructions executed (eBPF or NFP, per engine)
+    redirect: int | None = None       # redirect target (ifindex or map key), if any
+    trace_output: list[str] = field(default_factory=list)   # bpf_trace_printk
+    perf_output: list[bytes] = field(default_factory=list)  # bpf_perf_event_output
+    fault: Fault | None = None
+    cycles: int | None = None         # simulator only
+    trace: list[str] | None = None    # per-instruction trace when asked for
+
+    def action_name(self, prog_type: ProgType) -> str:
+        """The kernel's name for the verdict: XDP_PASS, TC_ACT_SHOT, ... (XDP looks at the low 32 bits)."""
+        if self.fault is not None:
+            return "FAULT"
+        if prog_type == ProgType.XDP:
+            ret = self.r0 & 0xFFFF_FFFF
+            return XdpAction(ret).kernel_name if ret in XdpAction._value2member_map_ else f"XDP_UNKNOWN({ret})"
+        ret = self.r0 & 0xFFFF_FFFF
+        ret = ret - (1 << 32) if ret >> 31 else ret
+        return TcAction(ret).kernel_name if ret in TcAction._value2member_map_ else f"TC_ACT_UNKNOWN({ret})"
