@@ -19,6 +19,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run the large differential runs (marker 'slow')")
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden listings under tests/golden/")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -35,3 +36,24 @@ def need_tool(name: str):
     if shutil.which(name) is None:
         pytest.skip(f"{name} is not installed (CI installs Debian's clang/llvm)")
     return shutil.which(name)
+
+
+GOLDEN = ROOT / "tests" / "golden"
+
+
+@pytest.fixture
+def golden(request):
+    """``golden("name.txt", text)`` compares ``text`` with tests/golden/name.txt (``--update-golden`` rewrites it)."""
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN / name
+        if request.config.getoption("--update-golden") or not path.exists():
+            if not request.config.getoption("--update-golden") and os.environ.get("CI"):
+                pytest.fail(f"golden file {path} is missing: run pytest --update-golden and review it")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            return
+        expected = path.read_text()
+        assert text == expected, f"output differs from {path} (review, then pytest --update-golden)"
+
+    return check
