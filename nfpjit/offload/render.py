@@ -1,0 +1,89 @@
+"""Turning a :class:`~nfpjit.offload.report.Report` into text: compiler-style for people, JSON for tools.
+
+The human form follows the compilers users already read::
+
+    ktime.c:14:9: error: helper bpf_ktime_get_ns (id 5) is not available on the NIC [unsupported-helper]
+       14 |         __u64 now = bpf_ktime_get_ns();
+          |         ^
+      = hint: bpf_ktime_get_ns has no NIC equivalent: timestamp in the host or use a counter
+      = insn 7: call bpf_ktime_get_ns
+
+The JSON form is documented in docs/check-json.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.program import Program
+from nfpjit.offload.report import Diagnostic, Report, Severity
+
+
+def insn_text(insn: Insn, pc: int) -> str:
+    """Disassembly from the front end's disassembler when it is there, else the raw fields."""
+    try:
+        from nfpjit.ebpf.disasm import insn_text as disasm  # a colleague's module; optional
+    except ImportError:
+        disasm = None
+    if disasm is not None:
+        try:
+            return disasm(insn, pc)
+        except Exception:  # noqa: BLE001 - a listing must never break the report
+            pass
+    text = f"code=0x{insn.code:02x} dst=r{insn.dst} src=r{insn.src} off={insn.off} imm={insn.imm}"
+    if insn.is_ld_imm64:
+        text += f" imm2={insn.imm2}"
+    return text
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _location(d: Diagnostic, report: Report) -> str:
+    if d.file and d.line:
+        return f"{d.file}:{d.line}:{d.col or 1}"
+    base = d.file or report.program
+    return f"{base}: insn {d.insn}" if d.insn is not None else base
+
+
+def render_diagnostic(d: Diagnostic, report: Report, program: Program | None = None) -> str:
+    lines = [f"{_location(d, report)}: {d.severity}: {d.message} [{d.code}]"]
+    if d.line and d.source_text:
+        gutter = " " * len(str(d.line))
+        text = d.source_text.expandtabs(4).rstrip()
+        lines.append(f" {d.line} | {text}")
+        col = max(1, d.col or 1)
+        lines.append(f" {gutter} | {' ' * (col - 1)}^")
+    if d.hint:
+        lines.append(f"  = hint: {d.hint}")
+    if d.insn is not None and program is not None and d.insn in program.index_at_pc:
+        lines.append(f"  = insn {d.insn}: {insn_text(program.at(d.insn), d.insn)}")
+    return "\n".join(lines)
+
+
+def summary(report: Report) -> str:
+    what = f"{report.program}" + (f" ({report.section})" if report.section else "")
+    if not report.diagnostics:
+        return f"{what}: ok, offloadable with profile '{report.profile}'"
+    counts = [_plural(report.errors, "error"), _plural(report.warnings, "warning")]
+    notes = report.count(Severity.NOTE)
+    if notes:
+        counts.append(_plural(notes, "note"))
+    verdict = "not offloadable" if not report.ok else "offloadable"
+    return f"{what}: {verdict} with profile '{report.profile}': {', '.join(counts)}"
+
+
+def render_text(report: Report, program: Program | None = None) -> str:
+    """The whole report: each diagnostic followed by a blank line, then the summary line."""
+    parts = [render_diagnostic(d, report, program) + "\n" for d in report.diagnostics]
+    parts.append(summary(report))
+    return "\n".join(parts) + "\n"
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=2) + "\n"
+
+
+__all__ = ["render_text", "render_json", "render_diagnostic", "summary", "insn_text"]

@@ -1,0 +1,599 @@
+"""The offload capability report: every reason a program cannot run on the NIC, at once.
+
+:func:`check` runs each check in :data:`CHECKS` against a :class:`Program`
+and a :class:`~nfpjit.offload.profile.Profile` and returns a :class:`Report`
+of :class:`Diagnostic` values with stable codes (:class:`Code`), source
+locations from the line info and a hint saying what to write instead.  The
+real NFP driver stops at its first problem with a bare message; this report
+collects all of them.
+
+Checks that need to know what a register points to use the analysis when one
+is passed in (its ``problems`` become ``verifier`` diagnostics and its
+``stack_depth`` the stack figure) and otherwise the small tracker in
+:mod:`nfpjit.offload.pointers`.  A new check is a function ``(ctx) ->
+iterable of Diagnostic`` appended to :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+from nfpjit.bits import u32
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc
+from nfpjit.ebpf.program import Program
+from nfpjit.offload.pointers import AccessKind, Kind, Tracked, track
+from nfpjit.offload.profile import Profile
+
+
+class Severity(IntEnum):
+    NOTE = 0
+    WARNING = 1
+    ERROR = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Code(StrEnum):
+    """Stable diagnostic codes (documented in docs/check-json.md); never renamed."""
+
+    UNSUPPORTED_HELPER = "unsupported-helper"
+    MAP_TYPE = "map-type"
+    MAP_FLAGS = "map-flags"
+    MAP_KEY_SIZE = "map-key-size"
+    MAP_VALUE_SIZE = "map-value-size"
+    MAP_ENTRY_SIZE = "map-entry-size"
+    MAP_ENTRIES = "map-entries"
+    TOO_MANY_MAPS = "too-many-maps"
+    DIV_BY_VARIABLE = "div-by-variable"
+    MOD = "mod"
+    SIGNED_DIV = "signed-div"
+    ATOMIC_OP = "atomic-op"
+    ATOMIC_TARGET = "atomic-target"
+    MAP_VALUE_WRITE = "map-value-write"
+    CTX_STORE = "ctx-store"
+    STACK_SIZE = "stack-size"
+    VARIABLE_STACK_POINTER = "variable-stack-pointer"
+    PROGRAM_TOO_LONG = "program-too-long"
+    PACKET_SPLIT = "packet-split"
+    TAIL_CALL = "tail-call"
+    KFUNC = "kfunc"
+    BPF_CALL = "bpf-call"
+    LD_ABS = "ld-abs"
+    UNSUPPORTED_OPCODE = "unsupported-opcode"
+    PROG_TYPE = "prog-type"
+    VERIFIER = "verifier"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem.  ``insn`` is the eBPF pc (slot index), None for program- or map-level problems."""
+
+    code: Code
+    severity: Severity
+    insn: int | None
+    file: str | None
+    line: int | None
+    col: int | None
+    source_text: str
+    message: str
+    hint: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "code": str(self.code),
+            "severity": str(self.severity),
+            "insn": self.insn,
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    program: str
+    section: str
+    profile: str
+    diagnostics: tuple[Diagnostic, ...]
+    estimated_nfp_insns: int = 0
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for d in self.diagnostics if d.severity == severity)
+
+    @property
+    def errors(self) -> int:
+        return self.count(Severity.ERROR)
+
+    @property
+    def warnings(self) -> int:
+        return self.count(Severity.WARNING)
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+    @property
+    def codes(self) -> frozenset[str]:
+        return frozenset(str(d.code) for d in self.diagnostics)
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "program": self.program,
+            "section": self.section,
+            "profile": self.profile,
+            "diagnostics": [d.to_json() for d in self.diagnostics],
+        }
+
+
+@dataclass
+class CheckContext:
+    """What every check may look at."""
+
+    program: Program
+    profile: Profile
+    tracked: Tracked
+    analysis: object | None = None
+    unsupported_opcodes: frozenset[int] = frozenset()
+    nfp_insn_count: int | None = None
+    _out: list[Diagnostic] = field(default_factory=list)
+
+    def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None) -> Diagnostic:
+        loc = self.program.line_info.get(pc) if pc is not None else None
+        if loc is None and pc is not None:
+            loc = _nearest_loc(self.program, pc)
+        file = loc.file if loc else (self.program.source_path or None)
+        return Diagnostic(code, severity, pc, file, loc.line if loc else None, loc.col if loc else None,
+                          loc.text if loc else "", message, hint)
+
+    def helper_name(self, helper_id: int) -> str:
+        try:
+            return "bpf_" + Helper(helper_id).name
+        except ValueError:
+            return f"helper #{helper_id}"
+
+    def map_name(self, index: int | None) -> str:
+        if index is not None and 0 <= index < len(self.program.maps):
+            return self.program.maps[index].name
+        return f"map #{index}"
+
+
+def _nearest_loc(program: Program, pc: int):
+    """Line info covers the first instruction of each source line: use the closest one before pc."""
+    best = None
+    for p, loc in program.line_info.items():
+        if p <= pc and (best is None or p > best[0]):
+            best = (p, loc)
+    return best[1] if best else None
+
+
+# -- hints ----------------------------------------------------------------------------------------
+
+_TIME_HINT = "{name} has no NIC equivalent: timestamp in the host or use a counter"
+_REDIRECT_HINT = ("{name}: offloaded programs can only PASS, DROP, TX or ABORT: return XDP_TX to send the "
+                  "packet back out, or XDP_PASS and redirect in a host XDP program")
+_HELPER_HINTS = {
+    Helper.ktime_get_ns: _TIME_HINT,
+    Helper.ktime_get_boot_ns: _TIME_HINT,
+    Helper.ktime_get_coarse_ns: _TIME_HINT,
+    Helper.ktime_get_tai_ns: _TIME_HINT,
+    Helper.redirect: _REDIRECT_HINT,
+    Helper.redirect_map: _REDIRECT_HINT,
+    Helper.clone_redirect: _REDIRECT_HINT,
+    Helper.trace_printk: "{name}: the NIC has no trace pipe: count events in an ARRAY map or use bpf_perf_event_output",
+    Helper.fib_lookup: "{name}: the NIC has no routing table: keep next hops in a HASH map filled by the host",
+    Helper.get_smp_processor_id: "{name}: the NIC has no host CPU: use ctx->rx_queue_index",
+    Helper.csum_diff: "{name}: update checksums incrementally with ALU instructions (RFC 1624)",
+    Helper.l3_csum_replace: "{name}: update checksums incrementally with ALU instructions (RFC 1624)",
+    Helper.l4_csum_replace: "{name}: update checksums incrementally with ALU instructions (RFC 1624)",
+    Helper.xdp_adjust_meta: "{name}: the NIC keeps no metadata area: carry the data in the packet",
+    Helper.xdp_load_bytes: "{name}: read the packet directly through ctx->data after a bounds check",
+    Helper.xdp_store_bytes: "{name}: write the packet directly through ctx->data after a bounds check",
+}
+
+_MAP_HINTS = {
+    MapType.PERCPU_ARRAY: "per-CPU arrays are not offloadable: use BPF_MAP_TYPE_ARRAY with one slot per queue",
+    MapType.PERCPU_HASH: "per-CPU hashes are not offloadable: use BPF_MAP_TYPE_HASH and put the queue index in the key",
+    MapType.LRU_PERCPU_HASH: "use BPF_MAP_TYPE_HASH (queue index in the key) and expire entries from the host",
+    MapType.LRU_HASH: "use BPF_MAP_TYPE_HASH and delete stale entries from the host",
+    MapType.LPM_TRIE: ("longest-prefix match is not offloadable: use one HASH map per prefix length "
+                       "and look up from the longest, or match in the host"),
+    MapType.PROG_ARRAY: "tail calls are not offloadable: call a BPF-to-BPF function (__noinline) instead",
+    MapType.DEVMAP: "redirect targets live in the host: return XDP_TX or XDP_PASS",
+    MapType.DEVMAP_HASH: "redirect targets live in the host: return XDP_TX or XDP_PASS",
+    MapType.CPUMAP: "redirect targets live in the host: return XDP_TX or XDP_PASS",
+    MapType.XSKMAP: "AF_XDP sockets live in the host: return XDP_PASS and redirect in a host program",
+    MapType.RINGBUF: "use bpf_perf_event_output to send events to the host",
+}
+
+_MAP_HELPERS = {  # helper id -> argument index (0 = r1) that is a map pointer
+    Helper.map_lookup_elem: 0, Helper.map_update_elem: 0, Helper.map_delete_elem: 0,
+    Helper.tail_call: 1, Helper.redirect_map: 0, Helper.perf_event_output: 1,
+}
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+def check_prog_type(ctx: CheckContext) -> Iterable[Diagnostic]:
+    if ctx.program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        yield ctx.diag(Code.PROG_TYPE, Severity.ERROR, None,
+                       f"program type {ctx.program.prog_type.name} cannot be offloaded",
+                       "only XDP and TC direct-action (SEC(\"xdp\") or SEC(\"tc\")) programs run on the NIC")
+
+
+def _map_uses(ctx: CheckContext) -> dict[int, list[tuple[int, int]]]:
+    """map index -> [(pc, helper id)]: the helper calls passing that map, else its ld_imm64 sites (helper 0)."""
+    uses: dict[int, list[tuple[int, int]]] = {}
+    for call in ctx.tracked.calls:
+        arg = _MAP_HELPERS.get(call.helper)
+        v = call.args[arg] if arg is not None else None
+        if v is not None and v.kind == Kind.MAP_PTR and v.map is not None:
+            uses.setdefault(v.map, []).append((call.pc, call.helper))
+    refs: dict[int, list[tuple[int, int]]] = {}
+    for pc, insn in ctx.program.slots():
+        if insn.is_ld_imm64 and insn.src in _MAP_PSEUDO and insn.imm not in uses:
+            refs.setdefault(insn.imm, []).append((pc, 0))
+    return uses | refs
+
+
+_MAP_PSEUDO = (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX, PseudoSrc.MAP_IDX_VALUE)
+
+
+def check_maps(ctx: CheckContext) -> Iterable[Diagnostic]:
+    prof = ctx.profile
+    maps = ctx.program.maps
+    uses = _map_uses(ctx)
+    supported_types = ", ".join(sorted(t.kernel_name for t in prof.map_types))
+    for idx, m in enumerate(maps):
+        if m.type not in prof.map_types:
+            hint = _MAP_HINTS.get(m.type, f"the NIC supports these map types: {supported_types}")
+            yield ctx.diag(Code.MAP_TYPE, Severity.ERROR, None,
+                           f"map '{m.name}' has type {m.type.kernel_name}, which the NIC does not implement", hint)
+            for pc, helper in uses.get(idx, []):
+                what = f"{ctx.helper_name(helper)} on" if helper else "reference to"
+                yield ctx.diag(Code.MAP_TYPE, Severity.NOTE, pc,
+                               f"{what} {m.type.kernel_name} map '{m.name}' here", hint)
+        bad_flags = m.flags & ~prof.map_flags
+        if bad_flags:
+            yield ctx.diag(Code.MAP_FLAGS, Severity.ERROR, None,
+                           f"map '{m.name}' has flags 0x{bad_flags:x} the NIC firmware does not accept",
+                           "drop the map_flags (BPF_F_NO_PREALLOC, BPF_F_MMAPABLE, ...) for offloaded maps"
+                           + (f"; accepted mask is 0x{prof.map_flags:x}" if prof.map_flags else ""))
+        if m.key_size > prof.max_key_size:
+            yield ctx.diag(Code.MAP_KEY_SIZE, Severity.ERROR, None,
+                           f"map '{m.name}' key is {m.key_size} bytes, the NIC allows at most {prof.max_key_size}",
+                           "hash a long key down to a shorter one, or split the table")
+        if m.value_size > prof.max_value_size:
+            yield ctx.diag(Code.MAP_VALUE_SIZE, Severity.ERROR, None,
+                           f"map '{m.name}' value is {m.value_size} bytes, the NIC allows at most {prof.max_value_size}",
+                           "split the value over two maps with the same key")
+        entry = _round8(m.key_size) + _round8(m.value_size)
+        if (m.key_size <= prof.max_key_size and m.value_size <= prof.max_value_size
+                and entry > prof.max_entry_size):
+            yield ctx.diag(Code.MAP_ENTRY_SIZE, Severity.ERROR, None,
+                           f"map '{m.name}' entry needs {entry} bytes (key {m.key_size} and value {m.value_size}, "
+                           f"each rounded up to 8), the firmware limit is {prof.max_entry_size}",
+                           "shrink the key or the value")
+        if m.max_entries > prof.max_entries_per_map:
+            yield ctx.diag(Code.MAP_ENTRIES, Severity.ERROR, None,
+                           f"map '{m.name}' has {m.max_entries} entries, the NIC allows at most "
+                           f"{prof.max_entries_per_map} per map", "lower max_entries")
+    total = sum(m.max_entries for m in maps)
+    if total > prof.max_total_entries and all(m.max_entries <= prof.max_entries_per_map for m in maps):
+        yield ctx.diag(Code.MAP_ENTRIES, Severity.ERROR, None,
+                       f"the maps have {total} entries in total, the NIC holds at most {prof.max_total_entries}",
+                       "lower max_entries of the largest maps")
+    if len(maps) > prof.max_maps:
+        yield ctx.diag(Code.TOO_MANY_MAPS, Severity.ERROR, None,
+                       f"the program uses {len(maps)} maps, the NIC allows at most {prof.max_maps}",
+                       "merge maps with the same key into one map with a larger value")
+
+
+def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
+    prof = ctx.profile
+    supported = ", ".join("bpf_" + h.name for h in sorted(prof.helpers))
+    for pc, insn in ctx.program.slots():
+        if not insn.is_call:
+            continue
+        if insn.src == CallKind.KFUNC:
+            if not prof.features.kfuncs:
+                yield ctx.diag(Code.KFUNC, Severity.ERROR, pc,
+                               f"call to kernel function (kfunc BTF id {insn.imm}): kfuncs do not exist on the NIC",
+                               "do this part in a host program")
+            continue
+        if insn.src == CallKind.LOCAL:
+            if not prof.features.bpf_to_bpf_calls:
+                yield ctx.diag(Code.BPF_CALL, Severity.ERROR, pc, "BPF-to-BPF call: this NIC profile has no calls",
+                               "mark the callee __always_inline")
+            continue
+        hid = insn.imm
+        name = ctx.helper_name(hid)
+        if hid == Helper.tail_call:
+            if not prof.features.tail_calls:
+                yield ctx.diag(Code.TAIL_CALL, Severity.ERROR, pc, "bpf_tail_call is not offloadable",
+                               "call a BPF-to-BPF function (__noinline) or inline the next stage")
+            continue
+        if not prof.helper_supported(hid):
+            hint = _HELPER_HINTS.get(hid)
+            if hint is None and hid in (Helper.xdp_adjust_head, Helper.xdp_adjust_tail):
+                hint = "{name}: this NIC profile cannot move the packet boundaries; change the packet size in the host"
+            hint = (hint or "the NIC firmware implements only {supported}").format(name=name, supported=supported)
+            yield ctx.diag(Code.UNSUPPORTED_HELPER, Severity.ERROR, pc,
+                           f"helper {name} (id {hid}) is not available on the NIC", hint)
+
+
+def _is_v4(insn: Insn) -> str | None:
+    """The name of a v4-only instruction form, or None."""
+    if insn.is_alu:
+        op = insn.alu_op
+        if op == AluOp.MOV and insn.source and insn.off:
+            return "movsx (sign-extending move)"
+        if op == AluOp.END and insn.cls == InsnClass.ALU64:
+            return "bswap (unconditional byte swap)"
+    if insn.cls == InsnClass.LDX and insn.mode == Mode.MEMSX:
+        return "ldsx (sign-extending load)"
+    if insn.cls == InsnClass.JMP32 and insn.jmp_op == JmpOp.JA:
+        return "gotol (long jump)"
+    return None
+
+
+def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
+    prof = ctx.profile
+    feats = prof.features
+    divisors = {d.pc: d.divisor for d in ctx.tracked.divisions}
+    for pc, insn in ctx.program.slots():
+        if insn.code in ctx.unsupported_opcodes:
+            yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
+                           f"opcode 0x{insn.code:02x} has no NFP lowering",
+                           "rewrite this operation with simpler ALU instructions")
+        v4 = _is_v4(insn)
+        if v4 and not feats.v4_instructions:
+            yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
+                           f"{v4} is an eBPF v4 instruction the NIC does not execute",
+                           "compile with -mcpu=v3")
+        if insn.cls == InsnClass.LD and insn.mode in (Mode.ABS, Mode.IND) and not feats.ld_abs:
+            yield ctx.diag(Code.LD_ABS, Severity.ERROR, pc, "legacy ld_abs/ld_ind packet load",
+                           "read the packet through ctx->data after a bounds check")
+        if insn.is_alu and insn.alu_op in (AluOp.DIV, AluOp.MOD):
+            yield from _check_division(ctx, pc, insn, divisors.get(pc))
+
+
+def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable[Diagnostic]:
+    feats = ctx.profile.features
+    signed = insn.off == 1
+    by_reg = bool(insn.source)
+    known = divisor is not None and divisor.kind == Kind.SCALAR and divisor.off is not None
+    if signed and not feats.signed_division:
+        yield ctx.diag(Code.SIGNED_DIV, Severity.ERROR, pc,
+                       f"signed {'division' if insn.alu_op == AluOp.DIV else 'modulo'} (v4 sdiv/smod)",
+                       "divide unsigned values (cast to __u32/__u64), handling the sign yourself")
+        return
+    if insn.alu_op == AluOp.MOD:
+        if not feats.modulo:
+            yield ctx.diag(Code.MOD, Severity.ERROR, pc, "modulo (%) is not offloadable",
+                           "for a power of two use & (n - 1); otherwise x - (x / c) * c with a constant c")
+        elif by_reg and not known and not feats.modulo_by_register:
+            yield ctx.diag(Code.MOD, Severity.ERROR, pc, "modulo by a register whose value is not a known constant",
+                           "take the modulo of a constant")
+        return
+    if by_reg and not known and not feats.division_by_register:
+        yield ctx.diag(Code.DIV_BY_VARIABLE, Severity.ERROR, pc,
+                       f"division by register r{insn.src}, whose value is not a known constant",
+                       "division by a register: divide by a constant or use a shift")
+
+
+_XDP_QUEUE_SELECT = 16  # offsetof(struct xdp_md, rx_queue_index)
+
+
+def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
+    prof = ctx.profile
+    feats = prof.features
+    xdp = ctx.program.prog_type == ProgType.XDP
+    for acc in ctx.tracked.accesses:
+        insn = ctx.program.at(acc.pc)
+        base = acc.base
+        kind = base.kind if base is not None else None
+        if acc.kind == AccessKind.ATOMIC:
+            op = u32(insn.imm)
+            is_add = op == AtomicOp.ADD
+            width_ok = feats.atomic_add64 if acc.size == 8 else feats.atomic_add32
+            if (not is_add and not feats.other_atomics) or (is_add and not width_ok):
+                opname = AtomicOp(op).name.lower() if op in AtomicOp._value2member_map_ else hex(op)
+                yield ctx.diag(Code.ATOMIC_OP, Severity.ERROR, acc.pc,
+                               f"atomic {opname} ({acc.size * 8}-bit): the NIC only has atomic add without fetch",
+                               "use __sync_fetch_and_add and ignore its result, or keep the logic in the host")
+            if kind is None:
+                yield ctx.diag(Code.ATOMIC_TARGET, Severity.WARNING, acc.pc,
+                               "cannot tell what this atomic operation's pointer points to",
+                               "the NIC only does atomics on map values: apply them to a bpf_map_lookup_elem result")
+            elif kind != Kind.MAP_VALUE:
+                yield ctx.diag(Code.ATOMIC_TARGET, Severity.ERROR, acc.pc,
+                               f"atomic operation on {_KIND_NAMES[kind]}: the NIC only does atomics on map values",
+                               "a plain load, add and store does the same on the stack or packet")
+        if acc.kind == AccessKind.STORE and kind == Kind.MAP_VALUE and not feats.map_value_write:
+            yield ctx.diag(Code.MAP_VALUE_WRITE, Severity.ERROR, acc.pc,
+                           f"store through a pointer into map '{ctx.map_name(base.map)}'s value: the NIC cannot "
+                           "write map values in place",
+                           "use bpf_map_update_elem with a copy on the stack, or __sync_fetch_and_add for counters")
+        if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
+            queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
+                            and acc.offset == _XDP_QUEUE_SELECT and acc.size == 4)
+            if not queue_select:
+                where = f"offset {acc.offset}" if acc.offset is not None else "a variable offset"
+                yield ctx.diag(Code.CTX_STORE, Severity.ERROR, acc.pc,
+                               f"store to the context at {where} ({acc.size} bytes)",
+                               "the only context field an offloaded program may write is xdp_md.rx_queue_index "
+                               "(queue select)" if xdp and feats.queue_select else
+                               "offloaded programs cannot write the context: keep the value in a map")
+        if kind == Kind.STACK and acc.offset is None:
+            yield ctx.diag(Code.VARIABLE_STACK_POINTER, Severity.ERROR, acc.pc,
+                           "stack access through a pointer whose offset is not the same constant on every path",
+                           "index stack arrays with constants, or move the array into an ARRAY map")
+        if kind == Kind.PACKET and acc.offset is not None and acc.offset + acc.size > prof.packet_split:
+            yield ctx.diag(Code.PACKET_SPLIT, Severity.ERROR, acc.pc,
+                           f"packet bytes {acc.offset}..{acc.offset + acc.size - 1} lie beyond the packet split "
+                           f"boundary at {prof.packet_split}",
+                           f"the NIC's packet buffer holds the first {prof.packet_split} bytes: parse less deep")
+
+
+_KIND_NAMES = {
+    Kind.SCALAR: "a scalar", Kind.CTX: "the context", Kind.STACK: "the stack", Kind.PACKET: "packet data",
+    Kind.PACKET_END: "the packet end", Kind.MAP_PTR: "a map pointer", Kind.MAP_VALUE: "a map value",
+}
+
+
+def _frame_depths(ctx: CheckContext) -> dict[int, int]:
+    """Stack bytes used by each function (keyed by start pc), from the accesses seen."""
+    depth: dict[int, int] = {}
+    prog = ctx.program
+
+    def note(pc: int, offset: int | None) -> None:
+        if offset is None or offset >= 0:
+            return
+        fn = prog.function_at(pc)
+        key = fn.start_pc if fn else 0
+        depth[key] = max(depth.get(key, 0), -offset)
+
+    for acc in ctx.tracked.accesses:
+        if acc.base is not None and acc.base.kind == Kind.STACK:
+            note(acc.pc, acc.offset)
+    for call in ctx.tracked.calls:
+        for v in call.args:
+            if v is not None and v.kind == Kind.STACK:
+                note(call.pc, v.off)
+    return depth
+
+
+def stack_usage(ctx: CheckContext) -> int:
+    """Deepest stack use over all call chains; callers' frames are rounded up to 64 bytes as the NFP does."""
+    analysis_depth = getattr(ctx.analysis, "stack_depth", None)
+    if isinstance(analysis_depth, int):
+        return analysis_depth
+    depths = _frame_depths(ctx)
+    prog = ctx.program
+    calls: dict[int, set[int]] = {}
+    for pc, insn in prog.slots():
+        if insn.is_local_call:
+            fn = prog.function_at(pc)
+            calls.setdefault(fn.start_pc if fn else 0, set()).add(insn.jump_target(pc))
+
+    def deepest(start: int, seen: frozenset) -> int:
+        own = depths.get(start, 0)
+        below = [deepest(c, seen | {c}) for c in calls.get(start, ()) if c not in seen]
+        if not below:
+            return own
+        return ((own + 63) & ~63) + max(below)
+
+    entry = prog.pcs[0] if prog.pcs else 0
+    return deepest(entry, frozenset({entry}))
+
+
+def check_stack(ctx: CheckContext) -> Iterable[Diagnostic]:
+    used = stack_usage(ctx)
+    if used > ctx.profile.stack_size:
+        yield ctx.diag(Code.STACK_SIZE, Severity.ERROR, None,
+                       f"the program needs {used} bytes of stack, the NIC has {ctx.profile.stack_size}",
+                       "move large buffers into a per-queue ARRAY map entry")
+
+
+# NFP instructions per eBPF instruction, by kind: a rough model of the lowering used only until the
+# lowering itself reports the real count.  64-bit ALU works on two 32-bit halves; memory accesses are
+# a command plus transfer-register moves; helper calls set up arguments in defer slots.
+EXPANSION = {
+    "alu64": 2, "alu32": 2, "mul": 8, "div": 12, "jmp": 3, "jmp32": 2, "ld_imm64": 4,
+    "load": 4, "store": 4, "atomic": 6, "call": 6, "exit": 2,
+}
+
+
+def estimate_nfp_insns(program: Program) -> int:
+    total = 0
+    for insn in program.insns:
+        cls = insn.cls
+        if insn.is_ld_imm64:
+            kind = "ld_imm64"
+        elif insn.is_alu:
+            op = insn.alu_op
+            kind = ("mul" if op == AluOp.MUL else "div" if op in (AluOp.DIV, AluOp.MOD)
+                    else "alu64" if cls == InsnClass.ALU64 else "alu32")
+        elif insn.is_call:
+            kind = "call"
+        elif insn.is_exit:
+            kind = "exit"
+        elif insn.is_jmp:
+            kind = "jmp32" if cls == InsnClass.JMP32 else "jmp"
+        elif cls in (InsnClass.LDX, InsnClass.LD):
+            kind = "load"
+        elif insn.mode == Mode.ATOMIC:
+            kind = "atomic"
+        else:
+            kind = "store"
+        total += EXPANSION[kind]
+    return total
+
+
+def check_length(ctx: CheckContext) -> Iterable[Diagnostic]:
+    store = ctx.profile.instruction_store
+    if ctx.nfp_insn_count is not None:
+        if ctx.nfp_insn_count > store:
+            yield ctx.diag(Code.PROGRAM_TOO_LONG, Severity.ERROR, None,
+                           f"the program is {ctx.nfp_insn_count} NFP instructions, the instruction store holds {store}",
+                           "split the program, or move rare paths to the host (XDP_PASS)")
+        return
+    est = estimate_nfp_insns(ctx.program)
+    if est > store:
+        yield ctx.diag(Code.PROGRAM_TOO_LONG, Severity.ERROR, None,
+                       f"the program is an estimated {est} NFP instructions ({len(ctx.program.insns)} eBPF "
+                       f"instructions, estimate), the instruction store holds {store}",
+                       "split the program, or move rare paths to the host (XDP_PASS)")
+
+
+def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
+    for problem in getattr(ctx.analysis, "problems", None) or ():
+        pc = getattr(problem, "pc", None)
+        pc = pc if pc is None or pc in ctx.program.index_at_pc else None
+        code = getattr(problem, "code", "")
+        message = getattr(problem, "message", None) or str(problem)
+        yield ctx.diag(Code.VERIFIER, Severity.ERROR, pc, f"{message} [{code}]" if code else message,
+                       getattr(problem, "hint", None) or "the kernel verifier would reject this too")
+
+
+CHECKS: list[Callable[[CheckContext], Iterable[Diagnostic]]] = [
+    check_prog_type, check_maps, check_calls, check_insns, check_memory, check_stack, check_length,
+    check_analysis,
+]
+
+
+def _order(d: Diagnostic):
+    return (d.insn is not None, d.insn if d.insn is not None else -1, -int(d.severity), str(d.code), d.message)
+
+
+def check(program: Program, profile: Profile, *, analysis=None,
+          unsupported_opcodes: Iterable[int] = (), nfp_insn_count: int | None = None) -> Report:
+    """Every reason ``program`` cannot be offloaded to a NIC described by ``profile``.
+
+    ``analysis`` (from ``nfpjit.analysis.analyze``) adds verifier problems and exact stack depth;
+    ``unsupported_opcodes`` is the set of eBPF opcodes the lowering cannot handle; ``nfp_insn_count``
+    is the lowered length, when known (otherwise it is estimated from the eBPF length).
+    """
+    ctx = CheckContext(program, profile, track(program), analysis, frozenset(unsupported_opcodes), nfp_insn_count)
+    found: list[Diagnostic] = []
+    for chk in CHECKS:
+        found.extend(chk(ctx))
+    unique = list(dict.fromkeys(found))
+    unique.sort(key=_order)
+    return Report(program.name, program.section, profile.name, tuple(unique),
+                  nfp_insn_count if nfp_insn_count is not None else estimate_nfp_insns(program))
+
+
+__all__ = ["Severity", "Code", "Diagnostic", "Report", "CheckContext", "CHECKS", "check",
+           "estimate_nfp_insns", "stack_usage", "EXPANSION"]
