@@ -13,3 +13,13 @@ See docs/architecture.md for the map.
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+
+def check(path_or_program, section=None, profile="default", **options):
+    """Offload capability report for a program (path or Program) against a NIC profile (name, path or Profile).
+
+    Returns a :class:`nfpjit.offload.Report`; see :func:`nfpjit.offload.check_program` for the options.
+    """
+    from nfpjit.offload import check_program
+
+    return check_program(path_or_program, section, profile, **options)

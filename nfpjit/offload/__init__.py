@@ -1,0 +1,42 @@
+"""Offload capability report: can this eBPF program run on the NIC, and if not, every reason why.
+
+- :mod:`nfpjit.offload.profile`: NIC capability profiles (TOML) and :func:`load_profile`.
+- :mod:`nfpjit.offload.report`: :func:`check` and the :class:`Diagnostic` values it returns.
+- :mod:`nfpjit.offload.render`: compiler-style text and JSON output.
+
+``nfpjit.check(path_or_program, ...)`` is the one-call public entry point.
+"""
+
+from __future__ import annotations
+
+from nfpjit.offload.profile import Features, Profile, builtin_profiles, load_profile
+from nfpjit.offload.render import render_json, render_text
+from nfpjit.offload.report import Code, Diagnostic, Report, Severity, check
+
+__all__ = [
+    "Features", "Profile", "builtin_profiles", "load_profile",
+    "Code", "Diagnostic", "Report", "Severity", "check",
+    "render_text", "render_json", "check_program",
+]
+
+
+def check_program(path_or_program, section: str | None = None, profile="default", *, analysis=None,
+                  unsupported_opcodes=(), nfp_insn_count: int | None = None) -> Report:
+    """Load (when given a path) and check a program; ``profile`` is a name, a path or a :class:`Profile`."""
+    from nfpjit.ebpf.program import Program
+
+    if isinstance(path_or_program, Program):
+        program = path_or_program
+    else:
+        import nfpjit
+
+        loader = getattr(nfpjit, "load", None)
+        if loader is None:
+            from nfpjit.errors import UnsupportedError
+
+            raise UnsupportedError("this build has no program loader yet (nfpjit.load)",
+                                   hint="pass a Program built in Python")
+        program = loader(path_or_program, section=section)
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    return check(program, prof, analysis=analysis, unsupported_opcodes=unsupported_opcodes,
+                 nfp_insn_count=nfp_insn_count)
