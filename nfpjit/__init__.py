@@ -23,3 +23,11 @@ def check(path_or_program, section=None, profile="default", **options):
     from nfpjit.offload import check_program
 
     return check_program(path_or_program, section, profile, **options)
+
+
+def load(path, *, section: str | None = None, fmt: str | None = None):
+    """Load a program: an ELF object (``section`` picks one of several), ``.s``/``.asm`` eBPF assembly,
+    or raw bytecode (``fmt="raw"``).  Returns a :class:`nfpjit.ebpf.program.Program`."""
+    from nfpjit.ebpf.loader import load as _load  # lazy: `import nfpjit` stays cheap
+
+    return _load(path, section=section, fmt=fmt)
