@@ -1,0 +1,225 @@
+"""NIC capability profiles: the shipped ones say what the facts say, and broken files fail with file, key and hint."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import fields
+from importlib import resources
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nfpjit.ebpf.opcodes import Helper, MapType
+from nfpjit.errors import LoadError, NfpjitError, UsageError
+from nfpjit.offload.profile import Features, Profile, builtin_profiles, load_profile, parse_profile
+
+
+def _default_dict() -> dict:
+    raw = resources.files("nfpjit.offload").joinpath("profiles", "default.toml").read_bytes()
+    return tomllib.loads(raw.decode())
+
+
+def test_shipped_profiles_listed():
+    assert builtin_profiles() == ["default", "permissive"]
+    for name in builtin_profiles():
+        assert isinstance(load_profile(name), Profile)
+
+
+def test_default_follows_the_real_nfp_limits():
+    # Numbers from the NFP offload facts: 512 B stack, HASH/ARRAY only, no map flags,
+    # up to 128 maps, about 2M entries, these seven helpers, atomic add only, no MOD.
+    p = load_profile("default")
+    assert p.name == "default"
+    assert p.stack_size == 512
+    assert p.map_types == {MapType.HASH, MapType.ARRAY}
+    assert p.map_flags == 0
+    assert p.max_maps == 128
+    assert p.max_total_entries == 2 * 1024 * 1024
+    assert 2560 <= p.instruction_store <= 4096
+    assert p.max_entry_size == 64
+    assert p.helpers == {Helper.map_lookup_elem, Helper.map_update_elem, Helper.map_delete_elem,
+                         Helper.get_prandom_u32, Helper.xdp_adjust_head, Helper.xdp_adjust_tail,
+                         Helper.perf_event_output}
+    f = p.features
+    assert f.atomic_add32 and f.atomic_add64 and not f.other_atomics
+    assert not f.modulo and not f.division_by_register and not f.map_value_write
+    assert not f.tail_calls and not f.kfuncs and f.queue_select
+
+
+def test_permissive_is_a_superset_of_default():
+    d, p = load_profile("default"), load_profile("permissive")
+    assert d.map_types <= p.map_types and d.helpers <= p.helpers
+    assert p.stack_size >= d.stack_size and p.instruction_store >= d.instruction_store
+    for f in fields(Features):
+        assert getattr(p.features, f.name) >= getattr(d.features, f.name), f.name
+
+
+def test_feature_switches_the_helper():
+    d = load_profile("default")
+    assert d.helper_supported(Helper.xdp_adjust_head)
+    from dataclasses import replace
+
+    off = replace(d, features=replace(d.features, adjust_head=False))
+    assert not off.helper_supported(Helper.xdp_adjust_head)
+    assert off.helper_supported(Helper.map_lookup_elem)
+    assert not d.helper_supported(Helper.ktime_get_ns)
+
+
+def test_load_by_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    data = (resources.files("nfpjit.offload").joinpath("profiles", "default.toml").read_text()
+            .replace('name = "default"', 'name = "mine"').replace("stack_size = 512", "stack_size = 256"))
+    path.write_text(data)
+    p = load_profile(str(path))
+    assert (p.name, p.stack_size, p.source) == ("mine", 256, str(path))
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def _dumps(d: dict) -> str:
+    """A minimal TOML writer for the profile's shapes (strings, ints, bools, lists, one table)."""
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        if isinstance(v, float):
+            return repr(v)
+        return str(v)
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {val(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_bad_toml_names_the_file(tmp_path):
+    path = _write(tmp_path, "name = \n")
+    with pytest.raises(LoadError) as exc:
+        load_profile(path)
+    assert path in str(exc.value) and "TOML" in str(exc.value)
+
+
+def test_unknown_key_suggests_the_near_one(tmp_path):
+    d = _default_dict()
+    d["stack_sise"] = d.pop("stack_size")
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert exc.value.where.endswith("p.toml: stack_sise")
+    assert "stack_size" in exc.value.hint
+
+
+def test_unknown_feature_suggests(tmp_path):
+    d = _default_dict()
+    d["features"]["atomic_add_32"] = True
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "features.atomic_add_32" in exc.value.where and "atomic_add32" in exc.value.hint
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("stack_size", "512", "an integer"),
+    ("stack_size", True, "an integer"),  # TOML booleans are not integers
+    ("name", 3, "a string"),
+    ("map_types", "hash", "a list"),
+    ("features", 1, "a table"),
+])
+def test_wrong_type_names_key_and_expected_type(tmp_path, key, value, expected):
+    d = _default_dict()
+    d[key] = value
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert exc.value.where.endswith(f": {key}")
+    assert expected in exc.value.message
+
+
+def test_feature_must_be_bool(tmp_path):
+    d = _default_dict()
+    d["features"]["modulo"] = 1
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "features.modulo" in exc.value.where and "true or false" in exc.value.message
+
+
+def test_unknown_map_type_and_helper(tmp_path):
+    d = _default_dict()
+    d["map_types"] = ["hash", "arary"]
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "arary" in exc.value.message and "'array'" in exc.value.hint
+    d = _default_dict()
+    d["helpers"] = ["bpf_map_lookup_elem", "bpf_ktime_get_nss"]
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "ktime_get_ns" in exc.value.hint
+
+
+def test_bpf_prefixes_accepted(tmp_path):
+    d = _default_dict()
+    d["map_types"] = ["BPF_MAP_TYPE_HASH"]
+    d["helpers"] = ["bpf_ktime_get_ns"]
+    p = load_profile(_write(tmp_path, _dumps(d)))
+    assert p.map_types == {MapType.HASH} and p.helpers == {Helper.ktime_get_ns}
+
+
+def test_missing_key_and_feature(tmp_path):
+    d = _default_dict()
+    del d["packet_split"]
+    with pytest.raises(LoadError, match="missing") as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert exc.value.where.endswith("packet_split")
+    d = _default_dict()
+    del d["features"]["tail_calls"]
+    with pytest.raises(LoadError, match="missing") as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert exc.value.where.endswith("features.tail_calls")
+
+
+def test_negative_size_rejected(tmp_path):
+    d = _default_dict()
+    d["stack_size"] = -1
+    with pytest.raises(LoadError, match="negative"):
+        load_profile(_write(tmp_path, _dumps(d)))
+
+
+def test_unknown_name_and_missing_file_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError) as exc:
+        load_profile("defualt")
+    assert "default" in exc.value.hint
+    with pytest.raises(UsageError):
+        load_profile(str(tmp_path / "absent.toml"))
+
+
+def test_non_utf8_file(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_bytes(b"name = \"\xff\xfe\"\n")
+    with pytest.raises(LoadError):
+        load_profile(str(path))
+
+
+_JUNK = st.one_of(st.integers(-3, 10**6), st.booleans(), st.text(max_size=8), st.floats(allow_nan=False),
+                  st.lists(st.integers(0, 5), max_size=3), st.lists(st.text(max_size=6), max_size=3),
+                  st.dictionaries(st.text(min_size=1, max_size=8), st.booleans(), max_size=3))
+
+
+@settings(max_examples=150)
+@given(key=st.sampled_from(sorted(_default_dict()) + ["extra", "stack"]), value=_JUNK)
+def test_any_mangled_profile_loads_or_raises_load_error(key, value):
+    d = _default_dict()
+    d[key] = value
+    try:
+        p = parse_profile(d, "fuzz.toml")
+    except LoadError as exc:
+        assert exc.where.startswith("fuzz.toml")
+        return
+    except NfpjitError as exc:  # pragma: no cover - any other error class is a bug
+        pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
+    assert isinstance(p, Profile)
