@@ -254,8 +254,10 @@ def _column_for(entry: Entry, message: str, cols: dict[str, int], default: int) 
     if "two sources" in message or "cannot be placed" in message:
         return cols.get("b", default)
     for slot, col in cols.items():
-        if message.startswith(f"{entry.mnemonic}: {slot} ") or message.startswith(f"{entry.mnemonic}: needs a {slot}"):
+        if message.startswith(f"{entry.mnemonic}: {slot} ") or message.startswith(f"{entry.mnemonic}: needs operand {slot}"):
             return col
+    if message.startswith((f"{entry.mnemonic}: amount ", f"{entry.mnemonic}: indirect ")) and "shift" in cols:
+        return cols["shift"]
     return default
 
 

@@ -13,16 +13,9 @@ from collections.abc import Iterable, Mapping
 
 from .encoding import decode
 from .operands import IllegalInstruction
-from .table import BY_OP, FieldKind, Instruction, MulStep
+from .table import BY_OP, FieldKind, Instruction, enum_text
 
 TARGET_OPS_FIELD = "target"
-
-
-def enum_text(member) -> str:
-    """Assembly spelling of an enum field value (``eq``, ``shl``, ``16x16``, ``active_lm_addr_0``)."""
-    if isinstance(member, MulStep):
-        return member.name[1:].lower()
-    return member.name.lower()
 
 
 def _slot_text(instr: Instruction, slot: str, labels: Mapping[int, str] | None) -> str:

@@ -37,6 +37,7 @@ from .operands import (
 )
 from .table import (
     BY_OP,
+    enum_text,
     INSTRUCTION_DEFAULTS,
     READ_ONLY_CSRS,
     UNARY_ALU_OPS,
@@ -95,8 +96,10 @@ def _check_operand(entry: Entry, role: str, value, kinds) -> None:
     except IllegalOperands as exc:
         raise _fail(entry, f"{role}: {exc.message}") from None
     if kind not in kinds:
+        if kind == OperandKind.NONE and value is None:
+            raise _fail(entry, f"needs operand {role}")
         if kind == OperandKind.NONE:
-            raise _fail(entry, f"needs a {role} operand")
+            raise _fail(entry, "dest cannot be -- (the result must be written somewhere)")
         allowed = describe_kinds(kinds - {OperandKind.NONE}) or "nothing"
         raise _fail(entry, f"{role} cannot be {value} ({KIND_NAMES[kind]})", hint=f"{role} may be: {allowed}")
 
@@ -127,24 +130,24 @@ def check(instr: Instruction) -> None:
         elif f.kind == FieldKind.XFER:
             if not isinstance(value, Xfer) or value.side != entry.xfer_side:
                 side = entry.xfer_side.name.lower()
-                raise _fail(entry, f"transfer register must be a ${side} register, not {value}",
+                raise _fail(entry, f"xfer must be a ${side} transfer register, not {value}",
                             hint="reads fill $in registers, writes and atomics send $out registers")
     # entry-specific rules
     if entry.field("alu") is not None:
         unary = instr.alu in UNARY_ALU_OPS
         if unary and instr.a is not None:
-            raise _fail(entry, f"{instr.alu.name.lower()} takes one source; a must be --")
+            raise _fail(entry, f"a must be --: {instr.alu.name.lower()} takes one source")
         if not unary and instr.a is None:
-            raise _fail(entry, f"{instr.alu.name.lower()} needs two sources")
+            raise _fail(entry, f"needs operand a: {instr.alu.name.lower()} takes two sources")
     if entry.field("indirect") is not None and instr.indirect and instr.amount:
-        raise _fail(entry, "an indirect shift takes its amount from prev; amount must be 0")
+        raise _fail(entry, "amount must be 0 for an indirect shift (the amount comes from prev)")
     if entry.fixed_count is not None and instr.count != entry.fixed_count:
-        raise _fail(entry, f"moves exactly {entry.fixed_count} word(s); count must be {entry.fixed_count}")
+        raise _fail(entry, f"count must be {entry.fixed_count} (the command moves exactly that many words)")
     if entry.xfer_side is not None and instr.count and instr.xfer.index + instr.count > 32:
-        raise _fail(entry, f"transfer registers {instr.xfer.index}..{instr.xfer.index + instr.count - 1} "
+        raise _fail(entry, f"xfer registers {instr.xfer.index}..{instr.xfer.index + instr.count - 1} "
                            "run past the last one (31)")
     if instr.op == Op.CSR_WR and instr.csr in READ_ONLY_CSRS:
-        raise _fail(entry, f"CSR {instr.csr.name} is read-only")
+        raise _fail(entry, f"csr {enum_text(instr.csr)} is read-only")
     if entry.ported:
         try:
             legalise(instr.a, instr.b)

@@ -237,6 +237,13 @@ class LatencyClass(IntEnum):
     CSR = 4      # one cycle; LM pointers written are usable three cycles later
 
 
+def enum_text(member) -> str:
+    """Assembly spelling of an enum field value (``eq``, ``shl``, ``16x16``, ``active_lm_addr_0``)."""
+    if isinstance(member, MulStep):
+        return member.name[1:].lower()
+    return member.name.lower()
+
+
 # -- fields ------------------------------------------------------------------
 
 
