@@ -14,6 +14,8 @@ The JSON form is documented in docs/check-json.md.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
+from pathlib import Path
 
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.program import Program
@@ -48,14 +50,48 @@ def _location(d: Diagnostic, report: Report) -> str:
     return f"{base}: insn {d.insn}" if d.insn is not None else base
 
 
+def _source_line(d: Diagnostic, program: Program | None) -> str | None:
+    """The full source line (line info keeps it without its indentation), when the file can be found."""
+    if not d.file or not d.line:
+        return None
+    candidates = [Path(d.file)]
+    if program is not None and program.source_path and not Path(d.file).is_absolute():
+        candidates.insert(0, Path(program.source_path).parent / d.file)
+    for path in candidates:
+        try:
+            lines = _read_lines(str(path))
+        except (OSError, UnicodeDecodeError):
+            continue
+        if 0 < d.line <= len(lines):
+            return lines[d.line - 1]
+    return None
+
+
+@lru_cache(maxsize=64)
+def _read_lines(path: str) -> tuple[str, ...]:
+    with open(path, encoding="utf-8") as f:
+        return tuple(f.read().splitlines())
+
+
+def _excerpt(d: Diagnostic, program: Program | None) -> list[str]:
+    """The source text and, when the column can be placed on it, a caret under the column."""
+    text = d.source_text.strip()
+    if not d.line or not text:
+        return []
+    gutter = " " * len(str(d.line))
+    out = [f" {d.line} | {text}"]
+    full = _source_line(d, program)
+    if full is not None and full.strip() == text and d.col:
+        # columns count characters of the original line, indentation included
+        at = d.col - 1 - (len(full) - len(full.lstrip()))
+        if 0 <= at < len(text):
+            out.append(f" {gutter} | {' ' * at}^")
+    return out
+
+
 def render_diagnostic(d: Diagnostic, report: Report, program: Program | None = None) -> str:
     lines = [f"{_location(d, report)}: {d.severity}: {d.message} [{d.code}]"]
-    if d.line and d.source_text:
-        gutter = " " * len(str(d.line))
-        text = d.source_text.expandtabs(4).rstrip()
-        lines.append(f" {d.line} | {text}")
-        col = max(1, d.col or 1)
-        lines.append(f" {gutter} | {' ' * (col - 1)}^")
+    lines += _excerpt(d, program)
     if d.hint:
         lines.append(f"  = hint: {d.hint}")
     if d.insn is not None and program is not None and d.insn in program.index_at_pc:

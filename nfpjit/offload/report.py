@@ -145,10 +145,10 @@ class CheckContext:
     _out: list[Diagnostic] = field(default_factory=list)
 
     def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None) -> Diagnostic:
-        loc = self.program.line_info.get(pc) if pc is not None else None
-        if loc is None and pc is not None:
-            loc = _nearest_loc(self.program, pc)
+        loc = _nearest_loc(self.program, pc) if pc is not None else None
         file = loc.file if loc else (self.program.source_path or None)
+        if loc is not None and loc.line <= 0:
+            loc = None  # line 0: code the compiler made up (merged tails, spills): no honest line
         return Diagnostic(code, severity, pc, file, loc.line if loc else None, loc.col if loc else None,
                           loc.text if loc else "", message, hint)
 
@@ -165,7 +165,7 @@ class CheckContext:
 
 
 def _nearest_loc(program: Program, pc: int):
-    """Line info covers the first instruction of each source line: use the closest one before pc."""
+    """Line info marks the first instruction of each source line: the entry at or before pc covers it."""
     best = None
     for p, loc in program.line_info.items():
         if p <= pc and (best is None or p > best[0]):
