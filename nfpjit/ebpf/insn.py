@@ -297,6 +297,11 @@ def check_jumps(insns: list[Insn] | tuple[Insn, ...], *, where: str | None = Non
                    f"jump to {target} is outside the program or into the middle of an ld_imm64", where)
 
 
+def validate(insn: Insn, pc: int = 0, *, where: str | None = None) -> None:
+    """Raise :class:`DecodeError` unless ``insn`` is a valid encoding (the checks :func:`decode` makes)."""
+    _validate(insn, pc, where)
+
+
 def decode_one(word: bytes) -> Insn:
     """Decode a single 8-byte slot without program-level checks (for tools and tests)."""
     code, regs, off, imm = _STRUCT.unpack(word)
@@ -305,4 +310,4 @@ def decode_one(word: bytes) -> Insn:
     return insn
 
 
-__all__ = ["Insn", "decode", "decode_one", "encode_program", "pcs_of", "check_jumps", "SLOT"]
+__all__ = ["Insn", "decode", "decode_one", "validate", "encode_program", "pcs_of", "check_jumps", "SLOT"]
