@@ -524,6 +524,8 @@ class _Reader:
                 if rec.insn_off % SLOT or slot not in sec.pc_index:
                     raise LoadError(f"line info offset {rec.insn_off} in {sec_name!r} is not an instruction "
                                     f"(section has {len(sec.data)} bytes)", where=where)
+                if rec.line == 0:
+                    continue  # compiler-generated code with no source line
                 table[slot] = SourceLoc(os.path.normpath(rec.file) if rec.file else "", rec.line, rec.col,
                                         rec.text.strip())
         for sec_name, funcs in ext.func_info.items():
