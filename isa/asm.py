@@ -82,6 +82,7 @@ class AsmResult:
     prog_type: str | None = None
     lines: tuple[int, ...] = ()
     filename: str = "<input>"
+    map_refs: tuple[tuple[int, str], ...] = ()   # (code address, map name) of each immed ..., map(NAME)
 
 
 # -- lexical helpers ------------------------------------------------------------
@@ -186,6 +187,7 @@ class _Context:
 
     def __init__(self, maps: dict[str, AsmMap] | None = None):
         self.maps = maps if maps is not None else {}
+        self.map_refs: list[str] = []
 
 
 def _parse_slot(entry: Entry, slot: str, text: str, where: _Where, col: int, ctx: _Context,
@@ -236,6 +238,7 @@ def _parse_slot(entry: Entry, slot: str, text: str, where: _Where, col: int, ctx
             if mp is None:
                 raise _err(where, col, f"unknown map {m.group(1)!r}", hint="declare it with .map before use")
             values["imm"] = mp.index
+            ctx.map_refs.append(mp.name)
             return
     f = entry.field(slot)
     if f is None:
@@ -365,6 +368,7 @@ class _Assembler:
         self.stack = 0
         self.prog_type: str | None = None
         self.seen: set[str] = set()
+        self.map_refs: list[tuple[int, str]] = []
 
     def directive(self, text: str, col0: int, where: _Where) -> None:
         m = re.match(r"\s*(\.[A-Za-z_]*)", text)
@@ -444,7 +448,9 @@ class _Assembler:
         if text.lstrip().startswith("."):
             self.directive(text, col0, where)
             return
-        instr, fixups = _parse_statement(text, col0, where, _Context(self.maps))
+        ctx = _Context(self.maps)
+        instr, fixups = _parse_statement(text, col0, where, ctx)
+        self.map_refs.extend((len(self.instrs), name) for name in ctx.map_refs)
         for name, col, cols in fixups:
             self.fixups.append((len(self.instrs), name, where, col))
         self.instrs.append(instr)
@@ -478,6 +484,7 @@ class _Assembler:
             words=tuple(words), instructions=tuple(self.instrs), labels=dict(self.labels),
             maps=tuple(self.maps.values()), data=tuple(self.data.values()), entry=entry,
             stack_size=self.stack, prog_type=self.prog_type, lines=tuple(self.lines), filename=self.filename,
+            map_refs=tuple(self.map_refs),
         )
 
 
@@ -489,3 +496,22 @@ def assemble(text: str, filename: str = "<input>") -> AsmResult:
     for lineno, raw in enumerate(text.splitlines(), 1):
         asm.line(raw, lineno)
     return asm.finish()
+
+
+def assemble_image(text: str, filename: str = "<input>", *, name: str = "") -> bytes:
+    """Assemble ``text`` into a firmware image file (see :mod:`nfpjit.isa.image`).
+
+    Each ``immed ..., map(NAME)`` becomes a MAP_ID relocation against the
+    map's symbol, so a loader patches in the table id the NIC assigns.
+    """
+    from .image import Relocation, RelocKind, Symbol, SymbolKind, image_from_asm
+
+    result = assemble(text, filename)
+    image = image_from_asm(result, name=name)
+    referenced = sorted({m for _, m in result.map_refs})
+    symbols = tuple(Symbol(m, SymbolKind.MAP) for m in referenced)
+    relocs = tuple(Relocation(addr, RelocKind.MAP_ID, m) for addr, m in result.map_refs)
+    if result.words:
+        symbols = (Symbol(name or "main", SymbolKind.SUBPROG, 0, len(result.words)),) + symbols
+    image = dataclasses.replace(image, symbols=image.symbols + symbols, relocations=image.relocations + relocs)
+    return image.to_bytes()

@@ -18,7 +18,7 @@ from .table import BY_OP, FieldKind, Instruction, enum_text
 TARGET_OPS_FIELD = "target"
 
 
-def _slot_text(instr: Instruction, slot: str, labels: Mapping[int, str] | None) -> str:
+def _slot_text(instr: Instruction, slot: str, labels: Mapping[int, str] | None, imm_text: str | None = None) -> str:
     entry = BY_OP[instr.op]
     if slot in ("dest", "a", "b"):
         value = getattr(instr, slot)
@@ -33,7 +33,7 @@ def _slot_text(instr: Instruction, slot: str, labels: Mapping[int, str] | None) 
     if slot == "mask":
         return f"0b{instr.mask:04b}"
     if slot == "imm":
-        return f"{instr.imm:#x}"
+        return imm_text if imm_text is not None else f"{instr.imm:#x}"
     if slot == "target":
         if labels and instr.target in labels:
             return labels[instr.target]
@@ -47,13 +47,17 @@ def _slot_text(instr: Instruction, slot: str, labels: Mapping[int, str] | None) 
     return str(value)
 
 
-def format_instruction(instr: Instruction, labels: Mapping[int, str] | None = None) -> str:
-    """One line of assembly for ``instr``; ``labels`` maps code addresses to names for targets."""
+def format_instruction(instr: Instruction, labels: Mapping[int, str] | None = None, *,
+                       imm_text: str | None = None) -> str:
+    """One line of assembly for ``instr``; ``labels`` maps code addresses to names for targets.
+
+    ``imm_text`` replaces the printed ``imm`` (e.g. ``map(counters)`` for a relocated map id).
+    """
     entry = BY_OP[instr.op]
     head = entry.mnemonic
     if entry.suffix:
         head += "." + enum_text(getattr(instr, entry.suffix))
-    parts = [_slot_text(instr, slot, labels) for slot in entry.syntax]
+    parts = [_slot_text(instr, slot, labels, imm_text) for slot in entry.syntax]
     for name in entry.keywords:
         f = entry.field(name)
         value = getattr(instr, name)
@@ -73,13 +77,16 @@ def branch_targets(instrs: Iterable[Instruction]) -> set[int]:
     return {i.target for i in instrs if BY_OP[i.op].field(TARGET_OPS_FIELD) is not None}
 
 
-def disassemble(words: Iterable[int], symbols: Mapping[int, str] | None = None, *, listing: bool = False) -> str:
+def disassemble(words: Iterable[int], symbols: Mapping[int, str] | None = None, *, listing: bool = False,
+                imm_texts: Mapping[int, str] | None = None, comments: Mapping[int, str] | None = None) -> str:
     """Assembly text for a sequence of code words.
 
     Every branch target inside the code gets a label (the name from ``symbols``,
     else ``L<address>``).  With ``listing`` each line ends in a comment with
-    the address and the word.  Invalid words raise :class:`IllegalInstruction`
-    naming their index.
+    the address and the word.  ``imm_texts`` maps addresses to replacement
+    immediate text (see :func:`format_instruction`); ``comments`` maps
+    addresses to a comment line printed above the instruction.  Invalid words
+    raise :class:`IllegalInstruction` naming their index.
     """
     words = list(words)
     instrs = []
@@ -96,7 +103,9 @@ def disassemble(words: Iterable[int], symbols: Mapping[int, str] | None = None, 
     for addr, (word, instr) in enumerate(zip(words, instrs)):
         if addr in labels:
             lines.append(f"{labels[addr]}:")
-        text = "    " + format_instruction(instr, labels)
+        if comments and addr in comments:
+            lines.append(f"    ; {comments[addr]}")
+        text = "    " + format_instruction(instr, labels, imm_text=(imm_texts or {}).get(addr))
         if listing:
             text = f"{text:<48} ; {addr:04x}: {word:016x}"
         lines.append(text)
