@@ -1,0 +1,514 @@
+"""The offload capability report: one hand-built program per diagnostic code, the corpus, rendering, CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
+
+from nfpjit.ebpf.insn import Insn, decode
+from nfpjit.ebpf.opcodes import (
+    AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc, Size, Source,
+)
+from nfpjit.ebpf.program import Function, MapDef, Program, SourceLoc
+from nfpjit.errors import DecodeError
+from nfpjit.offload import Code, Severity, check, load_profile, render_json, render_text
+from nfpjit.offload.report import EXPANSION, estimate_nfp_insns
+
+from conftest import CORPUS
+
+DEFAULT = load_profile("default")
+PERMISSIVE = load_profile("permissive")
+
+
+# -- a tiny instruction builder (only what these tests need) -----------------------------------
+
+def mov(dst, imm):
+    return Insn(InsnClass.ALU64 | AluOp.MOV | Source.K, dst, imm=imm)
+
+
+def movr(dst, src):
+    return Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, dst, src)
+
+
+def alu(op, dst, imm, cls=InsnClass.ALU64):
+    return Insn(cls | op | Source.K, dst, imm=imm)
+
+
+def alur(op, dst, src, off=0, cls=InsnClass.ALU64):
+    return Insn(cls | op | Source.X, dst, src, off)
+
+
+def ldx(size, dst, src, off):
+    return Insn(InsnClass.LDX | Mode.MEM | size, dst, src, off)
+
+
+def stx(size, dst, src, off):
+    return Insn(InsnClass.STX | Mode.MEM | size, dst, src, off)
+
+
+def st(size, dst, off, imm):
+    return Insn(InsnClass.ST | Mode.MEM | size, dst, 0, off, imm)
+
+
+def atomic(size, dst, src, off, op=AtomicOp.ADD):
+    return Insn(InsnClass.STX | Mode.ATOMIC | size, dst, src, off, int(op))
+
+
+def call(helper):
+    return Insn(InsnClass.JMP | JmpOp.CALL, imm=int(helper))
+
+
+def jeq(dst, imm, off):
+    return Insn(InsnClass.JMP | JmpOp.JEQ | Source.K, dst, 0, off, imm)
+
+
+def ja(off):
+    return Insn(InsnClass.JMP | JmpOp.JA, off=off)
+
+
+EXIT = Insn(InsnClass.JMP | JmpOp.EXIT)
+RET_PASS = [mov(0, 2), EXIT]
+
+
+def lookup(map_index=0):
+    """r0 = bpf_map_lookup_elem(map, &key on stack at -4); leaves the value pointer in r0 and exits if null."""
+    return [
+        st(Size.W, 10, -4, 0),
+        Insn.ld_imm64(1, map_index, PseudoSrc.MAP_FD),
+        movr(2, 10),
+        alu(AluOp.ADD, 2, -4),
+        call(Helper.map_lookup_elem),
+        jeq(0, 0, 100),  # patched by prog(): jump to the final exit
+    ]
+
+
+def prog(insns, *, maps=(), prog_type=ProgType.XDP, line_info=None, functions=()):
+    """A Program from insns + RET_PASS; 'jeq r0, 0, 100' placeholders jump to the final mov/exit."""
+    body = list(insns)
+    out = []
+    for i, insn in enumerate(body):
+        if insn.code == (InsnClass.JMP | JmpOp.JEQ) and insn.off == 100:
+            insn = replace(insn, off=sum(x.width for x in body[i + 1:]))  # slots up to the final mov
+        out.append(insn)
+    out += RET_PASS
+    return Program("t", tuple(out), section="xdp", prog_type=prog_type, maps=tuple(maps),
+                   line_info=line_info or {}, functions=tuple(functions), source_path="t.o")
+
+
+def codes(program, profile=DEFAULT, **kw):
+    return check(program, profile, **kw).codes
+
+
+def errors_of(program, code, profile=DEFAULT, **kw):
+    return [d for d in check(program, profile, **kw).diagnostics if d.code == code]
+
+
+ARRAY = MapDef("arr", MapType.ARRAY, 4, 8, 4)
+PERCPU = MapDef("pcpu", MapType.PERCPU_ARRAY, 4, 8, 4)
+
+
+def test_placeholder_jump_lands_on_the_final_exit():
+    p = prog(lookup())
+    decode(b"".join(i.encode() for i in p.insns))  # jump targets valid
+    pc_jeq = p.pcs[-3]
+    assert p.at(pc_jeq).jump_target(pc_jeq) == p.pcs[-2]
+
+
+def test_clean_program_is_ok():
+    p = prog([*lookup(), ldx(Size.DW, 1, 0, 0), atomic(Size.DW, 0, 1, 0)], maps=[ARRAY])
+    report = check(p, DEFAULT)
+    assert report.ok and report.diagnostics == ()
+
+
+# -- one test per code ----------------------------------------------------------------------------
+
+def test_unsupported_helper():
+    p = prog([call(Helper.ktime_get_ns), call(Helper.get_prandom_u32)])
+    [d] = errors_of(p, Code.UNSUPPORTED_HELPER)
+    assert d.insn == 0 and d.severity == Severity.ERROR and "ktime" in d.hint and "counter" in d.hint
+    # permissive still has no clock; redirect hint names the allowed actions
+    assert Code.UNSUPPORTED_HELPER in codes(p, PERMISSIVE)
+    [d] = errors_of(prog([mov(1, 2), mov(2, 0), call(Helper.redirect)]), Code.UNSUPPORTED_HELPER)
+    assert "PASS, DROP, TX or ABORT" in d.hint
+
+
+def test_adjust_head_follows_feature():
+    p = prog([mov(2, -14), call(Helper.xdp_adjust_head)])
+    assert Code.UNSUPPORTED_HELPER not in codes(p)
+    off = replace(DEFAULT, features=replace(DEFAULT.features, adjust_head=False))
+    assert Code.UNSUPPORTED_HELPER in codes(p, off)
+
+
+def test_map_type_reported_at_definition_and_use():
+    p = prog([*lookup(), ldx(Size.DW, 1, 0, 0)], maps=[PERCPU])
+    found = errors_of(p, Code.MAP_TYPE)
+    assert [(d.severity, d.insn) for d in found] == [(Severity.ERROR, None), (Severity.NOTE, 5)]  # the call
+    assert "one slot per queue" in found[0].hint and "bpf_map_lookup_elem" in found[1].message
+    assert Code.MAP_TYPE not in codes(p, PERMISSIVE)
+
+
+def test_map_type_without_helper_use_points_at_reference():
+    p = prog([Insn.ld_imm64(1, 0, PseudoSrc.MAP_FD)], maps=[MapDef("lpm", MapType.LPM_TRIE, 8, 4, 16, 1)])
+    found = errors_of(p, Code.MAP_TYPE)
+    assert [(d.severity, d.insn) for d in found] == [(Severity.ERROR, None), (Severity.NOTE, 0)]
+
+
+def test_map_flags():
+    assert Code.MAP_FLAGS in codes(prog([], maps=[replace(ARRAY, flags=1)]))
+    assert Code.MAP_FLAGS not in codes(prog([], maps=[ARRAY]))
+    assert Code.MAP_FLAGS not in codes(prog([], maps=[replace(ARRAY, flags=1)]), PERMISSIVE)
+    assert Code.MAP_FLAGS in codes(prog([], maps=[replace(ARRAY, flags=0x10)]), PERMISSIVE)  # WRONLY
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    (4, 8, set()),
+    (64, 8, {Code.MAP_ENTRY_SIZE}),       # 64 + 8 > 64 after rounding
+    (60, 4, {Code.MAP_ENTRY_SIZE}),       # 64 + 8: each rounds up to 8
+    (28, 32, set()),                      # 32 + 32 = 64 fits exactly
+    (65, 8, {Code.MAP_KEY_SIZE}),
+    (4, 65, {Code.MAP_VALUE_SIZE}),
+    (100, 100, {Code.MAP_KEY_SIZE, Code.MAP_VALUE_SIZE}),
+])
+def test_map_sizes(key, value, expected):
+    size_codes = {Code.MAP_KEY_SIZE, Code.MAP_VALUE_SIZE, Code.MAP_ENTRY_SIZE}
+    got = codes(prog([], maps=[MapDef("h", MapType.HASH, key, value, 16)]))
+    assert got & size_codes == expected
+    # independent oracle for the firmware rule
+    rounded = -(-key // 8) * 8 + -(-value // 8) * 8
+    assert (Code.MAP_ENTRY_SIZE in got) == (key <= 64 and value <= 64 and rounded > 64)
+
+
+def test_map_entries_per_map_and_total():
+    big = MapDef("big", MapType.HASH, 4, 4, DEFAULT.max_entries_per_map + 1)
+    assert [d.insn for d in errors_of(prog([], maps=[big]), Code.MAP_ENTRIES)] == [None]
+    half = MapDef("half", MapType.HASH, 4, 4, DEFAULT.max_total_entries // 2 + 1)
+    [d] = errors_of(prog([], maps=[half, replace(half, name="other")]), Code.MAP_ENTRIES)
+    assert "in total" in d.message
+    assert Code.MAP_ENTRIES not in codes(prog([], maps=[replace(half, max_entries=1000)] * 2))
+
+
+def test_too_many_maps():
+    maps = [replace(ARRAY, name=f"m{i}") for i in range(DEFAULT.max_maps + 1)]
+    assert Code.TOO_MANY_MAPS in codes(prog([], maps=maps))
+    assert Code.TOO_MANY_MAPS not in codes(prog([], maps=maps[:-1]))
+
+
+def test_division_by_variable_vs_known_constant():
+    unknown = prog([ldx(Size.W, 2, 1, 16), mov(3, 100), alur(AluOp.DIV, 3, 2)])
+    [d] = errors_of(unknown, Code.DIV_BY_VARIABLE)
+    assert d.insn == 2 and "divide by a constant or use a shift" in d.hint
+    known = prog([mov(2, 10), mov(3, 100), alur(AluOp.DIV, 3, 2), alu(AluOp.DIV, 3, 7)])
+    assert Code.DIV_BY_VARIABLE not in codes(known)
+    # a constant that differs between paths is not a constant
+    joined = prog([ldx(Size.W, 4, 1, 16), mov(2, 10), jeq(4, 0, 1), mov(2, 20), mov(3, 1), alur(AluOp.DIV, 3, 2)])
+    assert Code.DIV_BY_VARIABLE in codes(joined)
+    assert Code.DIV_BY_VARIABLE not in codes(unknown, PERMISSIVE)
+
+
+def test_mod():
+    assert Code.MOD in codes(prog([mov(3, 100), alu(AluOp.MOD, 3, 8, InsnClass.ALU)]))
+    assert Code.MOD not in codes(prog([mov(3, 100), alu(AluOp.MOD, 3, 8)]), PERMISSIVE)
+    by_const_only = replace(DEFAULT, features=replace(DEFAULT.features, modulo=True))
+    assert Code.MOD not in codes(prog([mov(3, 100), alu(AluOp.MOD, 3, 8)]), by_const_only)
+    assert Code.MOD in codes(prog([ldx(Size.W, 2, 1, 16), mov(3, 9), alur(AluOp.MOD, 3, 2)]), by_const_only)
+
+
+def test_signed_div():
+    p = prog([mov(3, 100), Insn(InsnClass.ALU64 | AluOp.DIV | Source.K, 3, 0, 1, 7)])
+    assert codes(p) == {Code.SIGNED_DIV}
+    assert Code.SIGNED_DIV not in codes(p, PERMISSIVE)
+
+
+def test_atomic_op_only_add():
+    for op in (AtomicOp.FETCH_ADD, AtomicOp.OR, AtomicOp.XCHG, AtomicOp.CMPXCHG):
+        p = prog([*lookup(), mov(1, 1), atomic(Size.DW, 0, 1, 0, op)], maps=[ARRAY])
+        assert codes(p) == {Code.ATOMIC_OP}, op
+        assert Code.ATOMIC_OP not in codes(p, PERMISSIVE)
+    ok = prog([*lookup(), mov(1, 1), atomic(Size.W, 0, 1, 0)], maps=[ARRAY])
+    assert codes(ok) == set()
+    no32 = replace(DEFAULT, features=replace(DEFAULT.features, atomic_add32=False))
+    assert codes(ok, no32) == {Code.ATOMIC_OP}
+
+
+def test_atomic_target():
+    on_stack = prog([st(Size.DW, 10, -8, 0), mov(1, 1), atomic(Size.DW, 10, 1, -8)])
+    [d] = errors_of(on_stack, Code.ATOMIC_TARGET)
+    assert d.severity == Severity.ERROR and "stack" in d.message
+    # pointer of unknown origin: a warning, not an error
+    p = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), jeq(3, 0, 1), movr(2, 1), mov(1, 1), atomic(Size.DW, 2, 1, 0)])
+    [d] = errors_of(p, Code.ATOMIC_TARGET)  # stack on one path, context on the other
+    assert d.severity == Severity.WARNING
+
+
+def test_map_value_write():
+    p = prog([*lookup(), ldx(Size.DW, 1, 0, 0), alu(AluOp.ADD, 1, 1), stx(Size.DW, 0, 1, 0)], maps=[ARRAY])
+    [d] = errors_of(p, Code.MAP_VALUE_WRITE)
+    assert d.insn == p.pcs[8] == 9 and "'arr'" in d.message  # the stx (ld_imm64 takes two slots)
+    assert Code.MAP_VALUE_WRITE not in codes(p, PERMISSIVE)
+    # through a pointer spilled to the stack and reloaded
+    spilled = prog([*lookup(), stx(Size.DW, 10, 0, -16), ldx(Size.DW, 3, 10, -16), st(Size.W, 3, 4, 0)],
+                   maps=[ARRAY])
+    assert Code.MAP_VALUE_WRITE in codes(spilled)
+
+
+def test_ctx_store_queue_select_allowed_only_on_xdp():
+    queue = prog([st(Size.W, 1, 16, 3)])
+    assert codes(queue) == set()
+    assert codes(prog([st(Size.W, 1, 12, 3)])) == {Code.CTX_STORE}
+    assert codes(prog([st(Size.H, 1, 16, 3)])) == {Code.CTX_STORE}  # queue select is a 4-byte store
+    no_qs = replace(DEFAULT, features=replace(DEFAULT.features, queue_select=False))
+    assert codes(queue, no_qs) == {Code.CTX_STORE}
+    tc = prog([st(Size.W, 1, 8, 1)], prog_type=ProgType.SCHED_CLS)  # skb->mark
+    [d] = errors_of(tc, Code.CTX_STORE)
+    assert "offset 8" in d.message
+    # a ctx pointer copied to another register is still the ctx
+    assert codes(prog([movr(6, 1), st(Size.W, 6, 0, 0)])) == {Code.CTX_STORE}
+
+
+def test_stack_size():
+    small = replace(DEFAULT, stack_size=64)
+    p = prog([st(Size.DW, 10, -128, 0)])
+    [d] = errors_of(p, Code.STACK_SIZE, small)
+    assert "128" in d.message
+    assert Code.STACK_SIZE not in codes(p)
+
+
+def test_stack_size_across_bpf_calls():
+    # main uses 8 bytes (its frame rounds to 64), the callee 480: 544 > 512
+    insns = (
+        st(Size.DW, 10, -8, 0),
+        Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.LOCAL, imm=2),
+        mov(0, 2), EXIT,
+        st(Size.DW, 10, -480, 0), mov(0, 0), EXIT,
+    )
+    p = Program("t", insns, functions=(Function("main", 0), Function("callee", 4)))
+    [d] = errors_of(p, Code.STACK_SIZE)
+    assert "544" in d.message
+    shallow = replace(p, insns=(*insns[:4], st(Size.DW, 10, -448, 0), *insns[5:]))
+    assert Code.STACK_SIZE not in codes(shallow)  # 64 + 448 = 512 fits
+
+
+def test_variable_stack_pointer():
+    # r2 = r10 - 8 on one path, r10 - 16 on the other: the access has no single offset
+    p = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), alu(AluOp.ADD, 2, -8), jeq(3, 0, 1), alu(AluOp.ADD, 2, -8),
+              st(Size.DW, 2, 0, 0)])
+    [d] = errors_of(p, Code.VARIABLE_STACK_POINTER)
+    assert d.insn == 5
+    constant = prog([movr(2, 10), alu(AluOp.ADD, 2, -8), st(Size.DW, 2, 0, 0)])
+    assert Code.VARIABLE_STACK_POINTER not in codes(constant)
+    indexed = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), alu(AluOp.ADD, 2, -64), alur(AluOp.ADD, 2, 3),
+                    st(Size.B, 2, 0, 0)])
+    assert Code.VARIABLE_STACK_POINTER in codes(indexed)
+
+
+def test_program_too_long_estimate_and_exact():
+    per_alu = EXPANSION["alu64"]
+    n = DEFAULT.instruction_store // per_alu + 1
+    long = prog([mov(1, 1)] * n)
+    [d] = errors_of(long, Code.PROGRAM_TOO_LONG)
+    assert "estimate" in d.message
+    assert estimate_nfp_insns(long) == n * per_alu + EXPANSION["alu64"] + EXPANSION["exit"]
+    assert Code.PROGRAM_TOO_LONG not in codes(long, nfp_insn_count=DEFAULT.instruction_store)
+    [d] = errors_of(prog([]), Code.PROGRAM_TOO_LONG, nfp_insn_count=DEFAULT.instruction_store + 1)
+    assert "estimate" not in d.message
+    assert Code.PROGRAM_TOO_LONG not in codes(prog([mov(1, 1)] * (n - 3)))
+
+
+def test_packet_split():
+    split = DEFAULT.packet_split
+    data = [ldx(Size.W, 2, 1, 0)]  # r2 = ctx->data
+    beyond = prog([*data, ldx(Size.B, 3, 2, split)])
+    [d] = errors_of(beyond, Code.PACKET_SPLIT)
+    assert str(split) in d.message
+    assert Code.PACKET_SPLIT not in codes(prog([*data, ldx(Size.B, 3, 2, split - 1)]))
+    # straddling the boundary, and an offset built with pointer arithmetic
+    assert Code.PACKET_SPLIT in codes(prog([*data, ldx(Size.W, 3, 2, split - 2)]))
+    assert Code.PACKET_SPLIT in codes(prog([*data, alu(AluOp.ADD, 2, split), st(Size.B, 2, 0, 0)]))
+    assert Code.PACKET_SPLIT not in codes(beyond, PERMISSIVE)
+    # the same offsets on a TC program (data at __sk_buff offset 76)
+    tc = prog([ldx(Size.W, 2, 1, 76), ldx(Size.B, 3, 2, split)], prog_type=ProgType.SCHED_CLS)
+    assert Code.PACKET_SPLIT in codes(tc)
+
+
+def test_tail_call():
+    pa = MapDef("jmp", MapType.PROG_ARRAY, 4, 4, 4)
+    p = prog([Insn.ld_imm64(2, 0, PseudoSrc.MAP_FD), mov(3, 0), call(Helper.tail_call)], maps=[pa])
+    found = check(p, DEFAULT).diagnostics
+    assert {(d.code, d.severity, d.insn) for d in found} == {
+        (Code.MAP_TYPE, Severity.ERROR, None), (Code.MAP_TYPE, Severity.NOTE, 3),
+        (Code.TAIL_CALL, Severity.ERROR, 3)}
+    assert codes(p, PERMISSIVE) == set()
+
+
+def test_kfunc():
+    p = prog([Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.KFUNC, imm=12345)])
+    assert codes(p) == {Code.KFUNC} and codes(p, PERMISSIVE) == {Code.KFUNC}
+
+
+def test_bpf_call_feature():
+    insns = (Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.LOCAL, imm=2), mov(0, 2), EXIT, mov(0, 1), EXIT)
+    p = Program("t", insns, functions=(Function("main", 0), Function("f", 3)))
+    assert codes(p) == set()
+    no_calls = replace(DEFAULT, features=replace(DEFAULT.features, bpf_to_bpf_calls=False))
+    assert codes(p, no_calls) == {Code.BPF_CALL}
+
+
+def test_ld_abs():
+    p = prog([movr(6, 1), Insn(InsnClass.LD | Mode.ABS | Size.H, imm=12)], prog_type=ProgType.SCHED_CLS)
+    assert Code.LD_ABS not in codes(p)
+    no = replace(DEFAULT, features=replace(DEFAULT.features, ld_abs=False))
+    assert codes(p, no) == {Code.LD_ABS}
+
+
+def test_unsupported_opcode_hook_and_v4():
+    p = prog([mov(1, 5), alu(AluOp.LSH, 1, 3)])
+    lsh = InsnClass.ALU64 | AluOp.LSH | Source.K
+    [d] = errors_of(p, Code.UNSUPPORTED_OPCODE, unsupported_opcodes={lsh})
+    assert d.insn == 1 and "0x67" in d.message
+    assert codes(p) == set()
+    movsx = prog([ldx(Size.W, 2, 1, 16), alur(AluOp.MOV, 3, 2, off=8)])
+    assert codes(movsx) == {Code.UNSUPPORTED_OPCODE}
+    assert codes(movsx, PERMISSIVE) == set()
+    ldsx = prog([movr(2, 10), st(Size.W, 10, -4, 0), Insn(InsnClass.LDX | Mode.MEMSX | Size.B, 3, 10, -4)])
+    assert codes(ldsx) == {Code.UNSUPPORTED_OPCODE}
+
+
+def test_verifier_problems_from_the_analysis():
+    class Problem:
+        def __init__(self, pc, code, message):
+            self.pc, self.code, self.message = pc, code, message
+
+    class FakeAnalysis:
+        problems = [Problem(0, "uninit-reg", "r5 is read before it is written")]
+        stack_depth = 600
+
+    p = prog([movr(1, 5)])
+    report = check(p, DEFAULT, analysis=FakeAnalysis())
+    assert {(d.code, d.insn) for d in report.diagnostics} == {(Code.VERIFIER, 0), (Code.STACK_SIZE, None)}
+    assert "uninit-reg" in [d for d in report.diagnostics if d.code == Code.VERIFIER][0].message
+
+
+def test_prog_type():
+    assert codes(prog([], prog_type=ProgType.KPROBE)) == {Code.PROG_TYPE}
+    assert codes(prog([], prog_type=ProgType.SCHED_CLS)) == set()
+
+
+def test_all_problems_are_collected_in_order():
+    # the real driver would stop at the first of these
+    p = prog([movr(6, 1), *lookup(), call(Helper.ktime_get_ns), mov(3, 9), alu(AluOp.MOD, 3, 4), st(Size.W, 6, 0, 0)],
+             maps=[PERCPU, replace(ARRAY, name="big", value_size=128)])
+    report = check(p, DEFAULT)
+    assert report.codes == {"map-type", "map-value-size", "unsupported-helper", "mod", "ctx-store"}
+    insns = [d.insn for d in report.diagnostics]
+    assert insns[:2] == [None, None] and insns[2:] == sorted(insns[2:])
+    assert report.errors == 5 and report.count(Severity.NOTE) == 1 and not report.ok
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def _rendered_program(tmp_path):
+    src = tmp_path / "demo.c"
+    src.write_text("int f(void)\n{\n\tunsigned long t = bpf_ktime_get_ns();\n\treturn t % 7;\n}\n")
+    line_info = {
+        0: SourceLoc("demo.c", 3, 20, "unsigned long t = bpf_ktime_get_ns();"),
+        1: SourceLoc("demo.c", 4, 11, "return t % 7;"),
+    }
+    insns = (call(Helper.ktime_get_ns), alu(AluOp.MOD, 0, 7), EXIT)
+    return Program("demo", insns, section="xdp", line_info=line_info, source_path=str(tmp_path / "demo.o"))
+
+
+def test_text_rendering_golden(tmp_path, golden):
+    p = _rendered_program(tmp_path)
+    text = render_text(check(p, DEFAULT), p)
+    golden("check/render_demo.txt", text.replace(str(tmp_path), "<tmp>"))
+    lines = text.splitlines()
+    # the caret sits under column 20 of the tab-indented line: 'b' of bpf_ktime_get_ns
+    i = lines.index(" 3 | unsigned long t = bpf_ktime_get_ns();")
+    assert lines[i + 1].index("^") - lines[i].index("u") == lines[i].split("| ")[1].index("bpf")
+    assert lines[0] == "demo.c:3:20: error: helper bpf_ktime_get_ns (id 5) is not available on the NIC " \
+                       "[unsupported-helper]"
+    assert lines[-1] == "demo (xdp): not offloadable with profile 'default': 2 errors, 0 warnings"
+
+
+def test_no_caret_without_source(tmp_path):
+    p = _rendered_program(tmp_path)
+    (tmp_path / "demo.c").unlink()
+    text = render_text(check(p, DEFAULT), p)
+    assert " 3 | unsigned long t" in text and "^" not in text
+
+
+def test_json_schema(tmp_path):
+    p = _rendered_program(tmp_path)
+    data = json.loads(render_json(check(p, DEFAULT)))
+    assert set(data) == {"ok", "program", "section", "profile", "diagnostics"}
+    assert (data["ok"], data["program"], data["section"], data["profile"]) == (False, "demo", "xdp", "default")
+    keys = {"code", "severity", "insn", "file", "line", "col", "message", "hint"}
+    for d in data["diagnostics"]:
+        assert set(d) == keys
+        assert d["severity"] in ("error", "warning", "note")
+        assert d["code"] in {c.value for c in Code}
+        assert d["insn"] is None or isinstance(d["insn"], int)
+    assert [(d["code"], d["insn"], d["line"], d["col"]) for d in data["diagnostics"]] == [
+        ("unsupported-helper", 0, 3, 20), ("mod", 1, 4, 11)]
+
+
+def test_ok_summary():
+    report = check(prog([]), DEFAULT)
+    assert render_text(report).strip() == "t (xdp): ok, offloadable with profile 'default'"
+
+
+# -- robustness ----------------------------------------------------------------------------------
+
+def _plausible_codes() -> list[int]:
+    """Opcodes that decode with some field choice: the fuzzer draws from these, not from 256 random bytes."""
+    found = set()
+    for code in range(256):
+        for src, off, imm in ((0, 0, 0), (1, 0, 0), (0, 0, 16), (0, 1, 0), (0, 8, 0), (0, 0, 1)):
+            try:
+                decode(Insn(code, 1, src, off, imm).encode() + EXIT.encode())
+                found.add(code)
+            except DecodeError:
+                pass
+    return sorted(found)
+
+
+PLAUSIBLE = _plausible_codes()
+_INSN = hst.builds(Insn, hst.sampled_from(PLAUSIBLE), hst.integers(0, 10), hst.integers(0, 10),
+                   hst.integers(-4, 4) | hst.sampled_from([0, 1, 8, 16, -8, -512, 300]),
+                   hst.integers(-3, 3) | hst.sampled_from([0, 1, 16, 44, 65, 0xE1, 0xF1, 12, 23, 5]))
+
+
+@settings(max_examples=300)
+@given(hst.lists(_INSN, min_size=1, max_size=20), hst.sampled_from([ProgType.XDP, ProgType.SCHED_CLS]))
+def test_any_decodable_program_checks_without_exceptions(insns, prog_type):
+    try:
+        decoded = decode(b"".join(i.encode() for i in insns) + EXIT.encode())
+    except DecodeError:
+        return
+    p = Program("fuzz", tuple(decoded), prog_type=prog_type, maps=(ARRAY, PERCPU))
+    report = check(p, DEFAULT)
+    assert all(d.code in set(Code) for d in report.diagnostics)
+    assert render_text(report, p).endswith("\n")
+
+
+def test_fuzzer_draws_valid_programs():
+    # the property above is only meaningful if drawn programs decode often enough
+    assert len(PLAUSIBLE) > 100
+    import random
+
+    rng = random.Random(1)
+    ok = 0
+    for _ in range(300):
+        insn = Insn(rng.choice(PLAUSIBLE), rng.randint(0, 10), rng.choice([0, 1]), rng.choice([0, 1]),
+                    rng.choice([0, 1, 16]))
+        try:
+            decode(insn.encode() + EXIT.encode())
+            ok += 1
+        except DecodeError:
+            pass
+    assert ok > 50
