@@ -1,0 +1,109 @@
+"""Map contents as files: preload maps from JSON or TOML, write them back as JSON.
+
+The format is one table per map::
+
+    {"counters": [{"key": "00000000", "value": "2a00000000000000"}, ...]}
+
+Keys and values are hex strings of exactly the map's key/value size, or
+non-negative integers, which are stored little-endian in that many bytes (as
+the host kernel would).  In TOML the same shape is ``[[counters]]`` array
+tables.  Every problem is a :class:`~nfpjit.errors.LoadError` naming the file,
+the map and the entry.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from nfpjit.errors import LoadError
+from nfpjit.ebpf.maps import MapStore
+from nfpjit.ebpf.result import MapState
+
+
+def _field(raw, size: int, what: str, where: str) -> bytes:
+    if isinstance(raw, bool):
+        raise LoadError(f"{what} is a boolean, not hex or an integer", where=where)
+    if isinstance(raw, int):
+        if raw < 0 or raw >= 1 << (8 * size):
+            raise LoadError(f"{what} {raw} does not fit in {size} bytes", where=where,
+                            hint="integers are stored little-endian and must be non-negative")
+        return raw.to_bytes(size, "little")
+    if isinstance(raw, str):
+        text = raw.strip().lower().removeprefix("0x").replace(" ", "").replace(":", "")
+        try:
+            data = bytes.fromhex(text)
+        except ValueError:
+            raise LoadError(f"{what} {raw!r} is not a hex string", where=where) from None
+        if len(data) != size:
+            raise LoadError(f"{what} has {len(data)} bytes, the map needs {size}", where=where)
+        return data
+    raise LoadError(f"{what} must be a hex string or an integer, not {type(raw).__name__}", where=where)
+
+
+def parse_entries(doc: object, maps: MapStore, *, source: str = "<map file>") -> dict[str, list[tuple[bytes, bytes]]]:
+    """Validate a decoded document against ``maps``: map name -> [(key, value)]."""
+    if not isinstance(doc, dict):
+        raise LoadError("a map file must be a table of map names", where=source)
+    out: dict[str, list[tuple[bytes, bytes]]] = {}
+    for name, entries in doc.items():
+        bpf_map = maps.get(name)
+        if bpf_map is None:
+            known = ", ".join(m.name for m in maps) or "none"
+            raise LoadError(f"the program has no map named {name!r}", where=source, hint=f"maps: {known}")
+        if not isinstance(entries, list):
+            raise LoadError(f"map {name!r} must be a list of entries", where=source)
+        rows = []
+        for n, entry in enumerate(entries):
+            where = f"{source}: map {name!r} entry {n}"
+            if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
+                raise LoadError("an entry needs exactly the fields 'key' and 'value'", where=where)
+            rows.append((_field(entry["key"], bpf_map.key_size, "key", where),
+                         _field(entry["value"], bpf_map.value_size, "value", where)))
+        out[name] = rows
+    return out
+
+
+def load_map_file(path: str | Path, maps: MapStore) -> None:
+    """Read a JSON (``.json``) or TOML (``.toml``) map file and apply it to ``maps`` (BPF_ANY updates)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise LoadError(f"cannot read map file: {exc.strerror}", where=source) from None
+    try:
+        if path.suffix.lower() == ".toml":
+            doc = tomllib.loads(raw.decode("utf-8"))
+        else:
+            doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LoadError("map file is not UTF-8 text", where=source) from None
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"invalid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LoadError(f"invalid TOML: {exc}", where=source) from None
+    apply_entries(parse_entries(doc, maps, source=source), maps, source=source)
+
+
+def apply_entries(entries: dict[str, list[tuple[bytes, bytes]]], maps: MapStore, *, source: str = "<map file>") -> None:
+    for name, rows in entries.items():
+        bpf_map = maps.by_name(name)
+        for n, (key, value) in enumerate(rows):
+            err = bpf_map.update(key, value, 0)
+            if err:
+                raise LoadError(f"the map refused the entry (errno {-err})", where=f"{source}: map {name!r} entry {n}",
+                                hint="array indices must be below max_entries; hashes hold max_entries entries")
+
+
+def state_to_json(state: MapState) -> dict:
+    """A MapState in the file format (hex keys and values)."""
+    return {name: [{"key": k.hex(), "value": v.hex()} for k, v in entries.items()] for name, entries in state.items()}
+
+
+def write_map_file(path: str | Path, state: MapState) -> None:
+    Path(path).write_text(json.dumps(state_to_json(state), indent=2) + "\n")
+
+
+__all__ = ["load_map_file", "parse_entries", "apply_entries", "state_to_json", "write_map_file"]
