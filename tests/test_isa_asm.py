@@ -115,10 +115,16 @@ def test_errors_have_file_line_col(source, pos, needle):
 
 
 def test_label_target_beyond_the_code_is_reported():
-    # 2**14 instructions would make the label after them unaddressable
+    # a full 2**14-word program: the label after it is address 2**14, which 14 bits cannot hold
     with pytest.raises(IsaError) as info:
-        assemble("br.always end\n" + "nop\n" * (1 << 14) + "end: nop\n", "big.s")
-    assert "big.s" in info.value.where
+        assemble("br.always end\n" + "nop\n" * ((1 << 14) - 1) + "end:\n", "big.s")
+    assert info.value.where == "big.s:1:1" and "target 16384 out of range" in info.value.message
+
+
+def test_program_longer_than_the_code_space_is_reported():
+    with pytest.raises(IsaError) as info:
+        assemble("nop\n" * ((1 << 14) + 1), "big.s")
+    assert info.value.where == f"big.s:{(1 << 14) + 1}:1" and "longer than" in info.value.message
 
 
 # -- fuzzing: garbage in, only IsaError out ----------------------------------------------
