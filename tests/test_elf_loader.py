@@ -344,3 +344,12 @@ def test_read_object_entries_in_file_order():
     obj = read_object((CORPUS / "two_programs.o").read_bytes(), "two_programs.o")
     assert obj.entries == (("xdp/ingress", "xdp_ingress"), ("xdp.frags", "xdp_frags"))
     assert obj.program("xdp.frags").name == "xdp_frags"
+
+
+def test_huge_bss_is_rejected_not_allocated(tmp_path):
+    def patch(d):
+        hdr = _section_header(d, ".bss")
+        struct.pack_into("<Q", d, hdr + 0x20, 1 << 40)
+    with pytest.raises(LoadError, match="too large") as exc:
+        _load_bytes(_elf_with(CORPUS / "global_data.o", patch), tmp_path)
+    assert ".bss" in str(exc.value)

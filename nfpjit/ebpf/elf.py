@@ -46,6 +46,7 @@ R_BPF_64_64 = 1
 R_BPF_64_32 = 10
 
 BPF_F_RDONLY_PROG = 0x80
+MAX_GLOBAL_DATA = 1 << 26  # a map value this large is surely a corrupt size field
 TEXT = ".text"
 _GLOBAL_DATA_PREFIXES = (".rodata", ".data", ".bss")
 _LEGACY_MAP_DEF = struct.Struct("<IIIII")  # type, key_size, value_size, max_entries, map_flags
@@ -466,6 +467,9 @@ class _Reader:
                                              flags, origin="legacy"))
             elif is_global_data_section(s.name) and s["sh_flags"] & SHF_ALLOC \
                     and s["sh_type"] in ("SHT_PROGBITS", "SHT_NOBITS"):
+                if s["sh_size"] > MAX_GLOBAL_DATA:
+                    raise LoadError(f"global data section of {s['sh_size']} bytes is too large "
+                                    f"(limit {MAX_GLOBAL_DATA})", where=self._where(s.name))
                 if s["sh_type"] == "SHT_NOBITS":
                     initial = bytes(s["sh_size"])
                 else:
