@@ -353,3 +353,13 @@ def test_huge_bss_is_rejected_not_allocated(tmp_path):
     with pytest.raises(LoadError, match="too large") as exc:
         _load_bytes(_elf_with(CORPUS / "global_data.o", patch), tmp_path)
     assert ".bss" in str(exc.value)
+
+
+def test_classifier_action_sections_and_in_section_call():
+    path = CORPUS / "tc_sections.o"
+    assert list_programs(path) == [("classifier", "cls_small"), ("action", "act_mark")]  # static helper: no entry
+    cls = load(path, section="classifier")
+    assert cls.prog_type == ProgType.SCHED_CLS == load(path, section="action").prog_type
+    assert [f.name for f in cls.functions] == ["cls_small", "is_small"]
+    (call_pc, call), = [(pc, i) for pc, i in cls.slots() if i.is_local_call]
+    assert cls.function_at(call.jump_target(call_pc)).name == "is_small"
