@@ -512,3 +512,111 @@ def test_fuzzer_draws_valid_programs():
         except DecodeError:
             pass
     assert ok > 50
+
+
+# -- the C corpus -------------------------------------------------------------------------------
+
+# What the default (real-NFP) profile must say about each corpus program, from reading its C source
+# against the NFP offload rules: per-CPU/LPM/prog-array maps, non-NIC helpers, in-place writes to map
+# values (the real driver allows only atomic add there), map flags, context stores on TC.
+CORPUS_EXPECTED = {
+    "alu32_heavy": set(),
+    "array_counter": {"map-value-write"},         # *packets += 1 through the lookup result
+    "atomic_add": set(),                          # __sync_fetch_and_add on a map value: fine
+    "bounded_loop": {"map-value-write"},          # *out = sum
+    "bpf2bpf_call": set(),
+    "global_data": {"map-flags", "map-value-write"},  # .data/.bss are mmapable arrays; seen_packets += 1
+    "hash_counter": {"map-flags", "map-value-write"},  # BPF_F_NO_PREALLOC; *count += 1
+    "ipip_encap": set(),                          # bpf_xdp_adjust_head is offloadable
+    "ipv4_csum_update": set(),
+    "ktime": {"unsupported-helper"},
+    "legacy_maps": {"map-flags", "map-value-write"},
+    "lpm_trie": {"map-type", "map-flags"},        # LPM tries need BPF_F_NO_PREALLOC as well
+    "mac_swap_tx": set(),
+    "parse_l2_l3_l4": {"map-value-write"},
+    "percpu_array": {"map-type", "map-value-write"},
+    "redirect": {"unsupported-helper"},
+    "tail_call": {"tail-call", "map-type"},
+    "tc_classifier": {"ctx-store"},               # skb->mark and skb->tc_classid
+    "two_programs:xdp/ingress": {"map-value-write"},
+    "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
+    "xdp_drop": set(),
+    "xdp_drop_tcp_ports": {"map-value-write"},
+    "xdp_pass": set(),
+}
+
+UNFRIENDLY = {"percpu_array", "lpm_trie", "ktime", "tail_call", "redirect"}
+
+
+def _corpus_programs():
+    out = []
+    for obj in sorted(CORPUS.glob("*.o")):
+        out.append(obj.stem)
+    return out
+
+
+def _load_corpus(key):
+    import os
+
+    import nfpjit
+
+    stem, _, section = key.partition(":")
+    path = CORPUS / f"{stem}.o"
+    cwd = os.getcwd()
+    os.chdir(CORPUS)  # the object path appears in output: keep it relative and stable
+    try:
+        return nfpjit.load(path.name, section=section or None)
+    finally:
+        os.chdir(cwd)
+
+
+def test_every_corpus_object_has_an_expectation():
+    named = {k.partition(":")[0] for k in CORPUS_EXPECTED}
+    assert named == set(_corpus_programs()), "add the new corpus program to CORPUS_EXPECTED"
+    from nfpjit.ebpf.loader import list_programs
+
+    for stem in named:
+        sections = list_programs(CORPUS / f"{stem}.o")
+        keys = {k for k in CORPUS_EXPECTED if k.partition(":")[0] == stem}
+        if len(sections) > 1:
+            assert keys == {f"{stem}:{sec}" for sec, _ in sections}
+
+
+@pytest.mark.parametrize("key", sorted(CORPUS_EXPECTED))
+def test_corpus_program(key, golden):
+    program = _load_corpus(key)
+    report = check(program, DEFAULT)
+    assert report.codes == CORPUS_EXPECTED[key]
+    assert report.ok == (not any(d.severity == Severity.ERROR for d in report.diagnostics))
+    if key in UNFRIENDLY:
+        assert not report.ok
+    # every diagnostic tied to an instruction points at a real one, with a source line when it has one
+    for d in report.diagnostics:
+        if d.insn is not None:
+            assert d.insn in program.index_at_pc
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(CORPUS)  # carets are placed from the C sources next to the objects
+    try:
+        text = render_text(report, program)
+    finally:
+        os.chdir(cwd)
+    golden(f"check/{key.replace(':', '--').replace('/', '_')}.txt", text)
+
+
+def test_corpus_permissive_lifts_map_and_flag_limits():
+    for key in ("percpu_array", "lpm_trie", "hash_counter", "tail_call"):
+        report = check(_load_corpus(key), PERMISSIVE)
+        assert report.ok, (key, report.codes)
+    # no profile gives the NIC a clock or host devices
+    assert "unsupported-helper" in check(_load_corpus("ktime"), PERMISSIVE).codes
+    assert "unsupported-helper" in check(_load_corpus("redirect"), PERMISSIVE).codes
+
+
+def test_map_type_note_points_at_the_lookup_call():
+    program = _load_corpus("percpu_array")
+    [note] = [d for d in check(program, DEFAULT).diagnostics if d.severity == Severity.NOTE]
+    insn = program.at(note.insn)
+    assert insn.is_helper_call and insn.imm == Helper.map_lookup_elem
+    assert note.line is not None and "bpf_map_lookup_elem" in note.source_text

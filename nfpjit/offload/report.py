@@ -146,11 +146,22 @@ class CheckContext:
 
     def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None) -> Diagnostic:
         loc = _nearest_loc(self.program, pc) if pc is not None else None
-        file = loc.file if loc else (self.program.source_path or None)
+        file = loc.file if loc else self.main_file
         if loc is not None and loc.line <= 0:
             loc = None  # line 0: code the compiler made up (merged tails, spills): no honest line
         return Diagnostic(code, severity, pc, file, loc.line if loc else None, loc.col if loc else None,
                           loc.text if loc else "", message, hint)
+
+    @property
+    def main_file(self) -> str | None:
+        """Where program-level problems (maps, stack, length) are reported: the entry point's source
+        file when there is line info, else the object."""
+        prog = self.program
+        if prog.line_info:
+            first = prog.line_info[min(prog.line_info)]
+            if first.file:
+                return first.file
+        return prog.source_path or None
 
     def helper_name(self, helper_id: int) -> str:
         try:
@@ -422,8 +433,8 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                                "a plain load, add and store does the same on the stack or packet")
         if acc.kind == AccessKind.STORE and kind == Kind.MAP_VALUE and not feats.map_value_write:
             yield ctx.diag(Code.MAP_VALUE_WRITE, Severity.ERROR, acc.pc,
-                           f"store through a pointer into map '{ctx.map_name(base.map)}'s value: the NIC cannot "
-                           "write map values in place",
+                           f"store into a value of map '{ctx.map_name(base.map)}' through its pointer: the NIC "
+                           "cannot write map values in place",
                            "use bpf_map_update_elem with a copy on the stack, or __sync_fetch_and_add for counters")
         if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
             queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
