@@ -66,11 +66,13 @@ from .table import (
     Width,
 )
 from .encoding import check, decode, encode, legalise
+from .disasm import disassemble, format_instruction
+from .asm import AsmResult, assemble, parse
 
 __all__ = [
     "NN", "Bank", "Gpr", "IllegalInstruction", "IllegalOperands", "Imm", "IsaAsmError", "IsaError", "LMem",
     "NoDest", "Operand", "OperandKind", "Xfer", "XferSide",
     "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
     "Memory", "MulStep", "Op", "ShiftKind", "Width",
-    "check", "decode", "encode", "legalise",
+    "check", "decode", "encode", "legalise", "disassemble", "format_instruction", "AsmResult", "assemble", "parse",
 ]
