@@ -538,6 +538,8 @@ CORPUS_EXPECTED = {
     "redirect": {"unsupported-helper"},
     "tail_call": {"tail-call", "map-type"},
     "tc_classifier": {"ctx-store"},               # skb->mark and skb->tc_classid
+    "tc_sections:classifier": {"ctx-store"},      # skb->priority
+    "tc_sections:action": {"ctx-store"},          # skb->mark
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),

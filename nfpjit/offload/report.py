@@ -236,10 +236,10 @@ def _round8(n: int) -> int:
 # -- checks ---------------------------------------------------------------------------------------
 
 def check_prog_type(ctx: CheckContext) -> Iterable[Diagnostic]:
-    if ctx.program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+    if ctx.program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
         yield ctx.diag(Code.PROG_TYPE, Severity.ERROR, None,
                        f"program type {ctx.program.prog_type.name} cannot be offloaded",
-                       "only XDP and TC direct-action (SEC(\"xdp\") or SEC(\"tc\")) programs run on the NIC")
+                       "only XDP and TC direct-action classifiers (SEC(\"xdp\"), SEC(\"tc\")) run on the NIC")
 
 
 def _map_uses(ctx: CheckContext) -> dict[int, list[tuple[int, int]]]:
