@@ -363,3 +363,18 @@ def test_classifier_action_sections_and_in_section_call():
     assert [f.name for f in cls.functions] == ["cls_small", "is_small"]
     (call_pc, call), = [(pc, i) for pc, i in cls.slots() if i.is_local_call]
     assert cls.function_at(call.jump_target(call_pc)).name == "is_small"
+
+
+def test_assembly_files_go_to_the_assembler(tmp_path):
+    asm = pytest.importorskip("nfpjit.ebpf.disasm")
+    prog = load(CORPUS / "ipv4_csum_update.o")
+    for suffix in (".s", ".asm"):
+        src = tmp_path / f"prog{suffix}"
+        src.write_text(asm.disassemble(prog.insns))
+        again = load(src)
+        assert again.insns == prog.insns
+        assert list_programs(src) == [("", "prog")]
+    bad = tmp_path / "bad.s"
+    bad.write_bytes(b"\xff\xfe mov r0")
+    with pytest.raises(LoadError, match="not UTF-8"):
+        load(bad)
