@@ -6,6 +6,7 @@
 import sys
 
 import nfpjit
+from nfpjit.errors import NfpjitError
 from nfpjit.ebpf.loader import list_programs
 
 
@@ -15,7 +16,7 @@ def main() -> int:
     try:
         print("programs:", ", ".join(f"{s} ({n})" for s, n in list_programs(path)))
         prog = nfpjit.load(path, section=section)
-    except nfpjit.errors.NfpjitError as exc:
+    except NfpjitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{prog.section}:{prog.name}  {prog.prog_type.name}  {len(prog.insns)} insns ({prog.nslots} slots)"
