@@ -33,7 +33,7 @@ def _hot_offsets(data: bytes) -> list[int]:
     hot = list(range(4, 64)) + list(range(shoff, min(len(data), shoff + shentsize * shnum)))
     for i in range(shnum):
         off, = struct.unpack_from("<Q", data, shoff + i * shentsize + 0x18)
-        hot += [o for o in range(off, off + 48) if o < len(data)]
+        hot += [o for o in range(off, off + 48) if 4 <= o < len(data)]
     return hot
 
 

@@ -289,15 +289,21 @@ def read_object(data: bytes, path: str = "<memory>") -> ElfObject:
     """Parse a BPF ELF object; every problem becomes :class:`LoadError` naming ``path``."""
     if not data.startswith(ELF_MAGIC):
         raise LoadError("not an ELF file (bad magic)", where=path)
+    reader = None
     try:
-        return _Reader(data, path).read()
+        reader = _Reader(data, path)
+        return reader.read()
     except NfpjitError:
         raise
     except (RecursionError, MemoryError) as exc:
-        raise LoadError(f"malformed ELF object ({type(exc).__name__})", where=path) from exc
+        raise LoadError(f"malformed ELF object ({type(exc).__name__})", where=_stage(path, reader)) from exc
     except Exception as exc:  # pyelftools: ELFError, struct.error, IndexError, KeyError, ValueError ...
-        raise LoadError(f"malformed ELF object: {type(exc).__name__}: {exc}", where=path,
+        raise LoadError(f"malformed ELF object: {type(exc).__name__}: {exc}", where=_stage(path, reader),
                         hint="is it a complete object built with clang -target bpf?") from exc
+
+
+def _stage(path: str, reader: "_Reader | None") -> str:
+    return f"{path}: {reader.stage}" if reader is not None and reader.stage else path
 
 
 def load_elf(path: str | os.PathLike, *, section: str | None = None, name: str | None = None,
@@ -325,7 +331,9 @@ class _Reader:
 
         self.data = data
         self.path = path
+        self.stage = "ELF header"  # what is being read, for errors from pyelftools
         self.elf = ELFFile(io.BytesIO(data))
+        self.stage = ""
 
     def _where(self, section: str | None = None) -> str:
         return f"{self.path}: section {section}" if section else self.path
@@ -337,12 +345,15 @@ class _Reader:
                             hint="build with clang -target bpf")
         if not elf.little_endian or elf.elfclass != 64:
             raise LoadError("only 64-bit little-endian BPF objects are supported", where=self.path)
+        self.stage = "section headers"
         raw_sections = list(elf.iter_sections())
         sec_names = {i: s.name for i, s in enumerate(raw_sections)}
+        self.stage = "symbol table"
         symbols = self._symbols()
 
         code: dict[str, _Section] = {}
         for i, s in enumerate(raw_sections):
+            self.stage = f"section {s.name}"
             if s["sh_type"] == "SHT_PROGBITS" and s["sh_flags"] & SHF_EXECINSTR and s["sh_size"] > 0:
                 data = s.data()
                 if len(data) != s["sh_size"]:
@@ -363,14 +374,18 @@ class _Reader:
                                     "the section's instructions", where=self._where(sec.name))
             if not sec.funcs and sec.name != TEXT:  # hand-written section without symbols: one program
                 sec.funcs = [_Sym(sec.name, 0, len(sec.data), sec.index, "STT_FUNC", "STB_GLOBAL")]
+        self.stage = "relocations"
         self._relocations(code, symbols, sec_names)
         for sec in code.values():
             self._decode(sec)
 
         entries = tuple((sec.name, f.name) for sec in code.values() if sec.name != TEXT
                         for f in sec.funcs if f.bind != "STB_LOCAL")
+        self.stage = "maps"
         maps, map_at, map_by_name = self._maps(raw_sections, symbols)
+        self.stage = "section license"
         license_ = self._license()
+        self.stage = "section .BTF.ext"
         lines = self._line_info(code)
         return ElfObject(self.path, entries, license_, tuple(maps), code, map_at, map_by_name, sec_names, lines)
 
@@ -394,6 +409,7 @@ class _Reader:
             if not isinstance(rs, RelocationSection):
                 continue
             target = sec_names.get(rs["sh_info"])
+            self.stage = f"section {rs.name}"
             if target not in code:
                 continue  # debug info, BTF: nothing for us
             sec = code[target]
