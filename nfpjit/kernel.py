@@ -1,0 +1,431 @@
+"""The Linux kernel as an oracle: load a :class:`Program` with ``bpf()`` and run it with BPF_PROG_TEST_RUN.
+
+This talks to the ``bpf()`` system call directly through ctypes (no libbpf):
+it creates the program's maps, substitutes their file descriptors into the
+``ld_imm64`` map references (a loaded :class:`~nfpjit.ebpf.program.Program`
+keeps an index into ``Program.maps`` there), loads the program through the
+verifier, runs it on packets and dumps the maps afterwards in the same
+:data:`~nfpjit.ebpf.result.MapState` format as the reference interpreter.
+
+A rejected program raises :class:`KernelRejected` carrying the verifier log.
+:func:`kernel_available` says once (cached) whether this machine can do any of
+it (root or CAP_BPF, a kernel with BPF_PROG_TEST_RUN), with a reason when not.
+
+Typical use::
+
+    with KernelProgram(program) as kp:
+        for pkt in packets:
+            result = kp.run(pkt)          # maps persist across runs
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import platform
+import struct
+from functools import lru_cache
+from pathlib import Path
+
+from nfpjit.errors import NfpjitError, UnsupportedError, UsageError
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import MapType, ProgType, PseudoSrc
+from nfpjit.ebpf.program import MapDef, Program
+from nfpjit.ebpf.result import MapState, PacketIn, RunResult
+
+__all__ = [
+    "KernelRejected",
+    "KernelError",
+    "KernelProgram",
+    "kernel_available",
+    "run_in_kernel",
+    "load_in_kernel",
+    "DUMPABLE_MAP_TYPES",
+]
+
+_SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
+
+# enum bpf_cmd
+_MAP_CREATE = 0
+_MAP_LOOKUP_ELEM = 1
+_MAP_UPDATE_ELEM = 2
+_MAP_GET_NEXT_KEY = 4
+_PROG_LOAD = 5
+_PROG_TEST_RUN = 10
+_MAP_FREEZE = 22
+
+_ATTR_SIZE = 144           # larger than every command's part of union bpf_attr we fill
+_LOG_SIZE = 1 << 22        # the verifier log of a big program needs megabytes
+_BPF_F_RDONLY_PROG = 0x80
+_ETH_HLEN = 14
+_OUT_SLACK = 4096          # room for bpf_xdp_adjust_tail/skb_change_tail growth in data_out
+
+# Map types whose contents the bpf() syscall can read back as plain values.
+DUMPABLE_MAP_TYPES = frozenset({
+    MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
+    MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE,
+})
+_PERCPU_TYPES = frozenset({MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
+_ARRAYS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
+
+
+class KernelError(NfpjitError):
+    """A bpf() call failed for a reason other than the verifier rejecting the program."""
+
+    def __init__(self, message: str, *, errno_: int = 0, where: str | None = None, hint: str | None = None):
+        super().__init__(message, where=where, hint=hint)
+        self.errno = errno_
+
+
+class KernelRejected(NfpjitError):
+    """BPF_PROG_LOAD refused the program; ``log`` is the verifier's explanation."""
+
+    def __init__(self, message: str, *, log: str = "", errno_: int = 0, where: str | None = None,
+                 hint: str | None = None):
+        super().__init__(message, where=where, hint=hint)
+        self.log = log
+        self.errno = errno_
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        tail = "\n".join(self.log.rstrip().splitlines()[-6:])
+        return f"{text}\n{tail}" if tail else text
+
+
+# -- the system call ----------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _bpf(cmd: int, attr: ctypes.Array) -> tuple[int, int]:
+    """``bpf(cmd, attr, size)``: (return value, errno)."""
+    nr = _SYSCALL_NR.get(platform.machine().lower())
+    if nr is None:
+        raise UnsupportedError(f"no bpf() system call number known for {platform.machine()}",
+                               hint="the kernel oracle supports x86_64 and aarch64")
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_long(cmd), attr, ctypes.c_uint(len(attr)))
+    return ret, (ctypes.get_errno() if ret < 0 else 0)
+
+
+def _attr(*fields: tuple[str, int, int]) -> ctypes.Array:
+    """A zeroed ``union bpf_attr`` with (struct format, offset, value) fields packed in."""
+    buf = ctypes.create_string_buffer(_ATTR_SIZE)
+    for fmt, off, value in fields:
+        struct.pack_into("<" + fmt, buf, off, value)
+    return buf
+
+
+def _addr(buf) -> int:
+    return ctypes.addressof(buf) if buf is not None else 0
+
+
+def _check(ret: int, err: int, what: str, where: str | None = None) -> int:
+    if ret < 0:
+        hint = None
+        if err in (errno.EPERM, errno.EACCES):
+            hint = "the kernel oracle needs root (CAP_BPF and CAP_SYS_ADMIN)"
+        raise KernelError(f"{what} failed: {os.strerror(err)}", errno_=err, where=where, hint=hint)
+    return ret
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+@lru_cache(maxsize=1)
+def _ncpus() -> int:
+    """Number of possible CPUs: the per-CPU value count a syscall lookup returns."""
+    try:
+        text = Path("/sys/devices/system/cpu/possible").read_text().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    total = 0
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        total += (int(hi) if hi else int(lo)) - int(lo) + 1
+    return total
+
+
+def _map_name(name: str) -> bytes:
+    # The kernel accepts only [A-Za-z0-9_.] in object names, at most 15 characters.
+    clean = "".join(c if (c.isascii() and (c.isalnum() or c in "_.")) else "_" for c in name)
+    return clean.encode()[:15]
+
+
+# -- maps ------------------------------------------------------------------------------------
+
+class _KMap:
+    """One kernel map backing a :class:`MapDef`."""
+
+    def __init__(self, mapdef: MapDef):
+        self.mapdef = mapdef
+        self.percpu = mapdef.type in _PERCPU_TYPES
+        self.stride = (mapdef.value_size + 7) & ~7
+        attr = _attr(("I", 0, int(mapdef.type)), ("I", 4, mapdef.key_size), ("I", 8, mapdef.value_size),
+                     ("I", 12, mapdef.max_entries), ("I", 16, mapdef.flags))
+        name = _map_name(mapdef.name)
+        ctypes.memmove(ctypes.addressof(attr) + 28, name, len(name))
+        ret, err = _bpf(_MAP_CREATE, attr)
+        self.fd = _check(ret, err, f"creating map {mapdef.name!r} ({mapdef.type.kernel_name})", mapdef.name)
+        try:
+            if mapdef.initial is not None and mapdef.max_entries >= 1:
+                self.update(bytes(4), bytes(mapdef.initial[: mapdef.value_size]).ljust(mapdef.value_size, b"\0"))
+            if mapdef.origin == "global" and mapdef.flags & _BPF_F_RDONLY_PROG:
+                ret, err = _bpf(_MAP_FREEZE, _attr(("I", 0, self.fd)))
+                _check(ret, err, f"freezing map {mapdef.name!r}", mapdef.name)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            _close(self.fd)
+            self.fd = -1
+
+    def _value_buf(self):
+        return ctypes.create_string_buffer(self.stride * _ncpus() if self.percpu else self.mapdef.value_size)
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> None:
+        kbuf = ctypes.create_string_buffer(bytes(key), self.mapdef.key_size or 1)
+        vbuf = self._value_buf()
+        if self.percpu:  # the same value on every CPU: the program sees it wherever it runs
+            for cpu in range(_ncpus()):
+                ctypes.memmove(ctypes.addressof(vbuf) + cpu * self.stride, value, len(value))
+        else:
+            ctypes.memmove(vbuf, value, len(value))
+        ret, err = _bpf(_MAP_UPDATE_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(vbuf)),
+                                                ("Q", 24, flags)))
+        _check(ret, err, f"updating map {self.mapdef.name!r}", self.mapdef.name)
+
+    def lookup(self, key: bytes, cpu: int) -> bytes | None:
+        kbuf = ctypes.create_string_buffer(bytes(key), self.mapdef.key_size or 1)
+        vbuf = self._value_buf()
+        ret, err = _bpf(_MAP_LOOKUP_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(vbuf))))
+        if ret < 0 and err == errno.ENOENT:
+            return None
+        _check(ret, err, f"looking up in map {self.mapdef.name!r}", self.mapdef.name)
+        start = cpu * self.stride if self.percpu else 0
+        return vbuf.raw[start : start + self.mapdef.value_size]
+
+    def keys(self) -> list[bytes]:
+        ks = self.mapdef.key_size
+        out: list[bytes] = []
+        prev = None
+        nxt = ctypes.create_string_buffer(ks or 1)
+        while len(out) <= self.mapdef.max_entries:
+            kbuf = ctypes.create_string_buffer(prev, ks) if prev is not None else None
+            ret, err = _bpf(_MAP_GET_NEXT_KEY, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(nxt))))
+            if ret < 0 and err == errno.ENOENT:
+                break
+            _check(ret, err, f"listing keys of map {self.mapdef.name!r}", self.mapdef.name)
+            prev = nxt.raw[:ks]
+            out.append(prev)
+        return out
+
+    def dump(self, cpu: int) -> dict[bytes, bytes]:
+        if self.mapdef.type in _ARRAYS:
+            keys = [i.to_bytes(4, "little") for i in range(self.mapdef.max_entries)]
+        else:
+            keys = sorted(self.keys())
+        out = {}
+        for k in keys:
+            v = self.lookup(k, cpu)
+            if v is not None:
+                out[k] = v
+        return out
+
+
+# -- programs --------------------------------------------------------------------------------
+
+def _patch(insns: tuple[Insn, ...], fds: list[int], where: str) -> bytes:
+    out = bytearray()
+    for n, insn in enumerate(insns):
+        if insn.is_ld_imm64 and insn.src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE):
+            if not 0 <= insn.imm < len(fds):
+                raise UsageError(f"insn {n}: ld_imm64 refers to map index {insn.imm}, the program has {len(fds)} maps",
+                                 where=where)
+            insn = Insn(insn.code, insn.dst, insn.src, insn.off, fds[insn.imm], insn.imm2)
+        out += insn.encode()
+    return bytes(out)
+
+
+class KernelProgram:
+    """A program loaded into the kernel with its maps; a context manager that closes every fd.
+
+    ``maps_in`` (a :data:`MapState`-shaped dict or ``{name: [(key, value)]}``) is written
+    into the maps before the first run.  Maps persist across :meth:`run` calls.
+    """
+
+    def __init__(self, program: Program, *, maps_in: dict | None = None):
+        if not isinstance(program, Program):
+            raise UsageError(f"expected a Program, got {type(program).__name__}")
+        self.program = program
+        self.maps: list[_KMap] = []
+        self.fd = -1
+        self.log = ""
+        self.last_duration_ns = 0   # BPF_PROG_TEST_RUN's average run time of the last run()
+        where = program.source_path or program.name
+        try:
+            for mapdef in program.maps:
+                self.maps.append(_KMap(mapdef))
+            if maps_in:
+                self.write_maps(maps_in)
+            self._load(where)
+        except BaseException:
+            self.close()
+            raise
+
+    def _load(self, where: str) -> None:
+        program = self.program
+        code = ctypes.create_string_buffer(_patch(program.insns, [m.fd for m in self.maps], where))
+        license_ = ctypes.create_string_buffer((program.license or "GPL").encode())
+        log = ctypes.create_string_buffer(_LOG_SIZE)
+        attr = _attr(("I", 0, int(program.prog_type)), ("I", 4, program.nslots), ("Q", 8, _addr(code)),
+                     ("Q", 16, _addr(license_)), ("I", 24, 1), ("I", 28, _LOG_SIZE), ("Q", 32, _addr(log)))
+        name = _map_name(program.name)
+        ctypes.memmove(ctypes.addressof(attr) + 48, name, len(name))
+        ret, err = _bpf(_PROG_LOAD, attr)
+        self.log = log.value.decode(errors="replace")
+        if ret < 0 and err == errno.ENOSPC:
+            # The log did not fit: load once more without it so the verdict is still known.
+            attr2 = _attr(("I", 0, int(program.prog_type)), ("I", 4, program.nslots), ("Q", 8, _addr(code)),
+                          ("Q", 16, _addr(license_)))
+            ret, err = _bpf(_PROG_LOAD, attr2)
+        if ret < 0:
+            if err in (errno.EPERM,) and not self.log:
+                _check(ret, err, "loading the program", where)
+            raise KernelRejected(f"the kernel verifier rejected the program ({os.strerror(err)})",
+                                 log=self.log, errno_=err, where=where,
+                                 hint="the verifier log (KernelRejected.log) says why")
+        self.fd = ret
+
+    def write_maps(self, state: dict) -> None:
+        for name, entries in state.items():
+            kmap = self._map(name)
+            rows = entries.items() if isinstance(entries, dict) else entries
+            for key, value in rows:
+                kmap.update(bytes(key), bytes(value))
+
+    def _map(self, name: str) -> _KMap:
+        for m in self.maps:
+            if m.mapdef.name == name:
+                return m
+        known = ", ".join(m.mapdef.name for m in self.maps) or "none"
+        raise UsageError(f"no map named {name!r}", hint=f"maps: {known}")
+
+    def dump_maps(self, cpu: int = 0) -> MapState:
+        """Map contents (arrays: every index; hashes: present entries, sorted by key).
+
+        Maps whose values the syscall cannot read back (prog arrays, devmaps, ...) are left out.
+        """
+        return {m.mapdef.name: m.dump(cpu) for m in self.maps if m.mapdef.type in DUMPABLE_MAP_TYPES}
+
+    def run(self, packet: PacketIn | bytes, *, repeat: int = 1) -> RunResult:
+        """BPF_PROG_TEST_RUN on one packet: r0 = retval (u32), packet = data_out, maps dumped after."""
+        if isinstance(packet, (bytes, bytearray, memoryview)):
+            packet = PacketIn(bytes(packet))
+        if not isinstance(packet, PacketIn):
+            raise UsageError(f"expected packet bytes or a PacketIn, got {type(packet).__name__}")
+        if self.fd < 0:
+            raise UsageError("the program is closed")
+        ptype = self.program.prog_type
+        if ptype not in (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+            raise UnsupportedError(f"the kernel oracle runs XDP and TC programs, not {ptype.name}")
+        data = packet.data
+        if len(data) < _ETH_HLEN:
+            raise UsageError(f"a packet of {len(data)} bytes is shorter than an Ethernet header",
+                             hint="BPF_PROG_TEST_RUN needs at least 14 bytes")
+        din = ctypes.create_string_buffer(data, len(data))
+        dout = ctypes.create_string_buffer(len(data) + _OUT_SLACK)
+        fields = [("I", 0, self.fd), ("I", 8, len(data)), ("I", 12, len(dout)), ("Q", 16, _addr(din)),
+                  ("Q", 24, _addr(dout)), ("I", 32, max(1, repeat))]
+        ctx = None
+        if ptype == ProgType.XDP and (packet.ingress_ifindex or packet.rx_queue_index):
+            # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+            # ingress_ifindex must name a real device in our namespace (1 = lo) and rx_queue one of its queues.
+            ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(data), 0, packet.ingress_ifindex,
+                                                          packet.rx_queue_index, 0), 24)
+            fields += [("I", 40, 24), ("Q", 48, _addr(ctx))]
+        # Per-CPU maps: pin to one CPU so the dump reads the slot the program wrote.
+        cpu = None
+        try:
+            old = os.sched_getaffinity(0)
+            cpu = min(old)
+            os.sched_setaffinity(0, {cpu})
+        except (AttributeError, OSError):
+            old = None
+        attr = _attr(*fields)
+        try:
+            ret, err = _bpf(_PROG_TEST_RUN, attr)
+        finally:
+            if old is not None:
+                os.sched_setaffinity(0, old)
+        where = self.program.source_path or self.program.name
+        if ret < 0:
+            if err == errno.EINVAL and ctx is not None:
+                raise KernelError("BPF_PROG_TEST_RUN refused the XDP context", errno_=err, where=where,
+                                  hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
+                                       f"namespace and rx_queue_index {packet.rx_queue_index} one of its queues")
+            _check(ret, err, "BPF_PROG_TEST_RUN", where)
+        retval, _, size_out = struct.unpack_from("<III", attr, 4)
+        self.last_duration_ns = struct.unpack_from("<I", attr, 36)[0]
+        return RunResult(r0=retval, packet=dout.raw[: min(size_out, len(dout))], maps=self.dump_maps(cpu or 0))
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            _close(self.fd)
+            self.fd = -1
+        for m in self.maps:
+            m.close()
+        self.maps = []
+
+    def __enter__(self) -> "KernelProgram":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+
+# -- one-shot helpers -----------------------------------------------------------------------
+
+def load_in_kernel(program: Program, *, maps_in: dict | None = None) -> KernelProgram:
+    """Create the maps and load ``program``; close the result (or use ``with``) when done."""
+    return KernelProgram(program, maps_in=maps_in)
+
+
+def run_in_kernel(program: Program, packet: PacketIn | bytes, *, maps_in: dict | None = None) -> RunResult:
+    """Load ``program`` with fresh maps (preloaded from ``maps_in``), run it on one packet, dump the maps."""
+    with KernelProgram(program, maps_in=maps_in) as kp:
+        return kp.run(packet)
+
+
+@lru_cache(maxsize=1)
+def kernel_available() -> tuple[bool, str]:
+    """Whether bpf() can load and test-run an XDP program here: ``(ok, reason)``; checked once."""
+    from nfpjit.ebpf.opcodes import AluOp, InsnClass, JmpOp, Source
+
+    prog = Program(
+        name="nfpjit_probe",
+        insns=(Insn(InsnClass.ALU64 | AluOp.MOV | Source.K, 0, 0, 0, 2), Insn(InsnClass.JMP | JmpOp.EXIT)),
+        prog_type=ProgType.XDP,
+        license="GPL",
+    )
+    try:
+        result = run_in_kernel(prog, bytes(64))
+    except (NfpjitError, OSError) as exc:
+        return False, f"the kernel cannot load/run a trivial XDP program: {exc}"
+    if result.r0 != 2:
+        return False, f"BPF_PROG_TEST_RUN returned {result.r0}, expected 2 (XDP_PASS)"
+    return True, "ok"
