@@ -378,3 +378,36 @@ def test_assembly_files_go_to_the_assembler(tmp_path):
     bad.write_bytes(b"\xff\xfe mov r0")
     with pytest.raises(LoadError, match="not UTF-8"):
         load(bad)
+
+
+CALLBACK_C = r"""
+#include "bpf_defs.h"
+static long (*bpf_loop)(u32 nr, void *cb, void *ctx, u64 flags) = (void *)181;
+struct acc { u32 n; };
+static int step(u32 i, struct acc *a) { a->n += i; return 0; }
+static __noinline int other(int x) { return x * 3; }
+SEC("xdp") int xdp_cb(struct xdp_md *ctx) {
+	struct acc a = { 0 };
+	bpf_loop(4, step, &a, 0);
+	return other(a.n) & 1 ? XDP_DROP : XDP_PASS;
+}
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def test_static_callees_and_callback_addresses(tmp_path):
+    """Static .text functions are reached through the section symbol; a callback's address is an ld_imm64."""
+    clang = need_tool("clang")
+    src, obj = tmp_path / "cb.c", tmp_path / "cb.o"
+    src.write_text(CALLBACK_C)
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I{CORPUS / 'include'}", "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    prog = load(obj)
+    names = {f.name: f.start_pc for f in prog.functions}
+    assert set(names) == {"xdp_cb", "step", "other"}
+    (lpc, ld), = [(pc, i) for pc, i in prog.slots() if i.is_ld_imm64]
+    assert ld.src == PseudoSrc.FUNC and lpc + 1 + ld.imm == names["step"] and ld.imm2 == 0
+    (cpc, call), = [(pc, i) for pc, i in prog.slots() if i.is_local_call]
+    assert call.jump_target(cpc) == names["other"]
+    # the callee bodies are the ones the C says: step adds, other multiplies by 3
+    assert any(i.code == 0x27 and i.imm == 3 for i in prog.insns[prog.index_at_pc[names["other"]]:])

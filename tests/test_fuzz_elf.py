@@ -77,7 +77,7 @@ def _load_all(name: str, data: bytes) -> None:
         assert name in str(exc)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
 def test_mutated_objects_only_raise_loaderror(case):
     _load_all(*case)
