@@ -348,6 +348,15 @@ class Entry:
     alu: AluOp | None = None              # the ALU operation of an ALU entry
     xfer_side: XferSide | None = None     # CMD: which transfer registers the command uses
     fixed_count: int | None = None        # CMD: atomics move a fixed number of words
+    sets_cc: bool = False                 # writes the condition codes
+    reads_cc: bool = False                # may read them (carry in, branch condition)
+    sets_prev: bool = False               # writes prev, the last ALU result
+    reads_prev: bool = False              # may read prev (indirect shift amount or command count)
+
+    @property
+    def is_branch(self) -> bool:
+        """True for instructions that may change the pc (and so have defer slots)."""
+        return self.format in (Format.BR, Format.BR_BIT, Format.RTN)
 
     @property
     def ported(self) -> bool:
@@ -392,7 +401,7 @@ _CMD_FIELDS_COMMON = (
     _bool("ctx_swap", 18, doc="wait for completion before the next instruction"),
 )
 _CMD_ADDR = ("address = a + b (32-bit) for CTM/IMEM/CLS, ((a & 0xff) << 32) + b (40-bit) for EMEM; "
-             "signal raised when done; ctx_swap waits")
+             "count 0 = (prev & 31) + 1 words; signal raised when done; ctx_swap waits")
 
 
 def _alu_entry(op: Op, mnemonic: str, alu: AluOp) -> Entry:
@@ -403,7 +412,7 @@ def _alu_entry(op: Op, mnemonic: str, alu: AluOp) -> Entry:
         a_kinds=frozenset({OperandKind.NONE}) if unary else SOURCE_KINDS,
         b_kinds=SOURCE_KINDS,
         syntax=("dest", "b") if unary else ("dest", "a", "b"),
-        alu=alu,
+        alu=alu, sets_cc=True, sets_prev=True, reads_cc=alu in (AluOp.ADDC, AluOp.SUBC),
     )
 
 
@@ -412,7 +421,7 @@ def _cmd_entry(op: Op, mnemonic: str, semantics: str, side: XferSide, fixed_coun
         op, mnemonic, Format.CMD, _CMD_FIELDS_COMMON, f"{semantics}; {_CMD_ADDR}",
         latency=LatencyClass.MEM, a_kinds=SOURCE_KINDS, b_kinds=SOURCE_KINDS,
         syntax=("xfer", "a", "b", "count"), keywords=("signal", "ctx_swap"), suffix="mem",
-        xfer_side=side, fixed_count=fixed_count,
+        xfer_side=side, fixed_count=fixed_count, reads_prev=True,
     )
 
 
@@ -441,6 +450,7 @@ TABLE: tuple[Entry, ...] = (
         "s = shift(b, amount or prev & 31); dest = a <alu> s (unary alu: <alu> s); CC and prev as for the alu op",
         dest_kinds=DEST_KINDS, a_kinds=SOURCE_KINDS | {OperandKind.NONE}, b_kinds=SOURCE_KINDS,
         syntax=("dest", "a", "alu", "b", "shift"),
+        sets_cc=True, reads_cc=True, sets_prev=True, reads_prev=True,
     ),
     Entry(
         Op.DBL_SHF, "dbl_shf", Format.DBL_SHF,
@@ -449,6 +459,7 @@ TABLE: tuple[Entry, ...] = (
         "n = amount or prev & 31; dest = low32((a:b) >> n); Z, N set, C = V = 0; prev = dest",
         dest_kinds=DEST_KINDS, a_kinds=SOURCE_KINDS, b_kinds=SOURCE_KINDS,
         syntax=("dest", "a", "b", "amount"),
+        sets_cc=True, sets_prev=True, reads_prev=True,
     ),
     Entry(
         Op.LD_FIELD, "ld_field", Format.LD_FIELD,
@@ -499,6 +510,7 @@ TABLE: tuple[Entry, ...] = (
         Op.BR, "br", Format.BR, (_opcode(), _enum("cond", 52, 4, Cond, doc="condition"), _defer(2), _target()),
         "if cond(CC): pc = target after the next defer instructions",
         latency=LatencyClass.BRANCH, syntax=("target",), keywords=("defer",), suffix="cond", max_defer=2,
+        reads_cc=True,
     ),
     Entry(
         Op.BR_BSET, "br_bset", Format.BR_BIT,

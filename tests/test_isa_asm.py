@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -191,10 +189,6 @@ def test_assemble_image_holds_code_maps_and_relocations(tmp_path):
     from nfpjit.isa import decode
 
     assert decode(patched.code[4]).imm == 1234
-
-
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "nfpjit.cli", *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -95,6 +95,16 @@ def test_entry_is_self_consistent(entry):
             assert OperandKind.XFER_OUT not in kinds
 
 
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_side_effect_flags_agree_with_the_semantics_line(entry):
+    sem = entry.semantics
+    assert entry.sets_cc == (("CC =" in sem or "CC and prev as" in sem or "Z, N set" in sem) and "untouched" not in sem)
+    assert entry.sets_prev == ("prev =" in sem or "CC and prev as" in sem)
+    assert entry.reads_prev == ("prev &" in sem)
+    assert entry.reads_cc == (entry.op in (Op.ADDC, Op.SUBC, Op.ALU_SHF, Op.BR))
+    assert entry.is_branch == (entry.max_defer > 0)
+
+
 def test_branch_defer_slots_match_the_hardware_model():
     assert BY_OP[Op.BR].max_defer == 2 and BY_OP[Op.BR_BSET].max_defer == 2 and BY_OP[Op.RTN].max_defer == 3
 

@@ -179,7 +179,10 @@ def generate() -> str:
             if extra:
                 w("Rules: " + "; ".join(extra) + ".")
                 w("")
-            w(f"Latency class {e.latency.name}; defer slots 0..{e.max_defer}.")
+            effects = [name for name, on in (("sets CC", e.sets_cc), ("may read CC", e.reads_cc),
+                                             ("sets prev", e.sets_prev), ("may read prev", e.reads_prev)) if on]
+            w(f"Latency class {e.latency.name}; defer slots 0..{e.max_defer}"
+              + (f"; {', '.join(effects)}" if effects else "") + ".")
             w("")
             out.extend(_layout(e))
             w("")
