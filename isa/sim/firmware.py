@@ -1,0 +1,192 @@
+"""Firmware routines the NIC provides to JIT-compiled code, and their calling convention (ABI).
+
+Code calls a routine by branching to its address in the reserved firmware
+region at the top of the code space, with the return address in
+:data:`RETURN_ADDRESS_REG` (typically set with ``load_addr`` in a defer slot
+of the branch).  The simulator does not execute firmware code: it runs the
+routine in Python, charges the routine's cycles from the cycle table, and
+continues at the return address.
+
+Register convention (follows the JIT's mapping of eBPF Rn to GPR pair 2n/2n+1;
+the routine reads the A bank, results are written to both banks)::
+
+    a2            R1: map table id                     (map routines)
+    a4            R2: key address (LM byte address)    (map routines)
+                      signed delta                      (adjust_head, adjust_tail)
+    a6            R3: value address (LM byte address)  (map update)
+    a8            R4: flags (BPF_ANY 0, NOEXIST 1, EXIST 2)  (map update)
+    a30           return address
+    a0/b0, a1/b1  R0 result, low/high word:
+                    lookup: 40-bit EMEM address of the value (a1 = bits 39..32), 0 when absent
+                    update, delete, adjust_head, adjust_tail: 0 or a negative errno (64-bit)
+                    get_prandom: a 32-bit pseudo-random number (a1 = 0)
+
+Registers a2..a11/b2..b11 (R1..R5) are clobbered by the convention; the
+simulator happens to leave them unchanged, which code must not rely on.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import OrderedDict
+from enum import IntEnum
+
+from nfpjit.bits import join64, lo32, hi32, s32, u64
+from nfpjit.isa.operands import Bank, Gpr
+
+from .cycles import CYCLES, Resource
+from .memory import ETH_HLEN, Trap
+from .result import FaultKind
+
+FIRMWARE_BASE = 0x3F00        # code addresses FIRMWARE_BASE .. 0x3FFF are reserved for firmware
+MAX_PROGRAM_WORDS = FIRMWARE_BASE
+
+ARG_MAP_ID = Gpr(Bank.A, 2)
+ARG_KEY = Gpr(Bank.A, 4)
+ARG_DELTA = Gpr(Bank.A, 4)
+ARG_VALUE = Gpr(Bank.A, 6)
+ARG_FLAGS = Gpr(Bank.A, 8)
+RETURN_ADDRESS_REG = Gpr(Bank.A, 30)
+RESULT_LO = 0      # a0/b0
+RESULT_HI = 1      # a1/b1
+
+
+class Routine(IntEnum):
+    """Firmware routines; the value is the routine's code address."""
+
+    MAP_LOOKUP = FIRMWARE_BASE + 0
+    MAP_UPDATE = FIRMWARE_BASE + 1
+    MAP_DELETE = FIRMWARE_BASE + 2
+    ADJUST_HEAD = FIRMWARE_BASE + 3
+    ADJUST_HEAD_FAST = FIRMWARE_BASE + 4
+    ADJUST_TAIL = FIRMWARE_BASE + 5
+    GET_PRANDOM = FIRMWARE_BASE + 6
+
+    @property
+    def symbol(self) -> str:
+        """The symbol name images use in ROUTINE relocations: ``fw_map_lookup`` ..."""
+        return "fw_" + self.name.lower()
+
+
+#: the routine addresses of this (simulated) port, by symbol name, for image.relocate()
+ROUTINE_ADDRESSES = {r.symbol: int(r) for r in Routine}
+
+
+class MapCache:
+    """The NIC-side map lookup cache: LRU over (table id, key) of present entries."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.entries: OrderedDict[tuple[int, bytes], None] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, table_id: int, key: bytes, present: bool) -> bool:
+        """True on a hit; a present entry that missed is installed (evicting the least recent)."""
+        k = (table_id, key)
+        if k in self.entries:
+            self.entries.move_to_end(k)
+            self.hits += 1
+            return True
+        self.misses += 1
+        if present and self.size > 0:
+            self.entries[k] = None
+            if len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return False
+
+    def evict(self, table_id: int, key: bytes) -> None:
+        self.entries.pop((table_id, key), None)
+
+
+def _set_result(m, value: int) -> None:
+    value = u64(value)
+    m.gpr_a[RESULT_LO] = m.gpr_b[RESULT_LO] = lo32(value)
+    m.gpr_a[RESULT_HI] = m.gpr_b[RESULT_HI] = hi32(value)
+
+
+def _arg(m, reg: Gpr) -> int:
+    return m.gpr_a[reg.index]
+
+
+def _table(m):
+    tid = _arg(m, ARG_MAP_ID)
+    table = m.tables_by_id.get(tid)
+    if table is None:
+        raise Trap(FaultKind.OUT_OF_BOUNDS, f"map routine called with unknown map table id {tid}")
+    return table
+
+
+def _lm_bytes(m, reg: Gpr, length: int, what: str) -> bytes:
+    return m.lm.read(_arg(m, reg), length)
+
+
+def map_lookup(m) -> None:
+    t = _table(m)
+    key = _lm_bytes(m, ARG_KEY, t.key_size, "key")
+    address = t.lookup(key)
+    hit = m.map_cache.lookup(t.table_id, key, address != 0)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_map_lookup_hit" if hit else "fw_map_lookup_miss"])
+    _set_result(m, address)
+
+
+def map_update(m) -> None:
+    t = _table(m)
+    key = _lm_bytes(m, ARG_KEY, t.key_size, "key")
+    value = _lm_bytes(m, ARG_VALUE, t.value_size, "value")
+    m.map_cache.evict(t.table_id, key)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_map_update"])
+    _set_result(m, t.update(key, value, join64(_arg(m, ARG_FLAGS), m.gpr_a[ARG_FLAGS.index + 1])))
+
+
+def map_delete(m) -> None:
+    t = _table(m)
+    key = _lm_bytes(m, ARG_KEY, t.key_size, "key")
+    m.map_cache.evict(t.table_id, key)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_map_delete"])
+    _set_result(m, t.delete(key))
+
+
+def _move_head(m, delta: int) -> int:
+    start = m.pkt_addr + delta
+    length = m.pkt_len - delta
+    if start < m.ctm.base or length < ETH_HLEN:
+        return -errno.EINVAL
+    m.pkt_addr, m.pkt_len = start, length
+    return 0
+
+
+def adjust_head(m) -> None:
+    m.charge(Resource.FIRMWARE, CYCLES["fw_adjust_head"])
+    _set_result(m, _move_head(m, s32(_arg(m, ARG_DELTA))))
+
+
+def adjust_head_fast(m) -> None:
+    m.charge(Resource.FIRMWARE, CYCLES["fw_adjust_head_fast"])
+    _set_result(m, _move_head(m, s32(_arg(m, ARG_DELTA))))
+
+
+def adjust_tail(m) -> None:
+    m.charge(Resource.FIRMWARE, CYCLES["fw_adjust_tail"])
+    length = m.pkt_len + s32(_arg(m, ARG_DELTA))
+    if length < ETH_HLEN or m.pkt_addr + length > m.ctm.base + len(m.ctm.data):
+        _set_result(m, -errno.EINVAL)
+        return
+    m.pkt_len = length
+    _set_result(m, 0)
+
+
+def get_prandom(m) -> None:
+    m.charge(Resource.FIRMWARE, CYCLES["fw_get_prandom"])
+    _set_result(m, m.rng.getrandbits(32))
+
+
+ROUTINES = {
+    Routine.MAP_LOOKUP: map_lookup,
+    Routine.MAP_UPDATE: map_update,
+    Routine.MAP_DELETE: map_delete,
+    Routine.ADJUST_HEAD: adjust_head,
+    Routine.ADJUST_HEAD_FAST: adjust_head_fast,
+    Routine.ADJUST_TAIL: adjust_tail,
+    Routine.GET_PRANDOM: get_prandom,
+}

@@ -1,0 +1,157 @@
+"""The simulated memories: per-core local memory, the CTM packet buffer, EMEM map tables, scratch memories.
+
+All memories are byte-addressed and little-endian (as the ISA table says).
+An access outside a memory raises :class:`Trap`, which the machine turns into
+a :class:`~nfpjit.isa.sim.result.SimFault` result; it never leaves the
+simulator.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from .result import FaultKind
+
+LM_SIZE = 4096                     # bytes of local memory per core; the eBPF stack lives here
+
+CTM_BASE = 0x1000                  # CTM address of the packet buffer (0 stays invalid: null pointers fault)
+CTM_BUFFER_SIZE = 8192             # packet buffer: headroom + packet + tailroom
+HEADROOM = 256                     # the packet starts this far into the buffer
+MAX_PACKET = CTM_BUFFER_SIZE - HEADROOM
+ETH_HLEN = 14                      # adjust_head/tail keep at least an Ethernet header
+
+EMEM_MAP_BASE = 0x10_0000_0000     # 40-bit EMEM address of map 0's table; map i at + i << 32
+SCRATCH_SIZE = 0x1_0000            # IMEM and CLS: 64 KiB each at address 0
+
+
+class Trap(Exception):
+    """Internal: a fault detected while executing; caught by the machine's run loop."""
+
+    def __init__(self, kind: FaultKind, message: str, mem_address: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.mem_address = mem_address
+
+
+class Flat:
+    """A flat memory of ``size`` bytes at ``base`` (LM, the CTM buffer, IMEM, CLS)."""
+
+    def __init__(self, name: str, base: int, size: int, kind: FaultKind = FaultKind.OUT_OF_BOUNDS):
+        self.name = name
+        self.base = base
+        self.data = bytearray(size)
+        self.kind = kind
+
+    def _offset(self, address: int, length: int) -> int:
+        off = address - self.base
+        if off < 0 or off + length > len(self.data):
+            raise Trap(self.kind, f"{self.name} access of {length} bytes outside {self.name} "
+                                  f"[{self.base:#x}, {self.base + len(self.data):#x})", address)
+        return off
+
+    def read(self, address: int, length: int) -> bytes:
+        off = self._offset(address, length)
+        return bytes(self.data[off:off + length])
+
+    def write(self, address: int, data: bytes) -> None:
+        off = self._offset(address, len(data))
+        self.data[off:off + len(data)] = data
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+@dataclass
+class MapTable:
+    """A HASH or ARRAY map held by the NIC firmware in EMEM: values at ``base + slot * stride``."""
+
+    name: str
+    is_hash: bool
+    key_size: int
+    value_size: int
+    max_entries: int
+    table_id: int
+    base: int
+
+    def __post_init__(self) -> None:
+        self.stride = _round8(max(self.value_size, 1))
+        self.values = bytearray(self.stride * self.max_entries)
+        self.slots: dict[bytes, int] = {}          # hash: key -> slot
+        self.free = list(range(self.max_entries - 1, -1, -1))
+
+    def _slot_of(self, key: bytes) -> int | None:
+        if self.is_hash:
+            return self.slots.get(key)
+        index = int.from_bytes(key[:4], "little")
+        return index if index < self.max_entries else None
+
+    def lookup(self, key: bytes) -> int:
+        """The EMEM address of the value for ``key``, or 0."""
+        slot = self._slot_of(key)
+        return 0 if slot is None else self.base + slot * self.stride
+
+    def value(self, slot: int) -> bytes:
+        return bytes(self.values[slot * self.stride: slot * self.stride + self.value_size])
+
+    def update(self, key: bytes, value: bytes, flags: int) -> int:
+        """0 or a negative errno, with the kernel's rules for BPF_ANY/NOEXIST/EXIST."""
+        if flags > 2:
+            return -errno.EINVAL
+        slot = self._slot_of(key)
+        if not self.is_hash:
+            if slot is None:
+                return -errno.E2BIG
+            if flags == 1:
+                return -errno.EEXIST
+        elif slot is None:
+            if flags == 2:
+                return -errno.ENOENT
+            if not self.free:
+                return -errno.E2BIG
+            slot = self.free.pop()
+            self.slots[key] = slot
+        elif flags == 1:
+            return -errno.EEXIST
+        self.values[slot * self.stride: slot * self.stride + self.value_size] = value
+        return 0
+
+    def delete(self, key: bytes) -> int:
+        if not self.is_hash:
+            return -errno.EINVAL
+        slot = self.slots.pop(key, None)
+        if slot is None:
+            return -errno.ENOENT
+        self.free.append(slot)
+        return 0
+
+    def dump(self) -> dict[bytes, bytes]:
+        if self.is_hash:
+            return {k: self.value(s) for k, s in sorted(self.slots.items(), key=lambda kv: kv[1])}
+        return {i.to_bytes(4, "little"): self.value(i) for i in range(self.max_entries)}
+
+
+class Emem:
+    """External memory as far as programs see it: the map tables, each in its own 4 GiB window."""
+
+    def __init__(self, tables: list[MapTable]):
+        self.tables = tables
+
+    def _locate(self, address: int, length: int) -> tuple[MapTable, int]:
+        index = (address - EMEM_MAP_BASE) >> 32
+        if address >= EMEM_MAP_BASE and index < len(self.tables):
+            t = self.tables[index]
+            off = address - t.base
+            if off + length <= len(t.values):
+                return t, off
+        raise Trap(FaultKind.OUT_OF_BOUNDS, f"EMEM access of {length} bytes outside every map table", address)
+
+    def read(self, address: int, length: int) -> bytes:
+        t, off = self._locate(address, length)
+        return bytes(t.values[off:off + length])
+
+    def write(self, address: int, data: bytes) -> None:
+        t, off = self._locate(address, len(data))
+        t.values[off:off + len(data)] = data
