@@ -1,0 +1,110 @@
+"""Signatures of the kernel helpers XDP and TC programs call: argument kinds, result, side effects.
+
+Only what the verifier needs: which register must hold what (a map, the
+context, memory of some size), what comes back in R0, and whether the call may
+move packet data (which invalidates every packet pointer).  Written from the
+helper prototypes documented in include/uapi/linux/bpf.h.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from nfpjit.ebpf.opcodes import Helper, ProgType
+
+
+class Arg(Enum):
+    ANY = "anything"        # any initialised value
+    CTX = "ctx"
+    MAP = "map_ptr"
+    KEY = "map_key"         # memory of the map's key size, read
+    VALUE = "map_value"     # memory of the map's value size, read
+    MEM = "mem"             # memory read, size in the next argument
+    MEM_OR_NULL = "mem_or_null"
+    MEM_W = "uninit_mem"    # memory written by the helper, size in the next argument
+    SIZE = "const_size"     # size of the previous memory argument (> 0)
+    SIZE_OR_ZERO = "const_size_or_zero"
+
+
+class Ret(Enum):
+    SCALAR = "scalar"
+    U32 = "u32"
+    MAP_VALUE_OR_NULL = "map_value_or_null"
+
+
+@dataclass(frozen=True)
+class HelperSig:
+    helper: Helper
+    args: tuple[Arg, ...]
+    ret: Ret = Ret.SCALAR
+    changes_packet: bool = False
+    prog_types: frozenset[ProgType] | None = None  # None: every program type
+
+
+_XDP = frozenset({ProgType.XDP})
+_TC = frozenset({ProgType.SCHED_CLS, ProgType.SCHED_ACT})
+A = Arg
+
+_SIGS = [
+    HelperSig(Helper.map_lookup_elem, (A.MAP, A.KEY), Ret.MAP_VALUE_OR_NULL),
+    HelperSig(Helper.map_update_elem, (A.MAP, A.KEY, A.VALUE, A.ANY)),
+    HelperSig(Helper.map_delete_elem, (A.MAP, A.KEY)),
+    HelperSig(Helper.get_prandom_u32, (), Ret.U32),
+    HelperSig(Helper.get_smp_processor_id, (), Ret.U32),
+    HelperSig(Helper.get_numa_node_id, ()),
+    HelperSig(Helper.ktime_get_ns, ()),
+    HelperSig(Helper.ktime_get_boot_ns, ()),
+    HelperSig(Helper.ktime_get_coarse_ns, ()),
+    HelperSig(Helper.ktime_get_tai_ns, ()),
+    HelperSig(Helper.trace_printk, (A.MEM, A.SIZE)),
+    HelperSig(Helper.tail_call, (A.CTX, A.MAP, A.ANY)),
+    HelperSig(Helper.redirect, (A.ANY, A.ANY)),
+    HelperSig(Helper.redirect_map, (A.MAP, A.ANY, A.ANY)),
+    HelperSig(Helper.perf_event_output, (A.CTX, A.MAP, A.ANY, A.MEM, A.SIZE_OR_ZERO)),
+    HelperSig(Helper.csum_diff, (A.MEM_OR_NULL, A.SIZE_OR_ZERO, A.MEM_OR_NULL, A.SIZE_OR_ZERO, A.ANY)),
+    HelperSig(Helper.fib_lookup, (A.CTX, A.MEM, A.SIZE, A.ANY)),
+    HelperSig(Helper.xdp_adjust_head, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),
+    HelperSig(Helper.xdp_adjust_tail, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),
+    HelperSig(Helper.xdp_adjust_meta, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),
+    HelperSig(Helper.xdp_get_buff_len, (A.CTX,), prog_types=_XDP),
+    HelperSig(Helper.xdp_load_bytes, (A.CTX, A.ANY, A.MEM_W, A.SIZE), prog_types=_XDP),
+    HelperSig(Helper.xdp_store_bytes, (A.CTX, A.ANY, A.MEM, A.SIZE), prog_types=_XDP),
+    HelperSig(Helper.skb_load_bytes, (A.CTX, A.ANY, A.MEM_W, A.SIZE), prog_types=_TC),
+    HelperSig(Helper.skb_load_bytes_relative, (A.CTX, A.ANY, A.MEM_W, A.SIZE, A.ANY), prog_types=_TC),
+    HelperSig(Helper.skb_store_bytes, (A.CTX, A.ANY, A.MEM, A.SIZE, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.l3_csum_replace, (A.CTX, A.ANY, A.ANY, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.l4_csum_replace, (A.CTX, A.ANY, A.ANY, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_change_tail, (A.CTX, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_change_head, (A.CTX, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_pull_data, (A.CTX, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_adjust_room, (A.CTX, A.ANY, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_change_proto, (A.CTX, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_change_type, (A.CTX, A.ANY), prog_types=_TC),
+    HelperSig(Helper.clone_redirect, (A.CTX, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_vlan_push, (A.CTX, A.ANY, A.ANY), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.skb_vlan_pop, (A.CTX,), changes_packet=True, prog_types=_TC),
+    HelperSig(Helper.get_hash_recalc, (A.CTX,), prog_types=_TC),
+    HelperSig(Helper.set_hash_invalid, (A.CTX,), prog_types=_TC),
+    HelperSig(Helper.set_hash, (A.CTX, A.ANY), prog_types=_TC),
+    HelperSig(Helper.csum_update, (A.CTX, A.ANY), prog_types=_TC),
+    HelperSig(Helper.get_cgroup_classid, (A.CTX,), prog_types=_TC),
+    HelperSig(Helper.get_route_realm, (A.CTX,), prog_types=_TC),
+]
+
+HELPERS: dict[int, HelperSig] = {int(s.helper): s for s in _SIGS}
+
+
+def helper_signature(helper_id: int, prog_type: ProgType) -> HelperSig | None:
+    """The signature, or None when the helper is unknown or not available to ``prog_type``."""
+    sig = HELPERS.get(helper_id)
+    if sig is None or (sig.prog_types is not None and prog_type not in sig.prog_types):
+        return None
+    return sig
+
+
+def helper_name(helper_id: int) -> str:
+    try:
+        return "bpf_" + Helper(helper_id).name
+    except ValueError:
+        return "unknown"
