@@ -411,3 +411,35 @@ def test_static_callees_and_callback_addresses(tmp_path):
     assert call.jump_target(cpc) == names["other"]
     # the callee bodies are the ones the C says: step adds, other multiplies by 3
     assert any(i.code == 0x27 and i.imm == 3 for i in prog.insns[prog.index_at_pc[names["other"]]:])
+
+
+STATIC_DATA_C = r"""
+#include "bpf_defs.h"
+static volatile u32 a = 5;
+static volatile u32 b = 7;
+SEC("xdp") int xdp_st(struct xdp_md *ctx) {
+	b += 1;
+	return (int)(a & 3);
+}
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def test_static_variables_through_section_symbol(tmp_path):
+    """clang relocates static variables against the section symbol with the offset in imm; readelf has the truth."""
+    clang, readelf = need_tool("clang"), need_tool("llvm-readelf")
+    src, obj = tmp_path / "st.c", tmp_path / "st.o"
+    src.write_text(STATIC_DATA_C)
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I{CORPUS / 'include'}", "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    syms = subprocess.run([readelf, "-s", str(obj)], capture_output=True, text=True, check=True).stdout
+    offsets = {m.group(2): int(m.group(1), 16) for m in re.finditer(r"([0-9a-f]{16})\s+4 OBJECT\s+LOCAL\s+\S+\s+\d+ (\w+)$",
+                                                                   syms, re.MULTILINE)}
+    assert set(offsets) == {"a", "b"}
+    prog = load(obj)
+    (data,) = prog.maps
+    assert data.name == ".data" and data.value_size == 8
+    assert struct.unpack_from("<I", data.initial, offsets["a"])[0] == 5
+    assert struct.unpack_from("<I", data.initial, offsets["b"])[0] == 7
+    refs = sorted(i.imm2 for i in prog.insns if i.is_ld_imm64 and i.src == PseudoSrc.MAP_VALUE)
+    assert refs == sorted(offsets.values())
