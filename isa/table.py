@@ -27,7 +27,7 @@ bit an entry does not define must be zero.  Conventions the semantics use:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields as dc_fields
+from dataclasses import dataclass, fields as dc_fields
 from enum import IntEnum
 
 from .operands import (
@@ -35,7 +35,6 @@ from .operands import (
     GPR_KINDS,
     REGISTER_SOURCE_KINDS,
     SOURCE_KINDS,
-    Gpr,
     IllegalOperands,
     Operand,
     OperandKind,

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from nfpjit.isa import TABLE, Bank, Cond, Gpr, Imm, Instruction, IsaError, Op, encode
 from nfpjit.isa.asm import AsmData, AsmMap, assemble, assemble_image, parse
 from nfpjit.isa.disasm import disassemble
-from nfpjit.isa.table import BY_OP, COND_ALIASES
+from nfpjit.isa.table import COND_ALIASES
 
 PROGRAM = """\
 ; a small program with every directive
