@@ -13,6 +13,7 @@ from hypothesis import strategies as hst
 from nfpjit.ebpf.insn import Insn, decode
 from nfpjit.ebpf.opcodes import (
     AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc, Size, Source,
+    TcAction, XdpAction,
 )
 from nfpjit.ebpf.program import Function, MapDef, Program, SourceLoc
 from nfpjit.errors import DecodeError
@@ -120,7 +121,8 @@ def test_placeholder_jump_lands_on_the_final_exit():
 
 
 def test_clean_program_is_ok():
-    p = prog([*lookup(), ldx(Size.DW, 1, 0, 0), atomic(Size.DW, 0, 1, 0)], maps=[ARRAY])
+    # reads the first word of the value, counts atomically in the second
+    p = prog([*lookup(), ldx(Size.W, 1, 0, 0), mov(1, 1), atomic(Size.W, 0, 1, 4)], maps=[ARRAY])
     report = check(p, DEFAULT)
     assert report.ok and report.diagnostics == ()
 
@@ -279,18 +281,26 @@ def test_stack_size():
 
 
 def test_stack_size_across_bpf_calls():
-    # main uses 8 bytes (its frame rounds to 64), the callee 480: 544 > 512
-    insns = (
-        st(Size.DW, 10, -8, 0),
-        Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.LOCAL, imm=2),
-        mov(0, 2), EXIT,
-        st(Size.DW, 10, -480, 0), mov(0, 0), EXIT,
-    )
-    p = Program("t", insns, functions=(Function("main", 0), Function("callee", 4)))
-    [d] = errors_of(p, Code.STACK_SIZE)
-    assert "544" in d.message
-    shallow = replace(p, insns=(*insns[:4], st(Size.DW, 10, -448, 0), *insns[5:]))
-    assert Code.STACK_SIZE not in codes(shallow)  # 64 + 448 = 512 fits
+    # frames are 64-byte aligned; a callee's frame adds its 4-byte return address (and 32 bytes for
+    # R6-R9 when it writes them): main 8 -> 64, callee 480 + 4 -> 512, in all 576 > 512
+    def two(callee_depth, callee_body=()):
+        insns = (
+            st(Size.DW, 10, -8, 0),
+            Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.LOCAL, imm=2),
+            mov(0, 2), EXIT,
+            st(Size.DW, 10, -callee_depth, 0), *callee_body, mov(0, 0), EXIT,
+        )
+        return Program("t", insns, functions=(Function("main", 0), Function("callee", 4)))
+
+    [d] = errors_of(two(480), Code.STACK_SIZE)
+    assert "576" in d.message
+    assert Code.STACK_SIZE not in codes(two(440))  # 440 + 4 -> 448, + 64 = 512 fits
+    assert Code.STACK_SIZE in codes(two(440, [mov(6, 1)]))  # + 32 saved registers -> 512 + 64
+    # the oracle: the same arithmetic written out
+    for depth, saves in ((8, False), (440, False), (440, True), (100, True)):
+        body = [mov(7, 0)] if saves else []
+        expected = 64 + -(-(depth + 4 + (32 if saves else 0)) // 64) * 64
+        assert (Code.STACK_SIZE in codes(two(depth, body))) == (expected > 512)
 
 
 def test_variable_stack_pointer():
@@ -393,9 +403,78 @@ def test_verifier_problems_from_the_analysis():
     assert "uninit-reg" in [d for d in report.diagnostics if d.code == Code.VERIFIER][0].message
 
 
+def test_exit_action():
+    assert codes(prog([], prog_type=ProgType.SCHED_CLS)) == set()  # RET_PASS returns 2 = TC_ACT_SHOT
+    shot = Program("t", (mov(0, TcAction.SHOT), EXIT), prog_type=ProgType.SCHED_CLS)
+    unspec = Program("t", (mov(0, -1), EXIT), prog_type=ProgType.SCHED_CLS)
+    ok = Program("t", (mov(0, TcAction.OK), EXIT), prog_type=ProgType.SCHED_CLS)
+    unknown = Program("t", (ldx(Size.W, 0, 1, 0), EXIT), prog_type=ProgType.SCHED_CLS)
+    assert codes(shot) == set() and codes(unspec) == set()
+    assert codes(ok) == {Code.EXIT_ACTION} and codes(unknown) == {Code.EXIT_ACTION}
+    # two paths, two constants: the NIC-less one is found after the join
+    both = Program("t", (ldx(Size.W, 2, 1, 0), mov(0, TcAction.SHOT), jeq(2, 0, 1), mov(0, TcAction.OK), EXIT),
+                   prog_type=ProgType.SCHED_CLS)
+    [d] = errors_of(both, Code.EXIT_ACTION)
+    assert d.message.startswith("may return TC_ACT_OK")
+    shot_or_stolen = replace(both, insns=(*both.insns[:3], mov(0, TcAction.STOLEN), EXIT))
+    assert codes(shot_or_stolen) == set()
+    redirect = Program("t", (mov(0, XdpAction.REDIRECT), EXIT))
+    [d] = errors_of(redirect, Code.EXIT_ACTION)
+    assert d.severity == Severity.ERROR and "PASS, DROP, TX or ABORT" in d.hint
+    [d] = errors_of(Program("t", (mov(0, 9), EXIT)), Code.EXIT_ACTION)
+    assert d.severity == Severity.WARNING
+    # only the entry function's exits are verdicts
+    callee_returns_7 = Program("t", (Insn(InsnClass.JMP | JmpOp.CALL, src=CallKind.LOCAL, imm=2), mov(0, 2), EXIT,
+                                     mov(0, 7), EXIT), functions=(Function("main", 0), Function("f", 3)))
+    assert codes(callee_returns_7) == set()
+
+
+def test_helper_args_must_be_on_the_stack():
+    from_packet = prog([ldx(Size.W, 2, 1, 0), Insn.ld_imm64(1, 0, PseudoSrc.MAP_FD), call(Helper.map_lookup_elem)],
+                       maps=[ARRAY])
+    [d] = errors_of(from_packet, Code.HELPER_ARG)
+    assert "key" in d.message and "packet" in d.message
+    assert codes(prog(lookup(), maps=[ARRAY])) == set()
+
+
+def test_perf_event_output_flags():
+    def out(flags):
+        return prog([movr(6, 1), st(Size.DW, 10, -8, 0), movr(1, 6), Insn.ld_imm64(2, 0, PseudoSrc.MAP_FD),
+                     Insn.ld_imm64(3, flags), movr(4, 10), alu(AluOp.ADD, 4, -8), mov(5, 8),
+                     call(Helper.perf_event_output)],
+                    maps=[MapDef("events", MapType.PERF_EVENT_ARRAY, 4, 4, 0)])
+
+    perm = replace(DEFAULT, map_types=DEFAULT.map_types | {MapType.PERF_EVENT_ARRAY})
+    good = check(out(0xFFFF_FFFF), perm).diagnostics
+    assert [(d.code, d.severity) for d in good] == [(Code.HELPER_ARG, Severity.NOTE)]
+    assert any(d.severity == Severity.ERROR and d.code == Code.HELPER_ARG for d in check(out(3), perm).diagnostics)
+
+
+def test_map_value_use_read_and_atomic_on_one_word():
+    p = prog([*lookup(), ldx(Size.W, 1, 0, 4), mov(1, 1), atomic(Size.DW, 0, 1, 0)], maps=[ARRAY])
+    [d] = errors_of(p, Code.MAP_VALUE_USE)
+    assert d.insn == p.pcs[8] and "bytes 4..7" in d.message and f"insn {p.pcs[6]}" in d.message
+    apart = prog([*lookup(), ldx(Size.W, 1, 0, 4), mov(1, 1), atomic(Size.W, 0, 1, 0)], maps=[ARRAY])
+    assert codes(apart) == set()
+
+
+def test_map_value_offset():
+    p = prog([*lookup(), ldx(Size.W, 1, 1, 16), alu(AluOp.AND, 1, 4), alur(AluOp.ADD, 0, 1), ldx(Size.W, 2, 0, 0)],
+             maps=[ARRAY])
+    assert codes(p) == {Code.MAP_VALUE_OFFSET}
+
+
+def test_div_and_mul_operands():
+    assert codes(prog([mov(3, 9), alu(AluOp.DIV, 3, -3)])) == {Code.DIV_OPERAND}
+    assert codes(prog([mov(3, 9), alu(AluOp.MUL, 3, -3)])) == {Code.MUL_OPERAND}
+    assert codes(prog([mov(3, 9), alu(AluOp.MUL, 3, -3, InsnClass.ALU)])) == set()  # low word is the same
+    assert codes(prog([mov(3, 9), alu(AluOp.MUL, 3, 3)])) == set()
+
+
 def test_prog_type():
     assert codes(prog([], prog_type=ProgType.KPROBE)) == {Code.PROG_TYPE}
     assert codes(prog([], prog_type=ProgType.SCHED_CLS)) == set()
+    assert codes(prog([], prog_type=ProgType.SCHED_ACT)) == {Code.PROG_TYPE}
 
 
 def test_all_problems_are_collected_in_order():
@@ -537,9 +616,10 @@ CORPUS_EXPECTED = {
     "percpu_array": {"map-type", "map-value-write"},
     "redirect": {"unsupported-helper"},
     "tail_call": {"tail-call", "map-type"},
-    "tc_classifier": {"ctx-store"},               # skb->mark and skb->tc_classid
-    "tc_sections:classifier": {"ctx-store"},      # skb->priority
-    "tc_sections:action": {"ctx-store"},          # skb->mark
+    # skb->mark and skb->tc_classid; TC_ACT_OK is no verdict the NIC can carry out
+    "tc_classifier": {"ctx-store", "exit-action"},
+    "tc_sections:classifier": {"ctx-store", "exit-action"},  # skb->priority
+    "tc_sections:action": {"ctx-store", "exit-action"},      # skb->mark
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),

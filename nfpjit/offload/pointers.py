@@ -39,6 +39,15 @@ class Val:
     kind: Kind
     off: int | None = None
     map: int | None = None  # index into Program.maps for MAP_PTR / MAP_VALUE
+    choices: frozenset[int] | None = None  # a scalar that is one of a few constants (paths joined)
+
+    def possible_values(self) -> frozenset[int] | None:
+        """The constants a scalar may hold, None when unknown."""
+        if self.kind != Kind.SCALAR:
+            return None
+        if self.off is not None:
+            return frozenset({self.off})
+        return self.choices
 
 
 TOP = None  # nothing known (joined different kinds, or clobbered)
@@ -80,6 +89,7 @@ class Tracked:
     accesses: list[MemAccess] = field(default_factory=list)
     calls: list[CallSite] = field(default_factory=list)
     divisions: list[DivSite] = field(default_factory=list)
+    exits: list[tuple[int, Val | None]] = field(default_factory=list)  # (pc, r0) at each reachable exit
     reachable: set[int] = field(default_factory=set)
 
 
@@ -88,9 +98,17 @@ _XDP_CTX = {0: Kind.PACKET, 4: Kind.PACKET_END}
 _SKB_CTX = {76: Kind.PACKET, 80: Kind.PACKET_END}
 
 
+_MAX_CHOICES = 8
+
+
 def _join_val(a, b):
     if a == b:
         return a
+    if a is not None and b is not None and a.kind == b.kind == Kind.SCALAR:
+        va, vb = a.possible_values(), b.possible_values()
+        if va is not None and vb is not None and len(va | vb) <= _MAX_CHOICES:
+            return Val(Kind.SCALAR, choices=va | vb)
+        return UNKNOWN_SCALAR
     if a is None or b is None or a.kind != b.kind or a.map != b.map:
         return TOP
     return Val(a.kind, None, a.map)
@@ -259,6 +277,9 @@ def _step(program: Program, pc: int, insn: Insn, state: _State, tracked: Tracked
                 regs[0] = UNKNOWN_SCALAR
             elif op & 0x01:  # fetching forms write the old value to src
                 regs[insn.src] = UNKNOWN_SCALAR
+    elif insn.is_exit:
+        if tracked is not None:
+            tracked.exits.append((pc, regs[0]))
     elif insn.is_call:
         args = tuple(regs[1:6])
         if insn.src == CallKind.HELPER and tracked is not None:

@@ -22,7 +22,10 @@ from enum import IntEnum, StrEnum
 
 from nfpjit.bits import u32
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc
+from nfpjit.ebpf.opcodes import (
+    AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc,
+    TcAction, XdpAction,
+)
 from nfpjit.ebpf.program import Program
 from nfpjit.offload.pointers import AccessKind, Kind, Tracked, track
 from nfpjit.offload.profile import Profile
@@ -65,6 +68,12 @@ class Code(StrEnum):
     LD_ABS = "ld-abs"
     UNSUPPORTED_OPCODE = "unsupported-opcode"
     PROG_TYPE = "prog-type"
+    EXIT_ACTION = "exit-action"
+    HELPER_ARG = "helper-arg"
+    MAP_VALUE_USE = "map-value-use"
+    MAP_VALUE_OFFSET = "map-value-offset"
+    DIV_OPERAND = "div-operand"
+    MUL_OPERAND = "mul-operand"
     VERIFIER = "verifier"
 
 
@@ -377,6 +386,15 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
                            "read the packet through ctx->data after a bounds check")
         if insn.is_alu and insn.alu_op in (AluOp.DIV, AluOp.MOD):
             yield from _check_division(ctx, pc, insn, divisors.get(pc))
+            if not insn.source and insn.imm < 0 and insn.off == 0 and not feats.division_by_register:
+                yield ctx.diag(Code.DIV_OPERAND, Severity.ERROR, pc,
+                               f"division by the negative constant {insn.imm} (read as {u32(insn.imm)} unsigned)",
+                               "the NIC divides by reciprocal multiplication of 32-bit values: use a positive divisor")
+        if (insn.is_alu and insn.alu_op == AluOp.MUL and insn.cls == InsnClass.ALU64 and not insn.source
+                and insn.imm < 0):
+            yield ctx.diag(Code.MUL_OPERAND, Severity.ERROR, pc,
+                           f"64-bit multiplication by the negative constant {insn.imm}: the NIC multiplies "
+                           "32-bit unsigned values", "multiply by the positive value and negate the result")
 
 
 def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable[Diagnostic]:
@@ -463,16 +481,33 @@ _KIND_NAMES = {
 }
 
 
-def _frame_depths(ctx: CheckContext) -> dict[int, int]:
-    """Stack bytes used by each function (keyed by start pc), from the accesses seen."""
+def _function_starts(prog: Program) -> list[int]:
+    """Start pcs of the entry point and every BPF-to-BPF callee (from the symbol table and call targets)."""
+    starts = {fn.start_pc for fn in prog.functions}
+    if prog.pcs:
+        starts.add(prog.pcs[0])
+    for pc, insn in prog.slots():
+        if insn.is_local_call:
+            starts.add(insn.jump_target(pc))
+    return sorted(starts)
+
+
+def _function_of(starts: list[int], pc: int) -> int:
+    best = starts[0] if starts else 0
+    for s in starts:
+        if s <= pc:
+            best = s
+    return best
+
+
+def _frame_depths(ctx: CheckContext, starts: list[int]) -> dict[int, int]:
+    """Stack bytes each function touches (keyed by start pc), from its accesses and helper arguments."""
     depth: dict[int, int] = {}
-    prog = ctx.program
 
     def note(pc: int, offset: int | None) -> None:
         if offset is None or offset >= 0:
             return
-        fn = prog.function_at(pc)
-        key = fn.start_pc if fn else 0
+        key = _function_of(starts, pc)
         depth[key] = max(depth.get(key, 0), -offset)
 
     for acc in ctx.tracked.accesses:
@@ -485,27 +520,48 @@ def _frame_depths(ctx: CheckContext) -> dict[int, int]:
     return depth
 
 
+_FRAME_ALIGN = 64  # every frame on the NIC's stack starts 64-byte aligned
+_RETURN_ADDRESS = 4  # a callee's frame also holds its return address ...
+_SAVED_REGS = 32  # ... and R6-R9 (low words) when it writes them
+
+
+def _writes_callee_saved(insn: Insn) -> bool:
+    if not 6 <= insn.dst <= 9:
+        return False
+    return insn.is_alu or insn.is_ld_imm64 or insn.cls == InsnClass.LDX
+
+
 def stack_usage(ctx: CheckContext) -> int:
-    """Deepest stack use over all call chains; callers' frames are rounded up to 64 bytes as the NFP does."""
+    """Deepest stack use over all call chains, laid out as the NFP does: each frame rounded up to 64 bytes,
+    callee frames with room for the return address and, when written, R6-R9."""
     analysis_depth = getattr(ctx.analysis, "stack_depth", None)
     if isinstance(analysis_depth, int):
         return analysis_depth
-    depths = _frame_depths(ctx)
     prog = ctx.program
+    if not prog.pcs:
+        return 0
+    starts = _function_starts(prog)
+    depths = _frame_depths(ctx, starts)
+    entry = prog.pcs[0]
     calls: dict[int, set[int]] = {}
+    saves: set[int] = set()
     for pc, insn in prog.slots():
+        fn = _function_of(starts, pc)
         if insn.is_local_call:
-            fn = prog.function_at(pc)
-            calls.setdefault(fn.start_pc if fn else 0, set()).add(insn.jump_target(pc))
+            calls.setdefault(fn, set()).add(insn.jump_target(pc))
+        if _writes_callee_saved(insn):
+            saves.add(fn)
+
+    def frame(start: int) -> int:
+        size = depths.get(start, 0)
+        if start != entry:
+            size += _RETURN_ADDRESS + (_SAVED_REGS if start in saves else 0)
+        return -(-size // _FRAME_ALIGN) * _FRAME_ALIGN
 
     def deepest(start: int, seen: frozenset) -> int:
-        own = depths.get(start, 0)
         below = [deepest(c, seen | {c}) for c in calls.get(start, ()) if c not in seen]
-        if not below:
-            return own
-        return ((own + 63) & ~63) + max(below)
+        return frame(start) + max(below, default=0)
 
-    entry = prog.pcs[0] if prog.pcs else 0
     return deepest(entry, frozenset({entry}))
 
 
@@ -568,6 +624,106 @@ def check_length(ctx: CheckContext) -> Iterable[Diagnostic]:
                        "split the program, or move rare paths to the host (XDP_PASS)")
 
 
+def check_exits(ctx: CheckContext) -> Iterable[Diagnostic]:
+    prog = ctx.program
+    starts = _function_starts(prog)
+    entry = prog.pcs[0] if prog.pcs else 0
+    for pc, r0 in ctx.tracked.exits:
+        if _function_of(starts, pc) != entry:
+            continue  # a BPF-to-BPF callee's return value is not the verdict
+        values = r0.possible_values() if r0 is not None else None
+        if prog.prog_type == ProgType.XDP:
+            for action in sorted({v & 0xFFFF_FFFF for v in values or ()}):
+                if action == XdpAction.REDIRECT:
+                    yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc, _may(values) + "XDP_REDIRECT",
+                                   "offloaded programs can only PASS, DROP, TX or ABORT: redirect from a host "
+                                   "program")
+                elif action > XdpAction.REDIRECT:
+                    yield ctx.diag(Code.EXIT_ACTION, Severity.WARNING, pc,
+                                   f"{_may(values)}{action}, which is no XDP action: the NIC drops the packet "
+                                   "as XDP_ABORTED", "return XDP_PASS, XDP_DROP, XDP_TX or XDP_ABORTED")
+        elif prog.prog_type == ProgType.SCHED_CLS:
+            hint = "return TC_ACT_SHOT to drop, TC_ACT_UNSPEC (-1) to hand the packet on; the NIC has no other verdicts"
+            if values is None:
+                yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc,
+                               "the TC verdict is not a constant the NIC can map to an action", hint)
+                continue
+            for value in sorted(values):
+                if value <= TcAction.REDIRECT and value not in (TcAction.SHOT, TcAction.STOLEN, TcAction.QUEUED):
+                    yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc,
+                                   f"{_may(values)}{TcAction(value).kernel_name}, which the NIC cannot carry out", hint)
+
+
+def _may(values) -> str:
+    return "returns " if len(values) == 1 else "may return "
+
+
+_KEY_ARGS = {  # helper -> (argument index, what it is) that must point into the stack
+    Helper.map_lookup_elem: ((1, "key"),),
+    Helper.map_delete_elem: ((1, "key"),),
+    Helper.map_update_elem: ((1, "key"), (2, "value")),
+}
+_BPF_F_CURRENT_CPU = 0xFFFF_FFFF
+
+
+def check_helper_args(ctx: CheckContext) -> Iterable[Diagnostic]:
+    for call in ctx.tracked.calls:
+        if not ctx.profile.helper_supported(call.helper):
+            continue
+        name = ctx.helper_name(call.helper)
+        for index, what in _KEY_ARGS.get(call.helper, ()):
+            v = call.args[index]
+            if v is None:
+                continue
+            if v.kind != Kind.STACK or v.off is None:
+                where = _KIND_NAMES[v.kind] if v.kind != Kind.STACK else "the stack at a variable offset"
+                yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
+                               f"{name}: the {what} (r{index + 1}) points to {where}; the NIC takes {what}s "
+                               "only from a fixed stack slot",
+                               f"copy the {what} into a local variable and pass its address")
+        if call.helper == Helper.perf_event_output:
+            flags = call.args[2]
+            if flags is None or flags.kind != Kind.SCALAR or flags.off is None or \
+                    flags.off & _BPF_F_CURRENT_CPU != _BPF_F_CURRENT_CPU:
+                yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
+                               f"{name}: flags (r3) must be the constant BPF_F_CURRENT_CPU",
+                               "the NIC delivers events to whichever CPU reads its control queue")
+            yield ctx.diag(Code.HELPER_ARG, Severity.NOTE, call.pc,
+                           f"{name} is asynchronous on the NIC: it reports success even when the event is "
+                           "later dropped, and events may arrive reordered", None)
+
+
+_USE_NAMES = {AccessKind.LOAD: "read", AccessKind.ATOMIC: "updated atomically"}
+
+
+def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
+    """The firmware keeps each 4-byte word of a map value either readable or an atomic counter."""
+    words: dict[tuple[int, int], dict[AccessKind, int]] = {}
+    for acc in ctx.tracked.accesses:
+        base = acc.base
+        if base is None or base.kind != Kind.MAP_VALUE or acc.kind == AccessKind.STORE:
+            continue
+        if acc.offset is None:
+            yield ctx.diag(Code.MAP_VALUE_OFFSET, Severity.ERROR, acc.pc,
+                           f"map '{ctx.map_name(base.map)}' value accessed at a variable offset",
+                           "index map values with constants (unroll the loop), or use one map entry per index")
+            continue
+        start, end = acc.offset, acc.offset + acc.size
+        for word in range(start // 4, (end + 3) // 4):
+            uses = words.setdefault((base.map, word), {})
+            uses.setdefault(acc.kind, acc.pc)
+    reported: set[tuple[int, int]] = set()
+    for (m, word), uses in sorted(words.items(), key=lambda kv: (kv[0][0] if kv[0][0] is not None else -1, kv[0][1])):
+        if len(uses) < 2 or (m, uses[AccessKind.ATOMIC]) in reported:
+            continue
+        reported.add((m, uses[AccessKind.ATOMIC]))
+        yield ctx.diag(Code.MAP_VALUE_USE, Severity.ERROR, uses[AccessKind.ATOMIC],
+                       f"map '{ctx.map_name(m)}' value bytes {word * 4}..{word * 4 + 3} are updated atomically "
+                       f"here and also read (insn {uses[AccessKind.LOAD]}): the NIC keeps atomic counters in a "
+                       "form the program cannot read",
+                       "read counters from the host, and keep values the program reads in other words")
+
+
 def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
     for problem in getattr(ctx.analysis, "problems", None) or ():
         pc = getattr(problem, "pc", None)
@@ -579,8 +735,8 @@ def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
 
 
 CHECKS: list[Callable[[CheckContext], Iterable[Diagnostic]]] = [
-    check_prog_type, check_maps, check_calls, check_insns, check_memory, check_stack, check_length,
-    check_analysis,
+    check_prog_type, check_maps, check_calls, check_helper_args, check_insns, check_memory,
+    check_map_value_use, check_exits, check_stack, check_length, check_analysis,
 ]
 
 
