@@ -443,3 +443,20 @@ def test_static_variables_through_section_symbol(tmp_path):
     assert struct.unpack_from("<I", data.initial, offsets["b"])[0] == 7
     refs = sorted(i.imm2 for i in prog.insns if i.is_ld_imm64 and i.src == PseudoSrc.MAP_VALUE)
     assert refs == sorted(offsets.values())
+
+
+def test_two_programs_in_one_section(tmp_path):
+    clang = need_tool("clang")
+    src, obj = tmp_path / "same.c", tmp_path / "same.o"
+    src.write_text('#include "bpf_defs.h"\n'
+                   'SEC("xdp") int first(struct xdp_md *c) { return XDP_PASS; }\n'
+                   'SEC("xdp") int second(struct xdp_md *c) { return XDP_DROP; }\n')
+    subprocess.run([clang, "-O2", "-g", "-target", "bpf", f"-I{CORPUS / 'include'}", "-c", str(src), "-o", str(obj)],
+                   check=True, capture_output=True)
+    assert list_programs(obj) == [("xdp", "first"), ("xdp", "second")]
+    with pytest.raises(LoadError) as exc:
+        load(obj, section="xdp")
+    assert "xdp:first" in str(exc.value) and "xdp:second" in str(exc.value)
+    second = load(obj, section="xdp:second")
+    assert second.name == "second" and second.insns[0].imm == 1 and second.functions[0].start_pc == 0
+    assert load(obj, section="xdp:first").insns[0].imm == 2

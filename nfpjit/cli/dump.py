@@ -48,7 +48,8 @@ def register(subparsers) -> None:
 def add_input_options(parser) -> None:
     """OBJ, -s/--section and --raw: shared by every ``dump`` view."""
     parser.add_argument("obj", metavar="OBJ", help="ELF object, eBPF assembly (.s/.asm) or raw bytecode")
-    parser.add_argument("-s", "--section", help="program section of a multi-program object")
+    parser.add_argument("-s", "--section", metavar="SECTION[:FUNC]",
+                        help="program section of a multi-program object (SECTION:FUNC when a section holds several)")
     parser.add_argument("--raw", action="store_true", help="read OBJ as raw little-endian bytecode")
 
 

@@ -110,7 +110,13 @@ class ElfObject:
     _lines: dict[str, dict[int, SourceLoc]]  # section -> slot -> location
 
     def program(self, section: str | None = None, name: str | None = None) -> Program:
-        """Link the program in ``section`` (optionally the function ``name`` there)."""
+        """Link the program in ``section`` (optionally the function ``name`` there).
+
+        ``section`` may also be ``"SECTION:FUNCTION"`` to pick one of several programs in one section.
+        """
+        if section is not None and name is None and ":" in section \
+                and section not in {s for s, _ in self.entries}:
+            section, name = section.rsplit(":", 1)
         choices = [e for e in self.entries if (section is None or e[0] == section) and (name is None or e[1] == name)]
         listing = ", ".join(f"{s}:{n}" if _ambiguous(self.entries, s) else s for s, n in self.entries)
         if not self.entries:
