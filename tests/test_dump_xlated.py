@@ -130,3 +130,16 @@ def test_real_entry_point_on_the_example():
     assert "drop_count: hash" in res.stdout
     assert len([line for line in res.stdout.splitlines() if _INSN_LINE.match(line)]) == \
         len(load(ROOT / "examples" / "xdp_drop_tcp_ports.o").insns)
+
+
+ASM_FILES = sorted((CORPUS / "asm").glob("*.s")) if (CORPUS / "asm").is_dir() else []
+
+
+@pytest.mark.skipif(not ASM_FILES, reason="no assembly corpus yet")
+def test_assembly_corpus_dumps(capsys):
+    for path in ASM_FILES:
+        prog = load(path)
+        status, out, err = run(capsys, path, "--json")
+        assert status == 0, (path.name, err)
+        doc = json.loads(out)
+        assert [(e["index"], e["code"]) for e in doc["insns"]] == [(pc, i.code) for pc, i in prog.slots()]
