@@ -65,3 +65,21 @@ def test_rebuild_gives_identical_programs(src, tmp_path):
         assert a.maps == b.maps
         assert a.functions == b.functions
         assert a.line_info == b.line_info
+
+
+def test_corpus_programs_contain_what_their_names_promise():
+    from nfpjit.ebpf.opcodes import Helper, Mode
+
+    def helpers(name, section=None):
+        return {i.imm for i in load(CORPUS / f"{name}.o", section=section).insns if i.is_helper_call}
+
+    loop = load(CORPUS / "bounded_loop.o")
+    assert any(i.is_branch and i.jump_offset() < 0 for i in loop.insns), "bounded_loop must keep a back edge"
+    assert any(i.cls == InsnClass.STX and i.mode == Mode.ATOMIC for i in load(CORPUS / "atomic_add.o").insns)
+    assert Helper.xdp_adjust_head in helpers("ipip_encap")
+    assert Helper.ktime_get_ns in helpers("ktime")
+    assert Helper.tail_call in helpers("tail_call")
+    assert Helper.redirect in helpers("redirect")
+    assert {m.type.kernel_name for m in load(CORPUS / "percpu_array.o").maps} == {"percpu_array"}
+    assert {m.type.kernel_name for m in load(CORPUS / "lpm_trie.o").maps} == {"lpm_trie"}
+    assert {m.type.kernel_name for m in load(CORPUS / "tail_call.o").maps} == {"prog_array"}
