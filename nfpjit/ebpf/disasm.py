@@ -220,6 +220,8 @@ def format_insn(insn: Insn, pc: int = 0) -> str:
             return f"call {fmt_target(insn.imm)}"
         if insn.src == CallKind.KFUNC:
             return f"call kfunc {fmt_imm(insn.imm)}"
+        if insn.imm < 0:  # a bare signed number would read as a local call
+            return f"call helper {fmt_imm(insn.imm)}"
         return f"call {fmt_imm(insn.imm)}"
     if f is Form.LDDW:
         if insn.src == PseudoSrc.IMM64:
