@@ -18,7 +18,8 @@ API summary (names are stable; the manual isa/README.md is generated from the ta
     ``NoDest()``; errors ``IsaError`` > ``IllegalInstruction``,
     ``IllegalOperands``, ``IsaAsmError``.
 * ``nfpjit.isa.encoding``  ``encode(instr) -> int``, ``decode(word) ->
-    Instruction``, ``check(instr)``, ``legalise(a, b) -> (port_a, port_b, swap)``.
+    Instruction``, ``check(instr)``, ``legalise(a, b) -> (port_a, port_b, swap)``,
+    ``load_const(dest, value) -> tuple[Instruction, ...]`` (1 or 2 IMMEDs).
 * ``nfpjit.isa.asm``  ``assemble(text, filename="<input>") -> AsmResult``,
     ``parse(line) -> Instruction``, ``assemble_image(text, filename) -> bytes``.
 * ``nfpjit.isa.disasm``  ``format_instruction(instr) -> str`` (alias
@@ -65,7 +66,7 @@ from .table import (
     ShiftKind,
     Width,
 )
-from .encoding import check, decode, encode, legalise
+from .encoding import check, decode, encode, legalise, load_const
 from .disasm import disassemble, format_instruction
 from .asm import AsmResult, assemble, parse
 
@@ -74,5 +75,5 @@ __all__ = [
     "NoDest", "Operand", "OperandKind", "Xfer", "XferSide",
     "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
     "Memory", "MulStep", "Op", "ShiftKind", "Width",
-    "check", "decode", "encode", "legalise", "disassemble", "format_instruction", "AsmResult", "assemble", "parse",
+    "check", "decode", "encode", "legalise", "load_const", "disassemble", "format_instruction", "AsmResult", "assemble", "parse",
 ]

@@ -19,7 +19,7 @@ instruction to the table is enough to encode and decode it.  The rules:
 
 from __future__ import annotations
 
-from nfpjit.bits import MASK64
+from nfpjit.bits import MASK32, MASK64
 
 from .operands import (
     KIND_NAMES,
@@ -45,6 +45,7 @@ from .table import (
     FieldKind,
     Instruction,
     Op,
+    Width,
 )
 
 _TWO_SOURCE_HINTS = {
@@ -256,6 +257,26 @@ def decode(word: int) -> Instruction:
     return instr
 
 
+def load_const(dest: Operand, value: int) -> tuple[Instruction, ...]:
+    """The shortest IMMED sequence (one or two instructions) that sets ``dest`` to a 32-bit ``value``.
+
+    ``value`` may be given signed (-2**31..-1) or unsigned.  One instruction
+    when the value, or its complement, is a 16-bit value shifted by 0, 1 or 2
+    bytes; otherwise the low half as a whole word, then the high half
+    (``width=hi``, which keeps the low half: ``dest`` must be readable).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 31) <= value <= MASK32:
+        raise IllegalOperands(f"constant {value!r} does not fit 32 bits")
+    value &= MASK32
+    for invert in (False, True):
+        v = ~value & MASK32 if invert else value
+        for byte in (0, 1, 2):
+            if v & ~(0xFFFF << 8 * byte) == 0:
+                return (Instruction(Op.IMMED, dest=dest, imm=v >> 8 * byte, byte=byte, invert=invert),)
+    return (Instruction(Op.IMMED, dest=dest, imm=value & 0xFFFF),
+            Instruction(Op.IMMED, dest=dest, imm=value >> 16, byte=2, width=Width.HI))
+
+
 def decode_words(words) -> list[Instruction]:
     """Decode a sequence of words; errors name the failing index."""
     out = []
@@ -278,4 +299,4 @@ def encode_all(instrs) -> tuple[int, ...]:
     return tuple(out)
 
 
-__all__ = ["check", "decode", "decode_words", "encode", "encode_all", "entry_attrs", "legalise", "NoDest"]
+__all__ = ["check", "decode", "decode_words", "encode", "encode_all", "entry_attrs", "legalise", "load_const", "NoDest"]
