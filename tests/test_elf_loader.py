@@ -98,7 +98,12 @@ def test_instructions_match_llvm_objdump(path, section):
                 elif insn.is_local_call:
                     target = insn.jump_target(pc)
                     callee = prog.function_at(target)
-                    if reloc is not None:  # call to a named function in another section
+                    if reloc is not None and reloc[1] in dump:  # static callee: section symbol + imm
+                        assert reloc[0] == "R_BPF_64_32"
+                        slot = struct.unpack("<i", theirs[4:8])[0] + 1
+                        labels = {v: k for k, v in dump[reloc[1]]["labels"].items() if not k.startswith("LBB")}
+                        assert callee.name == labels[slot] and callee.start_pc == target
+                    elif reloc is not None:  # call to a named function in another section
                         assert reloc[0] == "R_BPF_64_32"
                         assert callee.name == reloc[1] and callee.start_pc == target
                     else:  # call inside one section: same distance as in the object

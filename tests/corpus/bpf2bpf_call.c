@@ -1,7 +1,8 @@
-// A BPF-to-BPF call: the classifier lives in .text as a real (not inlined) function.
+// BPF-to-BPF calls into .text: a static function (reached through the section symbol; verified
+// in its caller's context, so it may take packet pointers) and a global one (scalar argument only).
 #include "bpf_defs.h"
 
-__noinline int classify(void *data, void *data_end)
+static __noinline int classify(void *data, void *data_end)
 {
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
