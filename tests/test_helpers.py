@@ -1,0 +1,376 @@
+"""Helpers: packet adjustment bounds, csum_diff, printk, redirects, randomness, clock, byte access.
+
+Bounds come from the kernel's rules written out here (256 B headroom with a
+40-byte struct xdp_frame reserved in front, 14-byte minimum frame, 32-byte
+metadata limit); checksums from a separately written ones'-complement sum
+over 16-bit words.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nfpjit.ebpf.asm import assemble
+from nfpjit.ebpf.context import XDP_FRAME_SIZE, XDP_PACKET_HEADROOM
+from nfpjit.ebpf.interp import run, run_raw
+from nfpjit.ebpf.maps import MapStore
+from nfpjit.ebpf.result import PacketIn
+
+EINVAL, EACCES, EFAULT = 22, 13, 14
+M64 = (1 << 64) - 1
+
+
+def asm(text: str):
+    return assemble(text, filename="test")
+
+
+def neg(e: int) -> int:
+    return (-e) & M64
+
+
+def adjust(helper: int, delta: int, tc: bool = False):
+    return asm(f"{'.type tc' if tc else ''}\nmov r2, {delta}\ncall {helper}\nexit")
+
+
+# -- xdp_adjust_head / tail / meta -----------------------------------------------------------
+
+@pytest.mark.parametrize("length", [14, 60, 200])
+def test_adjust_head_bounds(length):
+    lowest = XDP_FRAME_SIZE - XDP_PACKET_HEADROOM          # may grow into the headroom down to xdp_frame
+    highest = length - 14                                   # must leave an Ethernet header
+    frame = bytes(range(length))
+    for delta, ok in [(lowest, True), (lowest - 1, False), (highest, True), (highest + 1, False), (0, True)]:
+        res = run(adjust(44, delta), frame)
+        assert res.fault is None
+        assert res.r0 == (0 if ok else neg(EINVAL)), delta
+        if ok:
+            want = bytes(-delta) + frame if delta < 0 else frame[delta:]
+            assert res.packet == want
+        else:
+            assert res.packet == frame
+
+
+def test_adjust_tail_bounds():
+    frame = bytes(range(100))
+    assert run(adjust(65, 256), frame).packet == frame + bytes(256)
+    assert run(adjust(65, 257), frame).r0 == neg(EINVAL)
+    assert run(adjust(65, -86), frame).packet == frame[:14]
+    assert run(adjust(65, -87), frame).r0 == neg(EINVAL)
+    res = run(adjust(65, 10), frame, tailroom=8)
+    assert res.r0 == neg(EINVAL) and res.packet == frame
+
+
+@pytest.mark.parametrize("delta,err", [(-4, 0), (-32, 0), (-36, EACCES), (-6, EACCES), (4, EINVAL), (0, 0)])
+def test_adjust_meta(delta, err):
+    assert run(adjust(54, delta), bytes(60)).r0 == (neg(err) if err else 0)
+
+
+def test_metadata_area_is_addressable_and_moves_with_head():
+    prog = asm("""
+        mov r6, r1
+        mov r2, -8
+        call 54
+        ldxw r2, [r6+8]
+        ldxw r3, [r6+0]
+        mov r4, r2
+        add r4, 8
+        jgt r4, r3, bad
+        stdw [r2+0], 0x1234
+        mov r1, r6
+        mov r2, 4
+        call 44
+        ldxw r2, [r6+8]
+        ldxdw r0, [r2+0]
+        exit
+    bad:
+        mov r0, 99
+        exit
+    """)
+    res = run(prog, bytes(range(60)))
+    assert res.fault is None and res.r0 == 0x1234
+    assert res.packet == bytes(range(4, 60))
+
+
+def test_access_after_shrink_faults():
+    prog = asm("mov r6, r1\nldxw r7, [r6+0]\nmov r2, -40\ncall 65\nldxb r0, [r7+30]\nexit")
+    res = run(prog, bytes(60))
+    assert res.fault is not None and res.fault.pc == 4 and "out-of-bounds" in res.fault.reason
+
+
+def test_adjust_helpers_need_xdp():
+    res = run(adjust(44, 0, tc=True), bytes(60))
+    assert res.fault is not None and "XDP" in res.fault.reason
+
+
+# -- csum_diff ---------------------------------------------------------------------------------
+
+def ones_sum16(data: bytes) -> int:
+    """RFC 1071 end-around-carry sum of little-endian 16-bit words."""
+    total = 0
+    for (w,) in struct.iter_unpack("<H", data):
+        total += w
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def fold16(x: int) -> int:
+    while x >> 16:
+        x = (x & 0xFFFF) + (x >> 16)
+    return x
+
+
+def csum_prog(from_len: int, to_len: int, seed: int):
+    return asm(f"""
+        mov r1, r10
+        add r1, -512
+        mov r2, {from_len}
+        mov r3, r10
+        add r3, -256
+        mov r4, {to_len}
+        mov r5, {seed}
+        call 28
+        exit
+    """)
+
+
+def _csum_run(frm: bytes, to: bytes, seed: int):
+    # Stage the buffers in raw memory and copy them onto the stack with ldx/stx.
+    lines = []
+    for i in range(0, len(frm), 4):
+        lines += [f"ldxw r3, [r1+{i}]", f"stxw [r10-{512 - i}], r3"]
+    for i in range(0, len(to), 4):
+        lines += [f"ldxw r3, [r1+{len(frm) + i}]", f"stxw [r10-{256 - i}], r3"]
+    prog = asm("\n".join(lines) + "\n" + "\n".join(str_ for str_ in [
+        "mov r1, r10", "add r1, -512", f"mov r2, {len(frm)}", "mov r3, r10", "add r3, -256",
+        f"mov r4, {len(to)}", f"lddw r5, {seed}", "call 28", "exit"]))
+    return run_raw(prog, frm + to)
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 16).map(lambda n: 4 * n), st.integers(0, 16).map(lambda n: 4 * n), st.data())
+def test_csum_diff_against_ones_complement(nf, nt, data):
+    frm = data.draw(st.binary(min_size=nf, max_size=nf))
+    to = data.draw(st.binary(min_size=nt, max_size=nt))
+    seed = data.draw(st.integers(0, 0xFFFF_FFFF))
+    res = _csum_run(frm, to, seed)
+    assert res.fault is None
+    got = res.r0
+    assert got <= 0xFFFF_FFFF
+    inverted = bytes(b ^ 0xFF for b in frm)
+    # Same value modulo 2^32-1 (the 32-bit ones'-complement class) ...
+    want32 = (sum(struct.unpack(f"<{(nf + nt) // 4}I", inverted + to)) + seed) % 0xFFFF_FFFF if nf + nt else seed % 0xFFFF_FFFF
+    assert got % 0xFFFF_FFFF == want32
+    # ... and folding to 16 bits gives the RFC 1071 sum of the same bytes.
+    seed_bytes = seed.to_bytes(4, "little")
+    assert fold16(got) % 0xFFFF == ones_sum16(inverted + to + seed_bytes) % 0xFFFF
+
+
+def test_csum_diff_rejects_bad_sizes():
+    assert run_raw(csum_prog(3, 4, 0)).r0 == neg(EINVAL)
+    assert run_raw(csum_prog(256, 260, 0)).r0 == neg(EINVAL)
+
+
+def test_csum_diff_updates_ipv4_checksum():
+    # Changing the TTL: fold(~old_csum + diff) must equal a fresh header checksum.
+    hdr = bytearray(bytes.fromhex("450000540000400040010000c0a80001c0a800c7"))
+    def csum(h):
+        return (~ones_sum16_be(h)) & 0xFFFF
+    def ones_sum16_be(h):
+        t = sum(struct.unpack("!10H", bytes(h)))
+        while t >> 16:
+            t = (t & 0xFFFF) + (t >> 16)
+        return t
+    hdr[10:12] = csum(hdr).to_bytes(2, "big")
+    old_word, new_hdr = bytes(hdr[8:12]), bytearray(hdr)
+    new_hdr[8] = 63
+    new_hdr[10:12] = b"\0\0"
+    res = _csum_run(old_word[:2] + b"\0\0", bytes(new_hdr[8:10]) + b"\0\0", 0)
+    diff = res.r0
+    old_check = int.from_bytes(hdr[10:12], "little")
+    total = fold16((~old_check & 0xFFFF) + diff)
+    new_check = (~total) & 0xFFFF
+    new_hdr[10:12] = new_check.to_bytes(2, "little")
+    assert ones_sum16_be(new_hdr) == 0xFFFF
+
+
+# -- trace_printk, perf output -----------------------------------------------------------------------
+
+def _printk_prog(fmt: bytes, r3: int, r4: int, r5: int):
+    lines = []
+    for i in range(0, len(fmt), 4):
+        chunk = fmt[i : i + 4].ljust(4, b"\0")
+        lines.append(f"stw [r10-{64 - i}], {int.from_bytes(chunk, 'little')}")
+    return asm("\n".join(lines) + f"""
+        mov r1, r10
+        add r1, -64
+        mov r2, {len(fmt)}
+        mov r3, {r3}
+        mov r4, {r4}
+        mov r5, {r5}
+        call 6
+        exit
+    """)
+
+
+def test_trace_printk_formats():
+    res = run_raw(_printk_prog(b"v=%d u=%u x=%x!\0", -5, -5, 255))
+    assert res.fault is None
+    assert res.trace_output == ["v=-5 u=4294967291 x=ff!"] and res.r0 == len("v=-5 u=4294967291 x=ff!")
+    res = run_raw(_printk_prog(b"%ld %lx %%\0", -5, -1, 0))
+    assert res.trace_output == ["-5 ffffffffffffffff %"]
+
+
+def test_trace_printk_rejects_bad_formats():
+    for fmt in (b"%d %d %d %d\0", b"%q\0", b"no nul"):
+        res = run_raw(_printk_prog(fmt, 1, 2, 3))
+        assert res.fault is None and res.r0 == neg(EINVAL) and res.trace_output == [], fmt
+
+
+def test_trace_printk_with_two_args_only():
+    prog = asm("stw [r10-8], 0x216968\nmov r1, r10\nadd r1, -8\nmov r2, 4\ncall 6\nexit")
+    res = run_raw(prog)
+    assert res.fault is None and res.trace_output == ["hi!"] and res.r0 == 3
+
+
+def test_perf_event_output_captures_sample_and_packet_prefix():
+    prog = asm("""
+        .map events perf_event_array key=4 value=4 entries=1
+        lddw r7, 0x0807060504030201
+        stxdw [r10-8], r7
+        lddw r2, map:events
+        lddw r3, 0x300000000
+        mov r4, r10
+        add r4, -8
+        mov r5, 8
+        call 25
+        exit
+    """)
+    res = run(prog, b"\xaa\xbb\xcc\xdd" + bytes(20))
+    assert res.fault is None and res.r0 == 0
+    assert res.perf_output == [bytes(range(1, 9)) + b"\xaa\xbb\xcc"]
+
+
+# -- redirects ----------------------------------------------------------------------------------------
+
+def test_redirect_xdp_and_tc():
+    res = run(asm("mov r1, 9\nmov r2, 0\ncall 23\nexit"), bytes(60))
+    assert res.r0 == 4 and res.redirect == 9
+    assert run(asm("mov r1, 9\nmov r2, 1\ncall 23\nexit"), bytes(60)).r0 == 0   # XDP: flags -> ABORTED
+    res = run(asm(".type tc\nmov r1, 9\nmov r2, 1\ncall 23\nexit"), bytes(60))
+    assert res.r0 == 7 and res.redirect == 9                                       # BPF_F_INGRESS ok in TC
+    assert run(asm(".type tc\nmov r1, 9\nmov r2, 2\ncall 23\nexit"), bytes(60)).r0 == 2
+
+
+@pytest.mark.parametrize("key,flags,want,target", [(1, 0, 4, 1), (2, 0, 0, None), (2, 2, 2, None), (3, 1, 1, None)])
+def test_redirect_map_devmap(key, flags, want, target):
+    prog = asm(f"""
+        .map tx devmap key=4 value=4 entries=3
+        lddw r1, map:tx
+        mov r2, {key}
+        mov r3, {flags}
+        call 51
+        exit
+    """)
+    store = MapStore.from_program(prog)
+    store.by_name("tx").update((1).to_bytes(4, "little"), (7).to_bytes(4, "little"))
+    res = run(prog, bytes(60), maps=store)
+    assert res.fault is None and res.r0 == want and res.redirect == target
+
+
+# -- randomness, clock, cpu ---------------------------------------------------------------------------
+
+RAND = asm("call 7\nmov r6, r0\ncall 7\nlsh r0, 32\nor r0, r6\nexit")
+
+
+def test_prandom_reproducible_per_seed():
+    a, b, c = run_raw(RAND, seed=1).r0, run_raw(RAND, seed=1).r0, run_raw(RAND, seed=2).r0
+    assert a == b and a != c
+    assert a & 0xFFFF_FFFF != a >> 32
+
+
+def test_ktime_steps_and_cpu_id():
+    prog = asm("call 5\nmov r6, r0\ncall 5\nsub r0, r6\nmov r7, r0\ncall 8\nadd r0, r7\nexit")
+    assert run_raw(prog, clock_ns=10**9, clock_step_ns=250).r0 == 250
+    assert run_raw(prog).r0 == 0
+
+
+# -- packet byte helpers ------------------------------------------------------------------------------
+
+def test_xdp_load_and_store_bytes():
+    prog = asm("""
+        mov r6, r1
+        mov r2, 2
+        mov r3, r10
+        add r3, -8
+        mov r4, 4
+        call 189
+        mov r1, r6
+        mov r2, 10
+        mov r3, r10
+        add r3, -8
+        mov r4, 4
+        call 190
+        mov r1, r6
+        mov r2, 57
+        mov r3, r10
+        add r3, -8
+        mov r4, 4
+        call 189
+        exit
+    """)
+    frame = bytes(range(60))
+    res = run(prog, frame)
+    assert res.fault is None and res.r0 == neg(EINVAL)
+    assert res.packet == frame[:10] + frame[2:6] + frame[14:]
+
+
+def test_skb_load_and_store_bytes():
+    prog = asm("""
+        .type tc
+        mov r6, r1
+        mov r2, 0
+        mov r3, r10
+        add r3, -8
+        mov r4, 6
+        call 26
+        mov r1, r6
+        mov r2, 6
+        mov r3, r10
+        add r3, -8
+        mov r4, 6
+        mov r5, 0
+        call 9
+        mov r7, r0
+        mov r1, r6
+        mov r2, 58
+        mov r3, r10
+        add r3, -8
+        mov r4, 6
+        call 26
+        lsh r0, 8
+        or r0, r7
+        exit
+    """)
+    frame = bytes(range(60))
+    res = run(prog, frame)
+    assert res.fault is None
+    assert res.r0 == ((neg(EFAULT) << 8) | 0) & M64
+    assert res.packet == frame[:6] + frame[:6] + frame[12:]
+    bad_flags = asm(".type tc\nmov r2, 0\nmov r3, r10\nadd r3, -8\nmov r4, 1\nmov r5, 8\ncall 9\nexit")
+    assert run(bad_flags, frame).r0 == neg(EINVAL)
+
+
+def test_helper_memory_argument_is_bounds_checked():
+    prog = asm("mov r1, r10\nmov r2, 8\nmov r3, 1\nmov r4, 2\nmov r5, 3\ncall 6\nexit")
+    res = run_raw(prog)
+    assert res.fault is not None and res.fault.pc == 5 and "stack" in res.fault.reason
+
+
+def test_packet_in_ifindex_reaches_redirect():
+    prog = asm("ldxw r1, [r1+12]\nadd r1, 1\nmov r2, 0\ncall 23\nexit")
+    assert run(prog, PacketIn(bytes(60), ingress_ifindex=4)).redirect == 5
