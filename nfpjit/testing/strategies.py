@@ -1,0 +1,438 @@
+"""A hypothesis strategy for eBPF programs the kernel verifier accepts, shaped like clang output.
+
+:func:`programs` draws XDP (or TC direct-action) programs built from blocks a
+compiler emits: ALU/ALU32 arithmetic (every operation, including the v4
+signed division, sign-extending moves and byte swaps) on registers that are
+always initialised, bounds-checked packet loads and stores, stack spills and
+fills of bytes known to be written, map lookups with NULL checks and atomic
+operations on the value, hash updates and deletes, direct global-data access,
+forward branches, bounded loops with a constant trip count, BPF-to-BPF calls
+and early exits.  Every program returns a valid action (``r0 & 3`` or a
+constant 0..3).
+
+Register discipline (what keeps the verifier happy): r6 = ctx, r7 = data,
+r8 = data_end for the whole of the entry function; r0-r5 and r9 hold
+scalars.  A block that turns a register into a pointer (or calls something
+that clobbers r1-r5) sets those registers back to constants before it ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import (
+    AluOp,
+    AtomicOp,
+    CallKind,
+    Helper,
+    InsnClass,
+    JmpOp,
+    MapType,
+    Mode,
+    ProgType,
+    PseudoSrc,
+    Size,
+    Source,
+)
+from nfpjit.ebpf.program import Function, MapDef, Program
+
+__all__ = ["programs", "GENERATED_MAPS", "ProgramShape"]
+
+CTX, DATA, DATA_END, FP = 6, 7, 8, 10
+SCALARS = (0, 1, 2, 3, 4, 5, 9)
+VALUE_SIZE = 16
+GENERATED_MAPS = (
+    MapDef("arr", MapType.ARRAY, 4, VALUE_SIZE, 4, origin="asm"),
+    MapDef("hsh", MapType.HASH, 4, VALUE_SIZE, 8, origin="asm"),
+    MapDef("glb", MapType.ARRAY, 4, VALUE_SIZE, 1, initial=bytes(range(1, VALUE_SIZE + 1)), origin="global"),
+)
+_ARR, _HSH, _GLB = 0, 1, 2
+# (data, data_end) offsets in the context struct; extra readable u32 scalar fields.
+_CTX = {ProgType.XDP: (0, 4, (12, 16)), ProgType.SCHED_CLS: (76, 80, (0,))}
+_SIZES = (Size.B, Size.H, Size.W, Size.DW)
+_CONDS = (JmpOp.JEQ, JmpOp.JGT, JmpOp.JGE, JmpOp.JSET, JmpOp.JNE, JmpOp.JSGT, JmpOp.JSGE, JmpOp.JLT,
+          JmpOp.JLE, JmpOp.JSLT, JmpOp.JSLE)
+_ATOMICS = tuple(AtomicOp)
+_IMMS = st.sampled_from([0, 1, -1, 2, 3, 7, 8, 31, 32, 63, 64, 0x7FFFFFFF, -0x80000000, 0xFF, 0x1234]) | \
+    st.integers(-(1 << 31), (1 << 31) - 1)
+
+
+@dataclass(frozen=True)
+class ProgramShape:
+    """Knobs for :func:`programs`."""
+
+    prog_type: ProgType = ProgType.XDP
+    max_blocks: int = 12
+    max_depth: int = 2
+    subprograms: bool = True
+
+
+# -- emission --------------------------------------------------------------------------------
+
+class _Label:
+    pass
+
+
+@dataclass
+class _Emitter:
+    insns: list = field(default_factory=list)   # Insn, or (Insn, _Label) for a branch/call to resolve
+    marks: dict = field(default_factory=dict)   # _Label -> instruction index
+
+    def emit(self, insn: Insn, target: _Label | None = None) -> None:
+        self.insns.append((insn, target) if target is not None else insn)
+
+    def mark(self, label: _Label) -> None:
+        self.marks[label] = len(self.insns)
+
+    def finish(self) -> tuple[Insn, ...]:
+        pcs, pc = [], 0
+        for item in self.insns:
+            pcs.append(pc)
+            pc += (item[0] if isinstance(item, tuple) else item).width
+        pcs.append(pc)
+        out = []
+        for n, item in enumerate(self.insns):
+            if isinstance(item, tuple):
+                insn, label = item
+                rel = pcs[self.marks[label]] - pcs[n] - 1
+                if insn.is_local_call:
+                    insn = Insn(insn.code, insn.dst, insn.src, 0, rel)
+                elif insn.cls == InsnClass.JMP32 and insn.jmp_op == JmpOp.JA:
+                    insn = Insn(insn.code, 0, 0, 0, rel)
+                else:
+                    insn = Insn(insn.code, insn.dst, insn.src, rel, insn.imm)
+                item = insn
+            out.append(item)
+        return tuple(out)
+
+
+def _alu(cls: InsnClass, op: AluOp, dst: int, *, src: int | None = None, imm: int = 0, off: int = 0) -> Insn:
+    if src is None:
+        return Insn(cls | op | Source.K, dst, 0, off, imm)
+    return Insn(cls | op | Source.X, dst, src, off, 0)
+
+
+def _mov(dst: int, imm: int) -> Insn:
+    return _alu(InsnClass.ALU64, AluOp.MOV, dst, imm=imm)
+
+
+def _movr(dst: int, src: int) -> Insn:
+    return _alu(InsnClass.ALU64, AluOp.MOV, dst, src=src)
+
+
+def _ldx(size: Size, dst: int, src: int, off: int, signed: bool = False) -> Insn:
+    return Insn(InsnClass.LDX | (Mode.MEMSX if signed else Mode.MEM) | size, dst, src, off)
+
+
+def _stx(size: Size, dst: int, src: int, off: int) -> Insn:
+    return Insn(InsnClass.STX | Mode.MEM | size, dst, src, off)
+
+
+def _st(size: Size, dst: int, off: int, imm: int) -> Insn:
+    return Insn(InsnClass.ST | Mode.MEM | size, dst, 0, off, imm)
+
+
+def _jmp(op: JmpOp, dst: int, *, src: int | None = None, imm: int = 0, cls: InsnClass = InsnClass.JMP) -> Insn:
+    if src is None:
+        return Insn(cls | op | Source.K, dst, 0, 0, imm)
+    return Insn(cls | op | Source.X, dst, src, 0, 0)
+
+
+_JA = Insn(InsnClass.JMP | JmpOp.JA)
+_EXIT = Insn(InsnClass.JMP | JmpOp.EXIT)
+
+
+def _call_helper(helper: Helper) -> Insn:
+    return Insn(InsnClass.JMP | JmpOp.CALL, 0, CallKind.HELPER, 0, int(helper))
+
+
+# -- the generator ----------------------------------------------------------------------------
+
+class _Gen:
+    def __init__(self, draw, shape: ProgramShape):
+        self.draw = draw
+        self.shape = shape
+        self.e = _Emitter()
+        self.stack_init: set[int] = set()     # stack bytes (as negative offsets) written on every path
+        self.callees: list[_Label] = []
+
+    def d(self, strategy):
+        return self.draw(strategy)
+
+    def reinit(self, regs) -> None:
+        for r in regs:
+            self.e.emit(_mov(r, self.d(_IMMS)))
+
+    # Blocks ------------------------------------------------------------------------------
+    def alu(self, pool=SCALARS) -> None:
+        cls = self.d(st.sampled_from([InsnClass.ALU64, InsnClass.ALU]))
+        op = self.d(st.sampled_from(list(AluOp)))
+        dst = self.d(st.sampled_from(pool))
+        bits = 64 if cls == InsnClass.ALU64 else 32
+        use_reg = self.d(st.booleans())
+        if op == AluOp.NEG:
+            self.e.emit(_alu(cls, op, dst))
+        elif op == AluOp.END:
+            width = self.d(st.sampled_from([16, 32, 64]))
+            if cls == InsnClass.ALU64:
+                self.e.emit(Insn(InsnClass.ALU64 | AluOp.END | Source.K, dst, 0, 0, width))  # bswap
+            else:
+                self.e.emit(Insn(InsnClass.ALU | AluOp.END | (Source.X if use_reg else Source.K), dst, 0, 0, width))
+        elif op in (AluOp.LSH, AluOp.RSH, AluOp.ARSH):
+            if use_reg:
+                self.e.emit(_alu(cls, op, dst, src=self.d(st.sampled_from(pool))))
+            else:
+                self.e.emit(_alu(cls, op, dst, imm=self.d(st.integers(0, bits - 1))))
+        elif op in (AluOp.DIV, AluOp.MOD):
+            off = self.d(st.sampled_from([0, 0, 1]))
+            if use_reg:  # division by a register that may be zero is defined (0 / unchanged)
+                self.e.emit(_alu(cls, op, dst, src=self.d(st.sampled_from(pool)), off=off))
+            else:
+                imm = self.d(_IMMS.filter(lambda v: v != 0))
+                self.e.emit(_alu(cls, op, dst, imm=imm, off=off))
+        elif op == AluOp.MOV:
+            kind = self.d(st.integers(0, 5))
+            if kind == 0:
+                self.e.emit(Insn.ld_imm64(dst, self.d(st.integers(0, (1 << 64) - 1))))
+            elif kind == 1 and use_reg:
+                widths = (8, 16, 32) if cls == InsnClass.ALU64 else (8, 16)
+                self.e.emit(_alu(cls, op, dst, src=self.d(st.sampled_from(pool)), off=self.d(st.sampled_from(widths))))
+            elif use_reg:
+                self.e.emit(_alu(cls, op, dst, src=self.d(st.sampled_from(pool))))
+            else:
+                self.e.emit(_alu(cls, op, dst, imm=self.d(_IMMS)))
+        else:
+            if use_reg:
+                self.e.emit(_alu(cls, op, dst, src=self.d(st.sampled_from(pool))))
+            else:
+                self.e.emit(_alu(cls, op, dst, imm=self.d(_IMMS)))
+
+    def packet(self) -> None:
+        size = self.d(st.sampled_from(_SIZES))
+        off = self.d(st.integers(0, 64))
+        tmp = self.d(st.sampled_from((1, 2, 3, 4, 5)))
+        skip = _Label()
+        self.e.emit(_movr(tmp, DATA))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, tmp, imm=off + size.nbytes))
+        if self.d(st.booleans()):
+            self.e.emit(_jmp(JmpOp.JGT, tmp, src=DATA_END), skip)
+        else:
+            self.e.emit(_jmp(JmpOp.JLT, DATA_END, src=tmp), skip)
+        for _ in range(self.d(st.integers(1, 3))):
+            what = self.d(st.integers(0, 3))
+            pool = tuple(r for r in SCALARS if r != tmp)
+            if what == 0:
+                self.e.emit(_ldx(size, self.d(st.sampled_from(pool)), DATA, off))
+            elif what == 1 and size != Size.DW:
+                self.e.emit(_ldx(size, self.d(st.sampled_from(pool)), DATA, off, signed=True))
+            elif what == 2:
+                self.e.emit(_stx(size, DATA, self.d(st.sampled_from(pool)), off))
+            else:
+                self.e.emit(_st(size, DATA, off, self.d(_IMMS)))
+        self.e.mark(skip)
+        self.reinit([tmp])
+
+    def stack(self) -> None:
+        size = self.d(st.sampled_from(_SIZES))
+        n = size.nbytes
+        slot = -n * self.d(st.integers(1, 64 // n))
+        if self.d(st.booleans()) or not self.stack_init:
+            if self.d(st.booleans()):
+                self.e.emit(_stx(size, FP, self.d(st.sampled_from(SCALARS)), slot))
+            else:
+                self.e.emit(_st(size, FP, slot, self.d(_IMMS)))
+            if self.depth == 0:
+                self.stack_init |= set(range(slot, slot + n))
+        else:
+            ok = [o for o in sorted(self.stack_init) if o % n == 0 and all(b in self.stack_init for b in range(o, o + n))]
+            if not ok:
+                return
+            signed = size != Size.DW and self.d(st.booleans())
+            self.e.emit(_ldx(size, self.d(st.sampled_from(SCALARS)), FP, self.d(st.sampled_from(ok)), signed))
+
+    def ctx_field(self) -> None:
+        fields = _CTX[self.shape.prog_type][2]
+        self.e.emit(_ldx(Size.W, self.d(st.sampled_from(SCALARS)), CTX, self.d(st.sampled_from(fields))))
+
+    def _key(self) -> None:
+        if self.d(st.booleans()):
+            self.e.emit(_st(Size.W, FP, -4, self.d(st.integers(0, 9))))
+        else:
+            r = self.d(st.sampled_from(SCALARS))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.AND, r, imm=self.d(st.sampled_from([3, 7, 15]))))
+            self.e.emit(_stx(Size.W, FP, r, -4))
+
+    def value_ops(self, base: int) -> None:
+        pool = tuple(r for r in SCALARS if r != base)
+        for _ in range(self.d(st.integers(1, 4))):
+            what = self.d(st.integers(0, 3))
+            size = self.d(st.sampled_from(_SIZES))
+            off = size.nbytes * self.d(st.integers(0, VALUE_SIZE // size.nbytes - 1))
+            if what == 0:
+                self.e.emit(_ldx(size, self.d(st.sampled_from(pool)), base, off))
+            elif what == 1:
+                self.e.emit(_stx(size, base, self.d(st.sampled_from(pool)), off))
+            elif what == 2:
+                self.e.emit(_st(size, base, off, self.d(_IMMS)))
+            else:
+                asize = self.d(st.sampled_from([Size.W, Size.DW]))
+                aoff = asize.nbytes * self.d(st.integers(0, VALUE_SIZE // asize.nbytes - 1))
+                op = self.d(st.sampled_from(_ATOMICS))
+                src = self.d(st.sampled_from(tuple(r for r in pool if r != 0)))
+                self.e.emit(Insn(InsnClass.STX | Mode.ATOMIC | asize, base, src, aoff, int(op)))
+
+    def map_lookup(self) -> None:
+        which = self.d(st.sampled_from([_ARR, _HSH]))
+        null = _Label()
+        self._key()
+        self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
+        self.e.emit(_movr(2, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
+        self.e.emit(_call_helper(Helper.map_lookup_elem))
+        self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
+        self.e.emit(_movr(1, 0))
+        self.reinit([0, 2, 3, 4, 5])
+        self.value_ops(1)
+        self.e.mark(null)
+        self.reinit([0, 1, 2, 3, 4, 5])
+
+    def map_update(self) -> None:
+        self._key()
+        for off in range(-4 - VALUE_SIZE, -4, 4):
+            self.e.emit(_st(Size.W, FP, off - 4, self.d(_IMMS)))
+        self.stack_init |= set(range(-8 - VALUE_SIZE, 0)) if self.depth == 0 else set()
+        self.e.emit(Insn.ld_imm64(1, _HSH, PseudoSrc.MAP_FD))
+        self.e.emit(_movr(2, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
+        if self.d(st.integers(0, 3)) == 0:
+            self.e.emit(_call_helper(Helper.map_delete_elem))
+        else:
+            self.e.emit(_movr(3, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=-8 - VALUE_SIZE))
+            self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 1, 2]))))
+            self.e.emit(_call_helper(Helper.map_update_elem))
+        self.reinit([1, 2, 3, 4, 5])  # r0 holds the helper's (scalar) result
+
+    def global_data(self) -> None:
+        self.e.emit(Insn.ld_imm64(1, _GLB, PseudoSrc.MAP_VALUE))
+        self.value_ops(1)
+        self.reinit([1])
+
+    def branch(self) -> None:
+        skip = _Label()
+        cls = self.d(st.sampled_from([InsnClass.JMP, InsnClass.JMP32]))
+        op = self.d(st.sampled_from(_CONDS))
+        a = self.d(st.sampled_from(SCALARS))
+        if self.d(st.booleans()):
+            self.e.emit(_jmp(op, a, src=self.d(st.sampled_from(SCALARS)), cls=cls), skip)
+        else:
+            self.e.emit(_jmp(op, a, imm=self.d(_IMMS), cls=cls), skip)
+        self.depth += 1
+        self.blocks(self.d(st.integers(1, 3)))
+        self.depth -= 1
+        if self.d(st.integers(0, 3)) == 0:  # an else-arm: ja over it
+            end = _Label()
+            self.e.emit(_JA, end)
+            self.e.mark(skip)
+            self.depth += 1
+            self.blocks(1)
+            self.depth -= 1
+            self.e.mark(end)
+        else:
+            self.e.mark(skip)
+
+    def loop(self) -> None:
+        counter = 9
+        pool = tuple(r for r in SCALARS if r != counter)
+        top = _Label()
+        self.e.emit(_mov(counter, self.d(st.integers(1, 6))))
+        self.e.mark(top)
+        for _ in range(self.d(st.integers(1, 4))):
+            self.alu(pool)
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.SUB, counter, imm=1))
+        self.e.emit(_jmp(JmpOp.JNE, counter, imm=0), top)
+        self.reinit([counter])
+
+    def call(self) -> None:
+        label = _Label()
+        self.callees.append(label)
+        self.e.emit(Insn(InsnClass.JMP | JmpOp.CALL, 0, CallKind.LOCAL, 0, 0), label)
+        self.reinit([1, 2, 3, 4, 5])
+
+    def early_exit(self) -> None:
+        skip = _Label()
+        self.e.emit(_jmp(self.d(st.sampled_from(_CONDS)), self.d(st.sampled_from(SCALARS)), imm=self.d(_IMMS)), skip)
+        self.e.emit(_mov(0, self.d(st.integers(0, 3))))
+        self.e.emit(_EXIT)
+        self.e.mark(skip)
+
+    depth = 0
+
+    def blocks(self, n: int) -> None:
+        kinds = ["alu", "alu", "alu", "packet", "packet", "stack", "stack", "ctx_field", "map_lookup",
+                 "map_update", "global_data"]
+        if self.depth < self.shape.max_depth:
+            kinds += ["branch", "branch", "loop"]
+        if self.depth == 0:
+            kinds += ["early_exit"]
+            if self.shape.subprograms:
+                kinds += ["call"]
+        for _ in range(n):
+            getattr(self, self.d(st.sampled_from(kinds)))()
+
+    def callee(self, label: _Label) -> None:
+        self.e.mark(label)
+        pool = (0, 1, 2, 3, 4, 5)
+        self.e.emit(_mov(0, self.d(_IMMS)))
+        for _ in range(self.d(st.integers(1, 6))):
+            self.alu(pool)
+        if self.d(st.booleans()):
+            skip = _Label()
+            self.e.emit(_jmp(self.d(st.sampled_from(_CONDS)), self.d(st.sampled_from(pool)),
+                             src=self.d(st.sampled_from(pool))), skip)
+            self.alu(pool)
+            self.e.mark(skip)
+        self.e.emit(_EXIT)
+
+    def program(self) -> Program:
+        data_off, end_off, _ = _CTX[self.shape.prog_type]
+        self.e.emit(_movr(CTX, 1))
+        self.e.emit(_ldx(Size.W, DATA, CTX, data_off))
+        self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
+        self.reinit(SCALARS)
+        self.blocks(self.d(st.integers(1, self.shape.max_blocks)))
+        if self.d(st.booleans()):
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.AND, 0, imm=3))
+        else:
+            self.e.emit(_mov(0, self.d(st.integers(0, 3))))
+        self.e.emit(_EXIT)
+        funcs = [Function("gen_main", 0)]
+        for n, label in enumerate(self.callees):
+            funcs.append(Function(f"gen_sub{n}", len(self.e.insns)))
+            self.callee(label)
+        insns = self.e.finish()
+        pcs, pc = [], 0
+        for insn in insns:
+            pcs.append(pc)
+            pc += insn.width
+        starts = [Function(f.name, pcs[f.start_pc]) for f in funcs]
+        return Program(name="gen_main", insns=insns, section="xdp" if self.shape.prog_type == ProgType.XDP else "tc",
+                       prog_type=self.shape.prog_type, maps=GENERATED_MAPS, license="GPL",
+                       functions=tuple(starts), source_path="<generated>")
+
+
+def programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 12, max_depth: int = 2,
+             subprograms: bool = True) -> st.SearchStrategy[Program]:
+    """Verifier-acceptable XDP (or ``ProgType.SCHED_CLS``) programs using the maps in :data:`GENERATED_MAPS`."""
+    if prog_type not in _CTX:
+        raise ValueError(f"programs() builds XDP or SCHED_CLS programs, not {prog_type!r}")
+    shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms)
+
+    @st.composite
+    def build(draw) -> Program:
+        return _Gen(draw, shape).program()
+
+    return build()
