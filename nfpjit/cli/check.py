@@ -25,13 +25,14 @@ def register(subparsers) -> None:
     p.add_argument("--profile", default="default", metavar="NAME|FILE",
                    help="shipped profile name or path to a profile .toml (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/check-json.md)")
+    p.add_argument("--no-analysis", action="store_true",
+                   help="skip the verifier analysis: use the quick pointer tracker, report no verifier problems")
     p.add_argument("--list-profiles", action="store_true", help="list the shipped profiles and exit")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nfpjit.offload import builtin_profiles, load_profile, render_json, render_text
-    from nfpjit.offload.report import check
+    from nfpjit.offload import builtin_profiles, check_program, load_profile, render_json, render_text
 
     if args.list_profiles:
         for name in builtin_profiles():
@@ -45,12 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(exc.message, where=exc.where, hint=exc.hint) from None
     import nfpjit
 
-    loader = getattr(nfpjit, "load", None)
-    if loader is None:
-        from nfpjit.errors import UnsupportedError
-
-        raise UnsupportedError("this build has no program loader yet (nfpjit.load)")
-    program = loader(args.object, section=args.section)
-    report = check(program, profile)
+    program = nfpjit.load(args.object, section=args.section)
+    report = check_program(program, profile=profile, analyze=not args.no_analysis)
     sys.stdout.write(render_json(report) if args.json else render_text(report, program))
     return 0 if report.ok else 1

@@ -16,13 +16,18 @@ from nfpjit.offload.report import Code, Diagnostic, Report, Severity, check
 __all__ = [
     "Features", "Profile", "builtin_profiles", "load_profile",
     "Code", "Diagnostic", "Report", "Severity", "check",
-    "render_text", "render_json", "check_program",
+    "render_text", "render_json", "check_program", "run_analysis",
 ]
 
 
 def check_program(path_or_program, section: str | None = None, profile="default", *, analysis=None,
-                  unsupported_opcodes=(), nfp_insn_count: int | None = None) -> Report:
-    """Load (when given a path) and check a program; ``profile`` is a name, a path or a :class:`Profile`."""
+                  analyze: bool = True, unsupported_opcodes=(), nfp_insn_count: int | None = None) -> Report:
+    """Load (when given a path) and check a program; ``profile`` is a name, a path or a :class:`Profile`.
+
+    With ``analyze`` (the default) and no ``analysis`` given, the program is first run through
+    :func:`nfpjit.analysis.analyze`, whose path-sensitive facts make the checks exact and whose
+    problems are reported with code ``verifier``; ``analyze=False`` uses the small local tracker.
+    """
     from nfpjit.ebpf.program import Program
 
     if isinstance(path_or_program, Program):
@@ -30,13 +35,18 @@ def check_program(path_or_program, section: str | None = None, profile="default"
     else:
         import nfpjit
 
-        loader = getattr(nfpjit, "load", None)
-        if loader is None:
-            from nfpjit.errors import UnsupportedError
-
-            raise UnsupportedError("this build has no program loader yet (nfpjit.load)",
-                                   hint="pass a Program built in Python")
-        program = loader(path_or_program, section=section)
+        program = nfpjit.load(path_or_program, section=section)
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    if analysis is None and analyze:
+        analysis = run_analysis(program)
     return check(program, prof, analysis=analysis, unsupported_opcodes=unsupported_opcodes,
                  nfp_insn_count=nfp_insn_count)
+
+
+def run_analysis(program):
+    """The full analysis of ``program``, or None in a build without ``nfpjit.analysis``."""
+    try:
+        from nfpjit.analysis import analyze
+    except ImportError:
+        return None
+    return analyze(program)

@@ -69,6 +69,7 @@ class MemAccess:
     base: Val | None  # None: could not tell
     offset: int | None  # base offset + insn offset; None when the base offset is unknown
     size: int
+    offset_range: tuple[int, int] | None = None  # (lowest, highest) start offset over all paths, when bounded
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Tracked:
     calls: list[CallSite] = field(default_factory=list)
     divisions: list[DivSite] = field(default_factory=list)
     exits: list[tuple[int, Val | None]] = field(default_factory=list)  # (pc, r0) at each reachable exit
+    mixed_pointers: list[int] = field(default_factory=list)  # accesses whose pointer kind differs between paths
     reachable: set[int] = field(default_factory=set)
 
 

@@ -74,6 +74,7 @@ class Code(StrEnum):
     MAP_VALUE_OFFSET = "map-value-offset"
     DIV_OPERAND = "div-operand"
     MUL_OPERAND = "mul-operand"
+    MIXED_POINTER = "mixed-pointer"
     VERIFIER = "verifier"
 
 
@@ -468,11 +469,27 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
             yield ctx.diag(Code.VARIABLE_STACK_POINTER, Severity.ERROR, acc.pc,
                            "stack access through a pointer whose offset is not the same constant on every path",
                            "index stack arrays with constants, or move the array into an ARRAY map")
-        if kind == Kind.PACKET and acc.offset is not None and acc.offset + acc.size > prof.packet_split:
-            yield ctx.diag(Code.PACKET_SPLIT, Severity.ERROR, acc.pc,
-                           f"packet bytes {acc.offset}..{acc.offset + acc.size - 1} lie beyond the packet split "
-                           f"boundary at {prof.packet_split}",
-                           f"the NIC's packet buffer holds the first {prof.packet_split} bytes: parse less deep")
+        if kind == Kind.PACKET:
+            yield from _check_split(ctx, acc)
+    for pc in ctx.tracked.mixed_pointers:
+        yield ctx.diag(Code.MIXED_POINTER, Severity.ERROR, pc,
+                       "this instruction reaches different kinds of memory on different paths",
+                       "the NIC compiles each load and store for one kind of memory: give each path its own access")
+
+
+def _check_split(ctx: CheckContext, acc) -> Iterable[Diagnostic]:
+    split = ctx.profile.packet_split
+    hint = f"the NIC's packet buffer holds the first {split} bytes: parse less deep"
+    lo, hi = acc.offset_range if acc.offset_range is not None else (acc.offset, acc.offset)
+    if lo is None:
+        return
+    if lo + acc.size > split:
+        yield ctx.diag(Code.PACKET_SPLIT, Severity.ERROR, acc.pc,
+                       f"packet bytes {lo}..{lo + acc.size - 1} lie beyond the packet split boundary at {split}", hint)
+    elif hi + acc.size > split:
+        yield ctx.diag(Code.PACKET_SPLIT, Severity.WARNING, acc.pc,
+                       f"packet access at offsets {lo}..{hi} ({acc.size} bytes) may reach beyond the packet split "
+                       f"boundary at {split}", hint)
 
 
 _KIND_NAMES = {
@@ -542,6 +559,10 @@ def stack_usage(ctx: CheckContext) -> int:
         return 0
     starts = _function_starts(prog)
     depths = _frame_depths(ctx, starts)
+    cfg = getattr(ctx.analysis, "cfg", None)
+    if isinstance(analysis_depth, dict) and cfg is not None:
+        # the analysis knows each function's own frame, including slots reached through pointers
+        depths = {fn.start: analysis_depth.get(fn.name, 0) for fn in cfg.functions}
     entry = prog.pcs[0]
     calls: dict[int, set[int]] = {}
     saves: set[int] = set()
@@ -748,11 +769,18 @@ def check(program: Program, profile: Profile, *, analysis=None,
           unsupported_opcodes: Iterable[int] = (), nfp_insn_count: int | None = None) -> Report:
     """Every reason ``program`` cannot be offloaded to a NIC described by ``profile``.
 
-    ``analysis`` (from ``nfpjit.analysis.analyze``) adds verifier problems and exact stack depth;
+    ``analysis`` (from ``nfpjit.analysis.analyze``) replaces the small pointer tracker with the
+    verifier's path-sensitive facts and adds its problems (code ``verifier``) and stack depths;
     ``unsupported_opcodes`` is the set of eBPF opcodes the lowering cannot handle; ``nfp_insn_count``
     is the lowered length, when known (otherwise it is estimated from the eBPF length).
     """
-    ctx = CheckContext(program, profile, track(program), analysis, frozenset(unsupported_opcodes), nfp_insn_count)
+    if getattr(analysis, "facts", None) is not None:
+        from nfpjit.offload.facts import tracked_from_analysis
+
+        tracked = tracked_from_analysis(program, analysis)
+    else:
+        tracked = track(program)
+    ctx = CheckContext(program, profile, tracked, analysis, frozenset(unsupported_opcodes), nfp_insn_count)
     found: list[Diagnostic] = []
     for chk in CHECKS:
         found.extend(chk(ctx))
