@@ -120,8 +120,10 @@ class Machine:
     """The state of one run.  Helpers (nfpjit.ebpf.helpers) call the public methods below."""
 
     def __init__(self, program: Program, maps: MapStore, *, budget: int, seed: int, clock_ns: int,
-                 clock_step_ns: int, prog_array_programs: dict | None, trace: bool):
+                 clock_step_ns: int, prog_array_programs: dict | None, trace: bool,
+                 strict_registers: bool = True):
         self.program = program
+        self.strict = strict_registers
         self.maps = maps
         self.budget = budget
         self.rng = random.Random(seed)
@@ -135,7 +137,7 @@ class Machine:
         self._buf_regions: dict[int, Region] = {}
         self._map_regions: dict[int, Region] = {}
         self._program_maps: dict[int, list[BpfMap]] = {}
-        self.regs: list[int | None] = [None] * 11
+        self.regs: list[int | None] = [None if strict_registers else 0] * 11
         self.frames: list[_Frame] = []
         self.packet: PacketBuffer | None = None
         self.packet_region: Region | None = None
@@ -624,8 +626,9 @@ def _call(vm: Machine, i: Insn, pc: int) -> int:
         frame = vm.frames[-1]
         stack = vm.push_stack()
         vm.frames.append(_Frame(pc + 1, r[6:11], stack, frame.ops, frame.program))
-        r[0] = None
-        r[6] = r[7] = r[8] = r[9] = None
+        if vm.strict:
+            r[0] = None
+            r[6] = r[7] = r[8] = r[9] = None
         r[10] = stack.base + STACK_SIZE
         return pc + 1 + i.imm
     if i.src == CallKind.KFUNC:
@@ -646,7 +649,8 @@ def _call(vm: Machine, i: Insn, pc: int) -> int:
             args[n - 1] = 0
     result = spec.fn(vm, *args)
     r[0] = result & MASK64
-    r[1] = r[2] = r[3] = r[4] = r[5] = None
+    if vm.strict:
+        r[1] = r[2] = r[3] = r[4] = r[5] = None
     if vm.switch is not None:
         ops, program = vm.switch
         vm.switch = None
@@ -655,7 +659,7 @@ def _call(vm: Machine, i: Insn, pc: int) -> int:
         frame.stack = vm.push_stack()
         frame.ops, frame.program = ops, program
         ctx = args[0]
-        r[:] = [None] * 11
+        r[:] = [None if vm.strict else 0] * 11
         r[1] = ctx
         r[10] = frame.stack.base + STACK_SIZE
         vm.ops = ops
@@ -673,7 +677,8 @@ def _exit(vm: Machine, i: Insn, pc: int) -> int:
     if not vm.frames:
         return _EXIT
     r[6:11] = frame.saved
-    r[1] = r[2] = r[3] = r[4] = r[5] = None
+    if vm.strict:
+        r[1] = r[2] = r[3] = r[4] = r[5] = None
     caller = vm.frames[-1]
     if caller.ops is not vm.ops:
         vm.ops = caller.ops
@@ -812,7 +817,8 @@ def _make_ld_abs(size: Size, indirect: bool):
             r[0] = 0
             return _exit_program(vm)
         r[0] = int.from_bytes(buf[lo + off : lo + off + n], "big")
-        r[1] = r[2] = r[3] = r[4] = r[5] = None
+        if vm.strict:
+            r[1] = r[2] = r[3] = r[4] = r[5] = None
         return pc + 1
     return h
 
@@ -907,15 +913,20 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
 
 def run_raw(program: Program, memory: bytes = b"", *, maps: MapStore | None = None,
             prog_array_programs: dict | None = None, budget: int = DEFAULT_BUDGET, trace: bool = False,
-            seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0) -> RunResult:
+            seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0,
+            strict_registers: bool = True) -> RunResult:
     """Run with r1 = pointer to a copy of ``memory``, r2 = its length (uBPF convention).
 
     ``RunResult.r0`` is the full 64-bit r0 and ``RunResult.packet`` the memory block after the run.
+    With ``strict_registers=False`` (the bpf_conformance convention) registers start at zero instead
+    of uninitialised, calls leave r1-r5 as they are, and r1 is 0 when ``memory`` is empty.
     """
     vm = _prepare(program, maps, budget, dict(seed=seed, clock_ns=clock_ns, clock_step_ns=clock_step_ns,
-                                              prog_array_programs=prog_array_programs, trace=trace))
+                                              prog_array_programs=prog_array_programs, trace=trace,
+                                              strict_registers=strict_registers))
     vm.memory_region = vm.add_region(RegionKind.MEMORY, bytearray(memory), "memory")
-    return vm.run([vm.memory_region.base, len(memory)])
+    r1 = vm.memory_region.base if memory or strict_registers else 0
+    return vm.run([r1, len(memory)])
 
 
 __all__ = ["run", "run_raw", "Machine", "Trap", "RegionKind", "Region", "REGION_SHIFT", "STACK_SIZE",
