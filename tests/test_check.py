@@ -702,3 +702,137 @@ def test_map_type_note_points_at_the_lookup_call():
     insn = program.at(note.insn)
     assert insn.is_helper_call and insn.imm == Helper.map_lookup_elem
     assert note.line is not None and "bpf_map_lookup_elem" in note.source_text
+
+
+# -- the analysis as the source of facts --------------------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(CORPUS_EXPECTED))
+def test_corpus_same_report_from_tracker_and_analysis(key):
+    # two independent computations of pointer kinds and offsets must agree on every corpus program
+    from nfpjit.analysis import analyze
+
+    program = _load_corpus(key)
+    analysis = analyze(program)
+    assert analysis.problems == []  # the corpus is verifiable; otherwise 'verifier' diagnostics appear
+    assert check(program, DEFAULT, analysis=analysis).diagnostics == check(program, DEFAULT).diagnostics
+
+
+def test_analysis_problems_become_verifier_diagnostics():
+    from nfpjit.analysis import analyze
+
+    p = prog([movr(2, 5), ldx(Size.W, 1, 1, 16)])  # r5 read before it is written
+    report = check(p, DEFAULT, analysis=analyze(p))
+    assert [d.code for d in report.diagnostics] == [Code.VERIFIER]
+    assert report.diagnostics[0].insn == 0 and not report.ok
+
+
+def test_mixed_pointer_from_analysis():
+    from nfpjit.analysis import analyze
+
+    # r2 is the stack on one path and the packet on the other, then one load reads through it
+    p = Program("t", (
+        ldx(Size.W, 3, 1, 0), ldx(Size.W, 4, 1, 4),             # r3 = data, r4 = data_end
+        movr(5, 3), alu(AluOp.ADD, 5, 8),
+        Insn(InsnClass.JMP | JmpOp.JGT | Source.X, 5, 4, 7),     # if data + 8 > data_end goto out
+        st(Size.DW, 10, -8, 0),
+        movr(2, 10), alu(AluOp.ADD, 2, -8),
+        ldx(Size.B, 6, 3, 0), jeq(6, 0, 1),
+        movr(2, 3),
+        ldx(Size.DW, 0, 2, 0),
+        mov(0, 2), EXIT,
+    ))
+    analysis = analyze(p)
+    assert analysis.problems == []
+    report = check(p, DEFAULT, analysis=analysis)
+    assert [(d.code, d.insn) for d in report.diagnostics] == [(Code.MIXED_POINTER, 11)]
+
+
+def test_packet_split_warning_for_a_range():
+    from nfpjit.analysis import analyze
+
+    # a load at data + (byte & 0x3f) * 8: offsets 0..504, some beyond a 256-byte split
+    p = Program("t", (
+        ldx(Size.W, 3, 1, 0), ldx(Size.W, 4, 1, 4),
+        movr(5, 3), alu(AluOp.ADD, 5, 1),
+        Insn(InsnClass.JMP | JmpOp.JGT | Source.X, 5, 4, 9),
+        ldx(Size.B, 6, 3, 0), alu(AluOp.AND, 6, 0x3F), alu(AluOp.LSH, 6, 3),
+        alur(AluOp.ADD, 3, 6),
+        movr(5, 3), alu(AluOp.ADD, 5, 1),
+        Insn(InsnClass.JMP | JmpOp.JGT | Source.X, 5, 4, 2),
+        ldx(Size.B, 0, 3, 0), mov(0, 2),
+        mov(0, 2), EXIT,
+    ))
+    analysis = analyze(p)
+    assert analysis.problems == []
+    [d] = [d for d in check(p, DEFAULT, analysis=analysis).diagnostics if d.code == Code.PACKET_SPLIT]
+    assert d.severity == Severity.WARNING and "0..504" in d.message
+    big = replace(DEFAULT, packet_split=1024)
+    assert Code.PACKET_SPLIT not in check(p, big, analysis=analysis).codes
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def _cli(args, capsys):
+    from nfpjit.cli import main
+
+    status = main(["check", *args])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_cli_exit_status_and_text(capsys):
+    status, out, err = _cli([str(CORPUS / "ktime.o")], capsys)
+    assert status == 1 and "[unsupported-helper]" in out and err == ""
+    assert out.rstrip().endswith("1 error, 0 warnings")
+    status, out, _ = _cli([str(CORPUS / "xdp_pass.o")], capsys)
+    assert status == 0 and "ok, offloadable" in out
+
+
+def test_cli_json(capsys):
+    status, out, _ = _cli([str(CORPUS / "two_programs.o"), "-s", "xdp.frags", "--json"], capsys)
+    data = json.loads(out)
+    assert status == 1 and data["ok"] is False and data["section"] == "xdp.frags"
+    assert [d["code"] for d in data["diagnostics"]] == ["map-value-write"]
+    status, out, _ = _cli([str(CORPUS / "percpu_array.o"), "--json", "--profile", "permissive"], capsys)
+    data = json.loads(out)
+    assert status == 0 and data["ok"] is True and data["profile"] == "permissive" and data["diagnostics"] == []
+
+
+def test_cli_usage_errors(capsys, tmp_path):
+    status, _, err = _cli([str(CORPUS / "xdp_pass.o"), "--profile", "nope"], capsys)
+    assert status == 2 and "unknown profile 'nope'" in err
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 1\n")
+    status, _, err = _cli([str(CORPUS / "xdp_pass.o"), "--profile", str(bad)], capsys)
+    assert status == 2 and "bad.toml" in err
+    status, _, err = _cli([], capsys)
+    assert status == 2 and "missing the object" in err
+    with pytest.raises(SystemExit) as exc:
+        _cli(["--bogus"], capsys)
+    assert exc.value.code == 2
+
+
+def test_cli_bad_input_is_one_line(capsys, tmp_path):
+    junk = tmp_path / "junk.o"
+    junk.write_bytes(b"\x7fELF" + b"\x00" * 20)
+    status, out, err = _cli([str(junk)], capsys)
+    assert status == 1 and out == "" and err.startswith("nfpjit: error:") and err.count("\n") == 1
+    status, _, err = _cli([str(CORPUS / "two_programs.o")], capsys)
+    assert status == 1 and "xdp.frags" in err  # names the sections to pick from
+
+
+def test_cli_list_profiles(capsys):
+    status, out, _ = _cli(["--list-profiles"], capsys)
+    assert status == 0
+    assert [line.split()[0] for line in out.splitlines()] == ["default", "permissive"]
+
+
+def test_public_api_check():
+    import nfpjit
+
+    report = nfpjit.check(str(CORPUS / "lpm_trie.o"))
+    assert report.codes == CORPUS_EXPECTED["lpm_trie"] and not report.ok
+    report = nfpjit.check(str(CORPUS / "lpm_trie.o"), profile="permissive")
+    assert report.ok
+    report = nfpjit.check(_load_corpus("xdp_pass"), analyze=False)
+    assert report.ok and report.diagnostics == ()
