@@ -362,3 +362,64 @@ def test_corpus_results_agree_with_kernel(path):
     assert retval is not None, log
     # The kernel reports the low 32 bits of r0.
     assert retval == int(result, 0) & 0xFFFF_FFFF
+
+
+# -- conformance .data files -------------------------------------------------------------
+
+CONFORMANCE = Path(__file__).parent / "conformance"
+
+
+def test_conformance_files_load_and_match_their_derivation():
+    import importlib.util
+
+    from nfpjit.testing.conformance import load_directory
+
+    spec = importlib.util.spec_from_file_location("derive_results", CONFORMANCE / "derive_results.py")
+    derive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derive)
+    cases = {c.name: c for c in load_directory(CONFORMANCE)}
+    assert len(cases) >= 40
+    derived = {name: (asm, mem, expected) for name, _c, asm, mem, expected in derive.CASES}
+    assert set(cases) == set(derived)
+    for name, case in cases.items():
+        asm, mem, expected = derived[name]
+        assert case.memory == bytes.fromhex(mem.replace(" ", ""))
+        assert case.program.insns == assemble(asm).insns
+        if isinstance(expected, str):
+            assert case.result is None and case.error
+        else:
+            assert case.error is None and case.result == expected
+    # The set covers the instruction groups it promises.
+    mnemonics = {format_insn(i).split(" [")[0].split(" %")[0].split(" +")[0]
+                 for c in cases.values() for i in c.program.insns}
+    for needed in ("sdiv", "smod32", "movsx864", "ldxsb", "bswap16", "ja32", "lock cmpxchg", "lock xchg32",
+                   "lock fetch add", "jeq32", "call", "arsh32", "be16", "le32", "mod32"):
+        assert any(m.startswith(needed) for m in mnemonics), needed
+
+
+def test_conformance_parse_forms_and_errors():
+    from nfpjit.errors import LoadError
+    from nfpjit.testing.conformance import parse_data
+
+    case = parse_data("# c\n-- asm\nmov %r0, %r2\nexit\n-- mem\n00 01\n02\n-- result 0x3\n", filename="x/two.data")
+    assert (case.name, case.memory, case.result, case.error) == ("two", b"\x00\x01\x02", 3, None)
+    case = parse_data("-- asm\nexit\n-- error\nout of bounds\n")
+    assert case.result is None and case.error_matches("load OUT OF BOUNDS at 0x10")
+    assert not case.error_matches("division")
+    bad = [
+        ("-- mem\n00\n", "no '-- asm'"),
+        ("-- asm\nexit\n", "exactly one of"),
+        ("-- asm\nexit\n-- result 1\n-- error x\n", "exactly one of"),
+        ("-- asm\nexit\n-- mem\n0g\n-- result 1\n", "bad memory byte"),
+        ("-- asm\nexit\n-- result banana\n", "bad result"),
+        ("-- asm\nexit\n-- frob\n", "unknown section"),
+        ("mov r0, 1\n-- asm\nexit\n-- result 1\n", "before the first section"),
+        ("-- asm\nexit\n-- error (\n", "bad error pattern"),
+    ]
+    for text, message in bad:
+        with pytest.raises(LoadError, match=re.escape(message)):
+            parse_data(text, filename="bad.data")
+    # Assembly errors point at the line of the .data file.
+    with pytest.raises(AsmError) as info:
+        parse_data("# header\n-- asm\nmov %r0, 1\nmvo %r0, 2\nexit\n-- result 1\n", filename="f.data")
+    assert info.value.where == "f.data:4:1"
