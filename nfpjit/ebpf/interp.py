@@ -404,7 +404,22 @@ class Machine:
 
 # -- compilation: slot index -> (handler, insn) ---------------------------------------
 
+_COMPILED: dict[int, tuple[Program, list]] = {}
+
+
 def _compile(program: Program) -> list:
+    """The per-slot handler list, cached per Program object (a few dozen kept)."""
+    hit = _COMPILED.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    ops = _compile_uncached(program)
+    if len(_COMPILED) >= 64:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[id(program)] = (program, ops)
+    return ops
+
+
+def _compile_uncached(program: Program) -> list:
     ops: list = []
     for insn in program.insns:
         handler = _TABLE[insn.code]
