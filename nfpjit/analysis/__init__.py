@@ -55,6 +55,11 @@ class Analysis:
         f = self.facts.get(pc)
         return bool(f and f.reachable)
 
+    @property
+    def max_stack_depth(self) -> int:
+        """The deepest stack use of any one function, in bytes (rounded as the kernel does)."""
+        return max(self.stack_depth.values(), default=0)
+
     def first_problem(self) -> VerifierProblem | None:
         return min(self.problems, key=lambda p: p.pc) if self.problems else None
 
@@ -97,17 +102,21 @@ def _combined_stack(cfg: CFG, depth: dict[str, int]) -> list[VerifierProblem]:
 
 
 def analyze(program: Program, *, strict: bool = False, max_insns: int = 1_000_000,
-            max_loop_iterations: int = 4096) -> Analysis:
+            max_loop_iterations: int = 4096, allow_uninit_stack: bool = False) -> Analysis:
     """Verify ``program`` over all paths and collect per-instruction facts.
 
     ``max_insns`` bounds the instructions processed (the kernel's complexity
     limit); ``max_loop_iterations`` bounds trips round one loop on one path.
+    ``allow_uninit_stack`` accepts reads of never-written stack bytes (as the
+    kernel does for privileged loaders; the NIC's stack is not zeroed, so the
+    default reports them).
     """
     cfg = build_cfg(program)
     live = Liveness(program, cfg)
     problems = [VerifierProblem(p.pc, p.code, p.message) for p in cfg.problems]
     problems += _unreachable(program, cfg)
-    v = Verifier(program, cfg, live, max_insns=max_insns, max_loop_iterations=max_loop_iterations)
+    v = Verifier(program, cfg, live, max_insns=max_insns, max_loop_iterations=max_loop_iterations,
+                 allow_uninit_stack=allow_uninit_stack)
     if not problems and program.insns:
         v.run()
     elif not program.insns:

@@ -449,9 +449,10 @@ def refine_bounds(op: JmpOp, a: Bounds, b: Bounds, taken: bool) -> tuple[Bounds,
         if not (a.tnum.umax & b.tnum.umax):
             return None
         if b.tnum.is_const and b.tnum.value and b.tnum.value & (b.tnum.value - 1) == 0:
-            tn = a.tnum.intersect(Tnum(b.tnum.value, a.tnum.mask & ~b.tnum.value))
-            if tn is None:
+            bitv = b.tnum.value
+            if not (a.tnum.umax & bitv):
                 return None
+            tn = Tnum(a.tnum.value | bitv, a.tnum.mask & ~bitv)
             na = _mk(a, tnum=tn)
             return None if na is None else (na, b)
         return a, b

@@ -129,8 +129,9 @@ SKB_CTX_SIZE = 192
 
 class Verifier:
     def __init__(self, program: Program, cfg: CFG, liveness: Liveness, *,
-                 max_insns: int = 1_000_000, max_loop_iterations: int = 4096):
+                 max_insns: int = 1_000_000, max_loop_iterations: int = 4096, allow_uninit_stack: bool = False):
         self.p = program
+        self.allow_uninit_stack = allow_uninit_stack
         self.cfg = cfg
         self.live = liveness
         self.max_insns = max_insns
@@ -624,7 +625,7 @@ class Verifier:
                 return RegState.const(trunc(slot.spill.var.value >> (8 * byte0), size * 8))
             return RegState.scalar(Scalar.unknown().truncate(size))
         got = slot.bytes[byte0:byte0 + size]
-        if any(b == Byte.INVALID for b in got):
+        if any(b == Byte.INVALID for b in got) and not self.allow_uninit_stack:
             self.fail("uninit_stack", f"invalid read from stack off {off}+0 size {size}")
         if all(b == Byte.ZERO for b in got):
             return RegState.const(0)
@@ -719,7 +720,7 @@ class Verifier:
                     new = list(slot.bytes)
                     new[i] = Byte.MISC
                     frame.stack[k] = Slot(tuple(new))
-                elif slot.spill is None and slot.bytes[i] == Byte.INVALID:
+                elif slot.spill is None and slot.bytes[i] == Byte.INVALID and not self.allow_uninit_stack:
                     self.fail("uninit_stack", f"invalid indirect read from stack R{r} off {off}+{b - off} size {n}")
             return
         if reg.kind in (K.PACKET, K.PACKET_META):
