@@ -536,6 +536,12 @@ def test_json_schema(tmp_path):
         ("unsupported-helper", 0, 3, 20), ("mod", 1, 4, 11)]
 
 
+def test_every_code_is_documented():
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "check-json.md").read_text()
+    for code in Code:
+        assert f"`{code.value}`" in doc, code
+
+
 def test_ok_summary():
     report = check(prog([]), DEFAULT)
     assert render_text(report).strip() == "t (xdp): ok, offloadable with profile 'default'"
@@ -570,9 +576,13 @@ def test_any_decodable_program_checks_without_exceptions(insns, prog_type):
     except DecodeError:
         return
     p = Program("fuzz", tuple(decoded), prog_type=prog_type, maps=(ARRAY, PERCPU))
-    report = check(p, DEFAULT)
-    assert all(d.code in set(Code) for d in report.diagnostics)
-    assert render_text(report, p).endswith("\n")
+    from nfpjit.analysis import analyze
+
+    for report in (check(p, DEFAULT), check(p, DEFAULT, analysis=analyze(p))):
+        assert all(d.code in set(Code) for d in report.diagnostics)
+        assert all(d.insn is None or d.insn in p.index_at_pc for d in report.diagnostics)
+        assert render_text(report, p).endswith("\n")
+        json.loads(render_json(report))
 
 
 def test_fuzzer_draws_valid_programs():
