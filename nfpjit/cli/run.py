@@ -1,0 +1,238 @@
+"""``nfpjit run``: run a program on packets with one engine and show the verdicts.
+
+Packets come from ``--packet HEX`` (repeatable) or ``--pcap IN.pcap``; maps
+persist across the packets of one run, as on a real device, and may be
+preloaded (``--maps-in``) and written back (``--maps-out``).  Output is one
+line per packet and a summary, or with ``--json`` the document described in
+docs/run-json.md.  ``--raw-context --mem HEX`` runs the program on a raw
+memory block instead (reference engine only).
+
+Engines are a table, :data:`ENGINES`: name -> factory ``(program, maps_file)``
+returning an object with ``run(PacketIn, trace=bool) -> RunResult``,
+``maps() -> MapState`` and ``close()``.  Adding an engine is one entry.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+
+from nfpjit.errors import LoadError, UnsupportedError, UsageError
+from nfpjit.ebpf.program import Program
+from nfpjit.ebpf.result import MapState, PacketIn, RunResult
+
+ETH_OVERHEAD = 14 + 4  # Ethernet header + one VLAN tag on top of the MTU
+
+
+class RefEngine:
+    """The reference interpreter with one MapStore for the whole run."""
+
+    def __init__(self, program: Program, maps_file: str | None):
+        from nfpjit.ebpf.mapfile import load_map_file
+        from nfpjit.ebpf.maps import MapStore
+
+        self.program = program
+        self.store = MapStore.from_program(program)
+        if maps_file:
+            load_map_file(maps_file, self.store)
+
+    def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
+        from nfpjit.ebpf.interp import run
+
+        return run(self.program, packet, maps=self.store, trace=trace)
+
+    def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
+        from nfpjit.ebpf.interp import run_raw
+
+        return run_raw(self.program, memory, maps=self.store, trace=trace)
+
+    def maps(self) -> MapState:
+        return self.store.dump()
+
+    def close(self) -> None:
+        pass
+
+
+class KernelEngine:
+    """The Linux kernel (bpf() + BPF_PROG_TEST_RUN); maps live in the kernel for the whole run."""
+
+    def __init__(self, program: Program, maps_file: str | None):
+        from nfpjit.kernel import KernelProgram, kernel_available
+
+        ok, reason = kernel_available()
+        if not ok:
+            raise UnsupportedError(reason, hint="run as root on Linux, or use --engine ref")
+        entries = None
+        if maps_file:
+            entries = _parse_map_file(maps_file, program)
+        self.kp = KernelProgram(program, maps_in=entries)
+
+    def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
+        if trace:
+            raise UnsupportedError("the kernel engine cannot trace instructions", hint="use --engine ref")
+        return self.kp.run(packet)
+
+    def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
+        raise UnsupportedError("the kernel engine runs XDP/TC programs on packets, not raw memory",
+                               hint="use --engine ref with --raw-context")
+
+    def maps(self) -> MapState:
+        return self.kp.dump_maps()
+
+    def close(self) -> None:
+        self.kp.close()
+
+
+def _parse_map_file(path: str, program: Program) -> dict:
+    """Validate a map file against the program's maps: {name: [(key, value)]}."""
+    import tomllib
+    from pathlib import Path
+
+    from nfpjit.ebpf.mapfile import parse_entries
+    from nfpjit.ebpf.maps import MapStore
+
+    try:
+        text = Path(path).read_text()
+        doc = tomllib.loads(text) if path.lower().endswith(".toml") else json.loads(text)
+    except OSError as exc:
+        raise LoadError(f"cannot read map file: {exc.strerror}", where=path) from None
+    except UnicodeDecodeError:
+        raise LoadError("map file is not UTF-8 text", where=path) from None
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LoadError(f"invalid TOML: {exc}", where=path) from None
+    return parse_entries(doc, MapStore.from_program(program), source=path)
+
+
+ENGINES = {
+    "ref": RefEngine,
+    "kernel": KernelEngine,
+}
+
+
+def register(subparsers) -> None:
+    from nfpjit.cli.dump import add_input_options
+
+    p = subparsers.add_parser("run", help="run a program on packets (reference interpreter or kernel)",
+                              description="Run an XDP/TC program on packets and show each verdict. "
+                              "Maps persist across the packets of one run.")
+    add_input_options(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--packet", metavar="HEX", action="append", help="a packet as hex (repeatable)")
+    src.add_argument("--pcap", metavar="IN.pcap", help="read packets from a pcap file")
+    p.add_argument("--out", metavar="OUT.pcap", help="write every output packet (in input order) to a pcap file")
+    p.add_argument("--maps-in", metavar="FILE", help="preload maps from a JSON/TOML map file")
+    p.add_argument("--maps-out", metavar="FILE", help="write the maps after the run as JSON")
+    p.add_argument("--engine", choices=sorted(ENGINES), default="ref", help="what runs the program (default: ref)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (docs/run-json.md)")
+    p.add_argument("--trace", action="store_true", help="print every executed instruction (ref engine)")
+    p.add_argument("--raw-context", action="store_true",
+                   help="run on a raw memory block (r1 = pointer, r2 = length) instead of packets")
+    p.add_argument("--mem", metavar="HEX", help="the memory block for --raw-context")
+    p.add_argument("--mtu", type=int, default=1500, help="largest L3 packet accepted (default 1500; frames may "
+                   "be MTU + 18 bytes)")
+    p.set_defaults(func=run_command)
+
+
+def _hex(text: str, what: str) -> bytes:
+    clean = text.strip().lower().removeprefix("0x").replace(" ", "").replace(":", "")
+    try:
+        return bytes.fromhex(clean)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} is not a hex string", hint="e.g. --packet ffffffffffff0011...") from None
+
+
+def _packets(args) -> list[bytes]:
+    if args.pcap:
+        from nfpjit.pcapio import read_pcap
+
+        frames = read_pcap(args.pcap)
+    elif args.packet:
+        frames = [_hex(h, f"--packet {n}") for n, h in enumerate(args.packet)]
+    else:
+        raise UsageError("no packets to run", hint="give --packet HEX (repeatable) or --pcap IN.pcap")
+    limit = args.mtu + ETH_OVERHEAD
+    for n, frame in enumerate(frames):
+        if len(frame) > limit:
+            raise LoadError(f"packet {n} has {len(frame)} bytes, more than the MTU allows ({limit})",
+                            where=args.pcap or "--packet", hint="raise --mtu for jumbo frames")
+    return frames
+
+
+def _record(n: int, frame: bytes, res: RunResult, prog_type, trace: bool) -> dict:
+    rec = {
+        "index": n,
+        "action": res.action_name(prog_type),
+        "r0": res.r0,
+        "data": res.packet.hex(),
+        "len_in": len(frame),
+        "len_out": len(res.packet),
+        "insns": res.insns,
+        "fault": str(res.fault) if res.fault is not None else None,
+    }
+    if trace:
+        rec["trace"] = list(res.trace or [])
+    return rec
+
+
+def run_command(args) -> int:
+    from nfpjit.cli.dump import load_from_args
+
+    if args.mtu <= 0:
+        raise UsageError(f"--mtu must be positive, not {args.mtu}")
+    if args.mem is not None and not args.raw_context:
+        raise UsageError("--mem needs --raw-context")
+    if args.raw_context and (args.packet or args.pcap or args.out):
+        raise UsageError("--raw-context runs on --mem, not on packets")
+    program = load_from_args(args)
+    frames = [] if args.raw_context else _packets(args)
+    engine = ENGINES[args.engine](program, args.maps_in)
+    records: list[dict] = []
+    outputs: list[bytes] = []
+    try:
+        if args.raw_context:
+            memory = _hex(args.mem or "", "--mem")
+            res = engine.run_raw(memory, trace=args.trace)
+            rec = _record(0, memory, res, program.prog_type, args.trace)
+            rec["action"] = "FAULT" if res.fault is not None else f"r0={res.r0}"
+            records.append(rec)
+        else:
+            for n, frame in enumerate(frames):
+                res = engine.run(PacketIn(frame), trace=args.trace)
+                records.append(_record(n, frame, res, program.prog_type, args.trace))
+                outputs.append(res.packet)
+        state = engine.maps()
+    finally:
+        engine.close()
+    if args.out:
+        from nfpjit.pcapio import write_pcap
+
+        write_pcap(args.out, outputs)
+    if args.maps_out:
+        from nfpjit.ebpf.mapfile import write_map_file
+
+        try:
+            write_map_file(args.maps_out, state)
+        except OSError as exc:
+            raise LoadError(f"cannot write map file: {exc.strerror}", where=args.maps_out) from None
+    out = sys.stdout
+    if args.json:
+        from nfpjit.ebpf.mapfile import state_to_json
+
+        json.dump({"packets": records, "maps": state_to_json(state)}, out, indent=2)
+        out.write("\n")
+        return 0
+    for rec in records:
+        for line in rec.get("trace", []):
+            out.write(f"    {line}\n")
+        fault = f"  fault: {rec['fault']}" if rec["fault"] else ""
+        out.write(f"{rec['index']}: {rec['action']}  len {rec['len_in']} -> {rec['len_out']}  "
+                  f"insns {rec['insns']}{fault}\n")
+    counts = Counter(r["action"] for r in records)
+    summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+    total = sum(r["insns"] for r in records)
+    noun = "packet" if len(records) == 1 else "packets"
+    out.write(f"{len(records)} {noun} ({args.engine}): {summary or 'none'}; {total} insns executed\n")
+    return 0
