@@ -17,7 +17,9 @@ iterable of Diagnostic`` appended to :data:`CHECKS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import dataclass
+from functools import cached_property
 from enum import IntEnum, StrEnum
 
 from nfpjit.bits import u32
@@ -152,10 +154,18 @@ class CheckContext:
     analysis: object | None = None
     unsupported_opcodes: frozenset[int] = frozenset()
     nfp_insn_count: int | None = None
-    _out: list[Diagnostic] = field(default_factory=list)
+
+    @cached_property
+    def _line_pcs(self) -> list[int]:
+        return sorted(self.program.line_info)
+
+    def loc_of(self, pc: int):
+        """Line info marks the first instruction of each source line: the entry at or before pc covers it."""
+        i = bisect_right(self._line_pcs, pc)
+        return self.program.line_info[self._line_pcs[i - 1]] if i else None
 
     def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None) -> Diagnostic:
-        loc = _nearest_loc(self.program, pc) if pc is not None else None
+        loc = self.loc_of(pc) if pc is not None else None
         file = loc.file if loc else self.main_file
         if loc is not None and loc.line <= 0:
             loc = None  # line 0: code the compiler made up (merged tails, spills): no honest line
@@ -183,15 +193,6 @@ class CheckContext:
         if index is not None and 0 <= index < len(self.program.maps):
             return self.program.maps[index].name
         return f"map #{index}"
-
-
-def _nearest_loc(program: Program, pc: int):
-    """Line info marks the first instruction of each source line: the entry at or before pc covers it."""
-    best = None
-    for p, loc in program.line_info.items():
-        if p <= pc and (best is None or p > best[0]):
-            best = (p, loc)
-    return best[1] if best else None
 
 
 # -- hints ----------------------------------------------------------------------------------------
@@ -387,7 +388,8 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
                            "read the packet through ctx->data after a bounds check")
         if insn.is_alu and insn.alu_op in (AluOp.DIV, AluOp.MOD):
             yield from _check_division(ctx, pc, insn, divisors.get(pc))
-            if not insn.source and insn.imm < 0 and insn.off == 0 and not feats.division_by_register:
+            if (insn.alu_op == AluOp.DIV and not insn.source and insn.imm < 0 and insn.off == 0
+                    and not feats.division_by_register):
                 yield ctx.diag(Code.DIV_OPERAND, Severity.ERROR, pc,
                                f"division by the negative constant {insn.imm} (read as {u32(insn.imm)} unsigned)",
                                "the NIC divides by reciprocal multiplication of 32-bit values: use a positive divisor")
