@@ -15,6 +15,7 @@ instruction and source line.
 from __future__ import annotations
 
 import random
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Sequence
 
@@ -48,18 +49,22 @@ _LM_CSRS = {Csr.ACTIVE_LM_ADDR_0: 0, Csr.ACTIVE_LM_ADDR_1: 1, Csr.ACTIVE_LM_ADDR
 LM_POINTER_DELAY = 3   # cycles between writing an LM pointer CSR and using the pointer
 
 
+@lru_cache(maxsize=1 << 16)
+def _decode(word: int) -> Instruction | str:
+    """The instruction of a word, or the decoder's message for an invalid word (a fault only if executed)."""
+    try:
+        return decode(word)
+    except IllegalInstruction as exc:
+        return exc.message
+
+
 class Machine:
     """One core running one program on one packet (build it with :func:`simulate`)."""
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
                  trace: bool, ingress_ifindex: int, rx_queue_index: int):
         self.image = image
-        self.instrs: list[Instruction | str] = []
-        for word in image.code:
-            try:
-                self.instrs.append(decode(word))
-            except IllegalInstruction as exc:
-                self.instrs.append(exc.message)          # faults only if executed
+        self.instrs: list[Instruction | str] = [_decode(word) for word in image.code]
         self.gpr_a = [0] * 32
         self.gpr_b = [0] * 32
         self.xin = [0] * 32
