@@ -465,3 +465,14 @@ def test_two_programs_in_one_section(tmp_path):
     second = load(obj, section="xdp:second")
     assert second.name == "second" and second.insns[0].imm == 1 and second.functions[0].start_pc == 0
     assert load(obj, section="xdp:first").insns[0].imm == 2
+
+
+def test_relocation_into_non_alloc_data_section(tmp_path):
+    """Found by fuzzing: a .rodata that lost SHF_ALLOC is not a map, so its relocation is an error, not a KeyError."""
+    def patch(d):
+        hdr = _section_header(d, ".rodata")
+        flags, = struct.unpack_from("<Q", d, hdr + 0x08)
+        struct.pack_into("<Q", d, hdr + 0x08, flags & ~0x2)
+    with pytest.raises(LoadError, match="neither a map nor global data") as exc:
+        _load_bytes(_elf_with(CORPUS / "global_data.o", patch), tmp_path)
+    assert "section xdp" in str(exc.value)

@@ -129,7 +129,13 @@ class ElfObject:
             raise LoadError(f"the object has {len(choices)} programs", where=self.path,
                             hint=f"pick one with section= / -s: {listing}")
         sec_name, func_name = choices[0]
-        return _Linker(self, sec_name, func_name).link()
+        try:
+            return _Linker(self, sec_name, func_name).link()
+        except NfpjitError:
+            raise
+        except Exception as exc:  # a corrupt object that slipped past the reader's checks
+            raise LoadError(f"malformed ELF object: {type(exc).__name__}: {exc}",
+                            where=f"{self.path}: section {sec_name}") from exc
 
 
 def _ambiguous(entries, section: str) -> bool:
@@ -269,7 +275,7 @@ class _Linker:
                 raise LoadError(f"ld_imm64 at offset {slot * SLOT} refers to {sec_name}+{offset}, where no map "
                                 "is defined", where=here)
             return Insn(insn.code, insn.dst, PseudoSrc.MAP_FD, 0, self._map_index(idx), 0)
-        if is_global_data_section(sec_name):
+        if is_global_data_section(sec_name) and sec_name in self.obj._map_by_name:
             idx = self.obj._map_by_name[sec_name]
             offset = sym.value + insn.imm
             size = self.obj.maps[idx].value_size
@@ -322,13 +328,7 @@ def load_elf(path: str | os.PathLike, *, section: str | None = None, name: str |
                 data = f.read()
         except OSError as exc:
             raise LoadError(f"cannot read: {exc.strerror}", where=path) from exc
-    obj = read_object(data, path)
-    try:
-        return obj.program(section, name)
-    except NfpjitError:
-        raise
-    except Exception as exc:  # corrupt input that slipped past the reader's checks
-        raise LoadError(f"malformed ELF object: {type(exc).__name__}: {exc}", where=path) from exc
+    return read_object(data, path).program(section, name)
 
 
 class _Reader:
