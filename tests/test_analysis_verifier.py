@@ -1,0 +1,308 @@
+"""The verifier: accepts the safe corpus, rejects unsafe programs with the right problem codes,
+and hands the lowering correct per-instruction facts.
+
+Expected facts are derived by reading each small program (comments say why).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import nfpjit
+from nfpjit.analysis import RegKind, VerificationError, analyze
+from nfpjit.ebpf.asm import assemble
+from nfpjit.ebpf.loader import list_programs
+
+CORPUS = Path(__file__).resolve().parent / "corpus"
+
+
+def asm(text: str, kind: str = "xdp"):
+    return assemble(f".type {kind}\n" + text, filename="t.s")
+
+
+def codes(a):
+    return [p.code for p in a.problems]
+
+
+def corpus_programs():
+    out = []
+    for path in sorted(CORPUS.glob("*.o")):
+        for section, _name in list_programs(path):
+            out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
+    return out
+
+
+@pytest.mark.parametrize("path,section", corpus_programs())
+def test_corpus_is_accepted(path, section):
+    prog = nfpjit.load(path, section=section)
+    a = analyze(prog, allow_uninit_stack=True)
+    assert a.ok, [str(p) for p in a.problems]
+    # every instruction the kernel's check_cfg reaches got facts, and the entry is reachable
+    assert a.facts[0].reachable
+    assert set(a.facts) == set(prog.pcs)
+
+
+UNSAFE = {
+    "uninit_reg": ("mov r0, r3\nexit", "uninit_reg", 0),
+    "packet_oob": ("ldxw r2, [r1]\nldxb r0, [r2]\nexit", "packet_oob", 1),
+    "null_deref": (""".map m hash key=4 value=8 entries=4
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:m
+        call map_lookup_elem
+        ldxdw r0, [r0]
+        exit""", "null_deref", 6),
+    "unbounded_loop": ("ldxw r2, [r1]\nmov r0, 0\nl: add r0, 1\njlt r0, r2, l\nexit", "unbounded_loop", 3),
+    "infinite_loop": ("mov r0, 0\nl: jeq r0, 0, l\nexit", "unbounded_loop", 1),
+    "stack_oob": ("stdw [r10-520], 1\nmov r0, 0\nexit", "invalid_stack", 0),
+    "stack_above_fp": ("stdw [r10+0], 1\nmov r0, 0\nexit", "invalid_stack", 0),
+    "uninit_stack": ("ldxdw r0, [r10-8]\nexit", "uninit_stack", 0),
+    "misaligned_stack": ("stdw [r10-12], 1\nmov r0, 0\nexit", "misaligned_stack", 0),
+    "div_by_zero": ("mov r0, 1\ndiv r0, 0\nexit", "div_by_zero", 1),
+    "frame_write": ("mov r10, 0\nmov r0, 0\nexit", "frame_write", 0),
+    "ctx_write": ("stw [r1+0], 0\nmov r0, 0\nexit", "ctx_access", 0),
+    "ptr_arith_null": (""".map m hash key=4 value=8 entries=4
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:m
+        call map_lookup_elem
+        add r0, 8
+        mov r0, 0
+        exit""", "ptr_arith", 6),
+    "ptr_arith_32": ("ldxw r2, [r1]\nadd32 r2, 1\nmov r0, 0\nexit", "ptr_arith", 1),
+    "map_value_oob": (""".map m array key=4 value=8 entries=4
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:m
+        call map_lookup_elem
+        jeq r0, 0, out
+        ldxdw r1, [r0+4]
+    out: mov r0, 0
+        exit""", "map_value_oob", 7),
+    "helper_arg": ("mov r1, 0\nmov r2, r10\ncall map_lookup_elem\nmov r0, 0\nexit", "arg_type", 2),
+    "packet_after_adjust_head": ("""
+        mov r6, r1
+        ldxw r2, [r6]
+        ldxw r3, [r6+4]
+        mov r4, r2
+        add r4, 14
+        jgt r4, r3, out
+        mov r1, r6
+        mov r7, r2
+        mov r2, 4
+        call xdp_adjust_head
+        ldxb r0, [r7]
+    out: mov r0, 2
+        exit""", "invalid_mem_access", 10),
+    "unknown_helper_for_type": ("mov r1, 0\nmov r2, 0\ncall skb_pull_data\nmov r0, 0\nexit", "unknown_helper", 2),
+    "ld_abs_in_xdp": ("mov r6, r1\nldabsb 12\nexit", "ld_abs", 1),
+    "return_uninit": ("exit", "uninit_reg", 0),
+    "return_pointer": ("mov r0, r10\nexit", "return_pointer", 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNSAFE))
+def test_unsafe_program_is_rejected_with_code(name):
+    text, code, pc = UNSAFE[name]
+    a = analyze(asm(text), max_loop_iterations=512)
+    assert not a.ok
+    assert (pc, code) in [(p.pc, p.code) for p in a.problems], [str(p) for p in a.problems]
+
+
+def test_strict_raises_with_all_problems():
+    prog = asm("mov r0, r3\nexit")
+    with pytest.raises(VerificationError) as info:
+        analyze(prog, strict=True)
+    assert "R3 !read_ok" in str(info.value)
+    assert info.value.problems[0].code == "uninit_reg"
+    assert analyze(asm("mov r0, 2\nexit"), strict=True).ok
+
+
+PACKET = """
+    ldxw r2, [r1]          ; 0  data
+    ldxw r3, [r1+4]        ; 1  data_end
+    mov r4, r2             ; 2
+    add r4, 14             ; 3
+    jgt r4, r3, drop       ; 4  fall-through proves 14 bytes
+    ldxh r5, [r2+12]       ; 5  ethertype: packet bytes 12..13
+    jne r5, 8, pass        ; 6
+    mov r0, 1              ; 7
+    exit                   ; 8
+pass: mov r0, 2            ; 9
+    exit                   ; 10
+drop: mov r0, 1            ; 11
+    exit                   ; 12
+"""
+
+
+def test_packet_facts():
+    a = analyze(asm(PACKET))
+    assert a.ok
+    f0 = a.facts[0]
+    assert f0.reg(1).kind == RegKind.CTX and f0.reg(10).kind == RegKind.STACK
+    assert f0.mem.kind == RegKind.CTX and f0.mem.offset == (0, 0) and f0.mem.size == 4
+    f5 = a.facts[5]
+    assert f5.reg(2).kind == RegKind.PACKET and f5.reg(2).range == 14
+    assert f5.reg(3).kind == RegKind.PACKET_END
+    assert f5.mem.kind == RegKind.PACKET and f5.mem.offset == (12, 12) and f5.mem.size == 2 and not f5.mem.write
+    # a 2-byte load is at most 0xffff: its high word is known zero
+    assert a.facts[5].dst_hi32_zero is True
+    assert a.facts[6].reg(5).var.umax == 0xFFFF
+    assert a.stack_depth == {next(iter(a.stack_depth)): 0}
+
+
+def test_packet_range_needs_the_right_side_of_the_check():
+    # reading on the taken side of "data+14 > data_end" is the unsafe side
+    a = analyze(asm("""
+        ldxw r2, [r1]
+        ldxw r3, [r1+4]
+        mov r4, r2
+        add r4, 14
+        jgt r4, r3, bad
+        mov r0, 2
+        exit
+    bad: ldxb r0, [r2]
+        exit"""))
+    assert codes(a) == ["packet_oob"] and a.problems[0].pc == 7
+    # "data_end >= data+14" (operands swapped, right-open): taken side proves 14 bytes
+    a = analyze(asm("""
+        ldxw r2, [r1]
+        ldxw r3, [r1+4]
+        mov r4, r2
+        add r4, 14
+        jge r3, r4, ok
+        mov r0, 2
+        exit
+    ok: ldxb r0, [r2+13]
+        exit"""))
+    assert a.ok, [str(p) for p in a.problems]
+
+
+def test_null_check_propagates_to_copies():
+    a = analyze(asm(""".map m hash key=4 value=16 entries=4
+        stw [r10-4], 0         ; 0
+        mov r2, r10            ; 1
+        add r2, -4             ; 2
+        lddw r1, map:m         ; 3
+        call map_lookup_elem   ; 5
+        mov r6, r0             ; 6  copy before the check
+        jeq r0, 0, out         ; 7
+        ldxdw r1, [r6+8]       ; 8  the copy is non-NULL too
+        stdw [r6+0], 1         ; 9
+    out: mov r0, 2             ; 10
+        exit                   ; 11
+    """))
+    assert a.ok, [str(p) for p in a.problems]
+    f8 = a.facts[8]
+    assert f8.reg(6).kind == RegKind.MAP_VALUE and f8.reg(0).kind == RegKind.MAP_VALUE
+    assert f8.mem.kind == RegKind.MAP_VALUE and f8.mem.map == "m" and f8.mem.offset == (8, 8)
+    assert a.facts[6].reg(0).kind == RegKind.MAP_VALUE_OR_NULL
+    # after the merge r6 is a map value on one path and NULL (scalar 0) on the other
+    assert a.facts[10].reg(6).kind == RegKind.MIXED
+    assert a.facts[9].mem.write and a.stack_depth[next(iter(a.stack_depth))] == 8
+
+
+def test_constants_and_dead_branches():
+    a = analyze(asm("""
+        mov r1, 6              ; 0
+        mov r2, r1             ; 1
+        mul r2, 7              ; 2  42
+        jeq r2, 42, yes        ; 3  always taken
+        mov r0, 1              ; 4  dead
+        exit                   ; 5
+    yes: lsh r2, r1            ; 6  shift by a known 6
+        mov r0, r2             ; 7
+        exit                   ; 8
+    """))
+    assert a.ok
+    assert a.facts[2].src_const == 7 and a.facts[2].reg(2).const_value == 6
+    assert a.facts[3].reg(2).const_value == 42 and a.facts[3].branch_taken is True
+    assert not a.facts[4].reachable and not a.reachable(5)
+    assert a.facts[6].src_const == 6 and a.facts[7].reg(2).const_value == 42 << 6
+
+
+def test_ranges_for_lowering():
+    a = analyze(asm("""
+        ldxw r2, [r1]
+        ldxw r3, [r1+4]
+        mov r4, r2
+        add r4, 2
+        jgt r4, r3, out
+        ldxb r5, [r2]          ; 5  0..255
+        ldxb r6, [r2+1]        ; 6  0..255
+        mul r5, r6             ; 7  both <= 0xffff: 16x16 multiply is enough
+        and r6, 7              ; 8
+        rsh r5, r6             ; 9  shift amount 0..7
+    out: mov r0, 2
+        exit
+    """))
+    assert a.ok
+    assert a.facts[7].src_range == (0, 255) and a.facts[7].reg(5).var.umax == 255
+    assert a.facts[9].src_range == (0, 7)
+    assert a.facts[8].reg(6).var.umax == 255
+
+
+def test_bounded_loop_is_accepted_and_joined():
+    a = analyze(asm("""
+        mov r0, 0              ; 0
+        mov r1, 0              ; 1
+    l:  add r0, r1             ; 2
+        add r1, 1              ; 3
+        jlt r1, 10, l          ; 4
+        exit                   ; 5
+    """))
+    assert a.ok
+    r1 = a.facts[2].reg(1).var
+    assert (r1.umin, r1.umax) == (0, 9)   # joined over the ten trips
+    assert a.facts[5].reg(0).const_value == sum(range(10))
+    assert a.facts[4].branch_taken is None
+
+
+def test_bpf_to_bpf_call_frames():
+    a = analyze(asm("""
+        mov r6, 7              ; 0  callee-saved across the call
+        stdw [r10-8], 3        ; 1
+        mov r1, r10            ; 2
+        add r1, -8             ; 3  pointer into the caller's frame
+        call fn                ; 4
+        add r0, r6             ; 5
+        exit                   ; 6
+    fn: ldxdw r0, [r1]         ; 7  reads the caller's stack slot: 3
+        stdw [r10-16], 0       ; 8  its own frame
+        exit                   ; 9
+    """))
+    assert a.ok, [str(p) for p in a.problems]
+    assert a.facts[7].mem.frame == 0 and a.facts[8].mem.frame == 1
+    assert a.facts[5].reg(0).const_value == 3 and a.facts[5].reg(6).const_value == 7
+    assert a.facts[7].reg(6).kind == RegKind.NOT_INIT   # a callee starts without r6
+    names = list(a.stack_depth)
+    assert a.stack_depth[names[0]] == 8 and a.stack_depth[names[1]] == 16
+
+
+def test_stack_spill_and_fill_keeps_pointers():
+    a = analyze(asm("""
+        ldxw r2, [r1]
+        stxdw [r10-8], r2      ; spill a packet pointer
+        ldxdw r3, [r10-8]      ; fill it back
+        ldxw r4, [r1+4]
+        mov r5, r3
+        add r5, 1
+        jgt r5, r4, out
+        ldxb r0, [r3]
+        exit
+    out: mov r0, 2
+        exit
+    """))
+    assert a.ok, [str(p) for p in a.problems]
+    assert a.facts[3].reg(3).kind == RegKind.PACKET
+
+
+def test_too_complex_is_reported():
+    a = analyze(asm("ldxw r2, [r1]\nmov r0, 0\nl: add r0, 1\njlt r0, r2, l\nexit"), max_insns=200,
+                max_loop_iterations=10**6)
+    assert "too_complex" in codes(a)
