@@ -371,7 +371,7 @@ class KernelProgram:
                 os.sched_setaffinity(0, old)
         where = self.program.source_path or self.program.name
         if ret < 0:
-            if err == errno.EINVAL and ctx is not None:
+            if err in (errno.EINVAL, errno.ENODEV) and ctx is not None:
                 raise KernelError("BPF_PROG_TEST_RUN refused the XDP context", errno_=err, where=where,
                                   hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
                                        f"namespace and rx_queue_index {packet.rx_queue_index} one of its queues")
