@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         "with its source line and a hint.  Exit 1 when anything would stop the offload.",
     )
     p.add_argument("object", nargs="?", help="eBPF ELF object (or other input nfpjit.load reads)")
-    p.add_argument("-s", "--section", help="program section (SECTION or SECTION:FUNCTION; needed when the object has several)")
+    p.add_argument("-s", "--section",
+                   help="program section (SECTION or SECTION:FUNCTION; needed when the object has several)")
     p.add_argument("--profile", default="default", metavar="NAME|FILE",
                    help="shipped profile name or path to a profile .toml (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/check-json.md)")
