@@ -22,13 +22,25 @@ DEFAULT_TAILROOM = 256
 # headroom; bpf_xdp_adjust_head/meta may not move data or data_meta into it.
 XDP_FRAME_SIZE = 40
 ETH_HLEN = 14
-XDP_META_MAX = 32
+# Metadata length must be a multiple of 4 and fit skb_shared_info.meta_len (a u8).
+XDP_META_MAX = 255
+# BPF_PROG_TEST_RUN's XDP frame: 4096 bytes, the last 320 reserved for struct
+# skb_shared_info, so bpf_xdp_adjust_tail can grow a packet up to 3520 bytes.
+TEST_RUN_FRAME_SIZE = 4096
+SKB_SHARED_INFO_SIZE = 320
+
+
+def kernel_tailroom(length: int, headroom: int = XDP_PACKET_HEADROOM) -> int:
+    """The growth room BPF_PROG_TEST_RUN leaves behind a packet of ``length`` bytes."""
+    return max(0, TEST_RUN_FRAME_SIZE - SKB_SHARED_INFO_SIZE - headroom - length)
 
 
 class PacketBuffer:
     """A packet with headroom/tailroom; ``data``/``data_end``/``data_meta`` are offsets into ``buf``."""
 
-    def __init__(self, data: bytes, *, headroom: int = XDP_PACKET_HEADROOM, tailroom: int = DEFAULT_TAILROOM):
+    def __init__(self, data: bytes, *, headroom: int = XDP_PACKET_HEADROOM, tailroom: int | None = DEFAULT_TAILROOM):
+        if tailroom is None:
+            tailroom = kernel_tailroom(len(data), headroom)
         self.buf = bytearray(headroom) + bytearray(data) + bytearray(tailroom)
         self.data = headroom
         self.data_end = headroom + len(data)
@@ -40,8 +52,12 @@ class PacketBuffer:
         return self.data_end - self.data
 
     def bytes(self) -> bytes:
-        """The packet as it leaves the program (from data to data_end)."""
+        """The packet proper, from data to data_end."""
         return bytes(self.buf[self.data : self.data_end])
+
+    def output(self) -> bytes:
+        """What BPF_PROG_TEST_RUN hands back: metadata (if any) followed by the packet."""
+        return bytes(self.buf[self.data_meta : self.data_end])
 
     def adjust_head(self, delta: int) -> int:
         metalen = self.data - self.data_meta
@@ -234,5 +250,5 @@ class SkbContext(Context):
         return super().load(off, size)
 
 
-__all__ = ["PacketBuffer", "Context", "XdpContext", "SkbContext", "CtxField", "eth_protocol_and_type",
+__all__ = ["kernel_tailroom", "TEST_RUN_FRAME_SIZE", "SKB_SHARED_INFO_SIZE", "PacketBuffer", "Context", "XdpContext", "SkbContext", "CtxField", "eth_protocol_and_type",
            "XDP_PACKET_HEADROOM", "DEFAULT_TAILROOM", "XDP_FRAME_SIZE", "ETH_HLEN", "XDP_META_MAX"]

@@ -265,7 +265,7 @@ class Machine:
         return now
 
     # -- set-up --------------------------------------------------------------
-    def setup_packet(self, pin: PacketIn, *, tailroom: int) -> None:
+    def setup_packet(self, pin: PacketIn, *, tailroom: int | None) -> None:
         self.packet = PacketBuffer(pin.data, tailroom=tailroom)
         self.packet_region = self.add_region(RegionKind.PACKET, self.packet.buf, "packet")
         self.sync_packet()
@@ -330,7 +330,7 @@ class Machine:
 
     def _output(self) -> bytes:
         if self.packet is not None:
-            return self.packet.bytes()
+            return self.packet.output()
         if self.memory_region is not None:
             return bytes(self.memory_region.buf)
         return b""
@@ -904,14 +904,16 @@ def _prepare(program: Program, maps: MapStore | None, budget: int, kwargs) -> Ma
 def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = None,
         prog_array_programs: dict | None = None, budget: int = DEFAULT_BUDGET, trace: bool = False,
         seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0,
-        tailroom: int = 256) -> RunResult:
+        tailroom: int | None = 256) -> RunResult:
     """Run an XDP or TC (direct-action) program on one packet.
 
     ``maps`` is updated in place (pass one to keep state across packets); the
     result's ``maps`` is a dump after the run.  ``prog_array_programs`` maps a
     prog-array index (or ``(map name, index)``) to the Program a tail call
     enters.  ``seed`` seeds bpf_get_prandom_u32; bpf_ktime_get_ns returns
-    ``clock_ns`` and advances it by ``clock_step_ns`` per call.
+    ``clock_ns`` and advances it by ``clock_step_ns`` per call.  ``tailroom`` is how far
+    bpf_xdp_adjust_tail may grow the packet; None gives BPF_PROG_TEST_RUN's geometry
+    (a 4096-byte frame), which is what the kernel oracle sees.
     """
     if isinstance(packet, (bytes, bytearray, memoryview)):
         packet = PacketIn(bytes(packet))

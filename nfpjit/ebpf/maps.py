@@ -266,6 +266,14 @@ def create_map(mapdef: MapDef) -> BpfMap:
                            where=mapdef.name, hint="use array, hash, LRU, LPM trie, per-CPU or redirect maps")
 
 
+# Maps whose contents a dump shows: the ones holding data user space can read back
+# (prog arrays, devmaps, cpumaps, xskmaps and perf event arrays hold kernel objects).
+DUMPED_MAP_TYPES = frozenset({
+    MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
+    MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE,
+})
+
+
 class MapStore:
     """The maps of one program, in ``Program.maps`` order, also reachable by name."""
 
@@ -307,7 +315,8 @@ class MapStore:
         return m
 
     def dump(self) -> MapState:
-        return {m.name: dict(m.items()) for m in self.maps}
+        """Contents of the data maps (see DUMPED_MAP_TYPES): arrays every index, others present entries."""
+        return {m.name: dict(m.items()) for m in self.maps if m.mapdef.type in DUMPED_MAP_TYPES}
 
 
-__all__ = ["Errno", "BpfMap", "ArrayMap", "HashMap", "LpmTrieMap", "MapStore", "create_map"]
+__all__ = ["DUMPED_MAP_TYPES", "Errno", "BpfMap", "ArrayMap", "HashMap", "LpmTrieMap", "MapStore", "create_map"]
