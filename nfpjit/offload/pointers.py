@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from nfpjit.bits import s32, u32, u64
+from nfpjit.bits import u32, u64
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import AluOp, AtomicOp, CallKind, Helper, InsnClass, JmpOp, Mode, ProgType, PseudoSrc
 from nfpjit.ebpf.program import Program

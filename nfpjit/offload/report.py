@@ -297,7 +297,8 @@ def check_maps(ctx: CheckContext) -> Iterable[Diagnostic]:
                            "hash a long key down to a shorter one, or split the table")
         if m.value_size > prof.max_value_size:
             yield ctx.diag(Code.MAP_VALUE_SIZE, Severity.ERROR, None,
-                           f"map '{m.name}' value is {m.value_size} bytes, the NIC allows at most {prof.max_value_size}",
+                           f"map '{m.name}' value is {m.value_size} bytes, the NIC allows at most "
+                           f"{prof.max_value_size}",
                            "split the value over two maps with the same key")
         entry = _round8(m.key_size) + _round8(m.value_size)
         if (m.key_size <= prof.max_key_size and m.value_size <= prof.max_value_size
