@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from nfpjit.errors import UsageError
 from nfpjit.isa import NN, AluOp, Bank, Cond, Csr, Gpr, Imm, Instruction, LMem, Memory, MulStep, NoDest, Op, Xfer
-from nfpjit.isa import XferSide, encode
+from nfpjit.isa import IllegalInstruction, XferSide, decode, encode
 from nfpjit.isa.image import Image, LineEntry, Metadata
 from nfpjit.isa.sim import (
     CTM_BASE,
@@ -22,7 +22,8 @@ from nfpjit.isa.sim import (
     semantics,
     simulate,
 )
-from nfpjit.isa.table import TABLE, ShiftKind, Width
+from nfpjit.isa.operands import operand_code
+from nfpjit.isa.table import TABLE, FieldKind, ShiftKind, Width
 
 A = lambda i: Gpr(Bank.A, i)  # noqa: E731
 B = lambda i: Gpr(Bank.B, i)  # noqa: E731
@@ -456,3 +457,53 @@ def test_image_with_relocations_and_global_data():
     assert r.fault is None and r.action == 2 and r.r0 == EMEM_MAP_BASE
     assert dict(r.routine_calls) == {"fw_map_lookup": 1}
     assert r.maps[".data"] == {bytes(4): b"hello world\0"}
+
+
+OPERAND_CODES = sorted({operand_code(o) for o in (
+    [Gpr(Bank.A, i) for i in (0, 1, 2, 4, 5, 30)] + [Gpr(Bank.B, i) for i in (0, 1, 2, 5)]
+    + [Imm(v) for v in (0, 1, 2, 4, 14, 255)] + [Xfer(XferSide.IN, i) for i in (0, 1, 31)]
+    + [Xfer(XferSide.OUT, i) for i in (0, 1, 31)] + [NN(0), NN(7), LMem(0), LMem(1, 3), LMem(2, postinc=True),
+                                                       NoDest()])})
+
+
+@st.composite
+def random_programs(draw):
+    """Random instructions of every entry: each field drawn from its legal values, operand fields from a
+    mix of operand codes; words that still do not decode (bank clashes ...) stay in as illegal words."""
+    words = []
+    n = draw(st.integers(1, 24))
+    for _ in range(n):
+        entry = draw(st.sampled_from(TABLE))
+        word = int(entry.op) << 56
+        for f in entry.fields:
+            if f.kind == FieldKind.OPCODE:
+                continue
+            if f.kind in (FieldKind.DEST, FieldKind.A, FieldKind.B, FieldKind.PORT_A, FieldKind.PORT_B):
+                raw = draw(st.sampled_from(OPERAND_CODES))
+            elif f.kind == FieldKind.ENUM:
+                raw = int(draw(st.sampled_from(list(f.enum))))
+            elif f.kind == FieldKind.TARGET:
+                raw = draw(st.sampled_from([0, 1, n - 1, n + 3, *map(int, Routine)]))
+            else:
+                raw = draw(st.integers(f.lo, f.max_value))
+            word |= raw << f.lsb
+        try:
+            decode(word)
+        except IllegalInstruction:
+            if draw(st.integers(0, 9)):
+                word = encode(I(Op.NOP))
+        words.append(word)
+    return words
+
+
+@settings(max_examples=200)
+@given(random_programs(), st.binary(max_size=80))
+def test_random_programs_end_in_a_result(words, packet):
+    from nfpjit.isa.image import ImageMap, ImageMapType
+
+    img = Image(code=tuple(words), maps=(ImageMap(0, "h", ImageMapType.HASH, 4, 4, 8),
+                                         ImageMap(1, "a", ImageMapType.ARRAY, 4, 8, 4)))
+    r = simulate(img, packet, budget=2_000, trace=True)
+    assert sum(u.cycles for u in r.breakdown.values()) == r.cycles
+    assert r.fault is not None or r.action < 2**32
+    assert len(r.trace) >= r.insns
