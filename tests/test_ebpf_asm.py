@@ -423,3 +423,31 @@ def test_conformance_parse_forms_and_errors():
     with pytest.raises(AsmError) as info:
         parse_data("# header\n-- asm\nmov %r0, 1\nmvo %r0, 2\nexit\n-- result 1\n", filename="f.data")
     assert info.value.where == "f.data:4:1"
+
+
+# -- whole programs from clang objects -------------------------------------------------------
+
+def _elf_programs():
+    from nfpjit.ebpf.loader import list_programs
+
+    out = []
+    for obj in sorted((Path(__file__).parent / "corpus").glob("*.o")):
+        for section, _name in list_programs(obj):
+            out.append((obj, section))
+    return out
+
+
+@pytest.mark.parametrize("obj, section", _elf_programs(), ids=lambda v: getattr(v, "name", v))
+def test_program_text_round_trips_clang_objects(obj, section):
+    """program_text of a loaded ELF program assembles back to the same code, maps, functions and metadata."""
+    from nfpjit.ebpf.disasm import program_text
+    from nfpjit.ebpf.loader import load
+
+    prog = load(obj, section=section)
+    again = assemble(program_text(prog), filename=f"{prog.name}.s")
+    assert again.insns == prog.insns
+    fields = lambda m: (m.name, m.type, m.key_size, m.value_size, m.max_entries, m.flags, m.initial)  # noqa: E731
+    assert [fields(m) for m in again.maps] == [fields(m) for m in prog.maps]
+    assert again.functions == prog.functions
+    assert (again.name, again.prog_type, again.license) == (prog.name, prog.prog_type, prog.license)
+    assert again.section == prog.section

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nfpjit.bits import s32
 from nfpjit.errors import AsmError, DecodeError
-from nfpjit.ebpf.disasm import ALIASES, BY_MNEMONIC, PSEUDO_NAMES, Form, Spelling
+from nfpjit.ebpf.disasm import ALIASES, BY_MNEMONIC, PROG_TYPE_NAMES, PSEUDO_NAMES, Form, Spelling
 from nfpjit.ebpf.insn import MAX_REG, Insn, check_jumps, validate
 from nfpjit.ebpf.opcodes import CallKind, Helper, MapType, ProgType, PseudoSrc, Source
 from nfpjit.ebpf.program import Function, MapDef, Program, SourceLoc
@@ -31,9 +31,7 @@ _REG = re.compile(r"%?r(\d+)\Z", re.IGNORECASE)
 _MEM = re.compile(r"\[\s*([^\]+\-\s]+)\s*(?:([+-])\s*([^\]\s]+)\s*)?\]\Z")
 _PSEUDO = re.compile(r"([a-z_]+)\s*\((.*)\)\Z", re.IGNORECASE)
 _NAMES_BY_PSEUDO = {name: src for src, name in PSEUDO_NAMES.items()}
-_PROG_TYPES = {"xdp": ProgType.XDP, "tc": ProgType.SCHED_CLS, "sched_cls": ProgType.SCHED_CLS,
-               "sched_act": ProgType.SCHED_ACT, "socket_filter": ProgType.SOCKET_FILTER,
-               "kprobe": ProgType.KPROBE, "tracepoint": ProgType.TRACEPOINT}
+_PROG_TYPES = {"tc": ProgType.SCHED_CLS, **{name: t for t, name in PROG_TYPE_NAMES.items()}}
 
 
 @dataclass(frozen=True)
@@ -213,9 +211,9 @@ class _Assembler:
                 raise self.err(".section needs one name", col, "e.g. .section xdp")
             self.section = args[0]
         elif name == ".license":
-            if len(args) != 1:
-                raise self.err(".license needs one word", col, "e.g. .license GPL")
-            self.license = args[0].strip('"')
+            if not args:
+                raise self.err(".license needs a license name", col, "e.g. .license GPL")
+            self.license = " ".join(args).strip('"')
         elif name in (".text", ".globl", ".global"):
             pass  # accepted for compatibility with compiler-style listings
         else:
@@ -223,7 +221,7 @@ class _Assembler:
                            "directives are .map, .type, .section and .license")
 
     def map_directive(self, args: list[str], col: int) -> None:
-        usage = ".map NAME TYPE key=N value=N entries=N [flags=N]"
+        usage = ".map NAME TYPE key=N value=N entries=N [flags=N] [init=HEX]"
         if len(args) < 2:
             raise self.err(".map needs a name and a type", col, usage)
         name, type_name = args[0], args[1].lower()
@@ -237,8 +235,14 @@ class _Assembler:
             raise self.err(f"unknown map type {args[1]!r}", col,
                            f"did you mean {', '.join(near)}?" if near else "e.g. hash, array, percpu_array, lru_hash")
         fields = {"key": None, "value": None, "entries": None, "flags": 0}
+        initial = None
         for arg in args[2:]:
             key, sep, value = arg.partition("=")
+            if key == "init" and sep:
+                if not re.fullmatch(r"(?:[0-9a-fA-F]{2})*", value):
+                    raise self.err("init= takes the initial bytes as hex digits", col, "e.g. init=00ff10")
+                initial = bytes.fromhex(value)
+                continue
             if not sep or key not in fields:
                 raise self.err(f"bad map attribute {arg!r}", col, usage)
             fields[key] = self.number(value, col, f"map {key}")
@@ -248,7 +252,7 @@ class _Assembler:
         if missing:
             raise self.err(f".map {name} is missing {', '.join(missing)}", col, usage)
         self.maps.append(MapDef(name, types[type_name], fields["key"], fields["value"], fields["entries"],
-                                fields["flags"], origin="asm"))
+                                fields["flags"], initial=initial, origin="asm"))
 
     def lookup(self, mnemonic: str, col: int) -> Spelling:
         name = ALIASES.get(mnemonic, mnemonic)
@@ -474,10 +478,10 @@ class _Assembler:
             raise AsmError("no instructions", where=f"{self.filename}:1:1", hint="a program needs at least `exit`")
         stem = Path(self.filename).stem.strip("<>") or "input"
         pcs = _pcs(self.insns)
-        functions = {0: stem}
-        by_pc = {}
+        by_pc: dict[int, str] = {}
         for name, (pc, _line) in self.labels.items():
             by_pc.setdefault(pc, name)
+        functions = {0: by_pc.get(0, stem)}
         for pc, insn in zip(pcs, self.insns):
             if insn.is_local_call:
                 target = insn.jump_target(pc)

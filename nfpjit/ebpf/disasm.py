@@ -29,6 +29,7 @@ from nfpjit.ebpf.opcodes import (
     InsnClass,
     JmpOp,
     Mode,
+    ProgType,
     PseudoSrc,
     Size,
     Source,
@@ -248,6 +249,57 @@ def disassemble(insns) -> str:
     return "".join(format_insn(i, pc) + "\n" for pc, i in zip(pcs_of(insns), insns))
 
 
+PROG_TYPE_NAMES = {
+    ProgType.XDP: "xdp",
+    ProgType.SCHED_CLS: "sched_cls",
+    ProgType.SCHED_ACT: "sched_act",
+    ProgType.SOCKET_FILTER: "socket_filter",
+    ProgType.KPROBE: "kprobe",
+    ProgType.TRACEPOINT: "tracepoint",
+}
+
+
+def program_text(prog) -> str:
+    """A whole :class:`~nfpjit.ebpf.program.Program` as source the assembler takes back.
+
+    Besides the instructions it writes the directives (type, section, license, maps with
+    their initial bytes), a label at each function start, local calls by function name and
+    map references as ``map:NAME`` / ``map_value:NAME+OFF``.  Branches keep ``+N`` offsets.
+    """
+    lines = [f"# {prog.name}"]
+    if prog.prog_type in PROG_TYPE_NAMES:
+        lines.append(f".type {PROG_TYPE_NAMES[prog.prog_type]}")
+    if prog.section and prog.section.split() == [prog.section]:
+        lines.append(f".section {prog.section}")
+    if prog.license:
+        lines.append(f".license {prog.license}")
+    for m in prog.maps:
+        text = (f".map {m.name} {m.type.kernel_name} key={m.key_size} value={m.value_size} "
+                f"entries={m.max_entries}")
+        if m.flags:
+            text += f" flags={m.flags}"
+        if m.initial:
+            text += f" init={m.initial.hex()}"
+        lines.append(text)
+    labels = {f.start_pc: f.name for f in prog.functions}
+    nmaps = len(prog.maps)
+    for pc, insn in zip(pcs_of(prog.insns), prog.insns):
+        if pc in labels:
+            lines.append(f"{labels[pc]}:")
+        text = format_insn(insn, pc)
+        if insn.is_local_call and insn.jump_target(pc) in labels:
+            text = f"call {labels[insn.jump_target(pc)]}"
+        elif insn.is_ld_imm64 and 0 <= insn.imm < nmaps:
+            name = prog.maps[insn.imm].name
+            if insn.src == PseudoSrc.MAP_FD and insn.imm2 == 0:
+                text = f"lddw {reg(insn.dst)}, map:{name}"
+            elif insn.src == PseudoSrc.MAP_VALUE:
+                off = insn.imm2
+                text = f"lddw {reg(insn.dst)}, map_value:{name}{'+' if off >= 0 else '-'}{abs(off)}"
+        lines.append("    " + text)
+    return "\n".join(lines) + "\n"
+
+
 # -- capstone ----------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
@@ -314,6 +366,6 @@ def insn_text(insn: Insn, pc: int = 0) -> str:
 
 __all__ = [
     "Form", "Spelling", "SPELLINGS", "ALIASES", "BY_MNEMONIC", "PSEUDO_NAMES", "spelling_of",
-    "format_insn", "disassemble", "capstone_insn", "capstone_text", "capstone_faithful", "insn_text",
+    "format_insn", "disassemble", "program_text", "PROG_TYPE_NAMES", "capstone_insn", "capstone_text", "capstone_faithful", "insn_text",
     "fmt_imm",
 ]
