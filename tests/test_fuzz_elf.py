@@ -40,6 +40,25 @@ def _hot_offsets(data: bytes) -> list[int]:
 HOT = {n: _hot_offsets(d) for n, d in SEEDS.items()}
 
 
+def _debug_ranges(data: bytes) -> list[int]:
+    """Every byte of .BTF, .BTF.ext and the relocation sections: the parsers nfpjit wrote itself."""
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    str_off, = struct.unpack_from("<Q", data, shoff + shstrndx * shentsize + 0x18)
+    out = []
+    for i in range(shnum):
+        hdr = shoff + i * shentsize
+        (noff,) = struct.unpack_from("<I", data, hdr)
+        name = data[str_off + noff:data.index(b"\0", str_off + noff)]
+        off, size = struct.unpack_from("<QQ", data, hdr + 0x18)
+        if name in (b".BTF", b".BTF.ext", b"maps") or name.startswith(b".rel") and b"debug" not in name:
+            out += range(off, off + size)
+    return out
+
+
+DEBUG = {n: _debug_ranges(d) for n, d in SEEDS.items()}
+
+
 @st.composite
 def mutated(draw):
     name = draw(st.sampled_from(FOCUS) | st.sampled_from(NAMES))
@@ -65,6 +84,21 @@ def mutated(draw):
     return name, bytes(data)
 
 
+@st.composite
+def mutated_debug(draw):
+    """Overwrite bytes or words inside BTF, BTF.ext, legacy maps and code relocations only."""
+    name = draw(st.sampled_from(FOCUS))
+    data = bytearray(SEEDS[name])
+    for _ in range(draw(st.integers(1, 3))):
+        pos = draw(st.sampled_from(DEBUG[name]))
+        if draw(st.booleans()):
+            data[pos] = draw(st.integers(0, 255))
+        elif pos + 4 <= len(data):
+            struct.pack_into("<I", data, pos, draw(st.sampled_from([0, 1, 8, 0xFFFF, 0xFFFFFFFF])
+                                                   | st.integers(0, 2**32 - 1)))
+    return name, bytes(data)
+
+
 def _load_all(name: str, data: bytes) -> None:
     try:
         obj = read_object(data, name)
@@ -80,6 +114,19 @@ def _load_all(name: str, data: bytes) -> None:
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated())
 def test_mutated_objects_only_raise_loaderror(case):
+    _load_all(*case)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated_debug())
+def test_mutated_btf_and_relocations_only_raise_loaderror(case):
+    _load_all(*case)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(mutated_debug())
+def test_mutated_btf_big_run(case):
     _load_all(*case)
 
 
