@@ -423,9 +423,11 @@ def test_watchdog():
 
 
 def test_trace_lists_register_changes():
-    r = simulate([I(Op.IMMED, dest=A(1), imm=5), I(Op.ADD, dest=B(2), a=A(1), b=Imm(3)), HALT], b"", trace=True)
-    assert [t.address for t in r.trace] == [0, 1, 2]
+    r = simulate([I(Op.IMMED, dest=A(1), imm=5), I(Op.ADD, dest=B(2), a=A(1), b=Imm(3)),
+                  I(Op.SUB, dest=NoDest(), a=A(1), b=Imm(5)), HALT], b"", trace=True)
+    assert [t.address for t in r.trace] == [0, 1, 2, 3]
     assert r.trace[1].changes == (("b2", 0, 8),) and r.trace[1].cycles == 2
+    assert r.trace[2].changes == (("cc", 0, 0b1010),)  # 5 - 5: Z, and C (no borrow)
     assert "add b2, a1, 3" in str(r.trace[1])
     assert simulate([HALT], b"").trace is None
 

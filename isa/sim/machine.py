@@ -256,6 +256,11 @@ class Machine:
         else:
             self.tx_queue = value
 
+    @property
+    def cc(self) -> int:
+        """The condition codes as a number: Z N C V = bits 3 2 1 0 (for the trace)."""
+        return bool(self.z) << 3 | bool(self.n) << 2 | bool(self.c) << 1 | bool(self.v)
+
     # -- control flow -------------------------------------------------------------------
 
     def check_not_in_defer(self) -> None:
@@ -291,12 +296,16 @@ class Machine:
                     ins = instrs[pc]
                     if ins.__class__ is str:
                         raise Trap(FaultKind.ILLEGAL_INSTRUCTION, ins)
+                    if trace is not None:
+                        cc_before = self.cc
                     HANDLERS[ins.op](self, ins)
                     self.insns += 1
                     self.cycles += issue
                     issue_usage[0] += 1
                     issue_usage[1] += issue
                     if trace is not None:
+                        if self.cc != cc_before:
+                            self.changes.append(("cc", cc_before, self.cc))
                         trace.append(TraceEntry(pc, format_instruction(ins), tuple(self.changes), self.cycles))
                         self.changes.clear()
                     if self.halted:

@@ -24,6 +24,7 @@ from nfpjit.isa.table import (
     MulStep,
     Op,
     ShiftKind,
+    Width,
 )
 
 from .cycles import CYCLES, Resource
@@ -149,9 +150,9 @@ def immed(m, ins: Instruction) -> None:
     v = ins.imm << (8 * ins.byte)
     if ins.invert:
         v = ~v & MASK32
-    if ins.width.name == "LO":
+    if ins.width == Width.LO:
         v = (m.read_dest(ins.dest) & 0xFFFF0000) | (v & 0xFFFF)
-    elif ins.width.name == "HI":
+    elif ins.width == Width.HI:
         v = (v & 0xFFFF0000) | (m.read_dest(ins.dest) & 0xFFFF)
     m.write(ins.dest, v)
 
