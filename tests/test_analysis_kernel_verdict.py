@@ -134,6 +134,37 @@ VARIANTS = {
                "fn: ldxdw r0, [r1]\nstdw [r10-16], 0\nexit",
     "alu32_zext": "mov32 r0, -1\nadd32 r0, 3\nrsh r0, 1\nexit",
     "packet_store": BOUNDS + "jgt r4, r3, out\nstb [r2+0], 1\nout: mov r0, 2\nexit",
+    "linked_scalar_bounds": ".map v array key=4 value=16 entries=1\n" + BOUNDS + """jgt r4, r3, out
+        ldxb r6, [r2+0]
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:v
+        call map_lookup_elem
+        jeq r0, 0, out
+        mov r7, r6
+        jgt r7, 15, out
+        add r0, r6
+        ldxb r0, [r0+0]
+        exit
+    out: mov r0, 2
+        exit""",
+    "unlinked_scalar_bounds": ".map v array key=4 value=16 entries=1\n" + BOUNDS + """jgt r4, r3, out
+        mov r9, r2
+        ldxb r6, [r2+0]
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:v
+        call map_lookup_elem
+        jeq r0, 0, out
+        ldxb r7, [r9+0]
+        jgt r7, 15, out
+        add r0, r6
+        ldxb r0, [r0+0]
+        exit
+    out: mov r0, 2
+        exit""",
     "atomic_stack": "stdw [r10-8], 0\nmov r1, 1\nxadddw [r10-8], r1\nmov r0, 2\nexit",
 }
 

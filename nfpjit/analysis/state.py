@@ -112,7 +112,15 @@ def regs_safe(old: RegState, new: RegState, ids: dict[int, int]) -> bool:
     if new.kind != old.kind:
         return False
     if old.kind == RegKind.SCALAR:
-        return old.var.includes(new.var)
+        if not old.var.includes(new.var):
+            return False
+        if old.id:  # old's copies were narrowed together: new's must be linked the same way
+            seen = ids.get(old.id)
+            if seen is None:
+                ids[old.id] = new.id
+            elif seen != new.id or not new.id:
+                return False
+        return True
     if old.off != new.off or old.map != new.map or old.frame != new.frame:
         return False
     if not old.var.includes(new.var):

@@ -412,6 +412,11 @@ class Verifier:
                     self.fail("ptr_arith", f"R{insn.src} sign-extension of a pointer prohibited")
                 self.write(st, d, RegState.scalar(src.var.sign_extend(insn.off, wide=wide)))
             elif wide:
+                if src.kind == K.SCALAR and insn.source == Source.X and not src.var.is_const:
+                    # copies share an id so that a later bounds check on one narrows the other
+                    if not src.id:
+                        src = replace(src, id=self.new_id())
+                        st.cur.regs[insn.src] = src
                 self.write(st, d, src)
             elif src.kind == K.SCALAR:
                 self.write(st, d, RegState.scalar(Scalar.from_low(src.var.low)))
@@ -799,9 +804,9 @@ class Verifier:
                 if r is None:
                     continue
                 ns = st.copy()
-                ns.cur.regs[d] = RegState.scalar(r[0])
+                self.narrow(ns, d, a, r[0])
                 if s is not None:
-                    ns.cur.regs[s] = RegState.scalar(r[1])
+                    self.narrow(ns, s, b, r[1])
                 out.append((taken, ns))
             return out
         # NULL checks: pointer vs 0
@@ -821,6 +826,14 @@ class Verifier:
         if a.kind == K.MAP_VALUE_OR_NULL or b.kind == K.MAP_VALUE_OR_NULL:
             pass
         return [(True, st.copy()), (False, st)]
+
+    def narrow(self, st: State, regno: int, old: RegState, var: Scalar) -> None:
+        """Give register ``regno`` (and every copy sharing its id) the narrowed value ``var``."""
+        if old.id:
+            rid = old.id
+            st.map_regs(lambda r: replace(r, var=var) if r.kind == K.SCALAR and r.id == rid else r)
+        else:
+            st.cur.regs[regno] = RegState.scalar(var)
 
     def mark_null(self, st: State, rid: int, *, null: bool) -> None:
         def fix(r: RegState) -> RegState:
