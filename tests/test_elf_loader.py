@@ -476,3 +476,17 @@ def test_relocation_into_non_alloc_data_section(tmp_path):
     with pytest.raises(LoadError, match="neither a map nor global data") as exc:
         _load_bytes(_elf_with(CORPUS / "global_data.o", patch), tmp_path)
     assert "section xdp" in str(exc.value)
+
+
+def test_object_without_program_sections_uses_text():
+    from nfpjit.ebpf.llvm import load_ir
+
+    ir = ("define i32 @helper(i32 %x) noinline { %y = mul i32 %x, 5\n ret i32 %y }\n"
+          "define i32 @plain(ptr %ctx) { %r = call i32 @helper(i32 3)\n ret i32 %r }\n")
+    with pytest.raises(LoadError, match="2 programs"):
+        load_ir(ir)
+    prog = load_ir(ir, section=".text:plain")
+    assert prog.name == "plain" and prog.prog_type == ProgType.XDP
+    assert [f.name for f in prog.functions] == ["plain", "helper"]
+    (cpc, call), = [(pc, i) for pc, i in prog.slots() if i.is_local_call]
+    assert call.jump_target(cpc) == prog.functions[1].start_pc

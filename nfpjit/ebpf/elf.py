@@ -53,8 +53,9 @@ _LEGACY_MAP_DEF = struct.Struct("<IIIII")  # type, key_size, value_size, max_ent
 
 
 def prog_type_for_section(section: str) -> ProgType:
-    """The program type a section name implies: ``xdp*`` is XDP, every other program section SCHED_CLS."""
-    if section == "xdp" or section.startswith(("xdp/", "xdp.", "xdp_")):
+    """The program type a section name implies: ``xdp*`` (and a bare ``.text``) is XDP, every other program
+    section SCHED_CLS."""
+    if section in ("xdp", TEXT) or section.startswith(("xdp/", "xdp.", "xdp_")):
         return ProgType.XDP
     return ProgType.SCHED_CLS
 
@@ -387,6 +388,10 @@ class _Reader:
 
         entries = tuple((sec.name, f.name) for sec in code.values() if sec.name != TEXT
                         for f in sec.funcs if f.bind != "STB_LOCAL")
+        if not entries and TEXT in code:
+            # No SEC() at all (hand-written assembly, IR without a section): libbpf would refuse;
+            # we take .text's global functions as XDP programs.
+            entries = tuple((TEXT, f.name) for f in code[TEXT].funcs if f.bind != "STB_LOCAL")
         self.stage = "maps"
         maps, map_at, map_by_name = self._maps(raw_sections, symbols)
         self.stage = "section license"
