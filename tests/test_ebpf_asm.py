@@ -451,3 +451,27 @@ def test_program_text_round_trips_clang_objects(obj, section):
     assert again.functions == prog.functions
     assert (again.name, again.prog_type, again.license) == (prog.name, prog.prog_type, prog.license)
     assert again.section == prog.section
+
+
+def test_conformance_runner_sections_are_skipped():
+    from nfpjit.testing.conformance import parse_data
+
+    text = ("# header\n-- asm\n# comment inside\nmov %r0, 0\nmov %r1, 0x42\ncall local f\nexit\n\nf:\n"
+            "mov %r0, %r1\nexit\n-- result\n0x42\n-- no register offset\ncall instruction\n-- no jit\nwhy\n")
+    case = parse_data(text, filename="c.data")
+    assert case.result == 0x42 and case.program.insns[2].is_local_call
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(["-- asm\n", "-- mem\n", "-- result\n", "-- error\n", "-- result 0x5\n",
+                                 "exit\n", "mov %r0, 1\n", "00 11\n", "0x3\n", "zz\n", "# c\n", "(\n",
+                                 "-- no jit\n", "-- bogus\n", "jeq %r1, 0, +9\n"]), max_size=12).map("".join))
+def test_fuzz_conformance_parser(text):
+    from nfpjit.errors import LoadError
+    from nfpjit.testing.conformance import parse_data
+
+    try:
+        case = parse_data(text)
+    except (LoadError, AsmError):
+        return
+    assert (case.result is None) != (case.error is None)

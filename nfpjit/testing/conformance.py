@@ -14,7 +14,8 @@ A file holds one case in sections introduced by ``-- NAME`` lines::
 or, instead of ``-- result``, ``-- error`` followed by a pattern: the run must
 stop with a fault whose reason matches that case-insensitive regular expression
 (an empty pattern accepts any fault).  ``-- result 0x4`` / ``-- error PATTERN``
-on one line work too.
+on one line work too.  bpf_conformance's runner-specific sections (``-- no jit``,
+``-- no register offset``, ``-- c``, ``-- raw``) are skipped.
 
 How a runner executes a case (what the expected values assume): r1 holds the
 address of the memory block (0 when the block is empty), r2 its length in
@@ -32,7 +33,9 @@ from nfpjit.ebpf.asm import assemble
 from nfpjit.ebpf.program import Program
 from nfpjit.errors import LoadError
 
-_SECTIONS = ("asm", "mem", "result", "error", "no jit")
+_SECTIONS = ("asm", "mem", "result", "error")
+# bpf_conformance sections that say how to run a case on particular runtimes: kept out of the way.
+_IGNORED = ("no jit", "no register offset", "c", "raw")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,11 @@ def parse_data(text: str, *, filename: str = "<data>") -> ConformanceCase:
         m = re.match(r"\s*--\s*(.*?)\s*$", raw)
         if m:
             header = m.group(1)
-            name, _, inline = (header, "", "") if header == "no jit" else header.partition(" ")
+            if header in _IGNORED:
+                current = "ignored"
+                sections.setdefault("ignored", [])
+                continue
+            name, _, inline = header.partition(" ")
             inline = inline.strip()
             if inline and name not in ("result", "error"):
                 raise LoadError(f"unexpected text after '-- {name}'", where=f"{filename}:{lineno}")
