@@ -736,6 +736,20 @@ def test_analysis_problems_become_verifier_diagnostics():
     assert report.diagnostics[0].insn == 0 and not report.ok
 
 
+def test_queue_select_is_not_a_verifier_problem_for_offload():
+    from nfpjit.analysis import analyze
+
+    # the host verifier refuses ctx->rx_queue_index = 3; the offload verifier accepts it
+    p = prog([ldx(Size.W, 2, 1, 0), st(Size.W, 1, 16, 3), ldx(Size.W, 3, 1, 16), mov(4, 0), alur(AluOp.DIV, 4, 3)])
+    analysis = analyze(p)
+    assert [q.code for q in analysis.problems] == ["ctx_access"]
+    report = check(p, DEFAULT, analysis=analysis)
+    # facts past the store come from the tracker: the division by a context field is still found
+    assert [(d.code, d.insn) for d in report.diagnostics] == [(Code.DIV_BY_VARIABLE, 4)]
+    no_qs = replace(DEFAULT, features=replace(DEFAULT.features, queue_select=False))
+    assert check(p, no_qs, analysis=analysis).codes == {"ctx-store", "verifier", "div-by-variable"}
+
+
 def test_mixed_pointer_from_analysis():
     from nfpjit.analysis import analyze
 

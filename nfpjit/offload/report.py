@@ -748,14 +748,49 @@ def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
                        "read counters from the host, and keep values the program reads in other words")
 
 
+def _queue_select_stores(ctx: CheckContext) -> set[int]:
+    """pcs of XDP queue-select stores the profile allows: the kernel accepts these only from programs
+    bound to a device, so a host-side verifier (and the analysis) rejects them."""
+    if ctx.program.prog_type != ProgType.XDP or not ctx.profile.features.queue_select:
+        return set()
+    return {a.pc for a in ctx.tracked.accesses
+            if a.kind == AccessKind.STORE and a.base is not None and a.base.kind == Kind.CTX
+            and a.offset == _XDP_QUEUE_SELECT and a.size == 4}
+
+
 def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
+    queue_select = _queue_select_stores(ctx)
     for problem in getattr(ctx.analysis, "problems", None) or ():
         pc = getattr(problem, "pc", None)
         pc = pc if pc is None or pc in ctx.program.index_at_pc else None
         code = getattr(problem, "code", "")
+        if code == "ctx_access" and pc in queue_select:
+            continue
         message = getattr(problem, "message", None) or str(problem)
-        yield ctx.diag(Code.VERIFIER, Severity.ERROR, pc, f"{message} [{code}]" if code else message,
+        yield ctx.diag(Code.VERIFIER, Severity.ERROR, pc, f"{message} ({code})" if code else message,
                        getattr(problem, "hint", None) or "the kernel verifier would reject this too")
+
+
+def merge_tracked(primary: Tracked, fallback: Tracked, stopped: set[int] = frozenset()) -> Tracked:
+    """``primary``'s facts, plus ``fallback``'s for the instructions ``primary`` never reached or
+    stopped at (``stopped``: where the analysis found a problem and recorded nothing)."""
+    def covered(pc: int, have: set[int]) -> bool:
+        return pc in have or (pc in primary.reachable and pc not in stopped)
+
+    have = {a.pc for a in primary.accesses}
+    accesses = primary.accesses + [a for a in fallback.accesses if not covered(a.pc, have)]
+    have = {c.pc for c in primary.calls}
+    calls = primary.calls + [c for c in fallback.calls if not covered(c.pc, have)]
+    have = {d.pc for d in primary.divisions}
+    divisions = primary.divisions + [d for d in fallback.divisions if not covered(d.pc, have)]
+    have = {e[0] for e in primary.exits}
+    exits = primary.exits + [e for e in fallback.exits if not covered(e[0], have)]
+    seen = primary.reachable
+    return Tracked(
+        accesses=accesses, calls=calls, divisions=divisions, exits=exits,
+        mixed_pointers=list(primary.mixed_pointers),
+        reachable=seen | fallback.reachable,
+    )
 
 
 CHECKS: list[Callable[[CheckContext], Iterable[Diagnostic]]] = [
@@ -781,6 +816,10 @@ def check(program: Program, profile: Profile, *, analysis=None,
         from nfpjit.offload.facts import tracked_from_analysis
 
         tracked = tracked_from_analysis(program, analysis)
+        if getattr(analysis, "problems", None):
+            # the analysis stops a path at its first problem: what lies beyond comes from the tracker
+            stopped = {p.pc for p in analysis.problems if getattr(p, "pc", None) is not None}
+            tracked = merge_tracked(tracked, track(program), stopped)
     else:
         tracked = track(program)
     ctx = CheckContext(program, profile, tracked, analysis, frozenset(unsupported_opcodes), nfp_insn_count)
