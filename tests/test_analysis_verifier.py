@@ -306,3 +306,63 @@ def test_too_complex_is_reported():
     a = analyze(asm("ldxw r2, [r1]\nmov r0, 0\nl: add r0, 1\njlt r0, r2, l\nexit"), max_insns=200,
                 max_loop_iterations=10**6)
     assert "too_complex" in codes(a)
+
+
+# -- robustness: any decodable program gets an Analysis, never a Python exception ------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nfpjit.ebpf.insn import Insn  # noqa: E402
+from nfpjit.ebpf.opcodes import (AluOp, AtomicOp, InsnClass, JmpOp, MapType, Mode, ProgType,  # noqa: E402
+                                 PseudoSrc, Size, Source)
+from nfpjit.ebpf.program import MapDef, Program  # noqa: E402
+
+reg = st.integers(0, 10)
+small = st.sampled_from([0, 1, 2, 4, 8, 13, 14, 16, 60, 255, -1, -4, -8, -16, -520, 0x7FFFFFFF])
+offs = st.sampled_from([0, 1, 2, 4, 8, 12, 16, -1, -2, -4, -8, -16, -512])
+
+
+@st.composite
+def insn(draw):
+    kind = draw(st.sampled_from(["alu", "alu", "jmp", "ldx", "st", "stx", "call", "lddw", "exit", "atomic"]))
+    if kind == "alu":
+        cls = draw(st.sampled_from([InsnClass.ALU, InsnClass.ALU64]))
+        op = draw(st.sampled_from([o for o in AluOp if o not in (AluOp.END, AluOp.NEG)]))
+        if draw(st.booleans()):
+            return Insn(cls | op | Source.X, draw(reg), draw(reg))
+        return Insn(cls | op | Source.K, draw(reg), 0, 0, draw(small))
+    if kind == "jmp":
+        cls = draw(st.sampled_from([InsnClass.JMP, InsnClass.JMP32]))
+        op = draw(st.sampled_from([o for o in JmpOp if o not in (JmpOp.CALL, JmpOp.EXIT, JmpOp.JA)]))
+        off = draw(st.integers(-4, 4))
+        if draw(st.booleans()):
+            return Insn(cls | op | Source.X, draw(reg), draw(reg), off)
+        return Insn(cls | op | Source.K, draw(reg), 0, off, draw(small))
+    if kind == "ldx":
+        return Insn(InsnClass.LDX | Mode.MEM | draw(st.sampled_from(list(Size))), draw(reg), draw(reg), draw(offs))
+    if kind == "st":
+        return Insn(InsnClass.ST | Mode.MEM | draw(st.sampled_from(list(Size))), draw(reg), 0, draw(offs), draw(small))
+    if kind == "stx":
+        return Insn(InsnClass.STX | Mode.MEM | draw(st.sampled_from(list(Size))), draw(reg), draw(reg), draw(offs))
+    if kind == "atomic":
+        return Insn(InsnClass.STX | Mode.ATOMIC | draw(st.sampled_from([Size.W, Size.DW])), draw(reg), draw(reg),
+                    draw(offs), draw(st.sampled_from(list(AtomicOp))))
+    if kind == "call":
+        return Insn(InsnClass.JMP | JmpOp.CALL, imm=draw(st.sampled_from([1, 2, 3, 5, 7, 23, 44, 65, 999])))
+    if kind == "lddw":
+        src = draw(st.sampled_from([PseudoSrc.IMM64, PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE]))
+        return Insn(InsnClass.LD | Mode.IMM | Size.DW, draw(st.integers(0, 9)), src, 0,
+                    draw(st.sampled_from([0, 1, 5])), draw(st.sampled_from([0, 4, 100])))
+    return Insn(InsnClass.JMP | JmpOp.EXIT)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.lists(insn(), min_size=1, max_size=14), tc=st.booleans())
+def test_random_programs_never_crash(body, tc):
+    insns = tuple(body) + (Insn(InsnClass.ALU64 | AluOp.MOV, 0, 0, 0, 2), Insn(InsnClass.JMP | JmpOp.EXIT))
+    prog = Program("fuzz", insns, prog_type=ProgType.SCHED_CLS if tc else ProgType.XDP,
+                   maps=(MapDef("m", MapType.HASH, 4, 8, 4),))
+    a = analyze(prog, max_insns=20_000, max_loop_iterations=64)
+    assert all(p.code and p.message for p in a.problems)
+    assert set(a.facts) == set(prog.pcs)
