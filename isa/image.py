@@ -183,7 +183,11 @@ class Image:
     def to_bytes(self) -> bytes:
         """The ELF64 file; raises :class:`ImageError` when a value cannot be represented."""
         _validate(self, "<image>")
-        return _write(self)
+        try:
+            return _write(self)
+        except (struct.error, TypeError, ValueError, AttributeError) as exc:
+            raise ImageError(f"a value cannot be written: {exc}", where="<image>",
+                             hint="names are text without NUL, numbers fit their fields") from None
 
     @classmethod
     def from_bytes(cls, data: bytes, *, where: str = "<image>") -> "Image":
@@ -606,5 +610,11 @@ def image_from_asm(result, *, name: str = "", profile: str = "default", source_t
     md = Metadata(prog_type=ImageProgType.TC if result.prog_type == "tc" else ImageProgType.XDP, entry=result.entry,
                   stack_size=result.stack_size, profile=profile, source_tag=source_tag, passes=tuple(passes),
                   nfpjit_version=__version__, name=name)
-    data = tuple(ImageData(d.name, d.data) for d in result.data if d.name in {m.name for m in maps})
+    # .data blocks become global-data maps (an ARRAY with one entry holding the bytes) unless a map of
+    # that name was declared, whose first value they initialise.
+    names = {m.name for m in maps}
+    for d in result.data:
+        if d.name not in names:
+            maps.append(ImageMap(len(maps), d.name, ImageMapType.ARRAY, 4, max(len(d.data), 1), 1))
+    data = tuple(ImageData(d.name, d.data) for d in result.data)
     return Image(code=tuple(result.words), maps=tuple(maps), metadata=md, line_table=lines, data=data)

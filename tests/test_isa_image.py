@@ -162,3 +162,81 @@ def test_relocate_patches_fields_and_symbols():
 def test_line_for():
     img = sample()
     assert img.line_for(1).line == 10 and img.line_for(3).insn_index == 3 and img.line_for(4).file == "util.h"
+
+
+# -- property: any consistent image survives the round trip ------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+names = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), min_size=1, max_size=12)
+u32 = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def images(draw):
+    code = tuple(draw(st.lists(st.integers(0, 2**64 - 1), min_size=1, max_size=20)))
+    n = len(code)
+    map_names = draw(st.lists(names, unique=True, max_size=4))
+    maps = tuple(ImageMap(i, nm, draw(st.sampled_from(list(ImageMapType))), draw(u32), draw(u32), draw(u32), draw(u32))
+                 for i, nm in enumerate(map_names))
+    data = tuple(ImageData(nm, draw(st.binary(max_size=40))) for nm in map_names if draw(st.booleans()))
+    md = Metadata(prog_type=draw(st.sampled_from(list(ImageProgType))), entry=draw(st.integers(0, n - 1)),
+                  stack_size=draw(u32), profile=draw(names), source_tag=draw(st.binary(min_size=32, max_size=32)),
+                  passes=tuple(draw(st.lists(names, max_size=4))), nfpjit_version=draw(names), name=draw(names))
+    lines = tuple(LineEntry(draw(st.integers(0, n - 1)), draw(st.integers(-1, 2**31 - 1)), draw(names), draw(u32),
+                            draw(u32)) for _ in range(draw(st.integers(0, 5))))
+    sym_names = draw(st.lists(names, unique=True, max_size=6).filter(lambda xs: not set(xs) & set(map_names)))
+    symbols = []
+    for nm in sym_names:
+        kind = draw(st.sampled_from([SymbolKind.SUBPROG, SymbolKind.ROUTINE]))
+        if kind == SymbolKind.SUBPROG:
+            start = draw(st.integers(0, n - 1))
+            symbols.append(Symbol(nm, kind, start, draw(st.integers(0, n - start))))
+        else:
+            symbols.append(Symbol(nm, kind, draw(u32)))
+    symbols += [Symbol(nm, SymbolKind.MAP, draw(u32)) for nm in map_names if draw(st.booleans())]
+    targets = [(s.name, RelocKind.MAP_ID if s.kind == SymbolKind.MAP else RelocKind.ROUTINE_ADDR)
+               for s in symbols if s.kind != SymbolKind.SUBPROG]
+    relocs = tuple(Relocation(draw(st.integers(0, n - 1)), kind, nm, draw(st.integers(-2**63, 2**63 - 1)))
+                   for nm, kind in (draw(st.lists(st.sampled_from(targets), max_size=4)) if targets else []))
+    return Image(code, maps, md, lines, tuple(symbols), relocs, data)
+
+
+@settings(max_examples=150)
+@given(images())
+def test_any_consistent_image_round_trips(img):
+    assert Image.from_bytes(img.to_bytes()) == img
+
+
+def test_unwritable_values_are_image_errors():
+    img = sample()
+    with pytest.raises(ImageError):
+        dataclasses.replace(img, line_table=(LineEntry(0, -2**40, "f", 1, 1),)).to_bytes()
+    with pytest.raises(ImageError):
+        dataclasses.replace(img, metadata=dataclasses.replace(img.metadata, name="a\0b")).to_bytes()
+    with pytest.raises(ImageError):
+        dataclasses.replace(img, metadata=dataclasses.replace(img.metadata, name="\ud800")).to_bytes()
+
+
+def test_asm_data_becomes_a_global_data_map():
+    from nfpjit.isa.asm import assemble
+    from nfpjit.isa.image import image_from_asm
+    from nfpjit.isa.sim import EMEM_MAP_BASE, simulate
+
+    src = """
+    .map counters hash key=4 value=4 entries=2
+    .data greeting 0x68, 0x69, 0x21, 0x0a, 0x7f
+        immed a1, {hi}
+        mem_read.emem $in0, a1, 0, 2, ctx_swap     ; map 1's only value, straight from EMEM
+        mov a0, $in0
+        mov b0, $in1
+        mov a1, b0
+        halt 2
+    """.format(hi=(EMEM_MAP_BASE + (1 << 32)) >> 32)
+    img = image_from_asm(assemble(src, "g.s"))
+    assert [(m.id, m.name, m.type, m.value_size, m.max_entries) for m in img.maps] == [
+        (0, "counters", ImageMapType.HASH, 4, 2), (1, "greeting", ImageMapType.ARRAY, 5, 1)]
+    r = simulate(Image.from_bytes(img.to_bytes()), b"")
+    data = bytes([0x68, 0x69, 0x21, 0x0A, 0x7F])
+    assert r.fault is None and r.r0 == int.from_bytes(data + bytes(3), "little")
+    assert r.maps["greeting"] == {bytes(4): data}
