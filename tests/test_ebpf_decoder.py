@@ -394,3 +394,74 @@ def test_capstone_decodes_every_classic_opcode():
         if v1 and capstone_insn(insn) is None:
             unknown.append(hex(code))
     assert unknown == []
+
+
+# -- reserved fields, from RFC 9669's rules written out again ------------------------------
+
+def _reserved_fields(insn: Insn) -> set[str]:
+    """The fields RFC 9669 requires to be zero for this (valid) instruction."""
+    code, cls = insn.code, insn.code & 0x07
+    x = bool(code & 0x08)
+    if cls in (0x04, 0x07):
+        op = code & 0xF0
+        if op in (0x80, 0xD0):                       # neg, byte swaps
+            return {"src", "off"} | ({"imm"} if op == 0x80 else set())
+        fields = {"imm"} if x else {"src"}
+        if op not in (0x30, 0x90, 0xB0):             # only div/mod (signed) and mov (movsx) use off
+            fields.add("off")
+        if op == 0xB0 and not x:
+            fields.add("off")
+        return fields
+    if cls in (0x05, 0x06):
+        op = code & 0xF0
+        if op == 0x00:
+            return {"dst", "src", "imm"} if cls == 0x05 else {"dst", "src", "off"}
+        if op == 0x80:
+            return {"dst", "off"}
+        if op == 0x90:
+            return {"dst", "src", "off", "imm"}
+        return {"imm"} if x else {"src"}
+    if insn.is_ld_imm64:
+        return {"off"}
+    if cls == 0x00:                                  # ld_abs / ld_ind
+        return {"dst", "off"} | ({"src"} if (code & 0xE0) == 0x20 else set())
+    if cls == 0x01:
+        return {"imm"}
+    if cls == 0x02:
+        return {"src"}
+    return {"imm"} if (code & 0xE0) == 0x60 else set()
+
+
+def _decode_single(insn: Insn) -> None:
+    decode(insn.encode() + _slot(0x95) * 2)
+
+
+@settings(max_examples=300)
+@given(valid_program(max_len=1), st.sampled_from(["dst", "src", "off", "imm"]), st.data())
+def test_reserved_fields_must_be_zero(insns, field, data):
+    from dataclasses import replace
+
+    insn = insns[0]
+    if insn.is_branch or insn.is_local_call:
+        insn = replace(insn, off=0) if field != "off" else insn
+        insn = replace(insn, imm=0) if insn.is_local_call or insn.cls == InsnClass.JMP32 and insn.jmp_op == JmpOp.JA \
+            else insn
+    _decode_single(insn)  # the base instruction is fine
+    if field not in _reserved_fields(insn) or getattr(insn, field) != 0:
+        return
+    limit = {"dst": 15, "src": 15, "off": 0x7FFF, "imm": 0x7FFFFFFF}[field]
+    value = data.draw(st.integers(1, limit))
+    with pytest.raises(DecodeError, match=r"insn 0\b"):
+        _decode_single(replace(insn, **{field: value}))
+
+
+@settings(max_examples=300)
+@given(valid_program(max_len=1), st.sampled_from(["dst", "src"]), st.integers(11, 15))
+def test_register_fields_above_r10_are_rejected(insns, field, value):
+    from dataclasses import replace
+
+    insn = replace(insns[0], **{field: value})
+    if insn.is_branch or insn.is_local_call:
+        insn = replace(insn, off=0, imm=0 if insn.is_local_call or insn.cls == InsnClass.JMP32 else insn.imm)
+    with pytest.raises(DecodeError, match=r"insn 0\b"):
+        _decode_single(insn)
