@@ -174,17 +174,22 @@ PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
 ETH_P_802_3, ETH_P_802_2 = 0x0001, 0x0004
 
 
-def eth_protocol_and_type(frame: bytes, dev_addr: bytes = bytes(6)) -> tuple[int, int]:
-    """(skb->protocol as the __be16 value reads on a little-endian host, pkt_type) as eth_type_trans sets them."""
+def eth_protocol_and_type(frame: bytes, dev_addr: bytes = bytes(6), broadcast: bytes = bytes(6)) -> tuple[int, int]:
+    """(skb->protocol as the __be16 value reads on a little-endian host, pkt_type) as eth_type_trans sets them.
+
+    The defaults describe the loopback device BPF_PROG_TEST_RUN uses: its
+    hardware and broadcast addresses are all zeros, so an ff:ff:... frame
+    counts as multicast there.
+    """
     if len(frame) < ETH_HLEN:
         return 0, PACKET_HOST
     dest = frame[:6]
-    if dest[0] & 1:
-        pkt_type = PACKET_BROADCAST if dest == b"\xff" * 6 else PACKET_MULTICAST
-    elif dest != dev_addr:
-        pkt_type = PACKET_OTHERHOST
-    else:
+    if dest == dev_addr:
         pkt_type = PACKET_HOST
+    elif dest[0] & 1:
+        pkt_type = PACKET_BROADCAST if dest == broadcast else PACKET_MULTICAST
+    else:
+        pkt_type = PACKET_OTHERHOST
     ethertype = int.from_bytes(frame[12:14], "big")
     if ethertype < 0x600:
         # 802.3 frame: raw IPX if the payload starts 0xFFFF, else 802.2 LLC.
@@ -235,9 +240,13 @@ class SkbContext(Context):
         put = lambda off, v: self.raw.__setitem__(slice(off, off + 4), (v & 0xFFFF_FFFF).to_bytes(4, "little"))  # noqa: E731
         put(4, pkt_type)
         put(16, protocol)
-        put(36, pin.ingress_ifindex)
-        put(40, pin.ingress_ifindex)
-        put(160, len(frame))  # wire_len
+        # As BPF_PROG_TEST_RUN sets up the skb: the device is loopback (ifindex 1);
+        # ingress_ifindex and wire_len are only filled in when a __sk_buff context
+        # is passed in, which is what a non-zero PacketIn.ingress_ifindex stands for.
+        put(40, 1)
+        if pin.ingress_ifindex:
+            put(36, pin.ingress_ifindex)
+            put(160, len(frame))
 
     def value_of(self, f: CtxField) -> int:
         if f.name == "len":
