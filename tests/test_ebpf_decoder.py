@@ -465,3 +465,27 @@ def test_register_fields_above_r10_are_rejected(insns, field, value):
         insn = replace(insn, off=0, imm=0 if insn.is_local_call or insn.cls == InsnClass.JMP32 else insn.imm)
     with pytest.raises(DecodeError, match=r"insn 0\b"):
         _decode_single(insn)
+
+
+@pytest.mark.parametrize("code", sorted(VALID_OPCODES), ids=lambda c: f"0x{c:02x}")
+def test_reserved_fields_of_every_opcode(code):
+    """Exhaustively: each reserved field of each valid opcode, set to a few non-zero values, is rejected."""
+    from dataclasses import replace
+
+    insn = decode(_example(code))[0]
+    for field in sorted(_reserved_fields(insn)):
+        for value in (1, 2, 7, 11, 15) if field in ("dst", "src") else (1, -1, 0x100, 0x7FFF):
+            bad = replace(insn, **{field: value})
+            with pytest.raises(DecodeError, match=r"insn 0\b"):
+                _decode_single(bad)
+    # Where off carries meaning, only the defined values are accepted.
+    op, cls = code & 0xF0, code & 0x07
+    if cls in (0x04, 0x07) and op in (0x30, 0x90):
+        bad_offs = (2, -1, 8, 0x100)                  # 0 unsigned, 1 signed
+    elif cls in (0x04, 0x07) and op == 0xB0 and code & 0x08:
+        bad_offs = (1, 7, 24, 64, -8) + ((32,) if cls == 0x04 else ())   # movsx widths 8/16(/32)
+    else:
+        bad_offs = ()
+    for off in bad_offs:
+        with pytest.raises(DecodeError, match=r"insn 0\b"):
+            _decode_single(replace(insn, off=off))
