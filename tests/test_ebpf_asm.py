@@ -475,3 +475,21 @@ def test_fuzz_conformance_parser(text):
     except (LoadError, AsmError):
         return
     assert (case.result is None) != (case.error is None)
+
+
+def test_corpus_covers_v4_alu32_jmp32_packet_loads_and_calls():
+    from nfpjit.ebpf.disasm import SPELLINGS, Form
+
+    used = set()
+    local_call = False
+    for path in sorted(CORPUS.glob("*.s")):
+        for insn in assemble_file(path).insns:
+            used.add(spelling_of(insn).mnemonic)
+            local_call |= insn.is_local_call
+    wanted = {s.mnemonic for s in SPELLINGS
+              if s.form in (Form.MOVSX, Form.ATOMIC, Form.GOTOL, Form.LDABS, Form.LDIND)
+              or s.mnemonic.startswith(("sdiv", "smod", "ldxs", "bswap"))
+              or (s.form is Form.JCOND and s.mnemonic.endswith("32"))
+              or (s.form is Form.ALU and s.mnemonic.endswith("32") and s.off == 0)}
+    assert wanted - used == set()
+    assert local_call
