@@ -509,3 +509,19 @@ def test_random_programs_end_in_a_result(words, packet):
     assert sum(u.cycles for u in r.breakdown.values()) == r.cycles
     assert r.fault is not None or r.action < 2**32
     assert len(r.trace) >= r.insns
+
+
+def test_partial_write_to_lm_with_postinc_touches_one_word():
+    code = [I(Op.MOV, dest=LMem(0), b=Imm(0xAB)), I(Op.IMMED, dest=LMem(0, postinc=True), imm=0x1234, byte=2,
+                                                    width=Width.HI),
+            I(Op.CSR_RD, dest=A(1), csr=Csr.ACTIVE_LM_ADDR_0), HALT]
+    m, fault = machine(code)
+    assert fault is None and m.lm.read(0, 4) == (0x1234_00AB).to_bytes(4, "little") and m.gpr_a[1] == 4
+    assert m.usage[Resource.LM] == [2, 2 * C["lm_access"]]
+
+
+@pytest.mark.slow
+@settings(max_examples=3000)
+@given(random_programs(), st.binary(max_size=80))
+def test_random_programs_many(words, packet):
+    test_random_programs_end_in_a_result.hypothesis.inner_test(words, packet)

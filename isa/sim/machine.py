@@ -188,6 +188,9 @@ class Machine:
             return self.xout[op.index]
         if t is NoDest:
             return 0
+        if t is LMem:
+            # the write that follows charges the access and applies any post-increment
+            return int.from_bytes(self.lm.read(self.lm_ptr[op.pointer] + 4 * op.offset, 4), "little")
         return self.read(op)
 
     def write(self, op, value: int) -> None:
