@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nfpjit.bits import s32
@@ -431,8 +431,6 @@ class _Assembler:
 
     # -- second pass -------------------------------------------------------------
     def resolve(self) -> None:
-        from dataclasses import replace
-
         for fx in self.fixups:
             insn = self.insns[fx.index]
             if fx.label in self.labels:

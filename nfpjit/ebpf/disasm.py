@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
 
-from nfpjit.bits import s32, u32
+from nfpjit.bits import u32
 from nfpjit.ebpf.insn import Insn, pcs_of
 from nfpjit.ebpf.opcodes import (
     SOURCE_MASK,
