@@ -89,11 +89,13 @@ def test_pyelftools_reads_what_we_wrote():
     assert elf.get_section_by_name(".nfp.hash").data() == h.digest()
 
 
+@pytest.mark.parametrize("relocated", [False, True])
 @pytest.mark.parametrize("tool", ["readelf", "llvm-readelf"])
-def test_readelf_accepts(tool, tmp_path):
+def test_readelf_accepts(tool, relocated, tmp_path):
     exe = need_tool(tool)
     path = tmp_path / "prog.nfp"
-    write_image(path, sample())
+    img = sample()
+    write_image(path, relocate(img, {"counters": 3}, {"fw_map_lookup": 0x3F00}) if relocated else img)
     out = subprocess.run([exe, "-a", str(path)], capture_output=True, text=True, check=True)
     assert "warning" not in out.stderr.lower() and "error" not in out.stderr.lower(), out.stderr
     for name in (".text", ".nfp.maps", ".nfp.meta", ".nfp.lines", ".symtab", ".rela.text", ".nfp.hash"):

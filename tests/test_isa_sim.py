@@ -525,3 +525,18 @@ def test_partial_write_to_lm_with_postinc_touches_one_word():
 @given(random_programs(), st.binary(max_size=80))
 def test_random_programs_many(words, packet):
     test_random_programs_end_in_a_result.hypothesis.inner_test(words, packet)
+
+
+def test_table_ids_come_from_relocation():
+    from test_isa_image import sample
+
+    from nfpjit.isa.image import relocate
+
+    img = relocate(sample(), {"counters": 41}, {"fw_map_lookup": int(Routine.MAP_LOOKUP)})
+    r = simulate(img, b"")
+    assert r.fault is None and dict(r.routine_calls) == {"fw_map_lookup": 1}
+    from nfpjit.isa.image import Symbol, SymbolKind
+
+    clash = Image(code=img.code, maps=img.maps, symbols=(Symbol("counters", SymbolKind.MAP, 1),))
+    with pytest.raises(UsageError, match="share table id 1"):
+        simulate(clash, b"")  # 'flows' keeps its image id 1

@@ -106,12 +106,16 @@ class Machine:
     # -- maps -----------------------------------------------------------------------
 
     def _build_maps(self, maps_in) -> None:
-        ids = {s.name: s.address for s in self.image.symbols if s.kind == SymbolKind.MAP and s.address}
+        # table id: the MAP symbol's value once relocated, else the map's index in the image
+        ids = {s.name: s.address for s in self.image.symbols if s.kind == SymbolKind.MAP}
         self.tables: list[MapTable] = []
         self.tables_by_id: dict[int, MapTable] = {}
         for i, m in enumerate(self.image.maps):
             t = MapTable(m.name, m.type == ImageMapType.HASH, m.key_size, m.value_size, m.max_entries,
                          ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32))
+            if t.table_id in self.tables_by_id:
+                raise UsageError(f"maps {self.tables_by_id[t.table_id].name!r} and {m.name!r} share table id "
+                                 f"{t.table_id}", hint="relocate the image with distinct map table ids")
             self.tables.append(t)
             self.tables_by_id[t.table_id] = t
         by_name = {t.name: t for t in self.tables}
