@@ -18,7 +18,7 @@ from nfpjit.analysis.tnum import Tnum
 from nfpjit.bits import (MASK32, MASK64, bswap, s32, s64, sdiv, sext, smod, trunc, u32, udiv, umod)
 from nfpjit.ebpf.opcodes import AluOp, JmpOp
 
-EXAMPLES = settings(max_examples=100, deadline=None)
+EXAMPLES = settings(max_examples=60, deadline=None)
 
 interesting = st.one_of(
     st.integers(0, MASK64),

@@ -901,11 +901,14 @@ def finalize(v: Verifier, program: Program, cfg: CFG, live: Liveness) -> tuple[d
             facts[pc] = InsnFacts(pc, False, tuple(RegState() for _ in range(11)), hi32_live_out=hi_live,
                                   live_in=live_in, live_out=live_out)
             continue
+        # A register with no live half is never read again: paths pruned earlier may have left
+        # any value in it, so the joined value would not be a fact.  Report it as NOT_INIT.
+        regs = tuple(r if live_in & both(i) or i == 10 else RegState() for i, r in enumerate(acc.regs))
         taken = None
         if insn.is_conditional and len(acc.taken) == 1:
             taken = next(iter(acc.taken))
         facts[pc] = InsnFacts(
-            pc, True, tuple(acc.regs), acc.mem, acc.hi_zero if writes_dst else None, hi_live,
+            pc, True, regs, acc.mem, acc.hi_zero if writes_dst else None, hi_live,
             acc.src_const if not acc.src_const_conflict else None, acc.src_range, taken, live_in, live_out)
     depth: dict[str, int] = {}
     for fn in cfg.functions:
