@@ -76,6 +76,11 @@ EXIT = Insn(InsnClass.JMP | JmpOp.EXIT)
 RET_PASS = [mov(0, 2), EXIT]
 
 
+def rand(dst):
+    """An unknown 32-bit number in ``dst`` (bpf_get_prandom_u32 is offloadable; r1-r5 are clobbered)."""
+    return [call(Helper.get_prandom_u32), movr(dst, 0)]
+
+
 def lookup(map_index=0):
     """r0 = bpf_map_lookup_elem(map, &key on stack at -4); leaves the value pointer in r0 and exits if null."""
     return [
@@ -201,13 +206,13 @@ def test_too_many_maps():
 
 
 def test_division_by_variable_vs_known_constant():
-    unknown = prog([ldx(Size.W, 2, 1, 16), mov(3, 100), alur(AluOp.DIV, 3, 2)])
+    unknown = prog([*rand(2), mov(3, 100), alur(AluOp.DIV, 3, 2)])
     [d] = errors_of(unknown, Code.DIV_BY_VARIABLE)
-    assert d.insn == 2 and "divide by a constant or use a shift" in d.hint
+    assert d.insn == 3 and "divide by a constant or use a shift" in d.hint
     known = prog([mov(2, 10), mov(3, 100), alur(AluOp.DIV, 3, 2), alu(AluOp.DIV, 3, 7)])
     assert Code.DIV_BY_VARIABLE not in codes(known)
     # a constant that differs between paths is not a constant
-    joined = prog([ldx(Size.W, 4, 1, 16), mov(2, 10), jeq(4, 0, 1), mov(2, 20), mov(3, 1), alur(AluOp.DIV, 3, 2)])
+    joined = prog([*rand(4), mov(2, 10), jeq(4, 0, 1), mov(2, 20), mov(3, 1), alur(AluOp.DIV, 3, 2)])
     assert Code.DIV_BY_VARIABLE in codes(joined)
     assert Code.DIV_BY_VARIABLE not in codes(unknown, PERMISSIVE)
 
@@ -217,7 +222,7 @@ def test_mod():
     assert Code.MOD not in codes(prog([mov(3, 100), alu(AluOp.MOD, 3, 8)]), PERMISSIVE)
     by_const_only = replace(DEFAULT, features=replace(DEFAULT.features, modulo=True))
     assert Code.MOD not in codes(prog([mov(3, 100), alu(AluOp.MOD, 3, 8)]), by_const_only)
-    assert Code.MOD in codes(prog([ldx(Size.W, 2, 1, 16), mov(3, 9), alur(AluOp.MOD, 3, 2)]), by_const_only)
+    assert Code.MOD in codes(prog([*rand(2), mov(3, 9), alur(AluOp.MOD, 3, 2)]), by_const_only)
 
 
 def test_signed_div():
@@ -242,7 +247,7 @@ def test_atomic_target():
     [d] = errors_of(on_stack, Code.ATOMIC_TARGET)
     assert d.severity == Severity.ERROR and "stack" in d.message
     # pointer of unknown origin: a warning, not an error
-    p = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), jeq(3, 0, 1), movr(2, 1), mov(1, 1), atomic(Size.DW, 2, 1, 0)])
+    p = prog([movr(6, 1), *rand(3), movr(2, 10), jeq(3, 0, 1), movr(2, 6), mov(1, 1), atomic(Size.DW, 2, 1, 0)])
     [d] = errors_of(p, Code.ATOMIC_TARGET)  # stack on one path, context on the other
     assert d.severity == Severity.WARNING
 
@@ -258,6 +263,19 @@ def test_map_value_write():
     assert Code.MAP_VALUE_WRITE in codes(spilled)
 
 
+def test_ctx_load_only_the_fields_the_nic_provides():
+    assert codes(prog([ldx(Size.W, 2, 1, 0), ldx(Size.W, 3, 1, 4)])) == set()
+    [d] = errors_of(prog([ldx(Size.W, 2, 1, 16)]), Code.CTX_LOAD)
+    assert "xdp_md.rx_queue_index" in d.message and "data, data_end" in d.hint
+    assert codes(prog([ldx(Size.W, 2, 1, 16)]), PERMISSIVE) == set()
+    tc = [ldx(Size.W, 2, 1, 0), ldx(Size.W, 3, 1, 76), ldx(Size.W, 4, 1, 80)]  # len, data, data_end
+    assert codes(prog(tc, prog_type=ProgType.SCHED_CLS)) == set()
+    [d] = errors_of(prog([ldx(Size.H, 2, 1, 16)], prog_type=ProgType.SCHED_CLS), Code.CTX_LOAD)
+    assert "__sk_buff.protocol" in d.message  # a narrow load inside the field
+    more = replace(DEFAULT, xdp_context_reads=DEFAULT.xdp_context_reads | {"rx_queue_index"})
+    assert codes(prog([ldx(Size.W, 2, 1, 16)]), more) == set()
+
+
 def test_ctx_store_queue_select_allowed_only_on_xdp():
     queue = prog([st(Size.W, 1, 16, 3)])
     assert codes(queue) == set()
@@ -267,7 +285,7 @@ def test_ctx_store_queue_select_allowed_only_on_xdp():
     assert codes(queue, no_qs) == {Code.CTX_STORE}
     tc = prog([st(Size.W, 1, 8, 1)], prog_type=ProgType.SCHED_CLS)  # skb->mark
     [d] = errors_of(tc, Code.CTX_STORE)
-    assert "offset 8" in d.message
+    assert "__sk_buff.mark" in d.message
     # a ctx pointer copied to another register is still the ctx
     assert codes(prog([movr(6, 1), st(Size.W, 6, 0, 0)])) == {Code.CTX_STORE}
 
@@ -305,13 +323,13 @@ def test_stack_size_across_bpf_calls():
 
 def test_variable_stack_pointer():
     # r2 = r10 - 8 on one path, r10 - 16 on the other: the access has no single offset
-    p = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), alu(AluOp.ADD, 2, -8), jeq(3, 0, 1), alu(AluOp.ADD, 2, -8),
+    p = prog([*rand(3), movr(2, 10), alu(AluOp.ADD, 2, -8), jeq(3, 0, 1), alu(AluOp.ADD, 2, -8),
               st(Size.DW, 2, 0, 0)])
     [d] = errors_of(p, Code.VARIABLE_STACK_POINTER)
-    assert d.insn == 5
+    assert d.insn == 6
     constant = prog([movr(2, 10), alu(AluOp.ADD, 2, -8), st(Size.DW, 2, 0, 0)])
     assert Code.VARIABLE_STACK_POINTER not in codes(constant)
-    indexed = prog([ldx(Size.W, 3, 1, 16), movr(2, 10), alu(AluOp.ADD, 2, -64), alur(AluOp.ADD, 2, 3),
+    indexed = prog([*rand(3), movr(2, 10), alu(AluOp.ADD, 2, -64), alur(AluOp.ADD, 2, 3),
                     st(Size.B, 2, 0, 0)])
     assert Code.VARIABLE_STACK_POINTER in codes(indexed)
 
@@ -381,7 +399,7 @@ def test_unsupported_opcode_hook_and_v4():
     [d] = errors_of(p, Code.UNSUPPORTED_OPCODE, unsupported_opcodes={lsh})
     assert d.insn == 1 and "0x67" in d.message
     assert codes(p) == set()
-    movsx = prog([ldx(Size.W, 2, 1, 16), alur(AluOp.MOV, 3, 2, off=8)])
+    movsx = prog([*rand(2), alur(AluOp.MOV, 3, 2, off=8)])
     assert codes(movsx) == {Code.UNSUPPORTED_OPCODE}
     assert codes(movsx, PERMISSIVE) == set()
     ldsx = prog([movr(2, 10), st(Size.W, 10, -4, 0), Insn(InsnClass.LDX | Mode.MEMSX | Size.B, 3, 10, -4)])
@@ -619,17 +637,17 @@ CORPUS_EXPECTED = {
     "ipip_encap": set(),                          # bpf_xdp_adjust_head is offloadable
     "ipv4_csum_update": set(),
     "ktime": {"unsupported-helper"},
-    "legacy_maps": {"map-flags", "map-value-write"},
+    "legacy_maps": {"map-flags", "map-value-write", "ctx-load"},  # rx_queue_index, ingress_ifindex
     "lpm_trie": {"map-type", "map-flags"},        # LPM tries need BPF_F_NO_PREALLOC as well
     "mac_swap_tx": set(),
     "parse_l2_l3_l4": {"map-value-write"},
     "percpu_array": {"map-type", "map-value-write"},
-    "redirect": {"unsupported-helper"},
-    "tail_call": {"tail-call", "map-type"},
+    "redirect": {"unsupported-helper", "ctx-load"},  # ctx->ingress_ifindex: the NIC gives data/data_end only
+    "tail_call": {"tail-call", "map-type", "ctx-load"},  # ctx->rx_queue_index
     # skb->mark and skb->tc_classid; TC_ACT_OK is no verdict the NIC can carry out
-    "tc_classifier": {"ctx-store", "exit-action"},
-    "tc_sections:classifier": {"ctx-store", "exit-action"},  # skb->priority
-    "tc_sections:action": {"ctx-store", "exit-action"},      # skb->mark
+    "tc_classifier": {"ctx-store", "exit-action", "ctx-load"},  # skb->protocol, vlan_*, ingress_ifindex
+    "tc_sections:classifier": {"ctx-store", "exit-action"},  # skb->priority; skb->len is readable
+    "tc_sections:action": {"ctx-store", "exit-action", "ctx-load"},  # skb->mark = skb->hash
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),
@@ -730,7 +748,7 @@ def test_corpus_same_report_from_tracker_and_analysis(key):
 def test_analysis_problems_become_verifier_diagnostics():
     from nfpjit.analysis import analyze
 
-    p = prog([movr(2, 5), ldx(Size.W, 1, 1, 16)])  # r5 read before it is written
+    p = prog([movr(2, 5), ldx(Size.W, 1, 1, 0)])  # r5 read before it is written
     report = check(p, DEFAULT, analysis=analyze(p))
     assert [d.code for d in report.diagnostics] == [Code.VERIFIER]
     assert report.diagnostics[0].insn == 0 and not report.ok
@@ -740,12 +758,12 @@ def test_queue_select_is_not_a_verifier_problem_for_offload():
     from nfpjit.analysis import analyze
 
     # the host verifier refuses ctx->rx_queue_index = 3; the offload verifier accepts it
-    p = prog([ldx(Size.W, 2, 1, 0), st(Size.W, 1, 16, 3), ldx(Size.W, 3, 1, 16), mov(4, 0), alur(AluOp.DIV, 4, 3)])
+    p = prog([ldx(Size.W, 2, 1, 0), st(Size.W, 1, 16, 3), *rand(3), mov(4, 0), alur(AluOp.DIV, 4, 3)])
     analysis = analyze(p)
     assert [q.code for q in analysis.problems] == ["ctx_access"]
     report = check(p, DEFAULT, analysis=analysis)
     # facts past the store come from the tracker: the division by a context field is still found
-    assert [(d.code, d.insn) for d in report.diagnostics] == [(Code.DIV_BY_VARIABLE, 4)]
+    assert [(d.code, d.insn) for d in report.diagnostics] == [(Code.DIV_BY_VARIABLE, 5)]
     no_qs = replace(DEFAULT, features=replace(DEFAULT.features, queue_select=False))
     assert check(p, no_qs, analysis=analysis).codes == {"ctx-store", "verifier", "div-by-variable"}
 

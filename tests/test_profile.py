@@ -162,6 +162,15 @@ def test_unknown_map_type_and_helper(tmp_path):
     assert "ktime_get_ns" in exc.value.hint
 
 
+def test_context_field_names_checked(tmp_path):
+    d = _default_dict()
+    d["xdp_context_reads"] = ["data", "rx_queue_idx"]
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "xdp_context_reads" in exc.value.where and "rx_queue_index" in exc.value.hint
+    assert load_profile("default").tc_context_reads == {"len", "data", "data_end"}
+
+
 def test_bpf_prefixes_accepted(tmp_path):
     d = _default_dict()
     d["map_types"] = ["BPF_MAP_TYPE_HASH"]

@@ -61,6 +61,8 @@ class Profile:
     map_flags: int  # mask of the BPF_F_* map flags the firmware accepts
     packet_split: int  # highest packet offset (exclusive) a program may read or write
     features: Features
+    xdp_context_reads: frozenset[str] = frozenset({"data", "data_end"})  # struct xdp_md fields
+    tc_context_reads: frozenset[str] = frozenset({"len", "data", "data_end"})  # struct __sk_buff fields
     source: str = ""  # the file it was loaded from
 
     def helper_supported(self, helper_id: int) -> bool:
@@ -76,7 +78,8 @@ _INT_KEYS = (
     "instruction_store", "stack_size", "max_maps", "max_entries_per_map", "max_total_entries",
     "max_key_size", "max_value_size", "max_entry_size", "map_flags", "packet_split",
 )
-_TOP_KEYS = ("name", "description", *_INT_KEYS, "map_types", "helpers", "features")
+_TOP_KEYS = ("name", "description", *_INT_KEYS, "map_types", "helpers", "xdp_context_reads", "tc_context_reads",
+             "features")
 _FEATURE_KEYS = tuple(f.name for f in fields(Features))
 
 _PROFILE_DIR = "profiles"
@@ -113,6 +116,15 @@ def _enum_list(path: str, key: str, value, enum, strip: str):
     return frozenset(out)
 
 
+def _name_list(path: str, key: str, value, known: list[str]) -> frozenset[str]:
+    _expect(path, key, value, list, "a list of names")
+    for item in value:
+        _expect(path, key, item, str, "a list of names (strings)")
+        if item not in known:
+            raise _fail(path, key, f"unknown field '{item}'", _near(item, known) or f"known fields: {', '.join(known)}")
+    return frozenset(value)
+
+
 def parse_profile(data: dict, path: str) -> Profile:
     """Build a Profile from parsed TOML; ``path`` only names the file in errors."""
     for key in data:
@@ -131,6 +143,10 @@ def parse_profile(data: dict, path: str) -> Profile:
         values[key] = v
     values["map_types"] = _enum_list(path, "map_types", data["map_types"], MapType, "bpf_map_type_")
     values["helpers"] = _enum_list(path, "helpers", data["helpers"], Helper, "bpf_")
+    from nfpjit.ebpf.context import SkbContext, XdpContext
+
+    for key, ctx in (("xdp_context_reads", XdpContext), ("tc_context_reads", SkbContext)):
+        values[key] = _name_list(path, key, data[key], [f.name for f in ctx.FIELDS])
     feats = _expect(path, "features", data["features"], dict, "a table of booleans")
     flags = {}
     for key, v in feats.items():

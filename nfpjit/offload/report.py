@@ -76,6 +76,7 @@ class Code(StrEnum):
     MAP_VALUE_OFFSET = "map-value-offset"
     DIV_OPERAND = "div-operand"
     MUL_OPERAND = "mul-operand"
+    CTX_LOAD = "ctx-load"
     MIXED_POINTER = "mixed-pointer"
     VERIFIER = "verifier"
 
@@ -458,12 +459,26 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                            f"store into a value of map '{ctx.map_name(base.map)}' through its pointer: the NIC "
                            "cannot write map values in place",
                            "use bpf_map_update_elem with a copy on the stack, or __sync_fetch_and_add for counters")
+        if acc.kind == AccessKind.LOAD and kind == Kind.CTX:
+            field = _ctx_field(ctx, acc)
+            allowed = prof.xdp_context_reads if xdp else prof.tc_context_reads
+            if field is None or field.name not in allowed:
+                struct = "xdp_md" if xdp else "__sk_buff"
+                what = f"{struct}.{field.name}" if field else f"{struct} at offset {acc.offset}"
+                yield ctx.diag(Code.CTX_LOAD, Severity.ERROR, acc.pc,
+                               f"reads {what}, which the NIC does not provide",
+                               f"the NIC provides only {', '.join(sorted(allowed))}: "
+                               "derive the rest from the packet, or pass it in a map")
         if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
             queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
                             and acc.offset == _XDP_QUEUE_SELECT and acc.size == 4)
             if not queue_select:
-                where = f"offset {acc.offset}" if acc.offset is not None else "a variable offset"
+                field = _ctx_field(ctx, acc)
+                struct = "xdp_md" if xdp else "__sk_buff"
+                where = (f"{struct}.{field.name}" if field else
+                         f"offset {acc.offset}" if acc.offset is not None else "a variable offset")
                 yield ctx.diag(Code.CTX_STORE, Severity.ERROR, acc.pc,
+                               f"store to the context field {where} ({acc.size} bytes)" if field else
                                f"store to the context at {where} ({acc.size} bytes)",
                                "the only context field an offloaded program may write is xdp_md.rx_queue_index "
                                "(queue select)" if xdp and feats.queue_select else
@@ -478,6 +493,19 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
         yield ctx.diag(Code.MIXED_POINTER, Severity.ERROR, pc,
                        "this instruction reaches different kinds of memory on different paths",
                        "the NIC compiles each load and store for one kind of memory: give each path its own access")
+
+
+def _ctx_field(ctx: CheckContext, acc):
+    """The context struct field an access falls in (the UAPI layout of nfpjit.ebpf.context), or None."""
+    from nfpjit.ebpf.context import SkbContext, XdpContext
+
+    if acc.offset is None:
+        return None
+    layout = XdpContext if ctx.program.prog_type == ProgType.XDP else SkbContext
+    for f in layout.FIELDS:
+        if f.offset <= acc.offset and acc.offset + acc.size <= f.offset + f.size:
+            return f
+    return None
 
 
 def _check_split(ctx: CheckContext, acc) -> Iterable[Diagnostic]:
