@@ -610,11 +610,8 @@ def image_from_asm(result, *, name: str = "", profile: str = "default", source_t
     md = Metadata(prog_type=ImageProgType.TC if result.prog_type == "tc" else ImageProgType.XDP, entry=result.entry,
                   stack_size=result.stack_size, profile=profile, source_tag=source_tag, passes=tuple(passes),
                   nfpjit_version=__version__, name=name)
-    # .data blocks become global-data maps (an ARRAY with one entry holding the bytes) unless a map of
-    # that name was declared, whose first value they initialise.
+    # A .data block initialises the first value of the map of the same name (a global-data map,
+    # declared as an array with one entry); blocks without such a map are not part of the image.
     names = {m.name for m in maps}
-    for d in result.data:
-        if d.name not in names:
-            maps.append(ImageMap(len(maps), d.name, ImageMapType.ARRAY, 4, max(len(d.data), 1), 1))
-    data = tuple(ImageData(d.name, d.data) for d in result.data)
+    data = tuple(ImageData(d.name, d.data) for d in result.data if d.name in names)
     return Image(code=tuple(result.words), maps=tuple(maps), metadata=md, line_table=lines, data=data)

@@ -220,14 +220,16 @@ def test_unwritable_values_are_image_errors():
         dataclasses.replace(img, metadata=dataclasses.replace(img.metadata, name="\ud800")).to_bytes()
 
 
-def test_asm_data_becomes_a_global_data_map():
+def test_asm_data_initialises_a_global_data_map():
     from nfpjit.isa.asm import assemble
     from nfpjit.isa.image import image_from_asm
     from nfpjit.isa.sim import EMEM_MAP_BASE, simulate
 
     src = """
     .map counters hash key=4 value=4 entries=2
+    .map greeting array key=4 value=5 entries=1
     .data greeting 0x68, 0x69, 0x21, 0x0a, 0x7f
+    .data unused 1, 2
         immed a1, {hi}
         mem_read.emem $in0, a1, 0, 2, ctx_swap     ; map 1's only value, straight from EMEM
         mov a0, $in0
