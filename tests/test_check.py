@@ -949,3 +949,12 @@ def test_generated_programs_are_mostly_verifiable():
         p = Program("gen", (movr(6, 1), *_block(kind, k, Size.W), mov(0, 2), EXIT), maps=(ARRAY, PERCPU))
         ok += not analyze(p).problems
     assert ok >= 16
+
+
+def test_cli_warnings_alone_exit_zero(capsys, tmp_path):
+    src = tmp_path / "odd_verdict.s"
+    src.write_text("# returns 9: no XDP action, the NIC aborts\n    mov %r0, 9\n    exit\n")
+    status, out, _ = _cli([str(src)], capsys)
+    assert status == 0
+    assert "[exit-action]" in out and out.rstrip().endswith("offloadable with profile 'default': 0 errors, 1 warning")
+    assert f"{src}:3:5: warning: returns 9" in out  # reported at the exit
