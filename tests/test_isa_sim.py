@@ -540,3 +540,15 @@ def test_table_ids_come_from_relocation():
     clash = Image(code=img.code, maps=img.maps, symbols=(Symbol("counters", SymbolKind.MAP, 1),))
     with pytest.raises(UsageError, match="share table id 1"):
         simulate(clash, b"")  # 'flows' keeps its image id 1
+
+
+def test_result_json_is_serialisable_and_faithful():
+    import json
+
+    r = simulate([I(Op.IMMED, dest=A(0), imm=7), I(Op.MEM_READ, mem=Memory.CTM, xfer=Xfer(XferSide.IN, 0), a=A(1),
+                                                    b=Imm(0), count=1, ctx_swap=True), HALT], b"\x01\x02", trace=True)
+    j = json.loads(json.dumps(r.to_json()))
+    assert j["fault"]["kind"] == "out_of_bounds" and j["fault"]["address"] == 1 and j["fault"]["mem_address"] == 0
+    assert j["packet"] == "0102" and j["r0"] == 7 and j["cycles"] == r.cycles
+    assert sum(v["cycles"] for v in j["breakdown"].values()) == r.cycles
+    assert j["trace"][0]["changes"] == [{"location": "a0", "old": 0, "new": 7}]

@@ -33,6 +33,10 @@ class SimFault:
     insn_index: int | None = None      # eBPF instruction index, from the image's line table
     source: str | None = None          # file:line:col, from the image's line table
 
+    def to_json(self) -> dict:
+        return {"kind": self.kind.name.lower(), "address": self.address, "message": self.message,
+                "mem_address": self.mem_address, "insn_index": self.insn_index, "source": self.source}
+
     def __str__(self) -> str:
         text = f"nfp {self.address:#06x}: {self.kind.name.lower()}: {self.message}"
         if self.mem_address is not None:
@@ -80,3 +84,22 @@ class SimResult:
     map_cache_hits: int = 0
     map_cache_misses: int = 0
     trace: tuple[TraceEntry, ...] | None = None
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (schema in docs/simulator.md); bytes are hex strings."""
+        return {
+            "action": self.action,
+            "r0": self.r0,
+            "packet": self.packet.hex(),
+            "maps": {name: {k.hex(): v.hex() for k, v in entries.items()} for name, entries in self.maps.items()},
+            "insns": self.insns,
+            "cycles": self.cycles,
+            "breakdown": {r.name.lower(): {"accesses": u.accesses, "cycles": u.cycles}
+                          for r, u in self.breakdown.items()},
+            "fault": self.fault.to_json() if self.fault else None,
+            "routine_calls": dict(self.routine_calls),
+            "map_cache": {"hits": self.map_cache_hits, "misses": self.map_cache_misses},
+            "trace": [{"address": t.address, "text": t.text, "cycles": t.cycles,
+                       "changes": [{"location": n, "old": o, "new": v} for n, o, v in t.changes]}
+                      for t in self.trace] if self.trace is not None else None,
+        }
