@@ -8,19 +8,20 @@ real NFP driver stops at its first problem with a bare message; this report
 collects all of them.
 
 Checks that need to know what a register points to use the analysis when one
-is passed in (its ``problems`` become ``verifier`` diagnostics and its
-``stack_depth`` the stack figure) and otherwise the small tracker in
-:mod:`nfpjit.offload.pointers`.  A new check is a function ``(ctx) ->
+is passed in (through :mod:`nfpjit.offload.facts`; its ``problems`` become
+``verifier`` diagnostics and its ``stack_depth`` the frame sizes), and the
+small tracker in :mod:`nfpjit.offload.pointers` otherwise and wherever the
+analysis stopped a path at a problem.  A new check is a function ``(ctx) ->
 iterable of Diagnostic`` appended to :data:`CHECKS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from bisect import bisect_right
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cached_property
 from enum import IntEnum, StrEnum
+from functools import cached_property
 
 from nfpjit.bits import u32
 from nfpjit.ebpf.insn import Insn
