@@ -425,3 +425,21 @@ def test_facts_hold_on_concrete_runs(path, section):
             for r, v in _CHANGE.findall(line.split(";", 1)[1] if ";" in line else ""):
                 regs[int(r)] = None if v == "?" else int(v, 16)
     assert checked > 0
+
+
+def test_atomic_on_map_value_facts():
+    a = analyze(asm(""".map m array key=4 value=8 entries=1
+        stw [r10-4], 0         ; 0
+        mov r2, r10            ; 1
+        add r2, -4             ; 2
+        lddw r1, map:m         ; 3
+        call map_lookup_elem   ; 5
+        jeq r0, 0, out         ; 6
+        mov r1, 1              ; 7
+        xadddw [r0+0], r1      ; 8
+    out: mov r0, 2             ; 9
+        exit                   ; 10
+    """))
+    assert a.ok, [str(p) for p in a.problems]
+    m = a.facts[8].mem
+    assert (m.kind, m.map, m.offset, m.size, m.write) == (RegKind.MAP_VALUE, "m", (0, 0), 8, True)

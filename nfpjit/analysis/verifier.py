@@ -290,10 +290,10 @@ class Verifier:
             acc.mem = access
         elif acc.mem is not None and acc.mem != access:
             old = acc.mem
-            if (old.kind, old.map, old.size, old.write, old.frame) == (access.kind, access.map, access.size,
-                                                                       access.write, access.frame):
+            if (old.kind, old.map, old.size, old.frame) == (access.kind, access.map, access.size, access.frame):
                 acc.mem = replace(old, offset=(min(old.offset[0], access.offset[0]),
-                                               max(old.offset[1], access.offset[1])))
+                                               max(old.offset[1], access.offset[1])),
+                                  write=old.write or access.write)
             else:
                 acc.mem = MemAccess(K.MIXED, None, (min(old.offset[0], access.offset[0]),
                                                     max(old.offset[1], access.offset[1])), max(old.size, access.size),
