@@ -121,9 +121,10 @@ class Machine:
 
     def __init__(self, program: Program, maps: MapStore, *, budget: int, seed: int, clock_ns: int,
                  clock_step_ns: int, prog_array_programs: dict | None, trace: bool,
-                 strict_registers: bool = True):
+                 strict_registers: bool = True, stack_fill: int = 0):
         self.program = program
         self.strict = strict_registers
+        self.stack_fill = bytes([stack_fill & 0xFF]) * STACK_SIZE
         self.maps = maps
         self.budget = budget
         self.rng = random.Random(seed)
@@ -275,7 +276,7 @@ class Machine:
         self.ctx_addr = self.add_region(RegionKind.CONTEXT, self.ctx.raw, "context", ctx=self.ctx).base
 
     def push_stack(self) -> Region:
-        return self.add_region(RegionKind.STACK, bytearray(STACK_SIZE), f"stack frame {len(self.frames)}")
+        return self.add_region(RegionKind.STACK, bytearray(self.stack_fill), f"stack frame {len(self.frames)}")
 
     # -- control -------------------------------------------------------------
     def tail_call(self, bpf_map: BpfMap, index: int) -> int:
@@ -904,7 +905,7 @@ def _prepare(program: Program, maps: MapStore | None, budget: int, kwargs) -> Ma
 def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = None,
         prog_array_programs: dict | None = None, budget: int = DEFAULT_BUDGET, trace: bool = False,
         seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0,
-        tailroom: int | None = 256) -> RunResult:
+        tailroom: int | None = 256, stack_fill: int = 0) -> RunResult:
     """Run an XDP or TC (direct-action) program on one packet.
 
     ``maps`` is updated in place (pass one to keep state across packets); the
@@ -913,7 +914,9 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
     enters.  ``seed`` seeds bpf_get_prandom_u32; bpf_ktime_get_ns returns
     ``clock_ns`` and advances it by ``clock_step_ns`` per call.  ``tailroom`` is how far
     bpf_xdp_adjust_tail may grow the packet; None gives BPF_PROG_TEST_RUN's geometry
-    (a 4096-byte frame), which is what the kernel oracle sees.
+    (a 4096-byte frame), which is what the kernel oracle sees.  New stack frames are
+    filled with the byte ``stack_fill``: running twice with different fills shows
+    whether a program reads stack it never wrote (the kernel gives such reads garbage).
     """
     if isinstance(packet, (bytes, bytearray, memoryview)):
         packet = PacketIn(bytes(packet))
@@ -923,7 +926,8 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
         raise UsageError(f"program {program.name!r} is of type {program.prog_type.name}, not XDP or TC",
                          hint="use run_raw for programs that take a raw memory block")
     vm = _prepare(program, maps, budget, dict(seed=seed, clock_ns=clock_ns, clock_step_ns=clock_step_ns,
-                                              prog_array_programs=prog_array_programs, trace=trace))
+                                              prog_array_programs=prog_array_programs, trace=trace,
+                                              stack_fill=stack_fill))
     vm.setup_packet(packet, tailroom=tailroom)
     return vm.run([vm.ctx_addr])
 
@@ -931,7 +935,7 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
 def run_raw(program: Program, memory: bytes = b"", *, maps: MapStore | None = None,
             prog_array_programs: dict | None = None, budget: int = DEFAULT_BUDGET, trace: bool = False,
             seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0,
-            strict_registers: bool = True) -> RunResult:
+            strict_registers: bool = True, stack_fill: int = 0) -> RunResult:
     """Run with r1 = pointer to a copy of ``memory``, r2 = its length (uBPF convention).
 
     ``RunResult.r0`` is the full 64-bit r0 and ``RunResult.packet`` the memory block after the run.
@@ -940,7 +944,7 @@ def run_raw(program: Program, memory: bytes = b"", *, maps: MapStore | None = No
     """
     vm = _prepare(program, maps, budget, dict(seed=seed, clock_ns=clock_ns, clock_step_ns=clock_step_ns,
                                               prog_array_programs=prog_array_programs, trace=trace,
-                                              strict_registers=strict_registers))
+                                              strict_registers=strict_registers, stack_fill=stack_fill))
     vm.memory_region = vm.add_region(RegionKind.MEMORY, bytearray(memory), "memory")
     r1 = vm.memory_region.base if memory or strict_registers else 0
     return vm.run([r1, len(memory)])
