@@ -552,3 +552,21 @@ def test_result_json_is_serialisable_and_faithful():
     assert j["packet"] == "0102" and j["r0"] == 7 and j["cycles"] == r.cycles
     assert sum(v["cycles"] for v in j["breakdown"].values()) == r.cycles
     assert j["trace"][0]["changes"] == [{"location": "a0", "old": 0, "new": 7}]
+
+
+def test_bad_maps_and_packets_are_errors_not_crashes():
+    from nfpjit.errors import UnsupportedError
+    from nfpjit.isa.image import ImageMap, ImageMapType
+
+    img = Image(code=(encode(HALT),), maps=(ImageMap(0, "h", ImageMapType.HASH, 4, 8, 2**32 - 1),))
+    with pytest.raises(UnsupportedError, match="MiB"):
+        simulate(img, b"")
+    small = Image(code=(encode(HALT),), maps=(ImageMap(0, "h", ImageMapType.HASH, 4, 8, 4),))
+    for bad in ({"h": {"k": b"12345678"}}, {"h": [1]}, ["h"], {"h": {b"kkkk": b"1"}}):
+        with pytest.raises(UsageError):
+            simulate(small, b"", maps_in=bad)
+    with pytest.raises(UsageError):
+        simulate(small, "packet")
+    full = {"h": {bytes([i, 0, 0, 0]): bytes(8) for i in range(5)}}
+    with pytest.raises(UsageError, match="does not fit"):
+        simulate(small, b"", maps_in=full)

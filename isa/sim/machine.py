@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Sequence
 
 from nfpjit.bits import MASK32, join64
-from nfpjit.errors import UsageError
+from nfpjit.errors import UnsupportedError, UsageError
 from nfpjit.isa.disasm import format_instruction
 from nfpjit.isa.encoding import decode
 from nfpjit.isa.image import Image, ImageMapType, SymbolKind, image_from_asm, relocate
@@ -47,6 +47,8 @@ from .semantics import HANDLERS
 
 _LM_CSRS = {Csr.ACTIVE_LM_ADDR_0: 0, Csr.ACTIVE_LM_ADDR_1: 1, Csr.ACTIVE_LM_ADDR_2: 2, Csr.ACTIVE_LM_ADDR_3: 3}
 LM_POINTER_DELAY = 3   # cycles between writing an LM pointer CSR and using the pointer
+MAX_MAP_BYTES = 256 << 20   # EMEM the simulator allocates for map values, all maps together
+MAX_VALUE_SIZE = 1 << 16
 
 
 @lru_cache(maxsize=1 << 16)
@@ -110,7 +112,13 @@ class Machine:
         ids = {s.name: s.address for s in self.image.symbols if s.kind == SymbolKind.MAP}
         self.tables: list[MapTable] = []
         self.tables_by_id: dict[int, MapTable] = {}
+        total = 0
         for i, m in enumerate(self.image.maps):
+            total += m.max_entries * ((max(m.value_size, 1) + 7) & ~7)
+            if total > MAX_MAP_BYTES or m.value_size > MAX_VALUE_SIZE:
+                raise UnsupportedError(f"map {m.name!r}: the maps need more than the simulator's "
+                                       f"{MAX_MAP_BYTES >> 20} MiB of EMEM (or a value over {MAX_VALUE_SIZE} bytes)",
+                                       hint="the NIC holds about 2M entries in total; use smaller max_entries")
             t = MapTable(m.name, m.type == ImageMapType.HASH, m.key_size, m.value_size, m.max_entries,
                          ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32))
             if t.table_id in self.tables_by_id:
@@ -122,12 +130,16 @@ class Machine:
         for d in self.image.data:
             t = by_name[d.map]
             t.values[:min(len(d.data), t.value_size)] = d.data[:t.value_size]
+        if not isinstance(maps_in, dict) or not all(isinstance(v, dict) for v in maps_in.values()):
+            raise UsageError("maps_in must be a dict: map name -> {key bytes: value bytes}")
         for name, entries in maps_in.items():
             t = by_name.get(name)
             if t is None:
                 raise UsageError(f"maps_in names map {name!r}, which the image does not have",
                                  hint="image maps: " + ", ".join(by_name) if by_name else "the image has no maps")
             for key, value in entries.items():
+                if not isinstance(key, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
+                    raise UsageError(f"maps_in[{name!r}]: keys and values must be bytes")
                 key, value = bytes(key), bytes(value)
                 if len(key) != t.key_size or len(value) != t.value_size:
                     raise UsageError(f"maps_in[{name!r}]: key/value must be {t.key_size}/{t.value_size} bytes")
@@ -393,6 +405,8 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
         image = relocate(image, {m.name: m.id for m in image.maps}, ROUTINE_ADDRESSES)
     if len(image.code) > FIRMWARE_BASE:
         raise UsageError(f"{len(image.code)} code words overlap the firmware region at {FIRMWARE_BASE:#x}")
+    if not isinstance(packet, (bytes, bytearray, memoryview)):
+        raise UsageError(f"packet must be bytes, not {type(packet).__name__}")
     packet = bytes(packet)
     if len(packet) > MAX_PACKET:
         raise UsageError(f"packet of {len(packet)} bytes exceeds the {MAX_PACKET}-byte packet buffer")
