@@ -625,3 +625,32 @@ def test_random_tc_programs_agree_with_kernel(data):
 @given(st.data())
 def test_random_programs_agree_with_kernel_many(data):
     _random_differential(data, data.draw(st.sampled_from([ProgType.XDP, ProgType.SCHED_CLS])))
+
+
+# -- robustness: whatever the instructions, the result is a RunResult ------------------------------
+
+@settings(max_examples=300)
+@given(st.binary(min_size=8, max_size=120), st.binary(max_size=64), st.booleans())
+def test_random_bytecode_never_raises(code, memory, as_xdp):
+    from nfpjit.ebpf.insn import decode
+    from nfpjit.errors import DecodeError
+
+    code = code[: len(code) // 8 * 8]
+    try:
+        insns = decode(code)
+    except DecodeError:
+        return
+    prog = Program("fuzz", tuple(insns), prog_type=ProgType.XDP)
+    res = run(prog, memory, budget=2000) if as_xdp else run_raw(prog, memory, budget=2000)
+    assert res.insns <= 2000
+    assert res.fault is None or isinstance(res.fault.reason, str)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.builds(Insn, st.integers(0, 255), st.integers(0, 15), st.integers(0, 15),
+                          st.integers(-(1 << 15), (1 << 15) - 1), st.integers(-(1 << 31), (1 << 31) - 1),
+                          st.integers(-(1 << 31), (1 << 31) - 1)), min_size=1, max_size=12))
+def test_unvalidated_insns_never_raise(insns):
+    # Instructions built by hand skip the decoder's checks; the interpreter must still only fault.
+    res = run_raw(Program("raw", tuple(insns)), b"\x01\x02\x03\x04", budget=500)
+    assert res.fault is None or res.fault.reason
