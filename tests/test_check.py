@@ -542,7 +542,11 @@ def test_no_caret_without_source(tmp_path):
 def test_json_schema(tmp_path):
     p = _rendered_program(tmp_path)
     data = json.loads(render_json(check(p, DEFAULT)))
-    assert set(data) == {"ok", "program", "section", "profile", "diagnostics"}
+    assert set(data) == {"ok", "program", "section", "profile", "diagnostics", "resources"}
+    res = data["resources"]
+    assert res == {"stack": 0, "stack_limit": 512, "nfp_insns": sum(EXPANSION[k] for k in ("call", "div", "exit")),
+                   "nfp_insns_estimated": True, "nfp_insn_limit": DEFAULT.instruction_store,
+                   "maps": 0, "map_limit": 128, "map_entries": 0, "map_entry_limit": DEFAULT.max_total_entries}
     assert (data["ok"], data["program"], data["section"], data["profile"]) == (False, "demo", "xdp", "default")
     keys = {"code", "severity", "insn", "file", "line", "col", "message", "hint"}
     for d in data["diagnostics"]:
@@ -562,7 +566,17 @@ def test_every_code_is_documented():
 
 def test_ok_summary():
     report = check(prog([]), DEFAULT)
-    assert render_text(report).strip() == "t (xdp): ok, offloadable with profile 'default'"
+    assert render_text(report).splitlines()[-1] == "t (xdp): ok, offloadable with profile 'default'"
+
+
+def test_resources():
+    p = prog([*lookup(), st(Size.DW, 10, -72, 0)], maps=[ARRAY, replace(ARRAY, name="b", max_entries=100)])
+    res = check(p, DEFAULT).resources
+    assert (res.stack, res.maps, res.map_entries) == (128, 2, 104)  # 72 bytes -> two 64-byte units
+    assert res.nfp_insns == estimate_nfp_insns(p) and res.nfp_insns_estimated
+    exact = check(p, DEFAULT, nfp_insn_count=77).resources
+    assert exact.nfp_insns == 77 and not exact.nfp_insns_estimated
+    assert "NFP instructions 77/4096, maps 2/128" in str(exact)
 
 
 # -- robustness ----------------------------------------------------------------------------------

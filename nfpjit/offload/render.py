@@ -114,6 +114,8 @@ def summary(report: Report) -> str:
 def render_text(report: Report, program: Program | None = None) -> str:
     """The whole report: each diagnostic followed by a blank line, then the summary line."""
     parts = [render_diagnostic(d, report, program) + "\n" for d in report.diagnostics]
+    if report.resources is not None:
+        parts.append(f"resources: {report.resources}")
     parts.append(summary(report))
     return "\n".join(parts) + "\n"
 

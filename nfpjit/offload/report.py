@@ -110,12 +110,42 @@ class Diagnostic:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """How much of the NIC the program uses, next to the profile's limits."""
+
+    stack: int
+    stack_limit: int
+    nfp_insns: int
+    nfp_insns_estimated: bool  # True until the lowering reports the real count
+    nfp_insn_limit: int
+    maps: int
+    map_limit: int
+    map_entries: int
+    map_entry_limit: int
+
+    def to_json(self) -> dict:
+        return {
+            "stack": self.stack, "stack_limit": self.stack_limit,
+            "nfp_insns": self.nfp_insns, "nfp_insns_estimated": self.nfp_insns_estimated,
+            "nfp_insn_limit": self.nfp_insn_limit,
+            "maps": self.maps, "map_limit": self.map_limit,
+            "map_entries": self.map_entries, "map_entry_limit": self.map_entry_limit,
+        }
+
+    def __str__(self) -> str:
+        approx = "~" if self.nfp_insns_estimated else ""
+        return (f"stack {self.stack}/{self.stack_limit} B, NFP instructions {approx}{self.nfp_insns}/"
+                f"{self.nfp_insn_limit}{' (estimate)' if self.nfp_insns_estimated else ''}, "
+                f"maps {self.maps}/{self.map_limit}, map entries {self.map_entries}/{self.map_entry_limit}")
+
+
+@dataclass(frozen=True)
 class Report:
     program: str
     section: str
     profile: str
     diagnostics: tuple[Diagnostic, ...]
-    estimated_nfp_insns: int = 0
+    resources: Resources | None = None
 
     def count(self, severity: Severity) -> int:
         return sum(1 for d in self.diagnostics if d.severity == severity)
@@ -143,6 +173,7 @@ class Report:
             "section": self.section,
             "profile": self.profile,
             "diagnostics": [d.to_json() for d in self.diagnostics],
+            "resources": self.resources.to_json() if self.resources is not None else None,
         }
 
 
@@ -857,9 +888,15 @@ def check(program: Program, profile: Profile, *, analysis=None,
         found.extend(chk(ctx))
     unique = list(dict.fromkeys(found))
     unique.sort(key=_order)
-    return Report(program.name, program.section, profile.name, tuple(unique),
-                  nfp_insn_count if nfp_insn_count is not None else estimate_nfp_insns(program))
+    resources = Resources(
+        stack=stack_usage(ctx), stack_limit=profile.stack_size,
+        nfp_insns=nfp_insn_count if nfp_insn_count is not None else estimate_nfp_insns(program),
+        nfp_insns_estimated=nfp_insn_count is None, nfp_insn_limit=profile.instruction_store,
+        maps=len(program.maps), map_limit=profile.max_maps,
+        map_entries=sum(m.max_entries for m in program.maps), map_entry_limit=profile.max_total_entries,
+    )
+    return Report(program.name, program.section, profile.name, tuple(unique), resources)
 
 
-__all__ = ["Severity", "Code", "Diagnostic", "Report", "CheckContext", "CHECKS", "check",
+__all__ = ["Severity", "Code", "Diagnostic", "Report", "Resources", "CheckContext", "CHECKS", "check",
            "estimate_nfp_insns", "stack_usage", "EXPANSION"]
