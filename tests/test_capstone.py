@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 
 from nfpjit.ebpf.asm import assemble, assemble_file
-from nfpjit.ebpf.disasm import capstone_faithful, capstone_text, format_insn, insn_text
+from nfpjit.ebpf.disasm import capstone_faithful, capstone_signed_offsets, capstone_text, format_insn, insn_text
 from nfpjit.ebpf.insn import Insn
 from test_ebpf_decoder import valid_program
 
@@ -18,13 +18,30 @@ def _one(text: str) -> Insn:
 
 
 @pytest.mark.parametrize(
+    "text, expected, listed",
+    [
+        ("stxdw [%r10-8], %r1", "stxdw [r10+0xfff8], r1", "stxdw [r10-0x8], r1"),
+        ("ldxh %r1, [%r2-32768]", "ldxh r1, [r2+0x8000]", "ldxh r1, [r2-0x8000]"),
+        ("stw [%r1+32767], 1", "stw [r1+0x7fff], 0x1", "stw [r1+0x7fff], 0x1"),
+        ("jeq %r1, 8, -2", "jeq r1, 0x8, +0xfffe", "jeq r1, 0x8, -0x2"),
+        ("ja -1", "jmp +0xffff", "jmp -0x1"),
+        ("ldindw %r3, -2", "ldw [r3+0xfffffffe]", "ldw [r3+0xfffffffe]"),
+    ],
+)
+def test_insn_text_shows_offsets_signed(text, expected, listed):
+    """capstone prints 16-bit offsets unsigned; listings show them signed (imm fields are left alone)."""
+    insn = assemble("exit\nexit\n" + text + "\nexit\nexit").insns[2]
+    assert capstone_text(insn) == expected
+    assert insn_text(insn, 2) == listed
+
+
+@pytest.mark.parametrize(
     "text, expected",
     [
         ("mov %r1, 5", "mov64 r1, 0x5"),
         ("mov32 %r1, %r2", "mov r1, r2"),
         ("add %r1, -1", "add64 r1, 0xffffffff"),
         ("ldxw %r2, [%r1+4]", "ldxw r2, [r1+0x4]"),
-        ("stxdw [%r10-8], %r1", "stxdw [r10+0xfff8], r1"),
         ("jeq %r1, 8, +1", "jeq r1, 0x8, +0x1"),
         ("ja +1", "jmp +0x1"),
         ("call 1", "call 0x1"),
@@ -82,7 +99,12 @@ def test_insn_text_is_total(insns):
     assert text
     cs = capstone_text(insn)
     if cs is not None and capstone_faithful(insn):
-        assert text == cs
+        assert text == capstone_signed_offsets(insn, cs)
+        offset_shown = insn.cls in (1, 2, 3) or (insn.is_branch and insn.cls == 5)
+        if offset_shown and insn.off < 0:
+            assert f"-0x{-insn.off:x}" in text and text != cs
+        else:
+            assert text == cs
     else:
         assert text == format_insn(insn, 0)
 
@@ -93,5 +115,6 @@ def test_corpus_listings():
     for path in sorted((Path(__file__).parent / "corpus" / "asm").glob("*.s")):
         for insn in assemble_file(path).insns:
             total += 1
-            by_capstone += insn_text(insn, 0) == capstone_text(insn)
+            cs = capstone_text(insn)
+            by_capstone += cs is not None and insn_text(insn, 0) == capstone_signed_offsets(insn, cs)
     assert total > 200 and 0 < by_capstone < total

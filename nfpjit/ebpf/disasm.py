@@ -15,6 +15,7 @@ where capstone renders the instruction faithfully and falls back to ours.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -355,17 +356,43 @@ def capstone_faithful(insn: Insn) -> bool:
     return True
 
 
+_CS_MEM_OFF = re.compile(r"\[(r\d+)\+0x([0-9a-f]+)\]")
+_CS_JUMP_OFF = re.compile(r"\+0x([0-9a-f]+)$")
+
+
+def _signed16(match_hex: str) -> int:
+    value = int(match_hex, 16)
+    return value - 0x10000 if value >= 0x8000 else value
+
+
+def capstone_signed_offsets(insn: Insn, text: str) -> str:
+    """capstone's text with the 16-bit offset shown signed (``[r10-0x8]``, not ``[r10+0xfff8]``)."""
+    cls = insn.cls
+    if cls in (InsnClass.LDX, InsnClass.ST, InsnClass.STX):
+        def mem(m):
+            off = _signed16(m.group(2))
+            return f"[{m.group(1)}{'-' if off < 0 else '+'}0x{abs(off):x}]"
+        return _CS_MEM_OFF.sub(mem, text)
+    if insn.is_branch and cls == InsnClass.JMP:
+        def jump(m):
+            off = _signed16(m.group(1))
+            return f"{'-' if off < 0 else '+'}0x{abs(off):x}"
+        return _CS_JUMP_OFF.sub(jump, text)
+    return text
+
+
 def insn_text(insn: Insn, pc: int = 0) -> str:
-    """Text for listings: capstone's when it decodes the instruction faithfully, else ours."""
+    """Text for listings: capstone's (offsets shown signed) when it decodes the instruction
+    faithfully, else ours."""
     if capstone_faithful(insn):
         text = capstone_text(insn)
         if text is not None:
-            return text
+            return capstone_signed_offsets(insn, text)
     return format_insn(insn, pc)
 
 
 __all__ = [
     "Form", "Spelling", "SPELLINGS", "ALIASES", "BY_MNEMONIC", "PSEUDO_NAMES", "spelling_of",
-    "format_insn", "disassemble", "program_text", "PROG_TYPE_NAMES", "capstone_insn", "capstone_text", "capstone_faithful", "insn_text",
+    "format_insn", "disassemble", "program_text", "PROG_TYPE_NAMES", "capstone_insn", "capstone_text", "capstone_faithful", "capstone_signed_offsets", "insn_text",
     "fmt_imm",
 ]
