@@ -2,13 +2,15 @@
 
 The offload checks need to know whether a store goes to the context, the
 stack, the packet or a map value, and at which constant offset.  The full
-analysis (``nfpjit.analysis``) computes this and more; until a program's
-analysis is passed in, :func:`track` gives the report the same answers with
-a deliberately simple abstract interpretation: every register holds one
-:class:`Val` (a pointer kind with a constant offset, or a scalar that may be
-a known constant), states are joined at branch targets, and a kind that
-differs between paths becomes unknown.  Bounds checks are not followed, so
-packet offsets are only known where the program adds constants to ``data``.
+analysis (``nfpjit.analysis``) computes this and more; when none is given
+(``nfpjit check --no-analysis``), or past a point where it stopped a path,
+:func:`track` answers with a deliberately simple abstract interpretation:
+every register holds one :class:`Val` (a pointer kind with a constant
+offset, or a scalar that is a known constant or one of a few), states are
+joined at branch targets, and a kind that differs between paths becomes
+unknown.  Bounds checks are not followed, so packet offsets are only known
+where the program adds constants to ``data``.  :class:`Tracked` is the shape
+every check reads, whichever source filled it.
 """
 
 from __future__ import annotations
@@ -356,9 +358,7 @@ def _successors(pc: int, insn: Insn, before: _State, after: _State):
         back[0] = UNKNOWN_SCALAR
         return [(insn.jump_target(pc), callee), (nxt, _State(tuple(back), after.spills))]
     if insn.is_call:
-        if insn.src == CallKind.HELPER and insn.imm == Helper.tail_call:
-            return [(nxt, after)]  # falls through when the tail call fails
-        return [(nxt, after)]
+        return [(nxt, after)]  # helpers return (a tail call returns too, when it fails)
     if insn.is_branch:
         target = insn.jump_target(pc)
         if insn.jmp_op == JmpOp.JA:
