@@ -2,11 +2,18 @@
 
 The human form follows the compilers users already read::
 
-    ktime.c:14:9: error: helper bpf_ktime_get_ns (id 5) is not available on the NIC [unsupported-helper]
-       14 |         __u64 now = bpf_ktime_get_ns();
-          |         ^
+    ktime.c:15:12: error: helper bpf_ktime_get_ns (id 5) is not available on the NIC [unsupported-helper]
+     15 | u64 now = bpf_ktime_get_ns();
+        |           ^
       = hint: bpf_ktime_get_ns has no NIC equivalent: timestamp in the host or use a counter
-      = insn 7: call bpf_ktime_get_ns
+      = insn 2: call 0x5
+
+    resources: stack 64/512 B, NFP instructions ~40/4096 (estimate), maps 1/128, map entries 1/2097152
+    xdp_ktime (xdp): not offloadable with profile 'default': 1 error, 0 warnings
+
+Line info keeps source lines without their indentation, so the caret is
+placed from the source file itself when it can be found (next to the
+object, or by the recorded path); without it the line is shown uncareted.
 
 The JSON form is documented in docs/check-json.md.
 """
@@ -25,7 +32,7 @@ from nfpjit.offload.report import Diagnostic, Report, Severity
 def insn_text(insn: Insn, pc: int) -> str:
     """Disassembly from the front end's disassembler when it is there, else the raw fields."""
     try:
-        from nfpjit.ebpf.disasm import insn_text as disasm  # a colleague's module; optional
+        from nfpjit.ebpf.disasm import insn_text as disasm  # lazily: the report works without it
     except ImportError:
         disasm = None
     if disasm is not None:
