@@ -570,3 +570,13 @@ def test_bad_maps_and_packets_are_errors_not_crashes():
     full = {"h": {bytes([i, 0, 0, 0]): bytes(8) for i in range(5)}}
     with pytest.raises(UsageError, match="does not fit"):
         simulate(small, b"", maps_in=full)
+
+
+def test_cycle_table_documentation_matches_the_values():
+    import re
+
+    from nfpjit.isa.sim import cycles
+
+    documented = {m.group(1): int(m.group(2))
+                  for m in re.finditer(r"^(\w+)\s+(\d+)\s+[A-Z]+\s", cycles.__doc__, re.MULTILINE)}
+    assert documented == dict(C)

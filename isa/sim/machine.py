@@ -294,6 +294,7 @@ class Machine:
 
     def run(self) -> SimFault | None:
         instrs = self.instrs
+        handlers = [HANDLERS[i.op] if i.__class__ is not str else None for i in instrs]
         ncode = len(instrs)
         pc = self.image.metadata.entry
         issue = CYCLES["issue"]
@@ -317,7 +318,7 @@ class Machine:
                         raise Trap(FaultKind.ILLEGAL_INSTRUCTION, ins)
                     if trace is not None:
                         cc_before = self.cc
-                    HANDLERS[ins.op](self, ins)
+                    handlers[pc](self, ins)
                     self.insns += 1
                     self.cycles += issue
                     issue_usage[0] += 1
