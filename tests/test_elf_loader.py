@@ -7,6 +7,7 @@ section; the corpus .c files for source lines; llvmlite for the IR path.
 from __future__ import annotations
 
 import re
+import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -326,7 +327,7 @@ entry:
 """
 
 
-def test_llvm_ir_compiles_and_loads():
+def test_llvm_ir_compiles_and_loads(tmp_path):
     from nfpjit.ebpf.llvm import compile_ir, load_ir
 
     obj = compile_ir(IR, cpu="v3")
@@ -339,6 +340,11 @@ def test_llvm_ir_compiles_and_loads():
     consts = {i.imm for i in prog.insns if i.code in (0xB4, 0xB7)}
     assert {1, 2} <= consts
     assert any(i.cls.name == "JMP32" for i in prog.insns) or any(i.code == 0x54 for i in prog.insns)
+    if shutil.which("llvm-objdump"):
+        tmp = tmp_path / "ir.o"
+        tmp.write_bytes(obj)
+        slots = objdump(tmp)["xdp"]["slots"]
+        assert b"".join(slots[k] for k in sorted(slots)) == b"".join(i.encode() for i in prog.insns)
     with pytest.raises(LoadError, match="does not parse"):
         compile_ir("define i32 @f( {")
     with pytest.raises(UsageError):
