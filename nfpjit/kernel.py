@@ -43,6 +43,7 @@ __all__ = [
     "run_in_kernel",
     "load_in_kernel",
     "DUMPABLE_MAP_TYPES",
+    "tc_test_run_accepts",
 ]
 
 _SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
@@ -375,6 +376,10 @@ class KernelProgram:
                 raise KernelError("BPF_PROG_TEST_RUN refused the XDP context", errno_=err, where=where,
                                   hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
                                        f"namespace and rx_queue_index {packet.rx_queue_index} one of its queues")
+            if err == errno.EINVAL and ptype != ProgType.XDP and not tc_test_run_accepts(data):
+                raise KernelError("BPF_PROG_TEST_RUN refuses this TC packet", errno_=err, where=where,
+                                  hint="the kernel builds an skb and wants the full IPv4 (20 B) or IPv6 (40 B) "
+                                       "header after the Ethernet header when the EtherType says so")
             _check(ret, err, "BPF_PROG_TEST_RUN", where)
         retval, _, size_out = struct.unpack_from("<III", attr, 4)
         self.last_duration_ns = struct.unpack_from("<I", attr, 36)[0]
@@ -396,6 +401,19 @@ class KernelProgram:
 
     def __del__(self):
         self.close()
+
+
+def tc_test_run_accepts(frame: bytes) -> bool:
+    """Whether BPF_PROG_TEST_RUN takes ``frame`` for a TC program.
+
+    The kernel refuses (EINVAL) an untagged frame whose EtherType is IPv4 or
+    IPv6 but which is too short to hold that IP header.
+    """
+    if len(frame) < _ETH_HLEN:
+        return False
+    ethertype = int.from_bytes(frame[12:14], "big")
+    need = {0x0800: 20, 0x86DD: 40}.get(ethertype, 0)
+    return len(frame) >= _ETH_HLEN + need
 
 
 # -- one-shot helpers -----------------------------------------------------------------------

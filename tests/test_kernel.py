@@ -205,3 +205,17 @@ def test_corpus_objects_load(name):
         res = kp.run(bytes(64))
     assert res.r0 in (0, 1, 2, 3)
     assert set(res.maps) == {m.name for m in program.maps}
+
+
+def test_tc_refuses_short_ip_frames_with_a_clear_error():
+    from nfpjit.kernel import tc_test_run_accepts
+
+    program = Program(name="tc", insns=(Insn(MOV_K, 0, 0, 0, 0), EXIT), prog_type=ProgType.SCHED_CLS, license="GPL")
+    short_ipv4 = bytes(12) + b"\x08\x00" + b"\x45" + bytes(10)
+    assert not tc_test_run_accepts(short_ipv4)
+    with pytest.raises(KernelError, match="refuses this TC packet"):
+        run_in_kernel(program, short_ipv4)
+    long_ipv4 = short_ipv4 + bytes(9)
+    assert tc_test_run_accepts(long_ipv4)
+    assert run_in_kernel(program, long_ipv4).r0 == 0
+    assert run_in_kernel(program, bytes(12) + b"\x81\x00" + bytes(2)).r0 == 0  # tagged: no such check

@@ -1,0 +1,108 @@
+"""The reference interpreter against the Linux kernel (BPF_PROG_TEST_RUN): same verdict, packet and maps.
+
+Every corpus program the kernel accepts runs over the crafted packets with
+maps persisting across packets in both engines (as on a device); generated
+programs run over crafted and generated packets.  Any difference is a bug in
+one of the engines (or in the oracle plumbing): it fails the test and becomes
+a named case in tests/test_regressions_interp.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nfpjit
+from nfpjit.ebpf.interp import run
+from nfpjit.ebpf.loader import list_programs
+from nfpjit.ebpf.maps import MapStore
+from nfpjit.ebpf.opcodes import Helper, ProgType
+from nfpjit.ebpf.result import PacketIn
+from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available, tc_test_run_accepts
+from nfpjit.testing import compare_results, crafted_packets, packets, programs
+
+from conftest import CORPUS
+
+kernel_ok, kernel_reason = kernel_available()
+pytestmark = pytest.mark.skipif(not kernel_ok, reason=f"kernel bpf() unusable: {kernel_reason}")
+
+# Helpers whose results differ between any two runs: the maps they feed are not compared.
+NONDETERMINISTIC = {Helper.ktime_get_ns, Helper.ktime_get_boot_ns, Helper.ktime_get_coarse_ns,
+                    Helper.ktime_get_tai_ns, Helper.get_prandom_u32, Helper.get_smp_processor_id}
+CRAFTED = crafted_packets()
+
+
+def corpus_cases():
+    cases = []
+    for obj in sorted(CORPUS.glob("*.o")):
+        try:
+            sections = list_programs(obj)
+        except nfpjit.errors.NfpjitError:
+            continue
+        for section, _name in sections:
+            cases.append(pytest.param(obj, section, id=f"{obj.stem}:{section}"))
+    return cases
+
+
+def differential(program, frames, *, compare_maps: bool = True) -> list[str]:
+    """Run ``frames`` through both engines with persistent maps; the differences, per packet."""
+    problems = []
+    if program.prog_type != ProgType.XDP:  # frames the kernel's skb test_run refuses outright
+        frames = [f for f in frames if tc_test_run_accepts(f)]
+    store = MapStore.from_program(program)
+    with KernelProgram(program) as kp:
+        for n, frame in enumerate(frames):
+            pin = PacketIn(frame)
+            want = kp.run(pin)
+            got = run(program, pin, maps=store)
+            for diff in compare_results(want, got, maps=compare_maps):
+                problems.append(f"packet {n} ({frame.hex()}): {diff}")
+    return problems
+
+
+def test_corpus_is_present():
+    assert len(corpus_cases()) >= 20
+
+
+@pytest.mark.parametrize("obj,section", corpus_cases())
+def test_corpus_program_agrees_with_kernel(obj, section):
+    program = nfpjit.load(obj, section=section)
+    if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS, ProgType.SCHED_ACT):
+        pytest.skip(f"{program.prog_type.name} programs have no packet test_run here")
+    uses_clock = any(i.is_helper_call and i.imm in NONDETERMINISTIC for i in program.insns)
+    try:
+        problems = differential(program, CRAFTED, compare_maps=not uses_clock)
+    except KernelRejected as exc:
+        pytest.skip(f"the kernel rejects {obj.name}:{section} as loaded here: {exc.log.strip().splitlines()[-1:]}")
+    assert len(CRAFTED) >= 50
+    assert not problems, "\n".join(problems[:10])
+
+
+def _generated(prog_type: ProgType, examples: int):
+    @settings(max_examples=examples, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(programs(prog_type), st.lists(packets(max_len=200), min_size=1, max_size=3),
+           st.lists(st.sampled_from(CRAFTED), min_size=1, max_size=3))
+    def check(program, generated, crafted):
+        try:
+            problems = differential(program, crafted + generated)
+        except KernelRejected as exc:
+            raise AssertionError(f"verifier rejected a generated program:\n{exc.log[-2000:]}") from None
+        assert not problems, "\n".join(problems[:10])
+
+    check()
+
+
+def test_generated_xdp_programs_agree_with_kernel():
+    _generated(ProgType.XDP, 800)
+
+
+def test_generated_tc_programs_agree_with_kernel():
+    _generated(ProgType.SCHED_CLS, 200)
+
+
+@pytest.mark.slow
+def test_generated_programs_agree_with_kernel_big_run():
+    _generated(ProgType.XDP, 8000)
+    _generated(ProgType.SCHED_CLS, 2000)
