@@ -580,3 +580,14 @@ def test_cycle_table_documentation_matches_the_values():
     documented = {m.group(1): int(m.group(2))
                   for m in re.finditer(r"^(\w+)\s+(\d+)\s+[A-Z]+\s", cycles.__doc__, re.MULTILINE)}
     assert documented == dict(C)
+
+
+def test_fault_in_a_firmware_routine_points_at_the_call():
+    code = [I(Op.IMMED, dest=A(2), imm=9), I(Op.BR, cond=Cond.ALWAYS, target=int(Routine.MAP_LOOKUP), defer=1),
+            I(Op.LOAD_ADDR, dest=A(30), target=3), HALT]
+    img = Image(code=tuple(encode(i) for i in code),
+                line_table=(LineEntry(0, 4, "p.c", 10, 2), LineEntry(1, 5, "p.c", 11, 3), LineEntry(3, 6, "p.c", 12, 1)))
+    r = simulate(img, b"")
+    assert r.fault.kind == FaultKind.OUT_OF_BOUNDS and r.fault.address == int(Routine.MAP_LOOKUP)
+    assert "table id 9" in r.fault.message and "return address 0x3" in r.fault.message
+    assert (r.fault.insn_index, r.fault.source) == (5, "p.c:11:3")

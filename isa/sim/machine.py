@@ -338,8 +338,15 @@ class Machine:
                 if self.cycles > self.budget:
                     raise Trap(FaultKind.WATCHDOG, f"cycle budget of {self.budget} exceeded")
         except Trap as trap:
-            entry = self.image.line_for(self.pc)
-            return SimFault(trap.kind, self.pc, trap.message, trap.mem_address,
+            where, message = self.pc, trap.message
+            if where >= FIRMWARE_BASE:
+                # A fault inside a firmware routine belongs to the code that called it: the instruction
+                # before the return address (the call's last defer slot) carries the call's line entry.
+                caller = self.gpr_a[RETURN_ADDRESS_REG.index] & 0x3FFF
+                message = f"in firmware routine at {where:#x} (return address {caller:#x}): {message}"
+                where = max(caller - 1, 0)
+            entry = self.image.line_for(where) if where < len(instrs) else None
+            return SimFault(trap.kind, self.pc, message, trap.mem_address,
                             entry.insn_index if entry else None, entry.source() if entry else None)
 
     def _call_firmware(self, address: int) -> None:
