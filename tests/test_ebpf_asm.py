@@ -535,3 +535,20 @@ def test_conformance_results_agree_with_kernel():
         assert lo is not None, f"{case.name}: {log}"
         hi, log = _conformance_in_kernel(case, high=True)
         assert (hi << 32 | lo) == case.result, case.name
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(valid_program(max_len=16))
+def test_assemble_disassemble_round_trip_big(insns):
+    assert encode_program(assemble(disassemble(insns)).insns) == encode_program(insns)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(st.lists(_ALPHABET, max_size=120).map("".join))
+def test_fuzz_random_text_big(text):
+    try:
+        assemble(text)
+    except AsmError:
+        pass
