@@ -494,7 +494,8 @@ def test_byte_helpers_and_ld_abs_agree_with_kernel():
             exit
         """)
         _same(kernel, tc, PacketIn(frame, ingress_ifindex=0))
-    for offset in (0, 12, 60, 61, 64):
+    for offset in (0, 12, 60, 61, 64, -1, -0x100000, -0x100000 + 2, -0x100000 + 48, -0x100000 + 50,
+                   -0x200000, -0x200000 + 12, -0x100001, -0x1FF000, -0x200001):
         ldabs = asm(f".type tc\nmov r6, r1\nldabsw {offset}\nexit")
         _same(kernel, ldabs, PacketIn(frame, ingress_ifindex=0))
         ldind = asm(f".type tc\nmov r6, r1\nmov r7, {offset}\nldindh r7, 2\nexit")

@@ -33,7 +33,7 @@ from enum import IntEnum
 
 from nfpjit.bits import MASK32, MASK64, bswap, s32, sdiv, sext, smod, u32, u64, udiv, umod
 from nfpjit.errors import UsageError
-from nfpjit.ebpf.context import Context, PacketBuffer, SkbContext, XdpContext
+from nfpjit.ebpf.context import ETH_HLEN, Context, PacketBuffer, SkbContext, XdpContext
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.maps import BpfMap, MapStore
 from nfpjit.ebpf.opcodes import (
@@ -60,6 +60,8 @@ STACK_SIZE = 512
 MAX_CALL_FRAMES = 8           # the kernel's MAX_CALL_FRAMES
 MAX_TAIL_CALLS = 33           # MAX_TAIL_CALL_CNT
 DEFAULT_BUDGET = 1_000_000
+SKF_NET_OFF = -0x100000       # ld_abs/ld_ind offsets relative to the network header
+SKF_LL_OFF = -0x200000        # ... and to the link-layer (MAC) header
 
 _EXIT = -(1 << 62)            # handler return values that are not pcs
 _SWITCH = _EXIT + 1
@@ -826,10 +828,19 @@ def _make_ld_abs(size: Size, indirect: bool):
             if s is None:
                 raise _uninit(i.src)
             off = s32(s + i.imm)
-        # The legacy loads read skb->data .. skb->data + len (big-endian) and
-        # end the program with r0 = 0 when the bytes are not there.
+        # The legacy loads read the packet big-endian and end the program with
+        # r0 = 0 when the bytes are not there.  Negative offsets address the
+        # network header (SKF_NET_OFF, just after the Ethernet header) or the
+        # MAC header (SKF_LL_OFF, the frame start) as the kernel's helper does.
         buf, lo, hi = vm.abs_window()
-        if off < 0 or lo + off + n > hi:
+        if off < 0:
+            if off >= SKF_NET_OFF:
+                off += ETH_HLEN - SKF_NET_OFF
+            elif off >= SKF_LL_OFF:
+                off -= SKF_LL_OFF
+            else:
+                off = hi  # below every window: out of bounds
+        if lo + off + n > hi:
             r[0] = 0
             return _exit_program(vm)
         r[0] = int.from_bytes(buf[lo + off : lo + off + n], "big")
