@@ -1,0 +1,200 @@
+"""``nfpjit run``: text and JSON output against the interpreter/kernel results, pcap in/out, map files, errors."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+import nfpjit
+from nfpjit.cli import main
+from nfpjit.ebpf.interp import run
+from nfpjit.ebpf.maps import MapStore
+from nfpjit.kernel import kernel_available
+from nfpjit.pcapio import read_pcap, write_pcap
+from nfpjit.testing import crafted_packets
+
+from conftest import CORPUS
+
+PORTS = CORPUS / "xdp_drop_tcp_ports.o"
+COUNTER = CORPUS / "array_counter.o"
+MACSWAP = CORPUS / "mac_swap_tx.o"
+FRAMES = crafted_packets()
+kernel_ok, kernel_reason = kernel_available()
+
+
+def tcp_to(port: int) -> bytes:
+    from nfpjit.testing import PacketSpec, build_packet
+
+    return build_packet(PacketSpec(l4="tcp", dst_port=port))
+
+
+def cli(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def expected(obj, frames):
+    """The interpreter's results with maps carried across packets, and the final map dump."""
+    program = nfpjit.load(obj)
+    store = MapStore.from_program(program)
+    results = [run(program, f, maps=store) for f in frames]
+    return program, results, store.dump()
+
+
+def test_text_output_one_line_per_packet_and_summary(capsys):
+    frames = [tcp_to(80), tcp_to(22), tcp_to(8080)]
+    program, results, _ = expected(PORTS, frames)
+    status, out, err = cli(capsys, "run", PORTS, *sum((["--packet", f.hex()] for f in frames), []))
+    assert status == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) == len(frames) + 1
+    for n, (line, res, frame) in enumerate(zip(lines, results, frames)):
+        assert line.startswith(f"{n}: {res.action_name(program.prog_type)} ")
+        assert f"len {len(frame)} -> {len(res.packet)}" in line
+        assert line.endswith(f"insns {res.insns}")
+    actions = [r.action_name(program.prog_type) for r in results]
+    assert actions.count("XDP_DROP") == 2  # ports 80 and 8080 are dropped by that program
+    assert lines[-1].startswith("3 packets (ref): ")
+    assert "XDP_DROP 2" in lines[-1] and "XDP_PASS 1" in lines[-1]
+    assert f"{sum(r.insns for r in results)} insns executed" in lines[-1]
+
+
+def test_json_schema_and_values(capsys, tmp_path):
+    frames = FRAMES[:20]
+    pcap = tmp_path / "in.pcap"
+    write_pcap(pcap, frames)
+    program, results, state = expected(COUNTER, frames)
+    status, out, _ = cli(capsys, "run", COUNTER, "--pcap", pcap, "--json")
+    assert status == 0
+    doc = json.loads(out)
+    assert set(doc) == {"packets", "maps"}
+    assert len(doc["packets"]) == len(frames)
+    for n, (rec, res, frame) in enumerate(zip(doc["packets"], results, frames)):
+        assert set(rec) == {"index", "action", "r0", "data", "len_in", "len_out", "insns", "fault"}
+        assert rec["index"] == n
+        assert rec["action"] == res.action_name(program.prog_type)
+        assert rec["r0"] == res.r0
+        assert bytes.fromhex(rec["data"]) == res.packet
+        assert rec["len_in"] == len(frame) and rec["len_out"] == len(res.packet)
+        assert rec["insns"] == res.insns and rec["insns"] > 0
+        assert rec["fault"] is None
+    assert doc["maps"] == {name: [{"key": k.hex(), "value": v.hex()} for k, v in entries.items()]
+                           for name, entries in state.items()}
+    # the counter program counts packets and bytes: maps persisted across all 20 packets
+    values = {bytes.fromhex(e["key"]): int.from_bytes(bytes.fromhex(e["value"]), "little")
+              for e in doc["maps"]["stats"]}
+    assert values[struct.pack("<I", 0)] == len(frames)
+    assert values[struct.pack("<I", 1)] == sum(len(f) for f in frames)
+
+
+def test_pcap_out_holds_the_output_packets(capsys, tmp_path):
+    frames = FRAMES[:10]
+    pcap_in, pcap_out = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(pcap_in, frames)
+    _, results, _ = expected(MACSWAP, frames)
+    status, _, _ = cli(capsys, "run", MACSWAP, "--pcap", pcap_in, "--out", pcap_out)
+    assert status == 0
+    got = read_pcap(pcap_out)
+    assert got == [r.packet for r in results]
+    # mac_swap_tx swaps the Ethernet addresses: check against the input directly
+    assert any(g[:6] == f[6:12] and g[6:12] == f[:6] and f[:6] != f[6:12] for g, f in zip(got, frames))
+
+
+def test_maps_in_and_out(capsys, tmp_path):
+    maps_in = tmp_path / "in.json"
+    maps_in.write_text(json.dumps({"stats": [{"key": 0, "value": 1000}]}))
+    maps_out = tmp_path / "out.json"
+    frame = FRAMES[0]
+    status, _, _ = cli(capsys, "run", COUNTER, "--packet", frame.hex(), "--maps-in", maps_in, "--maps-out", maps_out)
+    assert status == 0
+    doc = json.loads(maps_out.read_text())
+    values = {e["key"]: int.from_bytes(bytes.fromhex(e["value"]), "little") for e in doc["stats"]}
+    assert values["00000000"] == 1001
+    assert values["01000000"] == len(frame)
+
+
+@pytest.mark.skipif(not kernel_ok, reason=f"kernel bpf() unusable: {kernel_reason}")
+def test_kernel_engine_matches_ref_engine(capsys, tmp_path):
+    pcap = tmp_path / "in.pcap"
+    write_pcap(pcap, FRAMES)
+    maps_in = tmp_path / "in.json"
+    maps_in.write_text(json.dumps({"stats": [{"key": 1, "value": 7}]}))
+    docs = {}
+    for engine in ("ref", "kernel"):
+        status, out, _ = cli(capsys, "run", COUNTER, "--pcap", pcap, "--json", "--engine", engine, "--maps-in", maps_in)
+        assert status == 0
+        docs[engine] = json.loads(out)
+    strip = lambda d: [{k: v for k, v in p.items() if k != "insns"} for p in d["packets"]]  # noqa: E731
+    assert strip(docs["ref"]) == strip(docs["kernel"])
+    assert docs["ref"]["maps"] == docs["kernel"]["maps"]
+
+
+def test_trace_prints_instructions(capsys):
+    frame = FRAMES[0]
+    program, results, _ = expected(COUNTER, [frame])
+    status, out, _ = cli(capsys, "run", COUNTER, "--packet", frame.hex(), "--trace", "--json")
+    assert status == 0
+    rec = json.loads(out)["packets"][0]
+    assert len(rec["trace"]) == results[0].insns
+
+
+def test_raw_context(capsys, tmp_path):
+    src = tmp_path / "sum.s"
+    src.write_text("ldxb r0, [r1+0]\nldxb r3, [r1+1]\nadd r0, r3\nadd r0, r2\nexit\n")
+    status, out, _ = cli(capsys, "run", src, "--raw-context", "--mem", "0507", "--json")
+    assert status == 0
+    rec = json.loads(out)["packets"][0]
+    assert rec["r0"] == 5 + 7 + 2  # two bytes plus the length in r2
+    assert rec["fault"] is None
+
+
+@pytest.mark.parametrize("argv,status,message", [
+    (["--packet", "zz"], 2, "not a hex string"),
+    ([], 2, "no packets"),
+    (["--packet", "00" * 1519], 1, "more than the MTU allows (1518)"),
+    (["--packet", "00" * 1519, "--mtu", "9000"], 0, ""),
+    (["--packet", "00" * 60, "--mtu", "0"], 2, "--mtu must be positive"),
+    (["--mem", "00"], 2, "--mem needs --raw-context"),
+    (["--pcap", "/nonexistent/x.pcap"], 1, "cannot read pcap"),
+])
+def test_errors(capsys, argv, status, message):
+    got, out, err = cli(capsys, "run", COUNTER, *argv)
+    assert got == status
+    if message:
+        assert err.startswith("nfpjit: error: ") and message in err
+        assert "Traceback" not in err
+
+
+def test_malformed_pcap_and_map_file(capsys, tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture at all")
+    status, _, err = cli(capsys, "run", COUNTER, "--pcap", bad)
+    assert status == 1 and "not a pcap file" in err
+    good = tmp_path / "good.pcap"
+    write_pcap(good, FRAMES[:3])
+    truncated = tmp_path / "trunc.pcap"
+    truncated.write_bytes(good.read_bytes()[:-3])
+    status, _, err = cli(capsys, "run", COUNTER, "--pcap", truncated)
+    assert status == 1 and "truncated" in err
+    for engine in ("ref",) + (("kernel",) if kernel_ok else ()):
+        maps = tmp_path / "maps.json"
+        maps.write_text("{not json")
+        status, _, err = cli(capsys, "run", COUNTER, "--packet", FRAMES[0].hex(), "--maps-in", maps, "--engine", engine)
+        assert status == 1 and "invalid JSON" in err
+        maps.write_text(json.dumps({"nosuch": []}))
+        status, _, err = cli(capsys, "run", COUNTER, "--packet", FRAMES[0].hex(), "--maps-in", maps, "--engine", engine)
+        assert status == 1 and "no map named 'nosuch'" in err
+        maps.write_text(json.dumps({"stats": [{"key": "00", "value": 1}]}))
+        status, _, err = cli(capsys, "run", COUNTER, "--packet", FRAMES[0].hex(), "--maps-in", maps, "--engine", engine)
+        assert status == 1 and "key has 1 bytes, the map needs 4" in err
+
+
+def test_pcap_round_trip(tmp_path):
+    path = tmp_path / "x.pcap"
+    write_pcap(path, FRAMES)
+    assert read_pcap(path) == FRAMES
+    write_pcap(path, [])
+    assert read_pcap(path) == []
