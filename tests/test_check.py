@@ -489,6 +489,23 @@ def test_div_and_mul_operands():
     assert codes(prog([mov(3, 9), alu(AluOp.MUL, 3, 3)])) == set()
 
 
+def test_wide_multiplication_and_division_operands():
+    from nfpjit.analysis import analyze
+
+    big = prog([Insn.ld_imm64(1, 1 << 32), alu(AluOp.MUL, 1, 3)])
+    [d] = errors_of(big, Code.MUL_OPERAND)
+    assert "multiplier r1 may exceed 32 bits (up to 0x100000000)" in d.message
+    assert codes(prog([mov(1, 5), alu(AluOp.MUL, 1, 3), alu(AluOp.DIV, 1, 3)])) == set()
+    assert codes(prog([Insn.ld_imm64(1, 1 << 40), alu(AluOp.DIV, 1, 3)])) == {Code.DIV_OPERAND}
+    assert codes(big, PERMISSIVE) == set()
+    # an unknown 64-bit number: only the analysis bounds it (the tracker stays silent rather than guess)
+    shifted = prog([*rand(1), alu(AluOp.LSH, 1, 20), alu(AluOp.MUL, 1, 3)])
+    assert codes(shifted) == set()
+    assert check(shifted, DEFAULT, analysis=analyze(shifted)).codes == {"mul-operand"}
+    masked = prog([*rand(1), alu(AluOp.LSH, 1, 20), alu(AluOp.AND, 1, 0x7FFF_FFFF), alu(AluOp.MUL, 1, 3)])
+    assert check(masked, DEFAULT, analysis=analyze(masked)).codes == set()
+
+
 def test_prog_type():
     assert codes(prog([], prog_type=ProgType.KPROBE)) == {Code.PROG_TYPE}
     assert codes(prog([], prog_type=ProgType.SCHED_CLS)) == set()

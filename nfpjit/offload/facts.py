@@ -11,6 +11,7 @@ changes for one instruction.
 
 from __future__ import annotations
 
+from nfpjit.analysis import RegKind
 from nfpjit.ebpf.opcodes import AluOp, InsnClass, Mode
 from nfpjit.ebpf.program import Program
 from nfpjit.offload.pointers import UNKNOWN_SCALAR, AccessKind, CallSite, DivSite, Kind, MemAccess, Tracked, Val
@@ -19,8 +20,6 @@ _MAX_CHOICES = 8
 
 
 def _kind_map():
-    from nfpjit.analysis import RegKind
-
     return {
         RegKind.SCALAR: Kind.SCALAR, RegKind.CTX: Kind.CTX, RegKind.STACK: Kind.STACK,
         RegKind.PACKET: Kind.PACKET, RegKind.PACKET_META: Kind.PACKET, RegKind.PACKET_END: Kind.PACKET_END,
@@ -95,9 +94,15 @@ def tracked_from_analysis(program: Program, analysis) -> Tracked:
                 out.calls.append(CallSite(pc, insn.imm, args))
         elif insn.is_exit:
             out.exits.append((pc, reg_val(regs[0], kinds)))
-        elif insn.is_alu and insn.alu_op in (AluOp.DIV, AluOp.MOD) and insn.source:
-            divisor = Val(Kind.SCALAR, facts.src_const) if facts.src_const is not None else UNKNOWN_SCALAR
-            out.divisions.append(DivSite(pc, divisor))
+        elif insn.is_alu and insn.alu_op in (AluOp.MUL, AluOp.DIV, AluOp.MOD):
+            if insn.alu_op != AluOp.MUL and insn.source:
+                divisor = Val(Kind.SCALAR, facts.src_const) if facts.src_const is not None else UNKNOWN_SCALAR
+                out.divisions.append(DivSite(pc, divisor))
+            if insn.cls == InsnClass.ALU64:
+                dst = regs[insn.dst]
+                dst_max = dst.var.umax if dst.kind == RegKind.SCALAR else None
+                src_max = facts.src_range[1] if facts.src_range is not None else None
+                out.wide_operands.append((pc, dst_max, src_max))
     out.mixed_pointers.extend(mixed)
     return out
 

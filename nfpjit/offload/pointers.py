@@ -94,6 +94,8 @@ class Tracked:
     divisions: list[DivSite] = field(default_factory=list)
     exits: list[tuple[int, Val | None]] = field(default_factory=list)  # (pc, r0) at each reachable exit
     mixed_pointers: list[int] = field(default_factory=list)  # accesses whose pointer kind differs between paths
+    # 64-bit MUL/DIV/MOD: (pc, largest unsigned value of dst, of src); None where no bound is known
+    wide_operands: list[tuple[int, int | None, int | None]] = field(default_factory=list)
     reachable: set[int] = field(default_factory=set)
 
 
@@ -158,6 +160,11 @@ def _alu_const(op: AluOp, a: int, b: int, bits: int) -> int | None:
     return None
 
 
+def _scalar_max(v) -> int | None:
+    values = v.possible_values() if v is not None else None
+    return max(values) if values else None
+
+
 def _alu(insn: Insn, regs: list, tracked: Tracked | None, pc: int) -> None:
     op = insn.alu_op
     is64 = insn.cls == InsnClass.ALU64
@@ -169,6 +176,8 @@ def _alu(insn: Insn, regs: list, tracked: Tracked | None, pc: int) -> None:
         src = regs[insn.src]
     if op in (AluOp.DIV, AluOp.MOD) and insn.source != 0 and tracked is not None:
         tracked.divisions.append(DivSite(pc, src))
+    if op in (AluOp.MUL, AluOp.DIV, AluOp.MOD) and is64 and tracked is not None:
+        tracked.wide_operands.append((pc, _scalar_max(dst), _scalar_max(src)))
     if op in (AluOp.END, AluOp.NEG, AluOp.ARSH, AluOp.DIV, AluOp.MOD):
         regs[insn.dst] = UNKNOWN_SCALAR
         return

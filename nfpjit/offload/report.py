@@ -434,6 +434,27 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
                            "32-bit unsigned values", "multiply by the positive value and negate the result")
 
 
+def check_wide_operands(ctx: CheckContext) -> Iterable[Diagnostic]:
+    """The NIC multiplies (and divides, by reciprocal multiplication) 32-bit unsigned numbers only."""
+    if ctx.profile.features.division_by_register:  # a NIC with real 64-bit arithmetic
+        return
+    for pc, dst_max, src_max in ctx.tracked.wide_operands:
+        insn = ctx.program.at(pc)
+        op = insn.alu_op
+        code = Code.MUL_OPERAND if op == AluOp.MUL else Code.DIV_OPERAND
+        what = {AluOp.MUL: "multiplication", AluOp.DIV: "division", AluOp.MOD: "modulo"}[op]
+        if dst_max is not None and dst_max > 0xFFFF_FFFF:
+            role = "multiplier" if op == AluOp.MUL else "dividend"
+            yield ctx.diag(code, Severity.ERROR, pc,
+                           f"64-bit {what}: the {role} r{insn.dst} may exceed 32 bits (up to {dst_max:#x})",
+                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first")
+        if insn.source and src_max is not None and src_max > 0xFFFF_FFFF:
+            role = "multiplicand" if op == AluOp.MUL else "divisor"
+            yield ctx.diag(code, Severity.ERROR, pc,
+                           f"64-bit {what}: the {role} r{insn.src} may exceed 32 bits (up to {src_max:#x})",
+                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first")
+
+
 def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable[Diagnostic]:
     feats = ctx.profile.features
     signed = insn.off == 1
@@ -845,9 +866,11 @@ def merge_tracked(primary: Tracked, fallback: Tracked, stopped: set[int] = froze
     divisions = primary.divisions + [d for d in fallback.divisions if not covered(d.pc, have)]
     have = {e[0] for e in primary.exits}
     exits = primary.exits + [e for e in fallback.exits if not covered(e[0], have)]
+    have = {w[0] for w in primary.wide_operands}
+    wide = primary.wide_operands + [w for w in fallback.wide_operands if not covered(w[0], have)]
     seen = primary.reachable
     return Tracked(
-        accesses=accesses, calls=calls, divisions=divisions, exits=exits,
+        accesses=accesses, calls=calls, divisions=divisions, exits=exits, wide_operands=wide,
         mixed_pointers=list(primary.mixed_pointers),
         reachable=seen | fallback.reachable,
     )
@@ -855,7 +878,7 @@ def merge_tracked(primary: Tracked, fallback: Tracked, stopped: set[int] = froze
 
 CHECKS: list[Callable[[CheckContext], Iterable[Diagnostic]]] = [
     check_prog_type, check_maps, check_calls, check_helper_args, check_insns, check_memory,
-    check_map_value_use, check_exits, check_stack, check_length, check_analysis,
+    check_map_value_use, check_wide_operands, check_exits, check_stack, check_length, check_analysis,
 ]
 
 
