@@ -303,3 +303,62 @@ def test_from_program_order():
     prog = Program("p", (), maps=(MapDef("a", MapType.ARRAY, 4, 4, 1), MapDef("b", MapType.HASH, 4, 4, 1)))
     store = MapStore.from_program(prog)
     assert [m.name for m in store] == ["a", "b"] and store[1].name == "b"
+
+
+# -- differential against the Linux kernel ----------------------------------------------------------
+
+_UPDATE_OR_DELETE = """
+        {decl}
+        mov r6, r1
+        ldxw r7, [r6+0]
+        ldxw r8, [r6+4]
+        mov r2, r7
+        add r2, 16
+        mov r0, 2
+        jgt r2, r8, out
+        ldxw r9, [r7+0]
+        stxw [r10-8], r9
+        ldxw r9, [r7+12]
+        stxw [r10-4], r9
+        stdw [r10-16], 7
+        lddw r1, map:m
+        mov r2, r10
+        add r2, -8
+        ldxw r3, [r7+4]
+        jeq r3, 1, del
+        mov r3, r10
+        add r3, -16
+        ldxw r4, [r7+8]
+        call 2
+        exit
+    del:
+        call 3
+    out:
+        exit
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("decl,ops", [
+    (".map m array key=4 value=8 entries=4",
+     [(1, 0, 0, 0), (1, 0, 1, 0), (1, 0, 2, 0), (4, 0, 0, 0), (1, 0, 3, 0), (1, 1, 0, 0), (9, 1, 0, 0)]),
+    (".map m hash key=4 value=8 entries=2",
+     [(1, 0, 2, 0), (1, 0, 1, 0), (1, 0, 1, 0), (2, 0, 0, 0), (3, 0, 0, 0), (2, 0, 2, 0), (3, 1, 0, 0),
+      (1, 1, 0, 0), (3, 0, 1, 0), (3, 0, 5, 0)]),
+    (".map m lpm_trie key=8 value=8 entries=2 flags=1",
+     [(33, 0, 0, 0x0A), (8, 0, 0, 0x0A), (8, 0, 1, 0x090A), (8, 0, 2, 0x0A), (16, 0, 0, 0x10A),
+      (24, 0, 0, 0x1010A), (24, 1, 0, 0x1010A), (8, 1, 0, 0x0A), (33, 1, 0, 0)]),
+], ids=["array", "hash", "lpm_trie"])
+def test_update_delete_errors_agree_with_kernel(decl, ops):
+    kernel = pytest.importorskip("nfpjit.kernel")
+    ok, why = kernel.kernel_available()
+    if not ok:
+        pytest.skip(why)
+    prog = assemble(_UPDATE_OR_DELETE.format(decl=decl))
+    store = MapStore.from_program(prog)
+    with kernel.KernelProgram(prog) as kp:
+        for key, op, flags, extra in ops:
+            pkt = b"".join(v.to_bytes(4, "little") for v in (key, op, flags, extra)) + bytes(4)
+            want = kp.run(pkt)
+            got = run(prog, pkt, maps=store)
+            assert (got.r0 & 0xFFFF_FFFF, got.maps) == (want.r0, want.maps), (key, op, flags, extra)
