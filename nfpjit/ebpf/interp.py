@@ -35,7 +35,7 @@ from nfpjit.bits import MASK32, MASK64, bswap, s32, sdiv, sext, smod, u32, u64, 
 from nfpjit.errors import UsageError
 from nfpjit.ebpf.context import ETH_HLEN, Context, PacketBuffer, SkbContext, XdpContext
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.maps import BpfMap, MapStore
+from nfpjit.ebpf.maps import BpfMap, Errno, MapStore
 from nfpjit.ebpf.opcodes import (
     AluOp,
     AtomicOp,
@@ -262,6 +262,15 @@ class Machine:
             self.packet_region.lo = self.packet.data_meta
             self.packet_region.hi = self.packet.data_end
 
+    def abs_window(self) -> tuple[bytearray, int, int]:
+        """(buffer, start, end) that ld_abs/ld_ind offsets index: the packet, or the raw memory block."""
+        if self.packet is not None:
+            return self.packet.buf, self.packet.data, self.packet.data_end
+        region = self.memory_region
+        if region is None:
+            raise Trap("ld_abs/ld_ind without a packet")
+        return region.buf, 0, region.hi
+
     def clock(self) -> int:
         now = self.clock_ns
         self.clock_ns = u64(self.clock_ns + self.clock_step_ns)
@@ -283,8 +292,6 @@ class Machine:
     # -- control -------------------------------------------------------------
     def tail_call(self, bpf_map: BpfMap, index: int) -> int:
         """bpf_tail_call: on success arrange the switch and return 0; on failure a negative errno."""
-        from nfpjit.ebpf.maps import Errno
-
         if bpf_map.mapdef.type != MapType.PROG_ARRAY:
             raise Trap(f"bpf_tail_call on map {bpf_map.name!r}, which is not a prog array")
         index = u32(index)
@@ -856,16 +863,6 @@ def _exit_program(vm: Machine) -> int:
     return _EXIT
 
 
-def _abs_window(vm: Machine) -> tuple[bytearray, int, int]:
-    if vm.packet is not None:
-        return vm.packet.buf, vm.packet.data, vm.packet.data_end
-    region = vm.memory_region
-    if region is None:
-        raise Trap("ld_abs/ld_ind without a packet")
-    return region.buf, 0, region.hi
-
-
-Machine.abs_window = _abs_window
 
 
 # -- the table ---------------------------------------------------------------------
