@@ -27,12 +27,13 @@ def test_shipped_profiles_listed():
 
 
 def test_default_follows_the_real_nfp_limits():
-    # Numbers from the NFP offload facts: 512 B stack, HASH/ARRAY only, no map flags,
+    # Numbers from the NFP offload facts: 512 B stack, HASH/ARRAY only (plus the host-side perf
+    # event array that bpf_perf_event_output needs), no map flags,
     # up to 128 maps, about 2M entries, these seven helpers, atomic add only, no MOD.
     p = load_profile("default")
     assert p.name == "default"
     assert p.stack_size == 512
-    assert p.map_types == {MapType.HASH, MapType.ARRAY}
+    assert p.map_types == {MapType.HASH, MapType.ARRAY, MapType.PERF_EVENT_ARRAY}  # the last stays in the host
     assert p.map_flags == 0
     assert p.max_maps == 128
     assert p.max_total_entries == 2 * 1024 * 1024
