@@ -140,7 +140,7 @@ def test_jump_past_end_and_falling_off():
     f = _fault(run_raw(prog))
     assert f.pc == 1 and "outside the program" in f.reason
     f = _fault(run_raw(Program("f", (Insn(0xB7, 0, imm=0),))))
-    assert f.pc == 0
+    assert f.pc == 0 and "past the last instruction" in f.reason
 
 
 def test_jump_into_ld_imm64():

@@ -361,7 +361,7 @@ class Machine:
                         n = len(ops)
                         pc = self._switch_pc
                         continue
-                    raise Trap(f"jump to {pc}, outside the program (0..{n - 1})")
+                    raise _outside(pc, n)
                 handler, insn = ops[pc]
                 if handler is None:
                     raise Trap(f"jump to {pc}, the second half of an ld_imm64")
@@ -387,7 +387,7 @@ class Machine:
                     ops = self.ops
                     pc = self._switch_pc
                     continue
-                raise Trap(f"jump to {pc}, outside the program (0..{len(ops) - 1})")
+                raise _outside(pc, len(ops))
             handler, insn = ops[pc]
             if handler is None:
                 raise Trap(f"jump to {pc}, the second half of an ld_imm64")
@@ -439,6 +439,12 @@ def _compile_uncached(program: Program) -> list:
         if insn.width == 2:
             ops.append((None, insn))
     return ops
+
+
+def _outside(pc: int, n: int) -> Trap:
+    if pc == n:
+        return Trap(f"execution ran past the last instruction (pc {n}) without exit")
+    return Trap(f"jump to {pc}, outside the program (0..{n - 1})")
 
 
 def _bad_opcode(m: Machine, insn: Insn, pc: int) -> int:
