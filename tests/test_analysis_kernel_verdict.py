@@ -165,6 +165,18 @@ VARIANTS = {
         exit
     out: mov r0, 2
         exit""",
+    # an array lookup with a constant in-range key cannot return NULL (the kernel drops the check)
+    "array_const_key": ".map a array key=4 value=8 entries=2\nstw [r10-8], 1\nmov r2, r10\nadd r2, -8\n"
+                       "lddw r1, map:a\ncall map_lookup_elem\nldxdw r0, [r0]\nexit",
+    "array_key_out_of_range": ".map a array key=4 value=8 entries=2\nstw [r10-8], 2\nmov r2, r10\nadd r2, -8\n"
+                              "lddw r1, map:a\ncall map_lookup_elem\nldxdw r0, [r0]\nexit",
+    "array_key_unaligned_store": ".map a array key=4 value=8 entries=2\nstw [r10-4], 1\nmov r2, r10\n"
+                                 "add r2, -4\nlddw r1, map:a\ncall map_lookup_elem\nldxdw r0, [r0]\nexit",
+    "array_key_spill_overwritten": ".map a array key=4 value=8 entries=2\nstw [r10-8], 0\nstw [r10-4], 5\n"
+                                   "mov r2, r10\nadd r2, -8\nlddw r1, map:a\ncall map_lookup_elem\n"
+                                   "ldxdw r0, [r0]\nexit",
+    "packet_zero_right_open": BOUNDS.replace("add r4, 14", "add r4, 0") +
+                              "jge r4, r3, out\nldxb r0, [r2+0]\nexit\nout: mov r0, 2\nexit",
     "atomic_stack": "stdw [r10-8], 0\nmov r1, 1\nxadddw [r10-8], r1\nmov r0, 2\nexit",
 }
 
@@ -176,3 +188,68 @@ def test_variant_verdict_matches_kernel(name):
     k_ok, log = kernel_verdict(prog)
     our_ok, problems = ours(prog)
     assert our_ok == k_ok, f"kernel ok={k_ok} log={log!r}; ours ok={our_ok} {problems}"
+
+
+# -- templates with random boundaries: the edge of safe is where verdicts can drift ---------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZES = {1: "b", 2: "h", 4: "w", 8: "dw"}
+
+
+@st.composite
+def edge_program(draw):
+    kind = draw(st.sampled_from(["packet", "map", "stack", "loop", "jmp32"]))
+    size = draw(st.sampled_from([1, 2, 4, 8]))
+    sfx = SIZES[size]
+    if kind == "packet":
+        check = draw(st.integers(0, 40))
+        off = draw(st.integers(-2, 40))
+        op = draw(st.sampled_from(["jgt r4, r3", "jge r4, r3", "jlt r3, r4", "jle r3, r4"]))
+        return (f"ldxw r2, [r1]\nldxw r3, [r1+4]\nmov r4, r2\nadd r4, {check}\n{op}, out\n"
+                f"ldx{sfx} r0, [r2{off:+d}]\nexit\nout: mov r0, 2\nexit")
+    if kind == "map":
+        vsize = draw(st.sampled_from([4, 8, 12, 16]))
+        off = draw(st.integers(-4, 20))
+        check = draw(st.sampled_from(["jeq r0, 0, out", "jne r0, 0, ok\nja out\nok:", ""]))
+        return (f".map m array key=4 value={vsize} entries=2\nstw [r10-4], 0\nmov r2, r10\nadd r2, -4\n"
+                f"lddw r1, map:m\ncall map_lookup_elem\n{check}\nldx{sfx} r1, [r0{off:+d}]\n"
+                "out: mov r0, 2\nexit")
+    if kind == "stack":
+        woff = -8 * draw(st.integers(0, 65))
+        roff = draw(st.integers(-520, 0))
+        roff -= roff % size
+        return f"stdw [r10{woff:+d}], 7\nldx{sfx} r0, [r10{roff:+d}]\nexit"
+    if kind == "loop":
+        bound = draw(st.integers(0, 300))
+        step = draw(st.sampled_from([1, 2, 0]))
+        return f"mov r0, 0\nmov r1, 0\nl: add r0, r1\nadd r1, {step}\njlt r1, {bound}, l\nexit"
+    # jmp32 narrowing then a map-value index
+    lim = draw(st.integers(0, 20))
+    op = draw(st.sampled_from(["jgt32", "jge32", "jsgt32", "jgt"]))
+    return (".map m array key=4 value=16 entries=1\nldxw r6, [r1+16]\nstw [r10-4], 0\nmov r2, r10\n"
+            "add r2, -4\nlddw r1, map:m\ncall map_lookup_elem\njeq r0, 0, out\n"
+            f"{op} r6, {lim}, out\nand r6, 0xff\nadd r0, r6\nldxb r1, [r0+0]\nout: mov r0, 2\nexit")
+
+
+def _edge_check(text):
+    prog = assemble(".type xdp\n.license GPL\n" + text, filename="edge.s")
+    k_ok, log = kernel_verdict(prog)
+    our_ok, problems = ours(prog)
+    assert our_ok == k_ok, f"{text}\nkernel ok={k_ok} log={log!r}; ours ok={our_ok} {problems}"
+
+
+@pytest.mark.kernel
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=edge_program())
+def test_edge_programs_match_kernel(text):
+    _edge_check(text)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=edge_program())
+def test_edge_programs_match_kernel_many(text):
+    _edge_check(text)

@@ -172,10 +172,20 @@ class Slot:
 
     bytes: tuple[Byte, ...]
     spill: RegState | None = None
+    vals: tuple[int | None, ...] | None = None  # known byte values of MISC bytes (narrow constant stores)
 
     @staticmethod
     def spilled(reg: RegState) -> "Slot":
         return Slot((Byte.SPILL,) * 8, reg)
+
+    def byte_value(self, i: int) -> int | None:
+        """The value of byte ``i`` (lowest address first) when known."""
+        if self.spill is not None:
+            v = self.spill.var.value if self.spill.kind == RegKind.SCALAR else None
+            return None if v is None else (v >> (8 * i)) & 0xFF
+        if self.bytes[i] == Byte.ZERO:
+            return 0
+        return self.vals[i] if self.vals is not None else None
 
 
 EMPTY_SLOT = Slot((Byte.INVALID,) * 8)
@@ -194,6 +204,8 @@ def slots_safe(old: Slot, new: Slot, ids: dict[int, int]) -> bool:
         nb = new.bytes[i]
         if ob == Byte.INVALID:
             continue
+        if old.vals is not None and old.vals[i] is not None and new.byte_value(i) != old.vals[i]:
+            return False
         if ob == Byte.ZERO:
             if nb == Byte.ZERO:
                 continue

@@ -29,7 +29,7 @@ from nfpjit.analysis.state import (
 )
 from nfpjit.bits import MASK32, MASK64, sext, trunc
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AluOp, AtomicOp, InsnClass, JmpOp, Mode, ProgType, PseudoSrc, Size, Source
+from nfpjit.ebpf.opcodes import AluOp, AtomicOp, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc, Size, Source
 from nfpjit.ebpf.program import Program
 
 MAX_STACK = 512
@@ -37,6 +37,7 @@ MAX_CALL_FRAMES = 8
 MAX_PACKET_OFF = 0xFFFF
 MAX_VAR_OFF = 1 << 29
 BPF_F_RDONLY_PROG = 1 << 7
+CONST_KEY_MAPS = (MapType.ARRAY, MapType.PERCPU_ARRAY)
 
 K = RegKind
 
@@ -489,6 +490,9 @@ class Verifier:
             if src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX):
                 return RegState(K.MAP_PTR, map=idx)
             off = trunc(insn.imm2, 32)
+            m = self.p.maps[idx]
+            if m.type != MapType.ARRAY or m.max_entries != 1:
+                self.fail("invalid_map", "no direct value access support for this map type")
             if off >= self.p.maps[idx].value_size:
                 self.fail("invalid_map", f"invalid access to map value pointer, value_size={self.p.maps[idx].value_size} off={off}")
             return RegState(K.MAP_VALUE, off=off, map=idx)
@@ -605,10 +609,14 @@ class Verifier:
             if size == 8:
                 frame.stack[slot_idx] = Slot.spilled(value)
                 return value
-            if value.kind == K.SCALAR and value.var.is_const and trunc(value.var.value, size * 8) == 0:
+            const = value.var.value if value.kind == K.SCALAR else None
+            if const is not None and trunc(const, size * 8) == 0:
                 kind = Byte.ZERO
             else:
                 kind = Byte.MISC
+            # Like the kernel, a narrow constant is remembered only when stored at the start of a
+            # slot (a partial spill); any other store into the slot forgets it.
+            vals = [None] * 8
             if slot.spill is not None:
                 if slot.spill.kind == K.SCALAR and slot.spill.var.is_const and slot.spill.var.value == 0:
                     old = [Byte.ZERO] * 8
@@ -616,9 +624,12 @@ class Verifier:
                     old = [Byte.MISC] * 8
             else:
                 old = list(slot.bytes)
+                if slot.vals is not None:  # a partial spill being overwritten: its bytes become some number
+                    old = [Byte.MISC if v is not None else b for b, v in zip(old, slot.vals)]
             for i in range(byte0, byte0 + size):
                 old[i] = kind
-            frame.stack[slot_idx] = Slot(tuple(old))
+                vals[i] = None if const is None or byte0 else (const >> (8 * (i - byte0))) & 0xFF
+            frame.stack[slot_idx] = Slot(tuple(old), None, tuple(vals) if any(v is not None for v in vals) else None)
             return value
         # read
         if slot.spill is not None:
@@ -632,9 +643,32 @@ class Verifier:
         got = slot.bytes[byte0:byte0 + size]
         if any(b == Byte.INVALID for b in got) and not self.allow_uninit_stack:
             self.fail("uninit_stack", f"invalid read from stack off {off}+0 size {size}")
-        if all(b == Byte.ZERO for b in got):
-            return RegState.const(0)
+        known = [slot.byte_value(i) for i in range(byte0, byte0 + size)]
+        if all(v is not None for v in known):
+            return RegState.const(int.from_bytes(bytes(known), "little"))
         return RegState.scalar(Scalar.unknown().truncate(size))
+
+    def stack_const(self, st: State, reg: RegState, n: int) -> int | None:
+        """The ``n``-byte little-endian number at a fixed stack address, when every byte is known."""
+        if reg.kind != K.STACK or not reg.var.is_const:
+            return None
+        off = reg.off + sext(reg.var.value, 64)
+        if off < -MAX_STACK or off + n > 0:
+            return None
+        frame = st.frames[reg.frame]
+        k0 = (-off - 1) // 8
+        slot = frame.stack.get(k0, EMPTY_SLOT)
+        if off + 8 * (k0 + 1) == 0 and slot.vals is not None and sum(v is not None for v in slot.vals) == n:
+            return int.from_bytes(bytes(slot.vals[:n]), "little")  # a spilled constant of the key's size
+        out = []
+        for b in range(off, off + n):
+            k = (-b - 1) // 8
+            sl = frame.stack.get(k, EMPTY_SLOT)
+            v = 0 if sl.spill is None and sl.bytes[b + 8 * (k + 1)] == Byte.ZERO else None
+            if v is None:
+                return None
+            out.append(v)
+        return int.from_bytes(bytes(out), "little")
 
     def atomic(self, insn: Insn, st: State) -> None:
         ptr = self.read(st, insn.dst)
@@ -664,6 +698,7 @@ class Verifier:
             self.fail("unknown_helper", f"unknown func {helper_name(insn.imm)}#{insn.imm}")
         regs = st.cur.regs
         map_idx = None
+        key_reg = regs[2]
         for i, arg in enumerate(sig.args):
             r = i + 1
             reg = self.read(st, r)
@@ -700,7 +735,13 @@ class Verifier:
         for r in range(1, 6):
             regs[r] = RegState()
         if sig.ret == Ret.MAP_VALUE_OR_NULL:
-            regs[0] = RegState(K.MAP_VALUE_OR_NULL, map=map_idx, id=self.new_id())
+            m = self.p.maps[map_idx]
+            key = self.stack_const(st, key_reg, m.key_size) if m.type in CONST_KEY_MAPS else None
+            if key is not None and key < m.max_entries:
+                # an array slot that exists: the kernel drops the NULL case
+                regs[0] = RegState(K.MAP_VALUE, map=map_idx)
+            else:
+                regs[0] = RegState(K.MAP_VALUE_OR_NULL, map=map_idx, id=self.new_id())
         elif sig.ret == Ret.U32:
             regs[0] = RegState.scalar(Scalar.urange(0, MASK32))
         else:
@@ -724,7 +765,9 @@ class Verifier:
                         slot = Slot((Byte.MISC,) * 8)
                     new = list(slot.bytes)
                     new[i] = Byte.MISC
-                    frame.stack[k] = Slot(tuple(new))
+                    vals = list(slot.vals) if slot.vals is not None else [None] * 8
+                    vals[i] = None
+                    frame.stack[k] = Slot(tuple(new), None, tuple(vals) if any(v is not None for v in vals) else None)
                 elif slot.spill is None and slot.bytes[i] == Byte.INVALID and not self.allow_uninit_stack:
                     self.fail("uninit_stack", f"invalid indirect read from stack R{r} off {off}+{b - off} size {n}")
             return
@@ -872,7 +915,8 @@ class Verifier:
             safe_taken, extra = True, 1
         else:
             safe_taken, extra = True, 0
-        if ptr.var.smin < 0 or ptr.off < 0:
+        if ptr.var.smin < 0 or ptr.off < 0 or (ptr.off == 0 and extra):
+            # "pkt < end" proves nothing the kernel would use
             return [(True, st.copy()), (False, st)]
         new_range = ptr.off + extra
         safe = st.copy()
