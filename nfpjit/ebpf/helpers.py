@@ -322,6 +322,22 @@ def tail_call(m, ctx: int, map_ptr: int, index: int) -> int:
     return m.tail_call(m.map_at(map_ptr), index)
 
 
+BPF_MAX_LOOPS = 1 << 23
+
+
+def loop(m, nr_loops: int, callback: int, callback_ctx: int, flags: int) -> int:
+    """bpf_loop: call ``callback(i, ctx)`` up to nr_loops times; a non-zero return stops early."""
+    if flags:
+        return -Errno.EINVAL
+    nr_loops = u32(nr_loops)
+    if nr_loops > BPF_MAX_LOOPS:
+        return -Errno.E2BIG
+    for i in range(nr_loops):
+        if m.call_function(callback, [i, callback_ctx]):
+            return i + 1
+    return nr_loops
+
+
 HELPERS: dict[int, HelperSpec] = {
     spec.helper: spec
     for spec in (
@@ -336,6 +352,7 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.get_prandom_u32, 0, get_prandom_u32),
         HelperSpec(Helper.get_smp_processor_id, 0, get_smp_processor_id),
         HelperSpec(Helper.tail_call, 3, tail_call),
+        HelperSpec(Helper.loop, 4, loop),
         HelperSpec(Helper.redirect, 2, redirect),
         HelperSpec(Helper.perf_event_output, 5, perf_event_output),
         HelperSpec(Helper.csum_diff, 5, csum_diff),

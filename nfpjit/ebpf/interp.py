@@ -65,6 +65,7 @@ SKF_LL_OFF = -0x200000        # ... and to the link-layer (MAC) header
 
 _EXIT = -(1 << 62)            # handler return values that are not pcs
 _SWITCH = _EXIT + 1
+_RETURN = _EXIT + 2           # a callback (bpf_loop) returned to the helper that called it
 
 
 class RegionKind(IntEnum):
@@ -74,10 +75,12 @@ class RegionKind(IntEnum):
     MAP_VALUE = 4
     MEMORY = 5
     MAP = 6
+    FUNCTION = 7
 
     @property
     def label(self) -> str:
-        return {1: "packet", 2: "context", 3: "stack", 4: "map value", 5: "memory", 6: "map object"}[self]
+        return {1: "packet", 2: "context", 3: "stack", 4: "map value", 5: "memory", 6: "map object",
+                7: "function"}[self]
 
 
 class Region:
@@ -140,6 +143,7 @@ class Machine:
         self._buf_regions: dict[int, Region] = {}
         self._map_regions: dict[int, Region] = {}
         self._program_maps: dict[int, list[BpfMap]] = {}
+        self._func_regions: dict[tuple[int, int], Region] = {}
         self.regs: list[int | None] = [None if strict_registers else 0] * 11
         self.frames: list[_Frame] = []
         self.packet: PacketBuffer | None = None
@@ -306,6 +310,41 @@ class Machine:
         self.switch = (_compile(target), target)
         return 0
 
+    def function_ptr(self, ops: list, program: Program, target: int) -> int:
+        """A callable address for the BPF function starting at slot ``target`` (ld_imm64 ``func``)."""
+        key = (id(ops), target)
+        region = self._func_regions.get(key)
+        if region is None:
+            region = self.add_region(RegionKind.FUNCTION, bytearray(), f"function at {target}",
+                                     obj=(ops, program, target))
+            self._func_regions[key] = region
+        return region.base
+
+    def call_function(self, fn: int, args: list[int]) -> int:
+        """Run a BPF callback to its exit with r1.. = ``args`` and return its r0 (for bpf_loop)."""
+        region = self.regions.get(fn >> REGION_SHIFT)
+        if region is None or region.kind != RegionKind.FUNCTION or fn != region.base:
+            raise Trap("callback argument is not a function pointer", fn)
+        if len(self.frames) >= MAX_CALL_FRAMES:
+            raise Trap(f"BPF-to-BPF call nesting deeper than {MAX_CALL_FRAMES} frames")
+        ops, program, target = region.obj
+        r = self.regs
+        stack = self.push_stack()
+        self.frames.append(_Frame(_RETURN, r[6:11], stack, ops, program))
+        blank = None if self.strict else 0
+        r[0:10] = [blank] * 10
+        for n, a in enumerate(args, 1):
+            r[n] = a
+        r[10] = stack.base + STACK_SIZE
+        outer_ops = self.ops
+        self.ops = ops
+        if self.trace_lines is not None:
+            self._loop_traced(target)
+        else:
+            self._loop(target)
+        self.ops = outer_ops
+        return r[0]
+
     def run(self, entry_args: list[int | None]) -> RunResult:
         regs = self.regs
         for i, v in enumerate(entry_args):
@@ -354,7 +393,7 @@ class Machine:
         try:
             while True:
                 if not 0 <= pc < n:
-                    if pc == _EXIT:
+                    if pc == _EXIT or pc == _RETURN:
                         return pc
                     if pc == _SWITCH:
                         ops = self.ops
@@ -369,7 +408,15 @@ class Machine:
                     raise Trap(f"instruction budget of {budget} exhausted")
                 count += 1
                 self._fault_pc = pc
-                pc = handler(self, insn, pc)
+                if handler is _call:
+                    # A helper may run a callback (bpf_loop), which counts instructions too.
+                    self.insns = count
+                    try:
+                        pc = handler(self, insn, pc)
+                    finally:
+                        count = self.insns
+                else:
+                    pc = handler(self, insn, pc)
         finally:
             self.insns = count
 
@@ -381,7 +428,7 @@ class Machine:
         self._fault_pc = pc
         while True:
             if not 0 <= pc < len(ops):
-                if pc == _EXIT:
+                if pc == _EXIT or pc == _RETURN:
                     return pc
                 if pc == _SWITCH:
                     ops = self.ops
@@ -826,6 +873,13 @@ def _ld_imm64(vm: Machine, i: Insn, pc: int) -> int:
         if value is None or bpf_map.mapdef.type not in (MapType.ARRAY, MapType.PERCPU_ARRAY):
             raise Trap(f"map value pseudo-load from map {bpf_map.name!r}, which is not a one-entry array")
         vm.regs[i.dst] = (vm.value_ptr(value, bpf_map.name) + u32(i.imm2)) & MASK64
+        return pc + 2
+    if src == PseudoSrc.FUNC:
+        frame = vm.frames[-1]
+        target = pc + 1 + i.imm
+        if not 0 <= target < len(frame.ops) or frame.ops[target][0] is None:
+            raise Trap(f"ld_imm64 func refers to slot {target}, which is not an instruction")
+        vm.regs[i.dst] = vm.function_ptr(frame.ops, frame.program, target)
         return pc + 2
     raise Trap(f"ld_imm64 with pseudo source {PseudoSrc(src).name} is not supported by the interpreter")
 
