@@ -362,3 +362,13 @@ def test_update_delete_errors_agree_with_kernel(decl, ops):
             want = kp.run(pkt)
             got = run(prog, pkt, maps=store)
             assert (got.r0 & 0xFFFF_FFFF, got.maps) == (want.r0, want.maps), (key, op, flags, extra)
+
+
+def test_read_map_entries_validates_without_writing(tmp_path):
+    from nfpjit.ebpf.mapfile import read_map_entries
+
+    p = tmp_path / "m.json"
+    p.write_text(json.dumps({"h": [{"key": 1, "value": "0a0b0c0d"}]}))
+    store = _store()
+    assert read_map_entries(p, store) == {"h": [(b"\x01\x00", b"\x0a\x0b\x0c\x0d")]}
+    assert store.dump()["h"] == {}

@@ -65,8 +65,11 @@ def parse_entries(doc: object, maps: MapStore, *, source: str = "<map file>") ->
     return out
 
 
-def load_map_file(path: str | Path, maps: MapStore) -> None:
-    """Read a JSON (``.json``) or TOML (``.toml``) map file and apply it to ``maps`` (BPF_ANY updates)."""
+def read_map_entries(path: str | Path, maps: MapStore) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Read and validate a JSON (``.json``) or TOML (``.toml``) map file: map name -> [(key, value)].
+
+    ``maps`` supplies the names and key/value sizes; nothing is written to it.
+    """
     path = Path(path)
     source = str(path)
     try:
@@ -84,7 +87,12 @@ def load_map_file(path: str | Path, maps: MapStore) -> None:
         raise LoadError(f"invalid JSON: {exc.msg}", where=f"{source}:{exc.lineno}:{exc.colno}") from None
     except tomllib.TOMLDecodeError as exc:
         raise LoadError(f"invalid TOML: {exc}", where=source) from None
-    apply_entries(parse_entries(doc, maps, source=source), maps, source=source)
+    return parse_entries(doc, maps, source=source)
+
+
+def load_map_file(path: str | Path, maps: MapStore) -> None:
+    """Read a JSON or TOML map file and apply it to ``maps`` (BPF_ANY updates)."""
+    apply_entries(read_map_entries(path, maps), maps, source=str(path))
 
 
 def apply_entries(entries: dict[str, list[tuple[bytes, bytes]]], maps: MapStore, *, source: str = "<map file>") -> None:
@@ -106,4 +114,4 @@ def write_map_file(path: str | Path, state: MapState) -> None:
     Path(path).write_text(json.dumps(state_to_json(state), indent=2) + "\n")
 
 
-__all__ = ["load_map_file", "parse_entries", "apply_entries", "state_to_json", "write_map_file"]
+__all__ = ["read_map_entries", "load_map_file", "parse_entries", "apply_entries", "state_to_json", "write_map_file"]
