@@ -303,7 +303,8 @@ class _Gen:
         self._key()
         for off in range(-4 - VALUE_SIZE, -4, 4):
             self.e.emit(_st(Size.W, FP, off - 4, self.d(_IMMS)))
-        self.stack_init |= set(range(-8 - VALUE_SIZE, 0)) if self.depth == 0 else set()
+        if self.depth == 0:  # key at fp-4..-1, value at fp-24..-9; fp-8..-5 stays unwritten
+            self.stack_init |= set(range(-8 - VALUE_SIZE, -8)) | set(range(-4, 0))
         self.e.emit(Insn.ld_imm64(1, _HSH, PseudoSrc.MAP_FD))
         self.e.emit(_movr(2, FP))
         self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
