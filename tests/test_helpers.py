@@ -571,3 +571,103 @@ def test_bpf_loop_errors_and_callback_faults():
 def test_bpf_loop_counts_against_the_budget():
     res = run_raw(_loop_prog(1000, 10**6), budget=500)
     assert res.fault is not None and "budget" in res.fault.reason and res.insns == 500
+
+
+# -- l3/l4_csum_replace ---------------------------------------------------------------------------------
+
+def _ipv4_frame(ttl: int = 64) -> bytearray:
+    hdr = bytearray(bytes.fromhex("45000054abcd400000010000c0a80001c0a800c7"))
+    hdr[8] = ttl
+    total = sum(struct.unpack("!10H", bytes(hdr)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    hdr[10:12] = (~total & 0xFFFF).to_bytes(2, "big")
+    return bytearray(b"\x00" * 12 + b"\x08\x00") + hdr + bytearray(26)
+
+
+def _header_ok(frame: bytes) -> bool:
+    total = sum(struct.unpack("!10H", frame[14:34]))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_l3_csum_replace_keeps_ipv4_header_valid(size):
+    # Rewrite the TTL/protocol word (2 bytes) or the source address (4 bytes) and patch the checksum.
+    frame = _ipv4_frame()
+    if size == 2:
+        off, old = 22, bytes(frame[22:24])
+        new = bytes([17, old[1]])
+    else:
+        off, old, new = 26, bytes(frame[26:30]), bytes([10, 1, 2, 3])
+    prog = asm(f"""
+        .type tc
+        mov r6, r1
+        lddw r3, {int.from_bytes(old, 'little')}
+        lddw r4, {int.from_bytes(new, 'little')}
+        mov r2, 24
+        mov r5, {size}
+        call 10
+        mov r7, r0
+        mov r1, r6
+        mov r2, {off}
+        mov r3, r10
+        add r3, -8
+        lddw r4, {int.from_bytes(new, 'little')}
+        stxdw [r10-8], r4
+        mov r4, {size}
+        mov r5, 0
+        call 9
+        add r0, r7
+        exit
+    """)
+    res = run(prog, bytes(frame))
+    assert res.fault is None and res.r0 == 0
+    assert res.packet[off : off + size] == new and _header_ok(res.packet)
+
+
+def test_csum_replace_errors_and_mangled_zero():
+    frame = bytes(_ipv4_frame())
+    call = lambda helper, off, flags, frm=0, to=0: asm(  # noqa: E731
+        f".type tc\nlddw r3, {frm}\nlddw r4, {to}\nmov r2, {off}\nmov r5, {flags}\ncall {helper}\nexit")
+    assert run(call(10, 25, 2), frame).r0 == neg(EFAULT)         # odd offset
+    assert run(call(10, 24, 3), frame).r0 == neg(EINVAL)         # field size 3
+    assert run(call(10, 24, 0, frm=1), frame).r0 == neg(EINVAL)  # by-diff needs from == 0
+    assert run(call(10, 24, 1 << 5), frame).r0 == neg(EINVAL)    # l4 flags are not l3 flags
+    zero = bytearray(frame)
+    zero[40:42] = b"\0\0"                                         # a UDP checksum of 0 means "none"
+    res = run(call(11, 40, 2 | (1 << 5), frm=0, to=0x1234), bytes(zero))
+    assert res.r0 == 0 and res.packet[40:42] == b"\0\0"
+    # Forcing: 0 becomes ~0x1234 = 0xedcb; a result of exactly 0 would be written as 0xffff.
+    res = run(call(11, 40, 2 | (1 << 5) | (1 << 6), frm=0, to=0x1234), bytes(zero))
+    assert res.r0 == 0 and int.from_bytes(res.packet[40:42], "little") == 0xEDCB
+
+
+@pytest.mark.kernel
+def test_csum_replace_agrees_with_kernel():
+    import random
+
+    kernel = _kernel()
+    rng = random.Random(11)
+    compared = 0
+    for helper in (10, 11):
+        for _ in range(40):
+            flags = rng.choice([0, 2, 4, 2 | 32, 4 | 16, 32, 2 | 32 | 64, 3])
+            offset = rng.choice([24, 40, 41, 62, 20])
+            frm = rng.choice([0, rng.randrange(1 << 16), rng.randrange(1 << 32), 0xFFFF])
+            to = rng.choice([0, rng.randrange(1 << 16), rng.randrange(1 << 32), 0xFFFF])
+            frame = bytearray(rng.randbytes(64))
+            frame[12:14] = b"\x08\x00"
+            if rng.random() < 0.3:
+                frame[40:42] = b"\0\0"
+            prog = asm(f".type tc\nlddw r3, {frm}\nlddw r4, {to}\nmov r2, {offset}\nmov r5, {flags}\ncall {helper}\nexit")
+            pkt = PacketIn(bytes(frame), ingress_ifindex=0)
+            try:
+                want = kernel.run_in_kernel(prog, pkt)
+            except kernel.KernelError:
+                continue
+            got = run(prog, pkt)
+            assert (got.r0 & 0xFFFF_FFFF, got.packet) == (want.r0, want.packet), (helper, flags, offset, frm, to)
+            compared += 1
+    assert compared >= 40

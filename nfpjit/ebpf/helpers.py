@@ -263,6 +263,87 @@ def csum_from32to16(x: int) -> int:
     return x >> 16
 
 
+def csum_fold(x: int) -> int:
+    """Fold a 32-bit partial sum to the complemented 16-bit checksum (x86-64 csum_fold)."""
+    x &= MASK32
+    s = (x & 0xFFFF_0000) + ((x << 16) & MASK32)
+    s = ((s & MASK32) + 0xFFFF + (s >> 32)) & MASK32
+    return (~s & MASK32) >> 16
+
+
+def _csum16_add(a: int, b: int) -> int:
+    res = (a + b) & 0xFFFF
+    return (res + (res < (b & 0xFFFF))) & 0xFFFF
+
+
+def csum_replace(old_sum: int, frm: int, to: int, size: int) -> int:
+    """The kernel's csum_replace_by_diff (size 0), csum_replace2 (2) and csum_replace4 (4) on a 16-bit field."""
+    if size == 2:
+        return ~_csum16_add(_csum16_add(~old_sum & 0xFFFF, ~frm & 0xFFFF), to & 0xFFFF) & 0xFFFF
+    unfolded = ~old_sum & MASK32  # ~csum_unfold(sum)
+    if size == 4:
+        return csum_fold(csum_add(csum_add(unfolded, ~frm & MASK32), to & MASK32))
+    return csum_fold(csum_add(to & MASK32, unfolded))
+
+
+BPF_F_HDR_FIELD_MASK = 0xF
+BPF_F_PSEUDO_HDR = 1 << 4
+BPF_F_MARK_MANGLED_0 = 1 << 5
+BPF_F_MARK_ENFORCE = 1 << 6
+BPF_F_IPV6 = 1 << 7
+CSUM_MANGLED_0 = 0xFFFF
+
+
+def _csum_field(m, offset: int, flags: int, allowed: int) -> tuple[int, int] | int:
+    """Validate a checksum-replace call: (buffer offset, field size) or a negative errno."""
+    if flags & ~allowed:
+        return -Errno.EINVAL
+    offset = u32(offset)
+    if offset > 0xFFFF or offset & 1 or offset + 2 > m.packet.length:
+        return -Errno.EFAULT
+    size = flags & BPF_F_HDR_FIELD_MASK
+    if size not in (0, 2, 4):
+        return -Errno.EINVAL
+    return m.packet.data + offset, size
+
+
+def l3_csum_replace(m, ctx: int, offset: int, frm: int, to: int, flags: int) -> int:
+    _need_skb(m, "l3_csum_replace")
+    got = _csum_field(m, offset, flags, BPF_F_HDR_FIELD_MASK)
+    if isinstance(got, int):
+        return got
+    at, size = got
+    if size == 0 and frm:
+        return -Errno.EINVAL
+    buf = m.packet.buf
+    old = int.from_bytes(buf[at : at + 2], "little")
+    buf[at : at + 2] = csum_replace(old, frm, to, size).to_bytes(2, "little")
+    return 0
+
+
+def l4_csum_replace(m, ctx: int, offset: int, frm: int, to: int, flags: int) -> int:
+    # BPF_PROG_TEST_RUN's skb has ip_summed == CHECKSUM_NONE, so the pseudo-header
+    # flag changes nothing beyond what l3_csum_replace does.
+    _need_skb(m, "l4_csum_replace")
+    allowed = BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE | BPF_F_PSEUDO_HDR | BPF_F_HDR_FIELD_MASK | BPF_F_IPV6
+    got = _csum_field(m, offset, flags, allowed)
+    if isinstance(got, int):
+        return got
+    at, size = got
+    buf = m.packet.buf
+    old = int.from_bytes(buf[at : at + 2], "little")
+    mangled_zero = bool(flags & BPF_F_MARK_MANGLED_0)
+    if mangled_zero and not flags & BPF_F_MARK_ENFORCE and old == 0:
+        return 0
+    if size == 0 and frm:
+        return -Errno.EINVAL
+    new = csum_replace(old, frm, to, size)
+    if mangled_zero and new == 0:
+        new = CSUM_MANGLED_0
+    buf[at : at + 2] = new.to_bytes(2, "little")
+    return 0
+
+
 def csum_diff(m, from_ptr: int, from_size: int, to_ptr: int, to_size: int, seed: int) -> int:
     # Linux >= 6.12 semantics: the 32-bit difference is folded to 16 bits, with
     # separate paths for push (only `to`), pull (only `from`) and diff (both).
@@ -365,7 +446,10 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.xdp_store_bytes, 4, xdp_store_bytes),
         HelperSpec(Helper.skb_load_bytes, 4, skb_load_bytes),
         HelperSpec(Helper.skb_store_bytes, 5, skb_store_bytes),
+        HelperSpec(Helper.l3_csum_replace, 5, l3_csum_replace),
+        HelperSpec(Helper.l4_csum_replace, 5, l4_csum_replace),
     )
 }
 
-__all__ = ["HELPERS", "HelperSpec", "csum_partial", "csum_add", "csum_from32to16", "format_printk"]
+__all__ = ["HELPERS", "HelperSpec", "csum_partial", "csum_add", "csum_from32to16", "csum_fold", "csum_replace",
+           "format_printk"]
