@@ -671,3 +671,17 @@ def test_csum_replace_agrees_with_kernel():
             assert (got.r0 & 0xFFFF_FFFF, got.packet) == (want.r0, want.packet), (helper, flags, offset, frm, to)
             compared += 1
     assert compared >= 40
+
+
+@pytest.mark.kernel
+def test_redirect_map_agrees_with_kernel():
+    kernel = _kernel()
+    slot1 = [((1).to_bytes(4, "little"), (1).to_bytes(4, "little"))]   # slot 1 -> lo (ifindex 1)
+    for key, flags in [(1, 0), (2, 0), (2, 2), (3, 1), (9, 3), (1, 8), (1, 32)]:
+        prog = asm(f".map tx devmap key=4 value=4 entries=4\nlddw r1, map:tx\nmov r2, {key}\nmov r3, {flags}\n"
+                   "call 51\nexit")
+        with kernel.KernelProgram(prog, maps_in={"tx": slot1}) as kp:
+            want = kp.run(bytes(60)).r0
+        store = MapStore.from_program(prog)
+        store.by_name("tx").update(*slot1[0])
+        assert run(prog, bytes(60), maps=store).r0 == want, (key, flags)
