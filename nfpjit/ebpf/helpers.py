@@ -7,7 +7,7 @@ including its error returns; memory arguments are read and written through
 the machine, so a bad pointer is a fault like any other bad access.
 Anything a helper needs from the machine: ``read``/``write``/``read_cstring``,
 ``map_at``/``value_ptr``, ``packet``/``sync_packet``, ``rng``, ``clock``,
-``redirect``, ``trace_output``/``perf_output``, ``tail_call`` and
+``redirect``, ``trace_output``/``perf_output``, ``tail_call``, ``call_function`` and
 ``program.prog_type``.
 """
 
