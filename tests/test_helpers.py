@@ -685,3 +685,49 @@ def test_redirect_map_agrees_with_kernel():
         store = MapStore.from_program(prog)
         store.by_name("tx").update(*slot1[0])
         assert run(prog, bytes(60), maps=store).r0 == want, (key, flags)
+
+
+def test_for_each_map_elem_visits_entries_until_stopped():
+    prog = asm("""
+        .map h hash key=4 value=8 entries=8
+        stdw [r10-8], 0
+        lddw r1, map:h
+        lddw r2, func(cb)
+        mov r3, r10
+        add r3, -8
+        mov r4, 0
+        call 164
+        ldxdw r1, [r10-8]
+        lsh r0, 32
+        or r0, r1
+        exit
+    cb:
+        ldxw r5, [r2+0]
+        ldxdw r6, [r3+0]
+        add r6, r5
+        stxdw [r3+0], r6
+        ldxdw r7, [r4+0]
+        add r7, r6
+        stxdw [r4+0], r7
+        mov r0, 0
+        jne r5, 3, go
+        mov r0, 1
+    go:
+        exit
+    """)
+    store = MapStore.from_program(prog)
+    entries = [(5, 100), (3, 10), (7, 1000)]
+    for k, v in entries:
+        store.by_name("h").update(k.to_bytes(4, "little"), v.to_bytes(8, "little"))
+    res = run(prog, bytes(60), maps=store)
+    assert res.fault is None
+    # Python model: visit in insertion order, value += key, ctx += new value, stop after key 3.
+    visited, total = 0, 0
+    for k, v in entries:
+        visited += 1
+        total += v + k
+        if k == 3:
+            break
+    assert res.r0 == (visited << 32) | total
+    after = {int.from_bytes(k, "little"): int.from_bytes(v, "little") for k, v in res.maps["h"].items()}
+    assert after == {5: 105, 3: 13, 7: 1000}

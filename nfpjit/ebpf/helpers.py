@@ -419,6 +419,28 @@ def loop(m, nr_loops: int, callback: int, callback_ctx: int, flags: int) -> int:
     return nr_loops
 
 
+def for_each_map_elem(m, map_ptr: int, callback: int, callback_ctx: int, flags: int) -> int:
+    """bpf_for_each_map_elem: callback(map, &key, &value, ctx) per element until it returns non-zero."""
+    bpf_map = m.map_at(map_ptr)
+    if flags:
+        return -Errno.EINVAL
+    if not isinstance(bpf_map, (ArrayMap, HashMap)) or bpf_map.mapdef.type not in (
+            MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
+            MapType.LRU_HASH, MapType.LRU_PERCPU_HASH):
+        raise _trap(f"bpf_for_each_map_elem on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}")
+    if isinstance(bpf_map, ArrayMap):
+        elements = [(i.to_bytes(4, "little"), v) for i, v in enumerate(bpf_map.values)]
+    else:
+        elements = list(bpf_map.entries.items())  # a snapshot: the callback may delete
+    done = 0
+    for key, value in elements:
+        done += 1
+        key_ptr = m.scratch_ptr(key, f"{bpf_map.name} key")
+        if m.call_function(callback, [map_ptr, key_ptr, m.value_ptr(value, bpf_map.name), callback_ctx]):
+            break
+    return done
+
+
 HELPERS: dict[int, HelperSpec] = {
     spec.helper: spec
     for spec in (
@@ -434,6 +456,7 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.get_smp_processor_id, 0, get_smp_processor_id),
         HelperSpec(Helper.tail_call, 3, tail_call),
         HelperSpec(Helper.loop, 4, loop),
+        HelperSpec(Helper.for_each_map_elem, 4, for_each_map_elem),
         HelperSpec(Helper.redirect, 2, redirect),
         HelperSpec(Helper.perf_event_output, 5, perf_event_output),
         HelperSpec(Helper.csum_diff, 5, csum_diff),

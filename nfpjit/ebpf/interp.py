@@ -180,6 +180,10 @@ class Machine:
             self._buf_regions[id(buf)] = region
         return region.base
 
+    def scratch_ptr(self, data: bytes, name: str) -> int:
+        """The address of a fresh read-only-by-convention copy of ``data`` (e.g. a key handed to a callback)."""
+        return self.add_region(RegionKind.MAP_VALUE, bytearray(data), name).base
+
     def map_ptr(self, bpf_map: BpfMap) -> int:
         region = self._map_regions.get(id(bpf_map))
         if region is None:
