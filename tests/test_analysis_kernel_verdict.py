@@ -200,7 +200,7 @@ SIZES = {1: "b", 2: "h", 4: "w", 8: "dw"}
 
 @st.composite
 def edge_program(draw):
-    kind = draw(st.sampled_from(["packet", "map", "stack", "loop", "jmp32"]))
+    kind = draw(st.sampled_from(["packet", "map", "stack", "loop", "jmp32", "index", "index"]))
     size = draw(st.sampled_from([1, 2, 4, 8]))
     sfx = SIZES[size]
     if kind == "packet":
@@ -225,6 +225,26 @@ def edge_program(draw):
         bound = draw(st.integers(0, 300))
         step = draw(st.sampled_from([1, 2, 0]))
         return f"mov r0, 0\nmov r1, 0\nl: add r0, r1\nadd r1, {step}\njlt r1, {bound}, l\nexit"
+    if kind == "index":
+        # a packet-derived number shaped by random ALU ops and checks, then used as a map-value index
+        # One shaping op and one check, as compiled code does.  (Longer random chains find places
+        # where the kernel loses precision we keep, e.g. after JSET; see docs/analysis.md.)
+        shape = draw(st.sampled_from(["and", "rsh", "lsh", "add", "sub", "mul", "and32", "rsh32", "mod", "or"]))
+        c = draw(st.sampled_from([1, 2, 3, 4, 7, 8, 15, 16, 31, 63, 255]))
+        ops = [f"{shape} r6, {c & 31 if 'sh' in shape else c}"]
+        check = draw(st.sampled_from(["jgt", "jge", "jlt", "jgt32", "jsgt", "jslt", "jne", "none"]))
+        lim = draw(st.sampled_from([0, 1, 7, 8, 15, 16, 63, 64]))
+        if check == "jlt":
+            ops.append(f"jlt r6, {lim}, ok\nja out\nok:")
+        elif check == "jslt":
+            ops.append(f"jslt r6, {lim}, ok\nja out\nok:")
+        elif check != "none":
+            ops.append(f"{check} r6, {lim}, out")
+        vsize = draw(st.sampled_from([8, 16, 64]))
+        load = draw(st.sampled_from(["ldxw r6, [r1+16]", "ldxw r6, [r1+12]"]))
+        return (f".map m array key=4 value={vsize} entries=1\n{load}\nstw [r10-8], 0\nmov r2, r10\n"
+                "add r2, -8\nlddw r1, map:m\ncall map_lookup_elem\n" + "\n".join(ops) +
+                f"\nadd r0, r6\nldx{sfx} r1, [r0+0]\nout: mov r0, 2\nexit")
     # jmp32 narrowing then a map-value index
     lim = draw(st.integers(0, 20))
     op = draw(st.sampled_from(["jgt32", "jge32", "jsgt32", "jgt"]))

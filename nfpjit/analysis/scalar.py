@@ -219,6 +219,28 @@ def bounds_neg(a: Bounds) -> Bounds:
 
 # -- the register view -------------------------------------------------------------
 
+def _fit_low(lo: int, hi: int, l32min: int, l32max: int) -> tuple[int, int]:
+    """Move ``[lo, hi]`` inwards to the nearest numbers whose low word lies in ``[l32min, l32max]``.
+
+    Works for unsigned and (Python, negative) signed bounds alike: the high part is
+    ``v & ~0xffffffff`` in both.  The result may be empty (lo > hi).
+    """
+    base = lo & ~MASK32
+    low = lo & MASK32
+    if low < l32min:
+        lo = base + l32min
+    elif low > l32max:
+        lo = base + (1 << 32) + l32min
+    base = hi & ~MASK32
+    low = hi & MASK32
+    if low > l32max:
+        hi = base + l32max
+    elif low < l32min:
+        hi = base - (1 << 32) + l32max
+    return lo, hi
+
+
+
 @dataclass(frozen=True, slots=True)
 class Scalar:
     """A 64-bit register's number: full-width bounds and the bounds of its low word."""
@@ -256,13 +278,8 @@ class Scalar:
                 return None
             # low word -> full
             tf = f.tnum.with_subreg(lo2.tnum)
-            umin, umax, smin, smax = f.umin, f.umax, f.smin, f.smax
-            if umin >> 32 == umax >> 32:
-                hi = umin & ~MASK32
-                umin, umax = max(umin, hi | lo2.umin), min(umax, hi | lo2.umax)
-            if smin >> 32 == smax >> 32:
-                hi = smin & ~MASK32  # python ints: arithmetic, keeps the sign
-                smin, smax = max(smin, hi + lo2.umin), min(smax, hi + lo2.umax)
+            umin, umax = _fit_low(f.umin, f.umax, lo2.umin, lo2.umax)
+            smin, smax = _fit_low(f.smin, f.smax, lo2.umin, lo2.umax)
             if umin > umax or smin > smax:
                 return None
             f2 = Bounds(64, tf, umin, umax, smin, smax)

@@ -431,8 +431,13 @@ class Verifier:
             if not 0 <= insn.imm < (64 if wide else 32):
                 self.fail("invalid_shift", f"invalid shift {insn.imm}")
         if dst.kind == K.SCALAR and src.kind == K.SCALAR:
-            signed = op in (AluOp.DIV, AluOp.MOD) and insn.off == 1
-            self.write(st, d, RegState.scalar(dst.var.alu(op, src.var, wide=wide, signed=signed)))
+            if op in (AluOp.DIV, AluOp.MOD):
+                # The kernel does not track quotients or remainders (not even of constants); neither do we, so that what
+                # we accept is what it accepts (Scalar.alu could do better).
+                result = Scalar.unknown() if wide else Scalar.from_low(Bounds.unknown(32))
+                self.write(st, d, RegState.scalar(result))
+                return
+            self.write(st, d, RegState.scalar(dst.var.alu(op, src.var, wide=wide)))
             return
         self.pointer_alu(insn, st, dst, src, wide)
 
