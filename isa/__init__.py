@@ -37,6 +37,7 @@ from .operands import (
     NN,
     Bank,
     Gpr,
+    GprBoth,
     IllegalInstruction,
     IllegalOperands,
     Imm,
@@ -71,7 +72,7 @@ from .disasm import disassemble, format_instruction
 from .asm import AsmResult, assemble, parse
 
 __all__ = [
-    "NN", "Bank", "Gpr", "IllegalInstruction", "IllegalOperands", "Imm", "IsaAsmError", "IsaError", "LMem",
+    "NN", "Bank", "Gpr", "GprBoth", "IllegalInstruction", "IllegalOperands", "Imm", "IsaAsmError", "IsaError", "LMem",
     "NoDest", "Operand", "OperandKind", "Xfer", "XferSide",
     "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
     "Memory", "MulStep", "Op", "ShiftKind", "Width",

@@ -31,6 +31,7 @@ from .operands import (
     NN,
     Bank,
     Gpr,
+    GprBoth,
     IllegalOperands,
     Imm,
     IsaAsmError,
@@ -91,6 +92,7 @@ _IDENT = re.compile(r"[A-Za-z_.$][A-Za-z0-9_.$]*\Z")
 _LABEL_DEF = re.compile(r"\s*([A-Za-z_.][A-Za-z0-9_.$]*)\s*:")
 _INT = re.compile(r"(?:0x[0-9a-fA-F]+|0b[01]+|[0-9]+)\Z")
 _GPR = re.compile(r"([ab])([0-9]+)\Z")
+_GPR_BOTH = re.compile(r"ab([0-9]+)\Z")
 _XFER = re.compile(r"\$(in|out)([0-9]+)\Z")
 _NN = re.compile(r"n([0-9]+)\Z")
 _LMEM = re.compile(r"\*l\$index([0-9]+)(?:\[([0-9]+)\])?(\+\+)?\Z")
@@ -153,6 +155,9 @@ def parse_operand(text: str, role: str = "b") -> object:
     m = _GPR.match(t)
     if m:
         return Gpr(Bank.A if m.group(1) == "a" else Bank.B, int(m.group(2)))
+    m = _GPR_BOTH.match(t)
+    if m:
+        return GprBoth(int(m.group(1)))
     m = _XFER.match(t)
     if m:
         return Xfer(XferSide.IN if m.group(1) == "in" else XferSide.OUT, int(m.group(2)))
@@ -166,7 +171,7 @@ def parse_operand(text: str, role: str = "b") -> object:
         return Imm(_to_int(t))
     raise IsaAsmError(
         f"expected an operand, got {t!r}",
-        hint="operands: aN, bN, $inN, $outN, nN, *l$indexN[k], *l$indexN++, a number 0..255, --",
+        hint="operands: aN, bN, abN (destination: both banks), $inN, $outN, nN, *l$indexN[k], *l$indexN++, a number 0..255, --",
     )
 
 

@@ -15,6 +15,7 @@ Operand code map (10 bits)::
     01 010 nnnnn       Xfer(XferSide.IN, n)              (sources only)
     01 011 nnnnn       Xfer(XferSide.OUT, n)             (destinations only)
     01 100 nnnnn       NN(n)
+    01 101 nnnnn       GprBoth(n): a<n> and b<n> together (destinations only)
     10 0 pp i oooo     LMem(pointer=pp, offset=oooo, postinc=i); postinc needs offset 0
     11 1111 1111       NoDest (discarded result / absent operand)
     anything else      reserved: the decoder rejects it
@@ -82,6 +83,7 @@ class OperandKind(IntEnum):
     NN = 5
     LMEM = 6
     NONE = 7
+    GPR_BOTH = 8
 
 
 def _check_index(what: str, value: int, limit: int) -> None:
@@ -107,6 +109,34 @@ class Gpr:
 
     def __str__(self) -> str:
         return f"{self.bank.name.lower()}{self.index}"
+
+
+@dataclass(frozen=True, slots=True)
+class GprBoth:
+    """Destination ``ab<n>``: one write that lands in both ``a<n>`` and ``b<n>`` (never a source).
+
+    Keeping a value in both banks lets any later instruction read it from
+    whichever port the two-source rule leaves free.  Partial writes (``immed``
+    with ``width=lo|hi``, ``ld_field`` without ``clear``) merge into each
+    bank's own old value.
+    """
+
+    index: int
+
+    def __post_init__(self) -> None:
+        _check_index("GPR", self.index, N_GPR)
+
+    @property
+    def kind(self) -> OperandKind:
+        return OperandKind.GPR_BOTH
+
+    @property
+    def banks(self) -> tuple[Gpr, Gpr]:
+        """The two registers written: ``(a<n>, b<n>)``."""
+        return Gpr(Bank.A, self.index), Gpr(Bank.B, self.index)
+
+    def __str__(self) -> str:
+        return f"ab{self.index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,20 +240,20 @@ class NoDest:
         return "--"
 
 
-Operand = Union[Gpr, Xfer, NN, LMem, Imm, NoDest]
-OPERAND_TYPES = (Gpr, Xfer, NN, LMem, Imm, NoDest)
+Operand = Union[Gpr, GprBoth, Xfer, NN, LMem, Imm, NoDest]
+OPERAND_TYPES = (Gpr, GprBoth, Xfer, NN, LMem, Imm, NoDest)
 
 #: kinds an instruction may read / write
 SOURCE_KINDS = frozenset({OperandKind.IMM, OperandKind.GPR_A, OperandKind.GPR_B,
                           OperandKind.XFER_IN, OperandKind.NN, OperandKind.LMEM})
 REGISTER_SOURCE_KINDS = SOURCE_KINDS - {OperandKind.IMM}
-DEST_KINDS = frozenset({OperandKind.GPR_A, OperandKind.GPR_B, OperandKind.XFER_OUT,
+DEST_KINDS = frozenset({OperandKind.GPR_A, OperandKind.GPR_B, OperandKind.GPR_BOTH, OperandKind.XFER_OUT,
                         OperandKind.NN, OperandKind.LMEM, OperandKind.NONE})
 GPR_KINDS = frozenset({OperandKind.GPR_A, OperandKind.GPR_B})
 
 NONE_CODE = 0x3FF
 _KIND_CODE_BASE = {OperandKind.GPR_A: 0x100, OperandKind.GPR_B: 0x120, OperandKind.XFER_IN: 0x140,
-                   OperandKind.XFER_OUT: 0x160, OperandKind.NN: 0x180}
+                   OperandKind.XFER_OUT: 0x160, OperandKind.NN: 0x180, OperandKind.GPR_BOTH: 0x1A0}
 _LM_BASE = 0x200
 
 
@@ -231,7 +261,7 @@ def operand_code(operand: Operand) -> int:
     """The 10-bit operand code of ``operand`` (see the module docstring)."""
     if isinstance(operand, Imm):
         return operand.value
-    if isinstance(operand, (Gpr, Xfer, NN)):
+    if isinstance(operand, (Gpr, GprBoth, Xfer, NN)):
         return _KIND_CODE_BASE[operand.kind] | operand.index
     if isinstance(operand, LMem):
         return _LM_BASE | operand.pointer << 5 | int(operand.postinc) << 4 | operand.offset
@@ -246,10 +276,10 @@ def operand_from_code(code: int) -> Operand:
         raise IllegalInstruction(f"operand code {code:#x} wider than 10 bits")
     if code < 0x100:
         return Imm(code)
-    if code < 0x1A0:
+    if code < 0x1C0:
         group, index = (code >> 5) & 7, code & 31
         return (Gpr(Bank.A, index), Gpr(Bank.B, index), Xfer(XferSide.IN, index),
-                Xfer(XferSide.OUT, index), NN(index))[group]
+                Xfer(XferSide.OUT, index), NN(index), GprBoth(index))[group]
     if _LM_BASE <= code < _LM_BASE + 0x80:
         pointer, postinc, offset = (code >> 5) & 3, bool(code >> 4 & 1), code & 15
         if postinc and offset:
@@ -278,6 +308,7 @@ KIND_NAMES = {
     OperandKind.NN: "next-neighbour register",
     OperandKind.LMEM: "local-memory operand",
     OperandKind.NONE: "no operand (--)",
+    OperandKind.GPR_BOTH: "both-bank GPR (ab<n>)",
 }
 
 

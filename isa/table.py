@@ -466,7 +466,7 @@ TABLE: tuple[Entry, ...] = (
          _uint("amount", 14, 5, doc="rotate right 0..31"),
          _bool("clear", 12, doc="zero the bytes not selected")),
         "m = 0xff in byte i for each set bit i of mask; dest = ((clear ? 0 : dest) & ~m) | (rotr(b, amount) & m); CC untouched",
-        dest_kinds=GPR_KINDS, a_kinds=frozenset({OperandKind.NONE}), b_kinds=SOURCE_KINDS,
+        dest_kinds=GPR_KINDS | {OperandKind.GPR_BOTH}, a_kinds=frozenset({OperandKind.NONE}), b_kinds=SOURCE_KINDS,
         syntax=("dest", "mask", "b", "amount"), keywords=("clear",),
     ),
     Entry(

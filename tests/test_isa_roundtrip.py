@@ -20,6 +20,7 @@ from nfpjit.isa import (
     TABLE,
     Bank,
     Gpr,
+    GprBoth,
     IllegalOperands,
     Imm,
     Instruction,
@@ -46,6 +47,7 @@ _OPERAND_BY_KIND = {
     OperandKind.XFER_IN: st.builds(Xfer, st.just(XferSide.IN), st.integers(0, 31)),
     OperandKind.XFER_OUT: st.builds(Xfer, st.just(XferSide.OUT), st.integers(0, 31)),
     OperandKind.NN: st.builds(NN, st.integers(0, 31)),
+    OperandKind.GPR_BOTH: st.builds(GprBoth, st.integers(0, 31)),
     OperandKind.LMEM: st.one_of(
         st.builds(LMem, st.integers(0, 3), st.integers(0, 15), st.just(False)),
         st.builds(LMem, st.integers(0, 3), st.just(0), st.just(True)),

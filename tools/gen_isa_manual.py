@@ -133,7 +133,7 @@ def generate() -> str:
     w(_doc_section(operands, "Operand code map"))
     w("```")
     w("")
-    w("Assembly spelling: `a0`..`a31`, `b0`..`b31` (GPR banks), `$in0`..`$in31` / `$out0`..`$out31` "
+    w("Assembly spelling: `a0`..`a31`, `b0`..`b31` (GPR banks), `ab0`..`ab31` (destination only: both banks), `$in0`..`$in31` / `$out0`..`$out31` "
       "(transfer registers), `n0`..`n31` (next-neighbour), `*l$index0`, `*l$index1[3]`, `*l$index2++` "
       "(local memory), `0`..`255` (immediate), `--` (no destination / absent source).")
     w("")

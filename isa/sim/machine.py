@@ -24,7 +24,7 @@ from nfpjit.errors import UnsupportedError, UsageError
 from nfpjit.isa.disasm import format_instruction
 from nfpjit.isa.encoding import decode
 from nfpjit.isa.image import Image, ImageMapType, SymbolKind, image_from_asm, relocate
-from nfpjit.isa.operands import NN, Bank, Gpr, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import READ_ONLY_CSRS, Csr, Instruction, Memory
 
 from .cycles import CYCLES, DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, Resource
@@ -216,6 +216,11 @@ class Machine:
             if self.changes is not None:
                 self.changes.append((str(op), regs[op.index], value))
             regs[op.index] = value
+        elif t is GprBoth:
+            if self.changes is not None:
+                self.changes.append((f"a{op.index}", self.gpr_a[op.index], value))
+                self.changes.append((f"b{op.index}", self.gpr_b[op.index], value))
+            self.gpr_a[op.index] = self.gpr_b[op.index] = value
         elif t is NoDest:
             return
         elif t is Xfer and op.side == XferSide.OUT:

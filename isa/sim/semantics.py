@@ -27,6 +27,8 @@ from nfpjit.isa.table import (
     Width,
 )
 
+from nfpjit.isa.operands import GprBoth
+
 from .cycles import CYCLES, Resource
 from .memory import Trap
 from .result import FaultKind
@@ -132,6 +134,11 @@ def dbl_shf(m, ins: Instruction) -> None:
     m.write(ins.dest, res)
 
 
+def _partial_dests(dest) -> tuple:
+    """Registers a partial write merges into: each bank of an ``ab<n>`` destination keeps its own old bits."""
+    return dest.banks if isinstance(dest, GprBoth) else (dest,)
+
+
 @semantics(Op.LD_FIELD)
 def ld_field(m, ins: Instruction) -> None:
     """dest = ((clear ? 0 : dest) & ~m) | (rotr(b, amount) & m); CC untouched."""
@@ -140,8 +147,12 @@ def ld_field(m, ins: Instruction) -> None:
     for i in range(4):
         if ins.mask >> i & 1:
             bytemask |= 0xFF << (8 * i)
-    old = 0 if ins.clear else m.read_dest(ins.dest)
-    m.write(ins.dest, (old & ~bytemask & MASK32) | (rotr32(b, ins.amount) & bytemask))
+    new = rotr32(b, ins.amount) & bytemask
+    if ins.clear:
+        m.write(ins.dest, new)
+        return
+    for dest in _partial_dests(ins.dest):
+        m.write(dest, (m.read_dest(dest) & ~bytemask & MASK32) | new)
 
 
 @semantics(Op.IMMED)
@@ -150,11 +161,14 @@ def immed(m, ins: Instruction) -> None:
     v = ins.imm << (8 * ins.byte)
     if ins.invert:
         v = ~v & MASK32
-    if ins.width == Width.LO:
-        v = (m.read_dest(ins.dest) & 0xFFFF0000) | (v & 0xFFFF)
-    elif ins.width == Width.HI:
-        v = (v & 0xFFFF0000) | (m.read_dest(ins.dest) & 0xFFFF)
-    m.write(ins.dest, v)
+    if ins.width == Width.WORD:
+        m.write(ins.dest, v)
+        return
+    for dest in _partial_dests(ins.dest):
+        if ins.width == Width.LO:
+            m.write(dest, (m.read_dest(dest) & 0xFFFF0000) | (v & 0xFFFF))
+        else:
+            m.write(dest, (v & 0xFFFF0000) | (m.read_dest(dest) & 0xFFFF))
 
 
 @semantics(Op.LOAD_ADDR)
