@@ -4,6 +4,7 @@ Public API (the CLI is a thin layer over it):
 
 - :func:`load` reads a program (ELF object, raw bytecode, eBPF assembly) into a
   :class:`~nfpjit.ebpf.program.Program`.
+- :func:`compile` turns a program into an NFP-32 firmware image (:mod:`nfpjit.driver`).
 
 Sub-packages: ``nfpjit.ebpf`` (front end and reference semantics),
 ``nfpjit.isa`` (the NFP-32 target), ``nfpjit.passes`` (optimisation passes).
@@ -31,3 +32,14 @@ def load(path, *, section: str | None = None, fmt: str | None = None):
     from nfpjit.ebpf.loader import load as _load  # lazy: `import nfpjit` stays cheap
 
     return _load(path, section=section, fmt=fmt)
+
+
+def compile(program_or_path, *, section=None, opt_level=0, profile="default", passes=None):
+    """Compile an XDP/TC program (path or Program) to an NFP-32 firmware image.
+
+    Returns a :class:`nfpjit.driver.CompileResult` (``.image``, ``.report``, ``.stats`` ...);
+    raises :class:`nfpjit.driver.CompileError` listing the diagnostics when ``profile`` rejects it.
+    """
+    from nfpjit.driver import compile as _compile
+
+    return _compile(program_or_path, section=section, opt_level=opt_level, profile=profile, passes=passes)

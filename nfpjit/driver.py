@@ -1,0 +1,390 @@
+"""The compiler driver: eBPF program in, NFP-32 firmware image out, and a way to run that image.
+
+:func:`compile` is the whole pipeline behind ``nfpjit compile``: load (when
+given a path), analyse, check against a NIC capability profile (stopping with
+every diagnostic when the profile rejects the program), lower to NFP-32
+(:mod:`nfpjit.jit`), run the NFP-level passes of the chosen optimisation
+level, assemble, and build the :class:`~nfpjit.isa.image.Image` with its map
+table, global-data contents, metadata, line table, symbols and relocations.
+
+:func:`run_sim` runs an image in the simulator and returns the same
+:class:`~nfpjit.ebpf.result.RunResult` the reference interpreter and the
+kernel oracle return, so the three engines compare like with like.
+
+This module and :mod:`nfpjit.jit` are the only ones that see both the eBPF
+side and the NFP side.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nfpjit.errors import ImageError, UnsupportedError, UsageError
+from nfpjit.ebpf.opcodes import MapType, ProgType
+from nfpjit.ebpf.program import Program, SourceLoc
+from nfpjit.ebpf.result import Fault, PacketIn, RunResult
+from nfpjit.isa.image import (
+    Image,
+    ImageData,
+    ImageMap,
+    ImageMapType,
+    ImageProgType,
+    LineEntry,
+    Metadata,
+    Relocation,
+    RelocKind,
+    Symbol,
+    SymbolKind,
+    program_tag,
+)
+
+#: NFP pass pipelines per optimisation level (pass names from nfpjit.passes; none written yet).
+OPT_PIPELINES: dict[int, str] = {0: "", 1: "", 2: ""}
+
+_IMAGE_MAP_TYPES = {MapType.HASH: ImageMapType.HASH, MapType.ARRAY: ImageMapType.ARRAY}
+
+
+class CompileError(UnsupportedError):
+    """The capability profile rejects the program; ``report`` holds every diagnostic."""
+
+    def __init__(self, message: str, *, report=None, where: str | None = None, hint: str | None = None):
+        super().__init__(message, where=where, hint=hint)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CompileStats:
+    """Sizes and phase timings of one compilation (seconds per phase, in pipeline order)."""
+
+    ebpf_insns: int
+    nfp_insns: int
+    stack: int
+    maps: int
+    phases: tuple[tuple[str, float], ...] = ()
+    passes: tuple = ()  # nfpjit.passes.manager.PassStat per pass run
+
+    @property
+    def ratio(self) -> float:
+        """NFP instructions per eBPF instruction."""
+        return self.nfp_insns / self.ebpf_insns if self.ebpf_insns else 0.0
+
+    @property
+    def seconds(self) -> float:
+        return sum(t for _, t in self.phases)
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    image: Image
+    report: object            # nfpjit.offload.Report (with the real NFP instruction count)
+    mprogram: object          # nfpjit.jit.mir.MProgram after the passes
+    program: Program
+    stats: CompileStats
+    analysis: object = field(default=None, compare=False, repr=False)
+
+
+# -- compile ------------------------------------------------------------------------
+
+
+def _load_program(program_or_path, section: str | None) -> Program:
+    if isinstance(program_or_path, Program):
+        if section is not None and section != program_or_path.section:
+            raise UsageError(f"section {section!r} given with an already loaded program of section "
+                             f"{program_or_path.section!r}", hint="pass a path to pick a section")
+        return program_or_path
+    if isinstance(program_or_path, (str, Path)):
+        from nfpjit import load
+
+        return load(program_or_path, section=section)
+    raise UsageError(f"compile() takes a Program or a path, not {type(program_or_path).__name__}")
+
+
+def _load_profile(profile):
+    from nfpjit.offload import Profile, load_profile
+
+    if isinstance(profile, Profile):
+        return profile
+    if isinstance(profile, (str, Path)):
+        return load_profile(str(profile))
+    raise UsageError(f"profile must be a name, a path or a Profile, not {type(profile).__name__}")
+
+
+def _pipeline(opt_level: int, passes) -> list:
+    from nfpjit.passes.manager import Pass, parse_pipeline
+
+    if isinstance(opt_level, bool) or opt_level not in OPT_PIPELINES:
+        raise UsageError(f"optimisation level {opt_level!r} does not exist", hint="use 0, 1 or 2")
+    if passes is None:
+        spec = OPT_PIPELINES[opt_level]
+        return parse_pipeline(spec) if spec else []
+    if isinstance(passes, str):
+        return parse_pipeline(passes)
+    out = list(passes)
+    for p in out:
+        if not isinstance(p, Pass):
+            raise UsageError(f"passes must be a pipeline string or Pass objects, not {type(p).__name__}")
+    return out
+
+
+def _rejection(report, program: Program) -> CompileError:
+    from nfpjit.offload import Severity
+
+    errors = [d for d in report.diagnostics if d.severity == Severity.ERROR]
+    lines = []
+    for d in errors:
+        where = d.file or program.source_path or program.name
+        if d.line:
+            where += f":{d.line}:{d.col or 0}"
+        if d.insn is not None:
+            where += f" [insn {d.insn}]"
+        lines.append(f"{where}: {d.message} [{d.code}]")
+    shown = "; ".join(lines[:8]) + (f"; ... {len(lines) - 8} more" if len(lines) > 8 else "")
+    return CompileError(f"profile {report.profile!r} rejects the program ({len(errors)} error"
+                        f"{'s' if len(errors) != 1 else ''}): {shown}", report=report,
+                        where=program.source_path or program.name,
+                        hint="`nfpjit check` shows every diagnostic with its source line and a fix")
+
+
+def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, profile="default",
+            passes=None, check: bool = True) -> CompileResult:
+    """Compile an XDP/TC program (a :class:`Program` or a path ``nfpjit.load`` reads) to a firmware image.
+
+    ``profile`` is a profile name, a .toml path or a :class:`~nfpjit.offload.Profile`; when it rejects
+    the program a :class:`CompileError` lists the errors (its ``report`` has all diagnostics).
+    ``passes`` overrides the pipeline of ``opt_level``: a spelling such as ``"a,b{opt=1}"`` or a
+    list of :class:`~nfpjit.passes.manager.Pass`.  ``check=False`` skips the capability report (tests
+    of the lowering itself); the lowering still refuses what it cannot translate.
+    """
+    from nfpjit.analysis import analyze
+    from nfpjit.jit.lower import lower, supported_opcodes
+    from nfpjit.offload import check as check_report
+    from nfpjit.passes.manager import PassManager
+
+    phases: list[tuple[str, float]] = []
+    t = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        phases.append((name, now - t))
+        t = now
+
+    program = _load_program(program_or_path, section)
+    prof = _load_profile(profile)
+    pipeline = _pipeline(opt_level, passes)
+    if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
+        raise UnsupportedError(f"program {program.name!r} is of type {program.prog_type.name}; the NIC runs "
+                               "XDP and TC (direct-action) programs", where=program.source_path or program.name)
+    phase("load")
+    analysis = analyze(program)
+    phase("analysis")
+    unsupported = frozenset(i.code for i in program.insns) - supported_opcodes()
+    report = None
+    if check:
+        report = check_report(program, prof, analysis=analysis, unsupported_opcodes=unsupported)
+        if not report.ok:
+            raise _rejection(report, program)
+    phase("check")
+    mprogram = lower(program, analysis, opt_level=opt_level)
+    phase("lower")
+    pm = PassManager(pipeline)
+    pm.run(mprogram)
+    phase("passes")
+    assembled = mprogram.assemble()
+    phase("assemble")
+    stack = _stack_size(mprogram, analysis)
+    image = build_image(program, assembled, profile=prof.name, passes=tuple(p.spelling() for p in pipeline),
+                        stack_size=stack)
+    phase("image")
+    if check:
+        report = check_report(program, prof, analysis=analysis, unsupported_opcodes=unsupported,
+                              nfp_insn_count=len(image.code))
+        if not report.ok:
+            raise _rejection(report, program)
+        phase("recheck")
+    stats = CompileStats(ebpf_insns=len(program.insns), nfp_insns=len(image.code), stack=stack,
+                         maps=len(image.maps), phases=tuple(phases), passes=tuple(pm.stats))
+    return CompileResult(image=image, report=report, mprogram=mprogram, program=program, stats=stats,
+                         analysis=analysis)
+
+
+def _stack_size(mprogram, analysis) -> int:
+    size = getattr(mprogram, "stack_size", None)
+    if isinstance(size, int):
+        return size
+    return int(sum(analysis.stack_depth.values())) if analysis is not None else 0
+
+
+# -- image ------------------------------------------------------------------------------
+
+
+def _image_maps(program: Program) -> tuple[tuple[ImageMap, ...], tuple[ImageData, ...]]:
+    maps, data = [], []
+    for i, m in enumerate(program.maps):
+        kind = _IMAGE_MAP_TYPES.get(m.type)
+        if kind is None:
+            raise UnsupportedError(f"map {m.name!r} has type {m.type.kernel_name}, which the NIC image cannot hold",
+                                   where=program.source_path or program.name,
+                                   hint="offloaded programs use hash and array maps")
+        maps.append(ImageMap(i, m.name, kind, m.key_size, m.value_size, m.max_entries, m.flags))
+        if m.initial is not None:
+            data.append(ImageData(m.name, bytes(m.initial)))
+    return tuple(maps), tuple(data)
+
+
+def _loc_finder(program: Program):
+    """pc -> SourceLoc covering it: line info marks the first instruction of each source line."""
+    pcs = sorted(program.line_info)
+    starts = sorted(fn.start_pc for fn in program.functions)
+
+    def find(pc: int) -> SourceLoc | None:
+        i = bisect_right(pcs, pc)
+        if not i:
+            return None
+        at = pcs[i - 1]
+        # never carry a line across a function boundary
+        j = bisect_right(starts, pc)
+        if j and at < starts[j - 1]:
+            return None
+        return program.line_info[at]
+
+    return find
+
+
+def line_table(program: Program, line_pcs) -> tuple[LineEntry, ...]:
+    """The image line table from the lowering's ``(nfp_address, ebpf_pc)`` pairs.
+
+    One entry where the eBPF pc changes (``Image.line_for`` takes the last entry at or
+    before an address); ``insn_index`` is the eBPF pc (slot index), -1 for code no eBPF
+    instruction produced (prologue, stubs).
+    """
+    find = _loc_finder(program)
+    entries: list[LineEntry] = []
+    last = None
+    for address, pc in sorted(line_pcs, key=lambda e: e[0]):
+        pc = -1 if pc is None or pc < 0 else int(pc)
+        if pc == last:
+            continue
+        last = pc
+        loc = find(pc) if pc >= 0 else None
+        if loc is None:
+            entries.append(LineEntry(int(address), pc))
+        else:
+            entries.append(LineEntry(int(address), pc, loc.file, loc.line, loc.col))
+    return tuple(entries)
+
+
+def _as_symbol(s) -> Symbol:
+    if isinstance(s, Symbol):
+        return s
+    if isinstance(s, tuple) and len(s) >= 2:  # (name, address[, size])
+        return Symbol(str(s[0]), SymbolKind.SUBPROG, int(s[1]), int(s[2]) if len(s) > 2 else 0)
+    return Symbol(s.name, SymbolKind(getattr(s, "kind", SymbolKind.SUBPROG)), int(s.address), int(getattr(s, "size", 0)))
+
+
+def _as_relocation(r) -> Relocation:
+    if isinstance(r, Relocation):
+        return r
+    return Relocation(int(r.address), RelocKind(r.kind), str(r.symbol), int(getattr(r, "addend", 0)))
+
+
+def _function_symbols(program: Program, ncode: int, given: list[Symbol]) -> list[Symbol]:
+    """SUBPROG symbols: the lowering's when it gives them, else the entry covering the whole code."""
+    subs = [s for s in given if s.kind == SymbolKind.SUBPROG]
+    if subs:
+        return subs
+    name = program.functions[0].name if program.functions else (program.name or "main")
+    return [Symbol(name, SymbolKind.SUBPROG, 0, ncode)] if ncode else []
+
+
+def build_image(program: Program, assembled, *, profile: str = "default", passes: tuple[str, ...] = (),
+                stack_size: int = 0, entry: int | None = None) -> Image:
+    """The firmware image of an assembled lowering (``MProgram.assemble()``) of ``program``.
+
+    Maps keep their index in the program as image id; every map gets a MAP symbol and every
+    firmware routine a relocation names gets a ROUTINE symbol, so the image is self-describing
+    for :func:`~nfpjit.isa.image.relocate`.
+    """
+    from nfpjit import __version__
+
+    words = tuple(int(w) for w in assembled.words)
+    maps, data = _image_maps(program)
+    relocations = tuple(_as_relocation(r) for r in getattr(assembled, "relocations", ()) or ())
+    given = [_as_symbol(s) for s in getattr(assembled, "symbols", ()) or ()]
+    symbols: dict[str, Symbol] = {}
+    for s in _function_symbols(program, len(words), given):
+        symbols.setdefault(s.name, s)
+    for s in given:
+        if s.kind != SymbolKind.SUBPROG:
+            symbols.setdefault(s.name, s)
+    for m in maps:
+        prior = symbols.get(m.name)
+        if prior is not None and prior.kind != SymbolKind.MAP:
+            raise ImageError(f"map {m.name!r} has the name of a {prior.kind.name.lower()} symbol",
+                             where=program.source_path or program.name, hint="rename the map or the function")
+        symbols[m.name] = Symbol(m.name, SymbolKind.MAP)
+    for r in relocations:
+        if r.kind == RelocKind.ROUTINE_ADDR and r.symbol not in symbols:
+            symbols[r.symbol] = Symbol(r.symbol, SymbolKind.ROUTINE)
+    if entry is None:
+        entry = int(getattr(assembled, "entry", 0) or 0)
+    insn_bytes = b"".join(i.encode() for i in program.insns)
+    metadata = Metadata(
+        prog_type=ImageProgType.TC if program.prog_type == ProgType.SCHED_CLS else ImageProgType.XDP,
+        entry=entry, stack_size=stack_size, profile=profile, source_tag=program_tag(insn_bytes),
+        passes=tuple(passes), nfpjit_version=__version__, name=program.name)
+    return Image(code=words, maps=maps, metadata=metadata,
+                 line_table=line_table(program, getattr(assembled, "line_pcs", ()) or ()),
+                 symbols=tuple(symbols.values()), relocations=relocations, data=data)
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def to_run_result(sim) -> RunResult:
+    """A simulator :class:`~nfpjit.isa.sim.SimResult` as the engines' common :class:`RunResult`.
+
+    A fault keeps its eBPF instruction (pc from the line table, -1 when unknown), its kind and
+    message as the reason, and the memory address it touched.
+    """
+    fault = None
+    if sim.fault is not None:
+        f = sim.fault
+        reason = f"{f.kind.name.lower()}: {f.message} (nfp {f.address:#06x})"
+        fault = Fault(pc=f.insn_index if f.insn_index is not None else -1, reason=reason, address=f.mem_address)
+    return RunResult(r0=sim.r0, packet=bytes(sim.packet), maps={k: dict(v) for k, v in sim.maps.items()},
+                     insns=sim.insns, fault=fault, cycles=sim.cycles,
+                     trace=[f"{t.address:04x}: {t.text}" for t in sim.trace] if sim.trace is not None else None)
+
+
+def simulate_image(image: Image, packet, *, maps_in=None, trace: bool = False, seed: int = 0, **options):
+    """Run ``image`` on one packet (bytes or :class:`PacketIn`): the raw :class:`SimResult`."""
+    from nfpjit.isa.sim import simulate
+
+    if isinstance(packet, PacketIn):
+        options.setdefault("ingress_ifindex", packet.ingress_ifindex)
+        options.setdefault("rx_queue_index", packet.rx_queue_index)
+        packet = packet.data
+    if not isinstance(image, Image):
+        raise UsageError(f"expected an Image, got {type(image).__name__}", hint="compile(...).image")
+    if maps_in is not None:
+        names = {m.name for m in image.maps}
+        maps_in = {k: v for k, v in maps_in.items() if k in names}
+    return simulate(image, packet, maps_in=maps_in, trace=trace, seed=seed, **options)
+
+
+def run_sim(image: Image, packet, maps_in=None, *, trace: bool = False, seed: int = 0, **options) -> RunResult:
+    """Run ``image`` in the simulator on one packet; maps start from ``maps_in`` (name -> {key: value}).
+
+    Map contents in ``maps_in`` for maps the image does not hold are ignored, so an interpreter's
+    ``MapStore.dump()`` can be passed as is.  Other ``options`` go to :func:`nfpjit.isa.sim.simulate`
+    (``budget``, ``map_cache_size``).
+    """
+    return to_run_result(simulate_image(image, packet, maps_in=maps_in, trace=trace, seed=seed, **options))
+
+
+__all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "build_image", "line_table",
+           "run_sim", "simulate_image", "to_run_result", "OPT_PIPELINES"]
