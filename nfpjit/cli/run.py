@@ -106,9 +106,43 @@ def _parse_map_file(path: str, program: Program) -> dict:
     return parse_entries(doc, MapStore.from_program(program), source=path)
 
 
+class SimEngine:
+    """The program compiled by nfpjit (default profile, -O0) and run in the NFP-32 simulator."""
+
+    def __init__(self, program: Program, maps_file: str | None):
+        from nfpjit.driver import compile
+        from nfpjit.ebpf.mapfile import load_map_file
+        from nfpjit.ebpf.maps import MapStore
+
+        self.image = compile(program).image
+        store = MapStore.from_program(program)
+        if maps_file:
+            load_map_file(maps_file, store)
+        names = {m.name for m in self.image.maps}
+        self.state = {k: v for k, v in store.dump().items() if k in names}
+
+    def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
+        from nfpjit.driver import run_sim
+
+        res = run_sim(self.image, packet, maps_in=self.state, trace=trace)
+        self.state = res.maps
+        return res
+
+    def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
+        raise UnsupportedError("the simulator engine runs XDP/TC programs on packets, not raw memory",
+                               hint="use --engine ref with --raw-context")
+
+    def maps(self) -> MapState:
+        return self.state
+
+    def close(self) -> None:
+        pass
+
+
 ENGINES = {
     "ref": RefEngine,
     "kernel": KernelEngine,
+    "sim": SimEngine,
 }
 
 
