@@ -235,7 +235,7 @@ def _image_maps(program: Program) -> tuple[tuple[ImageMap, ...], tuple[ImageData
     return tuple(maps), tuple(data)
 
 
-def _loc_finder(program: Program):
+def source_loc_finder(program: Program):
     """pc -> SourceLoc covering it: line info marks the first instruction of each source line."""
     pcs = sorted(program.line_info)
     starts = sorted(fn.start_pc for fn in program.functions)
@@ -261,7 +261,7 @@ def line_table(program: Program, line_pcs) -> tuple[LineEntry, ...]:
     before an address); ``insn_index`` is the eBPF pc (slot index), -1 for code no eBPF
     instruction produced (prologue, stubs).
     """
-    find = _loc_finder(program)
+    find = source_loc_finder(program)
     entries: list[LineEntry] = []
     last = None
     for address, pc in sorted(line_pcs, key=lambda e: e[0]):
@@ -387,4 +387,4 @@ def run_sim(image: Image, packet, maps_in=None, *, trace: bool = False, seed: in
 
 
 __all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "build_image", "line_table",
-           "run_sim", "simulate_image", "to_run_result", "OPT_PIPELINES"]
+           "run_sim", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]
