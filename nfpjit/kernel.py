@@ -44,6 +44,7 @@ __all__ = [
     "load_in_kernel",
     "DUMPABLE_MAP_TYPES",
     "tc_test_run_accepts",
+    "kernel_tailroom",
 ]
 
 _SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
@@ -401,6 +402,23 @@ class KernelProgram:
 
     def __del__(self):
         self.close()
+
+
+_PAGE_SIZE = 4096
+_XDP_HEADROOM = 256
+_SKB_SHARED_INFO = 320  # SKB_DATA_ALIGN(sizeof(struct skb_shared_info)) on x86_64/aarch64
+
+
+def kernel_tailroom(prog_type: ProgType, frame_len: int) -> int:
+    """How far ``bpf_xdp_adjust_tail`` can grow a ``frame_len``-byte packet under BPF_PROG_TEST_RUN.
+
+    test_run puts an XDP packet in one page: 256 bytes of headroom, the data, and the
+    ``skb_shared_info`` at the end; the space in between is tailroom.  Pass it to the
+    interpreter (``run(..., tailroom=...)``) to model the same buffer.
+    """
+    if prog_type != ProgType.XDP:
+        return 0
+    return max(0, _PAGE_SIZE - _XDP_HEADROOM - _SKB_SHARED_INFO - frame_len)
 
 
 def tc_test_run_accepts(frame: bytes) -> bool:

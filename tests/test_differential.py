@@ -19,7 +19,7 @@ from nfpjit.ebpf.loader import list_programs
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import Helper, ProgType
 from nfpjit.ebpf.result import PacketIn
-from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available, tc_test_run_accepts
+from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available, kernel_tailroom, tc_test_run_accepts
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
 
 from conftest import CORPUS
@@ -55,7 +55,7 @@ def differential(program, frames, *, compare_maps: bool = True) -> list[str]:
         for n, frame in enumerate(frames):
             pin = PacketIn(frame)
             want = kp.run(pin)
-            got = run(program, pin, maps=store)
+            got = run(program, pin, maps=store, tailroom=kernel_tailroom(program.prog_type, len(frame)))
             for diff in compare_results(want, got, maps=compare_maps):
                 problems.append(f"packet {n} ({frame.hex()}): {diff}")
     return problems

@@ -219,3 +219,20 @@ def test_tc_refuses_short_ip_frames_with_a_clear_error():
     assert tc_test_run_accepts(long_ipv4)
     assert run_in_kernel(program, long_ipv4).r0 == 0
     assert run_in_kernel(program, bytes(12) + b"\x81\x00" + bytes(2)).r0 == 0  # tagged: no such check
+
+
+def test_xdp_tail_can_grow_by_kernel_tailroom_and_no_more():
+    """bpf_xdp_adjust_tail(ctx, delta) returns 0 up to kernel_tailroom() bytes of growth, then -EINVAL."""
+    from nfpjit.kernel import kernel_tailroom
+
+    def grow(delta: int) -> Program:
+        # r0 = bpf_xdp_adjust_tail(ctx, delta); return r0 == 0 ? XDP_PASS : XDP_DROP
+        return prog([Insn(MOV_K, 2, 0, 0, delta), Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, 65),
+                     Insn(InsnClass.JMP | JmpOp.JEQ | Source.K, 0, 0, 2, 0), Insn(MOV_K, 0, 0, 0, 1), EXIT,
+                     Insn(MOV_K, 0, 0, 0, 2), EXIT])
+
+    room = kernel_tailroom(ProgType.XDP, 100)
+    assert room > 256
+    ok = run_in_kernel(grow(room), bytes(100))
+    assert ok.r0 == 2 and len(ok.packet) == 100 + room and ok.packet[100:] == bytes(room)
+    assert run_in_kernel(grow(room + 1), bytes(100)).r0 == 1

@@ -7,7 +7,7 @@ always initialised, bounds-checked packet loads and stores, stack spills and
 fills of bytes known to be written, map lookups with NULL checks and atomic
 operations on the value, hash updates and deletes, direct global-data access,
 forward branches, bounded loops with a constant trip count, BPF-to-BPF calls
-and early exits.  Every program returns a valid action (``r0 & 3`` or a
+early exits and (XDP) ``bpf_xdp_adjust_head/tail`` with in- and out-of-range deltas.  Every program returns a valid action (``r0 & 3`` or a
 constant 0..3).
 
 Register discipline (what keeps the verifier happy): r6 = ctx, r7 = data,
@@ -68,6 +68,7 @@ class ProgramShape:
     max_blocks: int = 12
     max_depth: int = 2
     subprograms: bool = True
+    adjust: bool = True      # XDP: bpf_xdp_adjust_head/tail blocks
 
 
 # -- emission --------------------------------------------------------------------------------
@@ -322,6 +323,22 @@ class _Gen:
         self.value_ops(1)
         self.reinit([1])
 
+    def adjust(self) -> None:
+        """bpf_xdp_adjust_head/tail, then reload data/data_end (the helpers invalidate packet pointers)."""
+        helper = self.d(st.sampled_from([Helper.xdp_adjust_head, Helper.xdp_adjust_tail]))
+        if helper == Helper.xdp_adjust_head:
+            delta = self.d(st.sampled_from([-256, -220, -64, -14, -4, 0, 4, 14, 34, 60, 1000]) | st.integers(-300, 100))
+        else:
+            delta = self.d(st.sampled_from([-1000, -60, -4, 0, 4, 64, 255, 256, 257, 1024, 3000])
+                           | st.integers(-200, 400))
+        self.e.emit(_movr(1, CTX))
+        self.e.emit(_mov(2, delta))
+        self.e.emit(_call_helper(helper))
+        data_off, end_off, _ = _CTX[self.shape.prog_type]
+        self.e.emit(_ldx(Size.W, DATA, CTX, data_off))
+        self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
+        self.reinit([1, 2, 3, 4, 5])
+
     def branch(self) -> None:
         skip = _Label()
         cls = self.d(st.sampled_from([InsnClass.JMP, InsnClass.JMP32]))
@@ -377,6 +394,8 @@ class _Gen:
                  "map_update", "global_data"]
         if self.depth < self.shape.max_depth:
             kinds += ["branch", "branch", "loop"]
+        if self.shape.prog_type == ProgType.XDP and self.shape.adjust:
+            kinds += ["adjust"]
         if self.depth == 0:
             kinds += ["early_exit"]
             if self.shape.subprograms:
@@ -426,11 +445,11 @@ class _Gen:
 
 
 def programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 12, max_depth: int = 2,
-             subprograms: bool = True) -> st.SearchStrategy[Program]:
+             subprograms: bool = True, adjust: bool = True) -> st.SearchStrategy[Program]:
     """Verifier-acceptable XDP (or ``ProgType.SCHED_CLS``) programs using the maps in :data:`GENERATED_MAPS`."""
     if prog_type not in _CTX:
         raise ValueError(f"programs() builds XDP or SCHED_CLS programs, not {prog_type!r}")
-    shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms)
+    shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms, adjust)
 
     @st.composite
     def build(draw) -> Program:
