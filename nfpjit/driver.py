@@ -158,11 +158,6 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     list of :class:`~nfpjit.passes.manager.Pass`.  ``check=False`` skips the capability report (tests
     of the lowering itself); the lowering still refuses what it cannot translate.
     """
-    from nfpjit.analysis import analyze
-    from nfpjit.jit.lower import lower, supported_opcodes
-    from nfpjit.offload import check as check_report
-    from nfpjit.passes.manager import PassManager
-
     phases: list[tuple[str, float]] = []
     t = time.perf_counter()
 
@@ -178,6 +173,11 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
         raise UnsupportedError(f"program {program.name!r} is of type {program.prog_type.name}; the NIC runs "
                                "XDP and TC (direct-action) programs", where=program.source_path or program.name)
+    from nfpjit.analysis import analyze
+    from nfpjit.jit.lower import lower, supported_opcodes
+    from nfpjit.offload import check as check_report
+    from nfpjit.passes.manager import PassManager
+
     phase("load")
     analysis = analyze(program)
     phase("analysis")
