@@ -177,6 +177,10 @@ VARIANTS = {
                                    "ldxdw r0, [r0]\nexit",
     "packet_zero_right_open": BOUNDS.replace("add r4, 14", "add r4, 0") +
                               "jge r4, r3, out\nldxb r0, [r2+0]\nexit\nout: mov r0, 2\nexit",
+    "helper_clobbers_after_packet_move": BOUNDS + "jgt r4, r3, out\nmov r2, 0\ncall xdp_adjust_tail\n"
+                                         "call xdp_adjust_tail\nout: mov r0, 2\nexit",
+    "sub32_on_pointer": "mov r6, r1\nsub32 r6, 4\nmov r0, 2\nexit",
+    "narrow_pointer_spill": "stxw [r10-8], r10\nmov r0, 2\nexit",
     "atomic_stack": "stdw [r10-8], 0\nmov r1, 1\nxadddw [r10-8], r1\nmov r0, 2\nexit",
 }
 

@@ -257,7 +257,7 @@ class State:
     def map_regs(self, fn) -> None:
         """Replace every register and spilled register ``r`` by ``fn(r)``."""
         for f in self.frames:
-            f.regs = [fn(r) for r in f.regs]
+            f.regs[:] = [fn(r) for r in f.regs]  # in place: callers may hold the list
             for k, s in list(f.stack.items()):
                 if s.spill is not None:
                     f.stack[k] = replace(s, spill=fn(s.spill))

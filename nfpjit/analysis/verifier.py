@@ -452,6 +452,10 @@ class Verifier:
                 return
             self.fail("ptr_arith", f"R{d} pointer {op.name.lower()} pointer prohibited")
         if not wide:
+            if op == AluOp.SUB and dst.kind.is_pointer:
+                # a privileged loader may do this: the result is a meaningless number
+                self.write(st, d, RegState.scalar(Scalar.from_low(Bounds.unknown(32))))
+                return
             self.fail("ptr_arith", f"R{d} 32-bit pointer arithmetic prohibited")
         if op not in (AluOp.ADD, AluOp.SUB):
             self.fail("ptr_arith", f"R{d} bitwise operator {op.name.lower()} on pointer prohibited")
@@ -493,6 +497,8 @@ class Verifier:
             if not 0 <= idx < len(self.p.maps):
                 self.fail("invalid_map", f"fd {idx} is not pointing to valid bpf_map")
             if src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX):
+                if insn.imm2:
+                    self.fail("invalid_map", "unrecognized bpf_ld_imm64 insn")
                 return RegState(K.MAP_PTR, map=idx)
             off = trunc(insn.imm2, 32)
             m = self.p.maps[idx]
@@ -614,6 +620,8 @@ class Verifier:
             if size == 8:
                 frame.stack[slot_idx] = Slot.spilled(value)
                 return value
+            if value.kind.is_pointer:
+                self.fail("invalid_spill", "invalid size of register spill")
             const = value.var.value if value.kind == K.SCALAR else None
             if const is not None and trunc(const, size * 8) == 0:
                 kind = Byte.ZERO
