@@ -254,26 +254,29 @@ def source_loc_finder(program: Program):
     return find
 
 
-def line_table(program: Program, line_pcs) -> tuple[LineEntry, ...]:
+def line_table(program: Program, line_pcs, ncode: int | None = None) -> tuple[LineEntry, ...]:
     """The image line table from the lowering's ``(nfp_address, ebpf_pc)`` pairs.
 
     One entry where the eBPF pc changes (``Image.line_for`` takes the last entry at or
     before an address); ``insn_index`` is the eBPF pc (slot index), -1 for code no eBPF
-    instruction produced (prologue, stubs).
+    instruction produced (prologue, stubs).  With ``ncode``, addresses missing from
+    ``line_pcs`` are such code; without it they belong to the entry before them.
     """
     find = source_loc_finder(program)
+    pcs = {int(a): (-1 if pc is None or pc < 0 else int(pc)) for a, pc in line_pcs}
+    addresses = range(ncode) if ncode is not None else sorted(pcs)
     entries: list[LineEntry] = []
     last = None
-    for address, pc in sorted(line_pcs, key=lambda e: e[0]):
-        pc = -1 if pc is None or pc < 0 else int(pc)
+    for address in addresses:
+        pc = pcs.get(address, -1)
         if pc == last:
             continue
         last = pc
         loc = find(pc) if pc >= 0 else None
         if loc is None:
-            entries.append(LineEntry(int(address), pc))
+            entries.append(LineEntry(address, pc))
         else:
-            entries.append(LineEntry(int(address), pc, loc.file, loc.line, loc.col))
+            entries.append(LineEntry(address, pc, loc.file, loc.line, loc.col))
     return tuple(entries)
 
 
@@ -337,7 +340,7 @@ def build_image(program: Program, assembled, *, profile: str = "default", passes
         entry=entry, stack_size=stack_size, profile=profile, source_tag=program_tag(insn_bytes),
         passes=tuple(passes), nfpjit_version=__version__, name=program.name)
     return Image(code=words, maps=maps, metadata=metadata,
-                 line_table=line_table(program, getattr(assembled, "line_pcs", ()) or ()),
+                 line_table=line_table(program, getattr(assembled, "line_pcs", ()) or (), len(words)),
                  symbols=tuple(symbols.values()), relocations=relocations, data=data)
 
 

@@ -104,7 +104,7 @@ def _counter_image():
     relocs = tuple(Relocation(addr, RelocKind.MAP_ID, name) for addr, name in asm.map_refs)
     # NFP addresses 0.. from eBPF pc 0, the XDP_PASS tail from pc 10, the drop path from pc 13
     n = len(asm.words)
-    lines = ((0, 0), (1, 0), (n - 6, 10), (n - 3, 13))
+    lines = tuple((a, 0 if a < n - 6 else 10 if a < n - 3 else 13) for a in range(n))
     fake = FakeAssembled(words=asm.words, line_pcs=lines, relocations=relocs)
     return program, asm, build_image(program, fake, stack_size=8)
 
@@ -149,6 +149,9 @@ def test_line_table_from_line_pcs_and_source():
     table = line_table(program, [(0, -1), (1, 0), (2, 0), (3, 2), (4, 5), (5, 5), (6, 6)])
     assert [(e.address, e.insn_index) for e in table] == [(0, -1), (1, 0), (3, 2), (4, 5), (6, 6)]
     assert [(e.file, e.line) for e in table] == [("", 0), ("c.c", 3), ("c.c", 3), ("c.c", 4), ("c.c", 4)]
+    # with the code size, addresses the lowering gave no pc are nobody's (-1)
+    table = line_table(program, [(1, 0), (2, 0), (3, 2), (5, 5), (6, 6)], 8)
+    assert [(e.address, e.insn_index) for e in table] == [(0, -1), (1, 0), (3, 2), (4, -1), (5, 5), (6, 6), (7, -1)]
 
 
 def test_to_run_result_keeps_fault_position():
