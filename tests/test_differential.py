@@ -79,10 +79,10 @@ def test_corpus_program_agrees_with_kernel(obj, section):
     assert not problems, "\n".join(problems[:10])
 
 
-def _generated(prog_type: ProgType, examples: int):
+def _generated(prog_type: ProgType, examples: int, subprograms: bool = True):
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(programs(prog_type), st.lists(packets(max_len=200), min_size=1, max_size=3),
+    @given(programs(prog_type, subprograms=subprograms), st.lists(packets(max_len=200), min_size=1, max_size=3),
            st.lists(st.sampled_from(CRAFTED), min_size=1, max_size=3))
     def check(program, generated, crafted):
         try:
@@ -99,10 +99,12 @@ def test_generated_xdp_programs_agree_with_kernel():
 
 
 def test_generated_tc_programs_agree_with_kernel():
-    _generated(ProgType.SCHED_CLS, 200)
+    _generated(ProgType.SCHED_CLS, 100)
+    _generated(ProgType.SCHED_CLS, 100, subprograms=False)  # with ld_abs/ld_ind
 
 
 @pytest.mark.slow
 def test_generated_programs_agree_with_kernel_big_run():
     _generated(ProgType.XDP, 8000)
-    _generated(ProgType.SCHED_CLS, 2000)
+    _generated(ProgType.SCHED_CLS, 1000)
+    _generated(ProgType.SCHED_CLS, 1000, subprograms=False)

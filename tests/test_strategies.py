@@ -149,17 +149,32 @@ def test_programs_use_the_interesting_constructs():
                 found.add("jmp32")
 
     collect()
-    assert {"loop", "call", "helper1", "helper2", "atomic", "jmp32"} <= found
+    assert {"loop", "call", "helper1", "helper2", "helper3", "helper28", "helper44", "helper65", "helper188",
+            "helper189", "helper190", "atomic", "jmp32"} <= found
+
+
+def test_tc_programs_without_calls_use_ld_abs():
+    seen = []
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(programs(ProgType.SCHED_CLS, subprograms=False))
+    def collect(program):
+        assert not any(i.is_local_call for i in program.insns)
+        seen.extend(i.mode for i in program.insns if i.cls == InsnClass.LD and not i.is_ld_imm64)
+
+    collect()
+    assert {0x20, 0x40} <= set(seen)  # BPF_ABS and BPF_IND
 
 
 kernel_ok, kernel_reason = kernel_available()
 
 
 @pytest.mark.skipif(not kernel_ok, reason=f"kernel bpf() unusable: {kernel_reason}")
-@pytest.mark.parametrize("prog_type", [ProgType.XDP, ProgType.SCHED_CLS])
-def test_generated_programs_pass_the_verifier(prog_type):
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(programs(prog_type))
+@pytest.mark.parametrize("prog_type,subprograms", [(ProgType.XDP, True), (ProgType.SCHED_CLS, True),
+                                                   (ProgType.SCHED_CLS, False)])
+def test_generated_programs_pass_the_verifier(prog_type, subprograms):
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(programs(prog_type, subprograms=subprograms))
     def check(program):
         try:
             with KernelProgram(program):

@@ -7,7 +7,9 @@ always initialised, bounds-checked packet loads and stores, stack spills and
 fills of bytes known to be written, map lookups with NULL checks and atomic
 operations on the value, hash updates and deletes, direct global-data access,
 forward branches, bounded loops with a constant trip count, BPF-to-BPF calls
-early exits and (XDP) ``bpf_xdp_adjust_head/tail`` with in- and out-of-range deltas.  Every program returns a valid action (``r0 & 3`` or a
+early exits, packet and checksum helpers (``bpf_csum_diff``, ``bpf_xdp_load/store_bytes``,
+``bpf_skb_load/store_bytes``), (XDP) ``bpf_xdp_adjust_head/tail`` with in- and out-of-range
+deltas and (TC without subprograms) ``ld_abs``/``ld_ind``.  Every program returns a valid action (``r0 & 3`` or a
 constant 0..3).
 
 Register discipline (what keeps the verifier happy): r6 = ctx, r7 = data,
@@ -339,6 +341,58 @@ class _Gen:
         self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
         self.reinit([1, 2, 3, 4, 5])
 
+    def helper(self) -> None:
+        """A packet/checksum helper on stack buffers fp-64..-49 ("from") and fp-48..-33 ("to")."""
+        for off in range(-64, -32, 4):
+            self.e.emit(_st(Size.W, FP, off, self.d(_IMMS)))
+        if self.depth == 0:
+            self.stack_init |= set(range(-64, -32))
+        xdp = self.shape.prog_type == ProgType.XDP
+        which = self.d(st.sampled_from(["csum_diff", "load", "store", "len" if xdp else "load"]))
+        length = self.d(st.sampled_from([1, 2, 4, 8, 16]))
+        offset = self.d(st.sampled_from([0, 6, 12, 14, 23, 34, 60, 200]) | st.integers(0, 100))
+        if which == "csum_diff":
+            self.e.emit(_movr(1, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 1, imm=-64))
+            self.e.emit(_mov(2, self.d(st.sampled_from([0, 4, 8, 16]))))
+            self.e.emit(_movr(3, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=-48))
+            self.e.emit(_mov(4, self.d(st.sampled_from([0, 4, 8, 16]))))
+            self.e.emit(_mov(5, self.d(_IMMS)))
+            self.e.emit(_call_helper(Helper.csum_diff))
+        elif which == "len":
+            self.e.emit(_movr(1, CTX))
+            self.e.emit(_call_helper(Helper.xdp_get_buff_len))
+        else:
+            self.e.emit(_movr(1, CTX))
+            self.e.emit(_mov(2, offset))
+            self.e.emit(_movr(3, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=-64))
+            self.e.emit(_mov(4, length))
+            if xdp:
+                self.e.emit(_call_helper(Helper.xdp_load_bytes if which == "load" else Helper.xdp_store_bytes))
+            elif which == "load":
+                self.e.emit(_call_helper(Helper.skb_load_bytes))
+            else:
+                self.e.emit(_mov(5, 0))
+                self.e.emit(_call_helper(Helper.skb_store_bytes))
+        data_off, end_off, _ = _CTX[self.shape.prog_type]
+        self.e.emit(_ldx(Size.W, DATA, CTX, data_off))   # store helpers invalidate packet pointers
+        self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
+        self.reinit([1, 2, 3, 4, 5])
+
+    def ld_abs(self) -> None:
+        """Legacy packet loads (TC): r0 = ntoh(*(size *)(skb->data + [src +] imm)); out of bounds ends the program with 0."""
+        size = self.d(st.sampled_from([Size.B, Size.H, Size.W]))
+        imm = self.d(st.sampled_from([0, 12, 14, 23, 30, 60]) | st.integers(0, 80))
+        if self.d(st.booleans()):
+            self.e.emit(Insn(InsnClass.LD | Mode.ABS | size, 0, 0, 0, imm))
+        else:
+            r = self.d(st.sampled_from((1, 2, 3, 4, 5, 9)))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.AND, r, imm=63))
+            self.e.emit(Insn(InsnClass.LD | Mode.IND | size, 0, r, 0, imm))
+        self.reinit([1, 2, 3, 4, 5])
+
     def branch(self) -> None:
         skip = _Label()
         cls = self.d(st.sampled_from([InsnClass.JMP, InsnClass.JMP32]))
@@ -394,8 +448,11 @@ class _Gen:
                  "map_update", "global_data"]
         if self.depth < self.shape.max_depth:
             kinds += ["branch", "branch", "loop"]
+        kinds += ["helper"]
         if self.shape.prog_type == ProgType.XDP and self.shape.adjust:
             kinds += ["adjust"]
+        if self.shape.prog_type == ProgType.SCHED_CLS and not self.shape.subprograms:
+            kinds += ["ld_abs"]   # the verifier refuses ld_abs/ld_ind mixed with BPF-to-BPF calls
         if self.depth == 0:
             kinds += ["early_exit"]
             if self.shape.subprograms:
