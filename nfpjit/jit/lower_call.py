@@ -1,0 +1,196 @@
+"""Lowering of eBPF calls: helper calls to firmware routines and BPF-to-BPF calls.
+
+Helpers.  The firmware routines' ABI (``nfpjit.isa.sim.firmware``) matches the
+register mapping, so R1..R5 are already where the routine reads them: R1's
+low word is the map table id (``ld_imm64`` of a map loads it with a MAP_ID
+relocation), R2/R3 point at the key/value, R4 holds the update flags, R2 the
+adjust_head/tail delta.  Stack pointers *are* local-memory byte addresses, so
+a key or value on the stack is passed as is; a key or value in a map value or
+the packet is first copied to a bounce area in LM.  The call is a ``br`` to
+the routine (ROUTINE_ADDR relocation) with ``load_addr a30, back`` in its
+defer slot; the routine leaves R0 in both banks.
+
+BPF-to-BPF calls.  Every function has a static LM region
+(:func:`nfpjit.jit.lower_mem.stack_layout`: eBPF cannot recurse): a return
+address slot, a save area and its stack.  A call saves the caller's R6..R9
+in the caller's save area, writes the return address into the callee's
+return slot, and branches to the callee; the callee's ``exit`` returns with
+``rtn`` through that slot (:func:`lower_return`); the caller then
+restores R6..R9.  R1..R5 and R0 need no moves: caller and callee use the same
+registers.
+"""
+
+from __future__ import annotations
+
+from nfpjit.analysis import RegKind
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp
+from nfpjit.errors import UnsupportedError
+from nfpjit.isa.image import RelocKind
+from nfpjit.isa.operands import Bank, Gpr, GprBoth, LMem
+from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
+from nfpjit.isa.table import Cond, Instruction, Op
+
+from . import lower_mem as lm
+from .mir import MReloc
+
+#: LM index pointer the call sequences use (pointer 0 belongs to stack loads/stores)
+LM_CALL_POINTER = 1
+#: eBPF registers a BPF-to-BPF call preserves for the caller
+CALLEE_SAVED = (6, 7, 8, 9)
+
+#: helpers with a firmware routine; adjust_head has a fast path for a constant delta
+HELPER_ROUTINES = {
+    Helper.map_lookup_elem: Routine.MAP_LOOKUP,
+    Helper.map_update_elem: Routine.MAP_UPDATE,
+    Helper.map_delete_elem: Routine.MAP_DELETE,
+    Helper.get_prandom_u32: Routine.GET_PRANDOM,
+    Helper.xdp_adjust_head: Routine.ADJUST_HEAD,
+    Helper.xdp_adjust_tail: Routine.ADJUST_TAIL,
+}
+
+#: (argument register, "key" or "value") pointers the routine reads from LM
+_LM_ARGS = {
+    Helper.map_lookup_elem: ((2, "key"),),
+    Helper.map_update_elem: ((2, "key"), (3, "value")),
+    Helper.map_delete_elem: ((2, "key"),),
+}
+
+
+def supported_helpers() -> frozenset[int]:
+    """Helper ids the lowering turns into firmware calls."""
+    return frozenset(int(h) for h in HELPER_ROUTINES)
+
+
+def lower_call(ctx, pc: int, insn: Insn) -> None:
+    """``call``: a helper (firmware routine) or a BPF-to-BPF call."""
+    if insn.src == CallKind.HELPER:
+        lower_helper_call(ctx, pc, insn)
+    elif insn.src == CallKind.LOCAL:
+        lower_local_call(ctx, pc, insn)
+    else:
+        raise UnsupportedError("kfunc calls have no NFP equivalent", where=ctx.where(pc),
+                               hint="offloaded programs may call map helpers, get_prandom_u32 and "
+                                    "xdp_adjust_head/tail")
+
+
+def _facts(ctx, pc: int):
+    facts = ctx.facts_at(pc)
+    if facts is None:
+        raise UnsupportedError("call the analysis has no facts for", where=ctx.where(pc))
+    return facts
+
+
+def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
+    try:
+        helper = Helper(insn.imm)
+    except ValueError:
+        helper = None
+    routine = HELPER_ROUTINES.get(helper)
+    if routine is None:
+        name = helper.name if helper is not None else f"#{insn.imm}"
+        raise UnsupportedError(f"helper {name} has no NIC firmware routine", where=ctx.where(pc),
+                               hint="offloaded programs may call map lookup/update/delete, get_prandom_u32 "
+                                    "and xdp_adjust_head/tail")
+    facts = _facts(ctx, pc)
+    if helper == Helper.xdp_adjust_head:
+        delta = facts.regs[2]
+        if delta.kind == RegKind.SCALAR and delta.var is not None and delta.var.is_const:
+            routine = Routine.ADJUST_HEAD_FAST
+    for reg, what in _LM_ARGS.get(helper, ()):
+        _lm_argument(ctx, pc, facts, reg, what, helper)
+    call_routine(ctx, pc, routine)
+
+
+def call_routine(ctx, pc: int, routine: Routine) -> None:
+    """``br`` to a firmware routine with the return address loaded in the defer slot."""
+    back = ctx.new_label(f"ret{pc}_")
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS, defer=1), reloc=MReloc(RelocKind.ROUTINE_ADDR, routine.symbol))
+    ctx.emit(Instruction(Op.LOAD_ADDR, dest=RETURN_ADDRESS_REG), target=back)
+    ctx.emit.label(back)
+
+
+def _lm_argument(ctx, pc: int, facts, reg: int, what: str, helper: Helper) -> None:
+    """Make R<reg> an LM byte address of the key/value: as is on the stack, copied from elsewhere."""
+    st = facts.regs[reg]
+    if st.kind == RegKind.STACK:
+        return
+    if st.kind in (RegKind.MAP_VALUE, RegKind.PACKET):
+        _copy_to_lm(ctx, pc, facts, reg, what)
+        return
+    raise UnsupportedError(f"{helper.name} {what} in a {st.kind.name.lower()} pointer (R{reg})",
+                           where=ctx.where(pc), hint="keep keys and values on the stack")
+
+
+def _copy_to_lm(ctx, pc: int, facts, reg: int, what: str) -> None:
+    """Copy the map's key/value size bytes at R<reg> (EMEM or CTM) to the LM bounce area; R<reg> = its address."""
+    mdef = ctx.program.maps[facts.regs[1].map]
+    size = mdef.key_size if what == "key" else mdef.value_size
+    words = (size + 3) // 4
+    if words > 16:
+        raise UnsupportedError(f"a {size}-byte map {what} outside the stack is too large to copy",
+                               where=ctx.where(pc), hint="copy it to the stack first")
+    layout = lm.layout_of(ctx)
+    area = layout.bounce_key if what == "key" else layout.bounce_value
+    kind = facts.regs[reg].kind
+    s = lm.scratch(ctx)
+    done = 0
+    while done < words:
+        n = min(8, words - done)
+        if kind == RegKind.PACKET:
+            memory, a, b = lm.Memory.CTM, lm.lo_a(reg), lm.offset_operand(ctx, 4 * done)
+        elif done == 0:
+            memory, a, b = lm.Memory.EMEM, lm.hi_a(reg), lm.lo_b(reg)
+        else:
+            lm.add_const(ctx, s, lm.lo_a(reg), 4 * done)
+            memory, a, b = lm.Memory.EMEM, lm.hi_a(reg), Gpr(Bank.B, s)
+        ctx.emit(lm.command(Op.MEM_READ, memory, lm.IN0, a, b, n))
+        lm.set_lm_pointer(ctx, LM_CALL_POINTER, area + 4 * done)
+        for i in range(n):
+            ctx.emit(lm.mov(LMem(LM_CALL_POINTER, i), lm.Xfer(lm.XferSide.IN, i)))
+        done += n
+    lm.emit_all(ctx, lm.load_const(lm.lo_ab(reg), area))
+    lm.zero_hi(ctx, reg)
+
+
+# -- BPF-to-BPF calls -----------------------------------------------------------------------
+
+
+def lower_local_call(ctx, pc: int, insn: Insn) -> None:
+    layout = lm.layout_of(ctx)
+    caller = layout.frame_at(pc)
+    target = insn.jump_target(pc)
+    callee = layout.frames.get(target)
+    if callee is None:
+        raise UnsupportedError(f"call to pc {target}, which starts no function", where=ctx.where(pc))
+    s = lm.scratch(ctx)
+    back = ctx.new_label(f"ret{pc}_")
+    # save R6..R9 of the caller
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for i, r in enumerate(CALLEE_SAVED):
+        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 2 * i), lm.lo_b(r)))
+        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 2 * i + 1), lm.hi_b(r)))
+    # the callee returns through its return slot
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, callee.return_slot)
+    ctx.emit(Instruction(Op.LOAD_ADDR, dest=GprBoth(s)), target=back)
+    ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 0), Gpr(Bank.B, s)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=ctx.label_for(target))
+    ctx.emit.label(back)
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for i, r in enumerate(CALLEE_SAVED):
+        ctx.emit(lm.mov(lm.lo_ab(r), LMem(LM_CALL_POINTER, 2 * i)))
+        ctx.emit(lm.mov(lm.hi_ab(r), LMem(LM_CALL_POINTER, 2 * i + 1)))
+
+
+def lower_return(ctx, pc: int, insn: Insn) -> None:
+    """``exit`` of a BPF-to-BPF callee: return through the function's return slot (R0 stays in place)."""
+    frame = lm.layout_of(ctx).frame_at(pc)
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, frame.return_slot)
+    ctx.emit(Instruction(Op.RTN, a=LMem(LM_CALL_POINTER, 0)))
+
+
+#: eBPF opcode byte -> handler, merged into nfpjit.jit.lower's table
+HANDLERS = {int(InsnClass.JMP | JmpOp.CALL): lower_call}
+
+__all__ = ["HANDLERS", "lower_call", "lower_helper_call", "lower_local_call", "lower_return", "call_routine",
+           "supported_helpers", "HELPER_ROUTINES", "LM_CALL_POINTER", "CALLEE_SAVED"]

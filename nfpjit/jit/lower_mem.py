@@ -1,0 +1,568 @@
+"""Lowering of eBPF loads, stores, atomics, context reads and map references to NFP-32.
+
+Every memory instruction is dispatched on the pointer kind the analysis proved
+for it (``InsnFacts.mem``):
+
+* **packet** pointers are 32-bit CTM byte addresses (high word 0): ``data`` is
+  the ``pkt_addr`` CSR, ``data_end`` = ``pkt_addr + pkt_len``.  Loads and
+  stores are ``mem_read``/``mem_write`` commands on CTM.
+* **map value** pointers are 40-bit EMEM addresses in the register pair (high
+  word = address bits 39..32), as the firmware's lookup returns them, so a
+  failed lookup is 0 in both words and NULL checks need nothing special.
+* **stack** pointers are local-memory byte addresses (high word 0); the frame
+  layout is :class:`StackLayout` (one static region per function: eBPF has no
+  recursion).  Accesses go through LM index pointer 0.
+* **context** (``xdp_md``) fields are CSR reads.
+
+Commands move whole 32-bit words but accept any byte address, so a 1- or
+2-byte access reads one word and extracts (or merges, for a store) the bytes
+it wants.  The word either starts at the access ("forward window") or ends
+with it ("backward window"); the analysis' offset range picks the one that
+cannot run past the end of a map value or before the packet buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nfpjit.analysis import RegKind
+from nfpjit.bits import MASK32, u32
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, PseudoSrc, Size
+from nfpjit.errors import UnsupportedError
+from nfpjit.isa.encoding import load_const
+from nfpjit.isa.image import RelocKind
+from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.table import AluOp, Csr, Instruction, Memory, Op, ShiftKind
+
+from .mir import MReloc
+
+# -- registers and layout constants --------------------------------------------------
+
+#: LM index pointer used for eBPF stack accesses
+LM_DATA_POINTER = 0
+#: instructions between writing an LM pointer CSR and using the pointer (the ISA's 3-cycle rule)
+LM_POINTER_DELAY = 3
+#: EMEM address bits 39..32 of map i's value table (the simulator's/firmware's layout)
+EMEM_MAP_HI_BASE = 0x10
+
+XDP_CTX_CSRS = {
+    0: Csr.PKT_ADDR,         # data
+    8: Csr.PKT_ADDR,         # data_meta (no metadata area: data_meta == data)
+    12: Csr.INGRESS_IFINDEX,
+    16: Csr.RX_QUEUE,
+}
+XDP_DATA_END = 4
+XDP_EGRESS_IFINDEX = 20
+
+
+def lo_a(r: int) -> Gpr:
+    return Gpr(Bank.A, 2 * r)
+
+
+def lo_b(r: int) -> Gpr:
+    return Gpr(Bank.B, 2 * r)
+
+
+def hi_a(r: int) -> Gpr:
+    return Gpr(Bank.A, 2 * r + 1)
+
+
+def hi_b(r: int) -> Gpr:
+    return Gpr(Bank.B, 2 * r + 1)
+
+
+def lo_ab(r: int) -> GprBoth:
+    return GprBoth(2 * r)
+
+
+def hi_ab(r: int) -> GprBoth:
+    return GprBoth(2 * r + 1)
+
+
+IN0, IN1 = Xfer(XferSide.IN, 0), Xfer(XferSide.IN, 1)
+OUT0, OUT1 = Xfer(XferSide.OUT, 0), Xfer(XferSide.OUT, 1)
+
+
+def _round8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+# -- small instruction builders ------------------------------------------------------
+
+
+def alu(op: Op, dest, a, b) -> Instruction:
+    return Instruction(op, dest=dest, a=a, b=b)
+
+
+def mov(dest, src) -> Instruction:
+    return Instruction(Op.MOV, dest=dest, b=src)
+
+
+def shf(dest, src, kind: ShiftKind, amount: int) -> Instruction:
+    return Instruction(Op.ALU_SHF, dest=dest, b=src, alu=AluOp.MOV, shift=kind, amount=amount)
+
+
+def ld_field(dest, mask: int, src, rotate: int, *, clear: bool = False) -> Instruction:
+    return Instruction(Op.LD_FIELD, dest=dest, b=src, mask=mask, amount=rotate % 32, clear=clear)
+
+
+def nop() -> Instruction:
+    return Instruction(Op.NOP)
+
+
+def command(op: Op, mem: Memory, xfer: Xfer, a, b, count: int) -> Instruction:
+    fixed = {Op.MEM_ADD32: 1, Op.MEM_ADD64: 2}.get(op)
+    return Instruction(op, mem=mem, xfer=xfer, a=a, b=b, count=count if fixed is None else fixed, ctx_swap=True)
+
+
+def emit_all(ctx, instrs) -> None:
+    """Append each instruction through the context's emitter."""
+    for ins in instrs:
+        ctx.emit(ins)
+
+
+def _fail(ctx, pc: int, message: str, hint: str | None = None) -> UnsupportedError:
+    return UnsupportedError(message, where=ctx.where(pc), hint=hint)
+
+
+def scratch(ctx) -> int:
+    """A fresh scratch GPR number for the current eBPF instruction (from the context's pool)."""
+    return ctx.tmp().n
+
+
+def add_const(ctx, dest: int, src_lo_a: Gpr, value: int) -> GprBoth:
+    """``ab<dest> = src + value`` (32-bit); a large constant goes through one more scratch register."""
+    value = u32(value)
+    if value <= 255:
+        ctx.emit(alu(Op.ADD, GprBoth(dest), src_lo_a, Imm(value)))
+    elif u32(-value) <= 255:
+        ctx.emit(alu(Op.SUB, GprBoth(dest), src_lo_a, Imm(u32(-value))))
+    else:
+        spare = scratch(ctx)
+        emit_all(ctx, load_const(GprBoth(spare), value))
+        ctx.emit(alu(Op.ADD, GprBoth(dest), src_lo_a, Gpr(Bank.B, spare)))
+    return GprBoth(dest)
+
+
+def offset_operand(ctx, value: int):
+    """An operand (immediate or B-bank scratch) holding the 32-bit ``value``."""
+    value = u32(value)
+    if value <= 255:
+        return Imm(value)
+    spare = scratch(ctx)
+    emit_all(ctx, load_const(GprBoth(spare), value))
+    return Gpr(Bank.B, spare)
+
+
+def zero_hi(ctx, r: int) -> None:
+    ctx.emit(Instruction(Op.IMMED, dest=hi_ab(r), imm=0))
+
+
+# -- stack layout ----------------------------------------------------------------------
+
+#: per function: return-address slot (1 word, padded to 8) + R6..R9 saved by its calls (8 words)
+SAVE_AREA = 8 + 32
+#: LM bytes below the first frame (keeps stack addresses away from 0)
+LM_STACK_BASE = 64
+#: bytes of each helper-argument bounce area (the largest key/value copied off the stack)
+BOUNCE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """One function's static LM region: save area at ``base``, R10 = ``frame_pointer``."""
+
+    name: str
+    start: int            # eBPF pc of the function's first instruction
+    base: int             # LM byte address of the save area
+    depth: int            # stack bytes (rounded up to 8)
+
+    @property
+    def return_slot(self) -> int:
+        return self.base
+
+    @property
+    def save_slot(self) -> int:
+        """LM address of the caller-saved R6..R9 words (lo, hi each) this function's calls use."""
+        return self.base + 8
+
+    @property
+    def frame_pointer(self) -> int:
+        return self.base + SAVE_AREA + self.depth
+
+    @property
+    def end(self) -> int:
+        return self.frame_pointer
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    """Static LM frames for every function; ``size`` = LM bytes used (image metadata stack size).
+
+    ``bounce_key``/``bounce_value``: LM areas where helper calls copy a key/value that is not on the stack.
+    """
+
+    frames: dict                # function start pc -> FrameLayout
+    bounce_key: int
+    bounce_value: int
+    size: int
+
+    def frame_at(self, pc: int) -> FrameLayout:
+        """The frame of the function containing ``pc``."""
+        best = None
+        for f in self.frames.values():
+            if f.start <= pc and (best is None or f.start > best.start):
+                best = f
+        return best
+
+
+def stack_layout(program, analysis) -> StackLayout:
+    """Place each function's frame above every frame that can be live below it in a call chain."""
+    funcs = {f.start: f for f in analysis.cfg.functions}
+    depth = {}
+    for start, f in funcs.items():
+        depth[start] = _round8(analysis.stack_depth.get(f.name, 0))
+    callers: dict[int, set[int]] = {s: set() for s in funcs}
+    for start, f in funcs.items():
+        for _call_pc, callee in f.calls:
+            callers.setdefault(callee, set()).add(start)
+    base: dict[int, int] = {}
+
+    def place(start: int, seen: tuple = ()) -> int:
+        if start in base:
+            return base[start]
+        if start in seen:
+            raise UnsupportedError("recursive BPF-to-BPF calls", where=f"{program.name}: insn {start}")
+        b = LM_STACK_BASE
+        for c in callers.get(start, ()):
+            b = max(b, place(c, seen + (start,)) + SAVE_AREA + depth[c])
+        base[start] = b
+        return b
+
+    frames = {}
+    for start, f in funcs.items():
+        frames[start] = FrameLayout(f.name, start, place(start), depth[start])
+    top = max((fr.end for fr in frames.values()), default=LM_STACK_BASE)
+    return StackLayout(frames, top, top + BOUNCE_SIZE, top + 2 * BOUNCE_SIZE + 8)
+
+
+# -- LM pointer -------------------------------------------------------------------------
+
+
+def set_lm_pointer(ctx, pointer: int, address) -> None:
+    """Point LM index ``pointer`` at ``address`` (an int or a B-readable register) and wait it out."""
+    if isinstance(address, int):
+        s = scratch(ctx)
+        emit_all(ctx, load_const(GprBoth(s), address))
+        address = Gpr(Bank.B, s)
+    ctx.emit(Instruction(Op.CSR_WR, b=address, csr=Csr(Csr.ACTIVE_LM_ADDR_0 + pointer)))
+    for _ in range(LM_POINTER_DELAY):
+        ctx.emit(nop())
+
+
+# -- pointer-kind dispatch --------------------------------------------------------------
+
+
+def _access(ctx, pc: int):
+    facts = ctx.facts_at(pc)
+    mem = facts.mem if facts is not None else None
+    if mem is None:
+        raise _fail(ctx, pc, "memory access the analysis has no facts for (unreachable or unverified)")
+    return facts, mem
+
+
+def _window(ctx, pc: int, mem, size: int, limit: int | None) -> bool:
+    """True: backward window (the word ends with the access), False: forward (starts with it)."""
+    lo, hi = mem.offset
+    back_ok = lo >= 4 - size
+    fwd_ok = limit is None or hi + 4 <= limit
+    if mem.kind in (RegKind.PACKET, RegKind.PACKET_META):
+        return back_ok                 # before the buffer start faults; the tail has room
+    if fwd_ok:
+        return False
+    if back_ok:
+        return True
+    raise _fail(ctx, pc, f"{size}-byte access at map value offsets {lo}..{hi} of a {limit}-byte slot "
+                         "could touch bytes outside the value",
+                hint="use a constant offset or a 4/8-byte access")
+
+
+def _mem_target(ctx, pc: int, insn_off: int, ptr: int, mem, size: int, back: bool):
+    """(memory, a, b) operands addressing the word(s) of the access through register ``ptr``."""
+    adj = insn_off - (4 - size if back else 0)
+    if mem.kind in (RegKind.PACKET, RegKind.PACKET_META):
+        return Memory.CTM, lo_a(ptr), offset_operand(ctx, adj)
+    # EMEM: a = bits 39..32 (high word), b = low word + offset (never carries: tables are < 4 GiB)
+    if adj == 0:
+        return Memory.EMEM, hi_a(ptr), lo_b(ptr)
+    s = scratch(ctx)
+    add_const(ctx, s, lo_a(ptr), adj)
+    return Memory.EMEM, hi_a(ptr), Gpr(Bank.B, s)
+
+
+def _value_limit(ctx, mem) -> int | None:
+    if mem.kind != RegKind.MAP_VALUE:
+        return None
+    m = ctx.program.map_named(mem.map)
+    return _round8(max(m.value_size, 1))
+
+
+# -- loads ------------------------------------------------------------------------------------
+
+
+def lower_ldx(ctx, pc: int, insn: Insn) -> None:
+    """LDX MEM B/H/W/DW (and MEMSX: sign-extending) from packet, map value, stack or context."""
+    facts, mem = _access(ctx, pc)
+    size = insn.size.nbytes
+    d, p = insn.dst, insn.src
+    kind = mem.kind
+    if kind == RegKind.CTX:
+        _load_ctx(ctx, pc, insn, mem)
+        return
+    if kind == RegKind.STACK:
+        _load_stack(ctx, pc, insn, mem, facts)
+    elif kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
+        back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
+        memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
+        ctx.emit(command(Op.MEM_READ, memory, IN0, a, b, 2 if size == 8 else 1))
+        _extract(ctx, d, IN0, IN1, size, 8 * (4 - size) if back else 0)
+    else:
+        raise _fail(ctx, pc, f"load through a {kind.name.lower()} pointer is not supported by the NFP lowering")
+    if insn.mode == Mode.MEMSX:
+        _sign_extend(ctx, d, size)
+    elif size < 8:
+        zero_hi(ctx, d)
+
+
+def _extract(ctx, d: int, w0, w1, size: int, byte_shift: int) -> None:
+    """``R<d>`` low word = ``size`` bytes of ``w0`` starting ``byte_shift`` bits up (DW: w0/w1)."""
+    if size == 8:
+        ctx.emit(mov(lo_ab(d), w0))
+        ctx.emit(mov(hi_ab(d), w1))
+    elif size == 4:
+        ctx.emit(mov(lo_ab(d), w0))
+    elif byte_shift + 8 * size == 32:
+        ctx.emit(shf(lo_ab(d), w0, ShiftKind.SHR, byte_shift))
+    else:
+        ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, w0, byte_shift, clear=True))
+
+
+def _sign_extend(ctx, d: int, size: int) -> None:
+    if size < 4:
+        ctx.emit(shf(lo_ab(d), lo_b(d), ShiftKind.SHL, 32 - 8 * size))
+        ctx.emit(shf(lo_ab(d), lo_b(d), ShiftKind.ASR, 32 - 8 * size))
+    ctx.emit(shf(hi_ab(d), lo_b(d), ShiftKind.ASR, 31))
+
+
+def _stack_word(ctx, pc: int, insn: Insn, ptr: int, mem, facts) -> int:
+    """Point LM pointer 0 at the word holding the access; returns the byte position in that word."""
+    k = mem.offset[0] & 3             # every frame pointer is 8-aligned
+    adj = insn.off - k
+    if ptr == 10:
+        fp = ctx_frame_pointer(ctx, pc)
+        set_lm_pointer(ctx, LM_DATA_POINTER, fp + adj)
+    else:
+        s = scratch(ctx)
+        add_const(ctx, s, lo_a(ptr), adj)
+        set_lm_pointer(ctx, LM_DATA_POINTER, Gpr(Bank.B, s))
+    return k
+
+
+def _load_stack(ctx, pc: int, insn: Insn, mem, facts) -> None:
+    size = insn.size.nbytes
+    k = _stack_word(ctx, pc, insn, insn.src, mem, facts)
+    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    _extract(ctx, insn.dst, w0, w1, size, 8 * k)
+
+
+def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
+    off = mem.offset[0]
+    d = insn.dst
+    if ctx.program.prog_type.name != "XDP" or insn.size != Size.W:
+        raise _fail(ctx, pc, f"context load at offset {off} of a {ctx.program.prog_type.name} program")
+    if off == XDP_DATA_END:
+        s = scratch(ctx)
+        ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_LEN))
+        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=Csr.PKT_ADDR))
+        ctx.emit(alu(Op.ADD, lo_ab(d), lo_a(d), Gpr(Bank.B, s)))
+    elif off in XDP_CTX_CSRS:
+        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=XDP_CTX_CSRS[off]))
+    elif off == XDP_EGRESS_IFINDEX:
+        ctx.emit(Instruction(Op.IMMED, dest=lo_ab(d), imm=0))
+    else:
+        raise _fail(ctx, pc, f"xdp_md field at offset {off} has no NFP equivalent")
+    zero_hi(ctx, d)
+
+
+def layout_of(ctx) -> StackLayout:
+    """The program's :class:`StackLayout`, computed once per lowering and kept on the context."""
+    state = ctx.state.setdefault("lower_mem", {})
+    if "layout" not in state:
+        state["layout"] = stack_layout(ctx.program, ctx.analysis)
+    return state["layout"]
+
+
+def ctx_frame_pointer(ctx, pc: int) -> int:
+    """LM address of R10 in the function containing ``pc``."""
+    return layout_of(ctx).frame_at(pc).frame_pointer
+
+
+# -- stores -----------------------------------------------------------------------------------
+
+
+def _value_words(ctx, insn: Insn, size: int):
+    """(low, high) B-readable operands holding the stored value (register or sign-extended imm)."""
+    if insn.cls == InsnClass.STX:
+        return lo_b(insn.src), hi_b(insn.src)
+    imm = insn.imm
+    lo = u32(imm)
+    hi = MASK32 if imm < 0 else 0
+    s_lo, s_hi = scratch(ctx), scratch(ctx)
+    emit_all(ctx, load_const(GprBoth(s_lo), lo))
+    if size == 8:
+        emit_all(ctx, load_const(GprBoth(s_hi), hi))
+    return Gpr(Bank.B, s_lo), Gpr(Bank.B, s_hi)
+
+
+def lower_store(ctx, pc: int, insn: Insn) -> None:
+    """STX/ST MEM B/H/W/DW to packet, map value or stack."""
+    facts, mem = _access(ctx, pc)
+    size = insn.size.nbytes
+    p = insn.dst
+    kind = mem.kind
+    vlo, vhi = _value_words(ctx, insn, size)
+    if kind == RegKind.STACK:
+        k = _stack_word(ctx, pc, insn, p, mem, facts)
+        w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+        if size == 8:
+            ctx.emit(mov(w0, vlo))
+            ctx.emit(mov(w1, vhi))
+        elif size == 4:
+            ctx.emit(mov(w0, vlo))
+        else:
+            s = scratch(ctx)
+            ctx.emit(mov(GprBoth(s), w0))
+            ctx.emit(ld_field(GprBoth(s), ((1 << size) - 1) << k, vlo, 32 - 8 * k))
+            ctx.emit(mov(w0, Gpr(Bank.B, s)))
+        return
+    if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
+        raise _fail(ctx, pc, f"store through a {kind.name.lower()} pointer is not supported by the NFP lowering",
+                    hint="XDP context fields cannot be written")
+    back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
+    memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
+    if size >= 4:
+        ctx.emit(mov(OUT0, vlo))
+        if size == 8:
+            ctx.emit(mov(OUT1, vhi))
+        ctx.emit(command(Op.MEM_WRITE, memory, OUT0, a, b, size // 4))
+        return
+    s = scratch(ctx)
+    pos = 4 - size if back else 0
+    ctx.emit(command(Op.MEM_READ, memory, IN0, a, b, 1))
+    ctx.emit(mov(GprBoth(s), IN0))
+    ctx.emit(ld_field(GprBoth(s), ((1 << size) - 1) << pos, vlo, 32 - 8 * pos))
+    ctx.emit(mov(OUT0, Gpr(Bank.B, s)))
+    ctx.emit(command(Op.MEM_WRITE, memory, OUT0, a, b, 1))
+
+
+# -- atomics ------------------------------------------------------------------------------------
+
+
+def lower_atomic(ctx, pc: int, insn: Insn) -> None:
+    """Atomic add (32/64) on map values through mem_add32/64; add/and/or/xor (+fetch) on the stack."""
+    facts, mem = _access(ctx, pc)
+    size = insn.size.nbytes
+    try:
+        op = AtomicOp(insn.imm)
+    except ValueError:
+        raise _fail(ctx, pc, f"unknown atomic operation {insn.imm:#x}") from None
+    p, v = insn.dst, insn.src
+    if mem.kind == RegKind.MAP_VALUE and op == AtomicOp.ADD:
+        memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, 4, False)
+        ctx.emit(mov(OUT0, lo_b(v)))
+        if size == 8:
+            ctx.emit(mov(OUT1, hi_b(v)))
+        ctx.emit(command(Op.MEM_ADD64 if size == 8 else Op.MEM_ADD32, memory, OUT0, a, b, 0))
+        return
+    if mem.kind == RegKind.STACK and op.alu_op is not None:
+        _stack_atomic(ctx, pc, insn, mem, facts, op, size)
+        return
+    raise _fail(ctx, pc, f"atomic {op.name.lower()} on a {mem.kind.name.lower()} pointer is not supported "
+                         "by the NFP lowering", hint="only atomic add to map values (and any ALU atomic on the stack)")
+
+
+_ATOMIC_ALU = {0x00: (Op.ADD, Op.ADDC), 0x40: (Op.OR, Op.OR), 0x50: (Op.AND, Op.AND), 0xA0: (Op.XOR, Op.XOR)}
+
+
+def _stack_atomic(ctx, pc: int, insn: Insn, mem, facts, op: AtomicOp, size: int) -> None:
+    _stack_word(ctx, pc, insn, insn.dst, mem, facts)
+    lo_op, hi_op = _ATOMIC_ALU[int(op.alu_op)]
+    v = insn.src
+    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    if op.fetches:
+        # old value to scratch first: src may be updated with it only after the memory sees src
+        s0, s1 = scratch(ctx), scratch(ctx)
+        ctx.emit(mov(GprBoth(s0), w0))
+        if size == 8:
+            ctx.emit(mov(GprBoth(s1), w1))
+    ctx.emit(alu(lo_op, w0, w0, lo_b(v)))
+    if size == 8:
+        ctx.emit(alu(hi_op, w1, w1, hi_b(v)))
+    if op.fetches:
+        ctx.emit(mov(lo_ab(v), Gpr(Bank.B, s0)))
+        if size == 8:
+            ctx.emit(mov(hi_ab(v), Gpr(Bank.B, s1)))
+        else:
+            zero_hi(ctx, v)
+
+
+# -- ld_imm64 map references -----------------------------------------------------------------
+
+
+def map_table_hi(index: int) -> int:
+    """EMEM address bits 39..32 of map ``index``'s value table."""
+    return EMEM_MAP_HI_BASE + index
+
+
+def lower_ld_imm64_map(ctx, pc: int, insn: Insn) -> None:
+    """``ld_imm64`` of a map (its table id, MAP_ID relocation) or of an address inside a global-data map's value.
+
+    ``lower_alu``'s ld_imm64 handler calls this for the pseudo sources MAP_FD/MAP_IDX and
+    MAP_VALUE/MAP_IDX_VALUE.
+    """
+    d = insn.dst
+    if not 0 <= insn.imm < len(ctx.program.maps):
+        raise _fail(ctx, pc, f"ld_imm64 refers to map {insn.imm}, which the program does not have")
+    mdef = ctx.program.maps[insn.imm]
+    if insn.src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX):
+        ctx.emit(Instruction(Op.IMMED, dest=lo_ab(d), imm=0), reloc=MReloc(RelocKind.MAP_ID, mdef.name))
+        zero_hi(ctx, d)
+    elif insn.src in (PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX_VALUE):
+        # the value of a global-data map (an ARRAY with one entry) sits at slot 0 of its EMEM table
+        emit_all(ctx, load_const(lo_ab(d), u32(insn.imm2)))
+        emit_all(ctx, load_const(hi_ab(d), map_table_hi(insn.imm)))
+    else:
+        raise _fail(ctx, pc, f"ld_imm64 with pseudo source {insn.src} is not a map reference")
+
+
+_LDX = {InsnClass.LDX | Mode.MEM | sz for sz in Size} | {InsnClass.LDX | Mode.MEMSX | sz for sz in
+                                                         (Size.B, Size.H, Size.W)}
+_STORES = {cls | Mode.MEM | sz for cls in (InsnClass.ST, InsnClass.STX) for sz in Size}
+_ATOMICS = {InsnClass.STX | Mode.ATOMIC | sz for sz in (Size.W, Size.DW)}
+
+#: eBPF opcode byte -> handler, merged into nfpjit.jit.lower's table
+HANDLERS = {
+    **{int(code): lower_ldx for code in _LDX},
+    **{int(code): lower_store for code in _STORES},
+    **{int(code): lower_atomic for code in _ATOMICS},
+}
+
+
+__all__ = [
+    "LM_DATA_POINTER", "LM_POINTER_DELAY", "SAVE_AREA", "LM_STACK_BASE",
+    "FrameLayout", "StackLayout", "stack_layout", "set_lm_pointer", "ctx_frame_pointer",
+    "lower_ldx", "lower_store", "lower_atomic", "lower_ld_imm64_map", "map_table_hi", "HANDLERS",
+    "layout_of", "scratch",
+    "lo_a", "lo_b", "hi_a", "hi_b", "lo_ab", "hi_ab",
+]
