@@ -1,0 +1,129 @@
+"""What the JIT makes of the corpus: code size, simulated cycles per packet, compile speed.
+
+For every corpus program (tests/corpus/*.o sections and tests/corpus/asm/*.s) the
+profile accepts, compiles it at the chosen level, then runs the crafted packets
+through the simulator with maps persisting across packets.  Prints a table and
+writes the numbers as JSON.  Programs the profile rejects, or the lowering refuses,
+are listed with the reason.  No test asserts on these numbers.
+
+    python tools/bench/corpus.py [-O 0] [--profile default] [--packets 50] [--json corpus_bench.json]
+
+JSON schema: {"machine": str, "python": str, "opt_level": int, "profile": str, "packets": int,
+"results": [{"program": str, "ebpf_insns": int, "nfp_insns": int, "ratio": float,
+"cycles_per_packet": float, "nfp_insns_per_packet": float, "faults": int, "compile_seconds": float,
+"ebpf_insns_per_second": float}], "skipped": [{"program": str, "reason": str}],
+"total": {"ebpf_insns": int, "nfp_insns": int, "ratio": float, "compile_seconds": float,
+"ebpf_insns_per_second": float}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import nfpjit
+from nfpjit.driver import compile, run_sim
+from nfpjit.ebpf.loader import list_programs
+from nfpjit.ebpf.maps import MapStore
+from nfpjit.ebpf.opcodes import ProgType
+from nfpjit.testing import crafted_packets
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "corpus"
+
+
+def corpus_programs() -> list[tuple[str, object]]:
+    """(label, Program) for every loadable XDP/TC corpus program."""
+    out = []
+    for obj in sorted(CORPUS.glob("*.o")):
+        try:
+            sections = list_programs(obj)
+        except nfpjit.errors.NfpjitError:
+            continue
+        for section, _ in sections:
+            try:
+                out.append((f"{obj.stem}:{section}", nfpjit.load(obj, section=section)))
+            except nfpjit.errors.NfpjitError:
+                continue
+    for path in sorted((CORPUS / "asm").glob("*.s")):
+        try:
+            out.append((f"asm/{path.stem}", nfpjit.load(path)))
+        except nfpjit.errors.NfpjitError:
+            continue
+    return [(label, p) for label, p in out if p.prog_type in (ProgType.XDP, ProgType.SCHED_CLS)]
+
+
+def bench_one(program, *, opt_level: int, profile: str, frames: list[bytes], repeat: int = 3) -> dict:
+    best = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = compile(program, opt_level=opt_level, profile=profile)
+        took = time.perf_counter() - start
+        best = took if best is None else min(best, took)
+    image = result.image
+    state = {k: v for k, v in MapStore.from_program(program).dump().items() if k in {m.name for m in image.maps}}
+    cycles = insns = faults = 0
+    for frame in frames:
+        res = run_sim(image, frame, maps_in=state)
+        state = res.maps
+        cycles += res.cycles or 0
+        insns += res.insns
+        faults += res.fault is not None
+    st = result.stats
+    return {"ebpf_insns": st.ebpf_insns, "nfp_insns": st.nfp_insns, "ratio": round(st.ratio, 3),
+            "cycles_per_packet": round(cycles / len(frames), 1), "nfp_insns_per_packet": round(insns / len(frames), 1),
+            "faults": faults, "compile_seconds": round(best, 6),
+            "ebpf_insns_per_second": round(st.ebpf_insns / best, 1) if best else 0.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=0)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--packets", type=int, default=50, help="crafted packets per program (at least 50 exist)")
+    ap.add_argument("--json", metavar="FILE", default="corpus_bench.json", help="where to write the numbers")
+    args = ap.parse_args(argv)
+    frames = crafted_packets()[:max(1, args.packets)]
+    results, skipped = [], []
+    for label, program in corpus_programs():
+        try:
+            row = bench_one(program, opt_level=args.opt_level, profile=args.profile, frames=frames)
+        except nfpjit.errors.NfpjitError as exc:
+            skipped.append({"program": label, "reason": str(exc)})
+            continue
+        results.append({"program": label, **row})
+    e = sum(r["ebpf_insns"] for r in results)
+    n = sum(r["nfp_insns"] for r in results)
+    secs = sum(r["compile_seconds"] for r in results)
+    total = {"ebpf_insns": e, "nfp_insns": n, "ratio": round(n / e, 3) if e else 0.0,
+             "compile_seconds": round(secs, 4), "ebpf_insns_per_second": round(e / secs, 1) if secs else 0.0}
+    table = Table(title=f"nfpjit corpus at -O{args.opt_level}, profile {args.profile}, {len(frames)} packets each")
+    for col in ("program", "eBPF", "NFP", "NFP/eBPF", "cycles/pkt", "NFP insns/pkt", "faults", "compile ms"):
+        table.add_column(col, justify="left" if col == "program" else "right")
+    for r in results:
+        table.add_row(r["program"], str(r["ebpf_insns"]), str(r["nfp_insns"]), f"{r['ratio']:.2f}",
+                      f"{r['cycles_per_packet']:.0f}", f"{r['nfp_insns_per_packet']:.0f}", str(r["faults"]),
+                      f"{1000 * r['compile_seconds']:.1f}")
+    table.add_row("total", str(e), str(n), f"{total['ratio']:.2f}", "", "", "", f"{1000 * secs:.1f}")
+    console = Console()
+    console.print(table)
+    console.print(f"compile throughput: {total['ebpf_insns_per_second']:.0f} eBPF insns/s; "
+                  f"{len(skipped)} program(s) not compiled")
+    for s in skipped:
+        console.print(f"  {s['program']}: {s['reason']}", style="dim", markup=False, no_wrap=True,
+                      overflow="ellipsis")
+    doc = {"machine": platform.machine(), "python": sys.version.split()[0], "opt_level": args.opt_level,
+           "profile": args.profile, "packets": len(frames), "results": results, "skipped": skipped, "total": total}
+    Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
