@@ -25,7 +25,7 @@ from nfpjit.testing import compare_results, crafted_packets, packets, programs
 from conftest import CORPUS
 
 kernel_ok, kernel_reason = kernel_available()
-pytestmark = pytest.mark.skipif(not kernel_ok, reason=f"kernel bpf() unusable: {kernel_reason}")
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not kernel_ok, reason=f"kernel bpf() unusable: {kernel_reason}")]
 
 # Helpers whose results differ between any two runs: the maps they feed are not compared.
 NONDETERMINISTIC = {Helper.ktime_get_ns, Helper.ktime_get_boot_ns, Helper.ktime_get_coarse_ns,

@@ -18,7 +18,7 @@ from nfpjit.kernel import KernelError, KernelProgram, KernelRejected, kernel_ava
 from conftest import CORPUS
 
 ok, reason = kernel_available()
-pytestmark = pytest.mark.skipif(not ok, reason=f"kernel bpf() unusable: {reason}")
+pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not ok, reason=f"kernel bpf() unusable: {reason}")]
 
 MOV_K = InsnClass.ALU64 | AluOp.MOV | Source.K
 EXIT = Insn(InsnClass.JMP | JmpOp.EXIT)
