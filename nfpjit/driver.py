@@ -195,7 +195,7 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     phase("passes")
     assembled = mprogram.assemble()
     phase("assemble")
-    stack = _stack_size(mprogram, analysis)
+    stack = _stack_size(mprogram, program, analysis)
     image = build_image(program, assembled, profile=prof.name, passes=tuple(p.spelling() for p in pipeline),
                         stack_size=stack)
     phase("image")
@@ -211,11 +211,16 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
                          analysis=analysis)
 
 
-def _stack_size(mprogram, analysis) -> int:
+def _stack_size(mprogram, program: Program, analysis) -> int:
+    """LM bytes the program's frames use (the image's stack size, checked by the loader)."""
     size = getattr(mprogram, "stack_size", None)
     if isinstance(size, int):
         return size
-    return int(sum(analysis.stack_depth.values())) if analysis is not None else 0
+    try:
+        from nfpjit.jit.lower_mem import stack_layout
+    except ImportError:
+        return int(sum(analysis.stack_depth.values())) if analysis is not None else 0
+    return int(stack_layout(program, analysis).size)
 
 
 # -- image ------------------------------------------------------------------------------
