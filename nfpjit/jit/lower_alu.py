@@ -1,0 +1,521 @@
+"""Lowering of eBPF ALU and ALU64 instructions and of ld_imm64 constants.
+
+32-bit operations work on the low word and then zero the high word (skipped
+at -O1 and above when the analysis says the high word is never read).
+64-bit add/sub chain the carry (``add``/``addc``, ``sub``/``subc``); logic
+ops work per word.  64-bit shifts by a constant use the funnel shift
+``dbl_shf``; shifts by a register take the amount from ``prev`` (indirect
+shifts) and branch on bit 5 of the amount between the "< 32" and ">= 32"
+forms (at -O1 and above the analysis' range of the amount may decide the
+branch statically).  Multiplies use the multiplier steps: 16x16 when both
+operands are known to fit 16 bits, else 32x32, and a 64-bit product from
+three 32x32 partial products.  Division and modulo by a constant use a shift
+or mask for powers of two and reciprocal multiplication (Granlund and
+Montgomery's round-up method with a 33-bit multiplier) otherwise; signed
+forms divide the magnitudes and fix the sign.  Division by a register is
+not in the table (the capability report rejects it).  Byte swaps are two
+``ld_field`` rotates per word.
+"""
+
+from __future__ import annotations
+
+from nfpjit.bits import MASK32, s32, s64, u64
+from nfpjit.ebpf.insn import LD_IMM64_CODE, Insn
+from nfpjit.ebpf.opcodes import AluOp as EAlu, InsnClass, PseudoSrc, Source
+from nfpjit.isa.table import AluOp, Cond, MulStep, ShiftKind
+
+from .lower import LowerCtx
+from .regs import G, hi, lo
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _src(insn: Insn, wide: bool):
+    """(lo, hi) of the source operand: G registers or 32-bit constants (hi None for ALU32)."""
+    if insn.source == Source.X:
+        return lo(insn.src), (hi(insn.src) if wide else None)
+    k = u64(insn.imm) if wide else insn.imm & MASK32
+    return k & MASK32, (k >> 32 if wide else None)
+
+
+def _zext(ctx: LowerCtx, insn: Insn) -> None:
+    """The high word of a 32-bit result is zero (elided at -O1+ when nobody reads it)."""
+    f = ctx.facts
+    if ctx.opt_level >= 1 and f is not None and not f.hi32_live_out:
+        return
+    ctx.emit.const(hi(insn.dst), 0)
+
+
+def _scalar_umax(ctx: LowerCtx, reg: int, low: bool) -> int | None:
+    """Unsigned upper bound of register ``reg`` (its low word or all 64 bits) before this instruction."""
+    f = ctx.facts
+    if f is None or not f.regs:
+        return None
+    st = f.regs[reg]
+    if getattr(st.kind, "name", "") != "SCALAR":
+        return None
+    return (st.var.low if low else st.var.full).umax
+
+
+def _fits(ctx: LowerCtx, value, reg: int | None, limit: int, low: bool) -> bool:
+    """Is the operand (constant, or register ``reg``) known to be <= limit?"""
+    if isinstance(value, int):
+        return value <= limit
+    umax = _scalar_umax(ctx, reg, low)
+    return umax is not None and umax <= limit
+
+
+def _amount_range(ctx: LowerCtx, insn: Insn) -> tuple[int, int] | None:
+    f = ctx.facts
+    if ctx.opt_level < 1 or f is None or f.src_range is None:
+        return None
+    return f.src_range
+
+
+# -- 32-bit ------------------------------------------------------------------------------
+
+_LOGIC = {EAlu.AND: AluOp.AND, EAlu.OR: AluOp.OR, EAlu.XOR: AluOp.XOR}
+_SHIFTS = {EAlu.LSH: ShiftKind.SHL, EAlu.RSH: ShiftKind.SHR, EAlu.ARSH: ShiftKind.ASR}
+
+
+def _add_sub32(ctx: LowerCtx, op: EAlu, d: G, s) -> None:
+    alu = AluOp.ADD if op == EAlu.ADD else AluOp.SUB
+    if isinstance(s, int) and s > 0xFF and (-s) & MASK32 <= 0xFF:
+        alu, s = (AluOp.SUB if alu == AluOp.ADD else AluOp.ADD), (-s) & MASK32
+    ctx.emit.alu(alu, d, d, s)
+
+
+def _sext_into(ctx: LowerCtx, d: G, s, bits: int) -> None:
+    """d = sign extension of the low ``bits`` of s, as a 32-bit word."""
+    e = ctx.emit
+    if bits == 32:
+        e.mov(d, s)
+        return
+    e.shf(d, s, ShiftKind.SHL, 32 - bits)
+    e.shf(d, d, ShiftKind.ASR, 32 - bits)
+
+
+def _bswap32(ctx: LowerCtx, d: G, s: G) -> None:
+    """d = byte-reversed s; d may equal s only through a scratch copy, which this does itself."""
+    e = ctx.emit
+    t = ctx.tmp() if d == s else d
+    e.ld_field(t, 0b1010, s, 8, clear=True)
+    e.ld_field(t, 0b0101, s, 24)
+    if t != d:
+        e.mov(d, t)
+
+
+def _mul32(ctx: LowerCtx, insn: Insn) -> None:
+    e = ctx.emit
+    d = lo(insn.dst)
+    s, _ = _src(insn, False)
+    small = _fits(ctx, d, insn.dst, 0xFFFF, True) and _fits(ctx, s, insn.src, 0xFFFF, True)
+    e.mul(d, s, MulStep.M16X16 if small else MulStep.M32X32)
+    e.mul_lo(d)
+
+
+def _udiv32_const(ctx: LowerCtx, q: G, x: G, d: int) -> None:
+    """q = x / d (unsigned 32-bit, d a constant >= 1); q may equal x."""
+    e = ctx.emit
+    d &= MASK32
+    if d == 1:
+        e.mov(q, x)
+    elif d & (d - 1) == 0:
+        e.shf(q, x, ShiftKind.SHR, d.bit_length() - 1)
+    elif d >> 31:
+        # the quotient is 0 or 1: the carry of x - d
+        k = e.reg(d)
+        e.alu(AluOp.SUB, None, x, k)
+        e.const(k, 0)
+        e.alu(AluOp.ADDC, q, k, 0)
+    else:
+        l = (d - 1).bit_length()
+        m = ((1 << 32) * ((1 << l) - d)) // d + 1
+        t1, t2 = ctx.tmp(), ctx.tmp()
+        e.mul(x, m, MulStep.M32X32)
+        e.mul_hi(t1)                                   # t1 = (m * x) >> 32
+        e.alu(AluOp.SUB, t2, x, t1)                    # x - t1 (never negative)
+        e.shf(t2, t2, ShiftKind.SHR, 1, op=AluOp.ADD, a=t1)   # t1 + ((x - t1) >> 1)
+        e.shf(q, t2, ShiftKind.SHR, l - 1)
+
+
+def _umod32_const(ctx: LowerCtx, r: G, x: G, d: int) -> None:
+    """r = x % d (unsigned, d >= 1); r may equal x."""
+    e = ctx.emit
+    d &= MASK32
+    if d == 1:
+        e.const(r, 0)
+    elif d & (d - 1) == 0:
+        e.alu(AluOp.AND, r, x, d - 1)
+    else:
+        q = ctx.tmp()
+        _udiv32_const(ctx, q, x, d)
+        e.mul(q, d, MulStep.M32X32)
+        e.mul_lo(q)
+        e.alu(AluOp.SUB, r, x, q)
+
+
+def _div32(ctx: LowerCtx, out: G, x: G, d: int, *, mod: bool, signed: bool) -> None:
+    """out = x (/ or %) d for a 32-bit constant d, with eBPF's rules for zero."""
+    e = ctx.emit
+    d &= MASK32
+    if d == 0:
+        if mod:
+            e.mov(out, x)
+        else:
+            e.const(out, 0)
+        return
+    if not signed:
+        (_umod32_const if mod else _udiv32_const)(ctx, out, x, d)
+        return
+    dabs = abs(s32(d))
+    sign, t = ctx.tmp(), ctx.tmp()
+    e.shf(sign, x, ShiftKind.ASR, 31)          # 0 or -1
+    e.alu(AluOp.XOR, t, x, sign)
+    e.alu(AluOp.SUB, t, t, sign)               # |x| (INT_MIN stays 0x80000000)
+    (_umod32_const if mod else _udiv32_const)(ctx, t, t, dabs)
+    if not mod and s32(d) < 0:
+        e.alu(AluOp.NOT, sign, None, sign)     # the quotient's sign flips for a negative divisor
+    e.alu(AluOp.XOR, t, t, sign)
+    e.alu(AluOp.SUB, out, t, sign)
+
+
+def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    e = ctx.emit
+    op = insn.alu_op
+    d = lo(insn.dst)
+    if op == EAlu.MOV:
+        if insn.source == Source.X and insn.off:
+            _sext_into(ctx, d, lo(insn.src), insn.off)
+        else:
+            e.mov(d, _src(insn, False)[0])
+    elif op in (EAlu.ADD, EAlu.SUB):
+        _add_sub32(ctx, op, d, _src(insn, False)[0])
+    elif op in _LOGIC:
+        e.alu(_LOGIC[op], d, d, _src(insn, False)[0])
+    elif op == EAlu.NEG:
+        e.alu(AluOp.SUB, d, 0, d)
+    elif op in _SHIFTS:
+        if insn.source == Source.K:
+            n = insn.imm & 31
+            if n:
+                e.shf(d, d, _SHIFTS[op], n)
+        else:
+            e.set_prev(lo(insn.src))
+            e.shf(d, d, _SHIFTS[op], None)
+    elif op == EAlu.MUL:
+        _mul32(ctx, insn)
+    elif op in (EAlu.DIV, EAlu.MOD):
+        _div32(ctx, d, d, insn.imm, mod=op == EAlu.MOD, signed=insn.off == 1)
+    elif op == EAlu.END:
+        _end(ctx, insn)
+        return
+    else:  # pragma: no cover - the table only holds the ops above
+        raise ctx.unsupported(f"ALU32 operation {op.name}")
+    _zext(ctx, insn)
+
+
+def _end(ctx: LowerCtx, insn: Insn) -> None:
+    """END (to-LE: truncate; to-BE and ALU64 bswap: byte swap) of 16, 32 or 64 bits."""
+    e = ctx.emit
+    dl, dh = lo(insn.dst), hi(insn.dst)
+    width = insn.imm
+    swap = insn.cls == InsnClass.ALU64 or insn.source == Source.X
+    if width not in (16, 32, 64):
+        raise ctx.unsupported(f"byte swap width {width}")
+    if not swap:
+        if width == 16:
+            e.ld_field(dl, 0b0011, dl, 0, clear=True)
+        if width < 64:
+            e.const(dh, 0)
+        return
+    if width == 16:
+        t = ctx.tmp()
+        e.ld_field(t, 0b0001, dl, 8, clear=True)
+        e.ld_field(t, 0b0010, dl, 24)
+        e.mov(dl, t)
+        e.const(dh, 0)
+    elif width == 32:
+        _bswap32(ctx, dl, dl)
+        e.const(dh, 0)
+    else:
+        t = ctx.tmp()
+        _bswap32(ctx, t, dl)
+        _bswap32(ctx, dl, dh)
+        e.mov(dh, t)
+
+
+# -- 64-bit ------------------------------------------------------------------------------
+
+
+def _const_hi_logic(ctx: LowerCtx, op: AluOp, d: G, k: int) -> None:
+    """d = d <op> k for a constant high word: 0 and all-ones need at most one instruction."""
+    e = ctx.emit
+    if k == 0:
+        if op == AluOp.AND:
+            e.const(d, 0)
+        return
+    if k == MASK32:
+        if op == AluOp.OR:
+            e.const(d, MASK32)
+        elif op == AluOp.XOR:
+            e.alu(AluOp.NOT, d, None, d)
+        return
+    e.alu(op, d, d, k)
+
+
+def _mov64(ctx: LowerCtx, insn: Insn) -> None:
+    e = ctx.emit
+    dl, dh = lo(insn.dst), hi(insn.dst)
+    if insn.source == Source.K:
+        k = u64(insn.imm)
+        e.const(dl, k & MASK32)
+        e.const(dh, k >> 32)
+        return
+    sl, sh = lo(insn.src), hi(insn.src)
+    if insn.off == 0:
+        e.mov(dl, sl)
+        e.mov(dh, sh)
+        return
+    _sext_into(ctx, dl, sl, insn.off)
+    e.shf(dh, dl, ShiftKind.ASR, 31)
+
+
+def _shift64_const(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, n: int) -> None:
+    e = ctx.emit
+    if n == 0:
+        return
+    if kind == EAlu.LSH:
+        if n < 32:
+            e.dbl_shf(dh, dh, dl, 32 - n)            # (hi << n) | (lo >> (32 - n))
+            e.shf(dl, dl, ShiftKind.SHL, n)
+        else:
+            if n > 32:
+                e.shf(dh, dl, ShiftKind.SHL, n - 32)
+            else:
+                e.mov(dh, dl)
+            e.const(dl, 0)
+    elif kind == EAlu.RSH:
+        if n < 32:
+            e.dbl_shf(dl, dh, dl, n)
+            e.shf(dh, dh, ShiftKind.SHR, n)
+        else:
+            if n > 32:
+                e.shf(dl, dh, ShiftKind.SHR, n - 32)
+            else:
+                e.mov(dl, dh)
+            e.const(dh, 0)
+    else:
+        if n < 32:
+            e.dbl_shf(dl, dh, dl, n)
+            e.shf(dh, dh, ShiftKind.ASR, n)
+        else:
+            if n > 32:
+                e.shf(dl, dh, ShiftKind.ASR, n - 32)
+            else:
+                e.mov(dl, dh)
+            e.shf(dh, dh, ShiftKind.ASR, 31)
+
+
+def _shift64_reg(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, s: G, amount_range) -> None:
+    """64-bit shift by the low 6 bits of register s, chosen at run time on bit 5."""
+    e = ctx.emit
+    t = ctx.tmp()
+    small = big = True
+    if amount_range is not None:
+        lo_n, hi_n = amount_range
+        if hi_n < 32:
+            big = False
+        elif lo_n >= 32 and hi_n < 64:
+            small = False
+    t2 = None
+    if kind == EAlu.LSH and small:
+        t2 = ctx.tmp()
+        e.shf(t2, dl, ShiftKind.SHR, 1)               # lo >> 1, before prev is set to the amount
+    e.alu(AluOp.AND, t, s, 63)                        # t = n; prev = n
+    big_label = done = None
+    if small and big:
+        big_label, done = ctx.new_label("shl_big"), ctx.new_label("shl_done")
+        e.br_bit(True, t, 5, big_label)
+    if small:
+        if kind == EAlu.LSH:
+            t1 = ctx.tmp()
+            e.shf(t1, dh, ShiftKind.SHL, None)        # hi << n
+            e.alu(AluOp.NOT, None, None, t)           # prev & 31 = 31 - n
+            e.shf(t2, t2, ShiftKind.SHR, None)        # lo >> (32 - n), 0 for n = 0
+            e.alu(AluOp.OR, dh, t1, t2)
+            e.set_prev(t)
+            e.shf(dl, dl, ShiftKind.SHL, None)
+        else:
+            e.dbl_shf(dl, dh, dl, None)               # low32((hi:lo) >> n)
+            e.set_prev(t)
+            e.shf(dh, dh, ShiftKind.SHR if kind == EAlu.RSH else ShiftKind.ASR, None)
+        if big:
+            e.jump(done)
+    if big:
+        if big_label:
+            e.label(big_label)
+        else:
+            e.set_prev(t)
+        if kind == EAlu.LSH:
+            e.shf(dh, dl, ShiftKind.SHL, None)        # lo << (n - 32)
+            e.const(dl, 0)
+        elif kind == EAlu.RSH:
+            e.shf(dl, dh, ShiftKind.SHR, None)
+            e.const(dh, 0)
+        else:
+            e.shf(dl, dh, ShiftKind.ASR, None)
+            e.shf(dh, dh, ShiftKind.ASR, 31)
+    if done:
+        e.label(done)
+
+
+def _mul64(ctx: LowerCtx, insn: Insn) -> None:
+    e = ctx.emit
+    dl, dh = lo(insn.dst), hi(insn.dst)
+    sl, sh = _src(insn, True)
+    src_reg = insn.src if insn.source == Source.X else None
+    d_narrow = _fits(ctx, dl, insn.dst, MASK32, False)
+    s_narrow = sh == 0 or (src_reg is not None and _fits(ctx, sl, src_reg, MASK32, False))
+    cross = ctx.tmp()
+    have_cross = False
+    if not s_narrow:
+        e.mul(dl, sh, MulStep.M32X32)                 # lo(d) * hi(s)
+        e.mul_lo(cross)
+        have_cross = True
+    if not d_narrow:
+        e.mul(dh, sl, MulStep.M32X32)                 # hi(d) * lo(s)
+        if have_cross:
+            t = ctx.tmp()
+            e.mul_lo(t)
+            e.alu(AluOp.ADD, cross, cross, t)
+        else:
+            e.mul_lo(cross)
+            have_cross = True
+    small = _fits(ctx, dl, insn.dst, 0xFFFF, False) and (
+        sl <= 0xFFFF and sh == 0 if isinstance(sl, int) else _fits(ctx, sl, src_reg, 0xFFFF, False))
+    e.mul(dl, sl, MulStep.M16X16 if small else MulStep.M32X32)
+    e.mul_lo(dl)
+    if have_cross:
+        t = ctx.tmp()
+        e.mul_hi(t)
+        e.alu(AluOp.ADD, dh, t, cross)
+    else:
+        e.mul_hi(dh)
+
+
+def _div64(ctx: LowerCtx, insn: Insn) -> None:
+    """64-bit division/modulo by a constant, for dividends the analysis proves to fit 32 bits."""
+    e = ctx.emit
+    dl, dh = lo(insn.dst), hi(insn.dst)
+    mod = insn.alu_op == EAlu.MOD
+    signed = insn.off == 1
+    d = s64(u64(insn.imm)) if signed else u64(insn.imm)
+    f = ctx.facts
+    st = f.regs[insn.dst] if f is not None and f.regs else None
+    narrow = st is not None and getattr(st.kind, "name", "") == "SCALAR" and st.var.full.umax <= MASK32
+    if not narrow:
+        raise ctx.unsupported("64-bit division of a value that may not fit 32 bits",
+                              hint="the NFP divides 32-bit values; mask or check the dividend first")
+    if d == 0:
+        if not mod:
+            e.const(dl, 0)
+            e.const(dh, 0)
+        return
+    if not signed:
+        if d > MASK32:                               # x < 2**32 <= d
+            if not mod:
+                e.const(dl, 0)
+            e.const(dh, 0)
+            return
+        _div32(ctx, dl, dl, d, mod=mod, signed=False)
+        e.const(dh, 0)
+        return
+    # signed, dividend non-negative and < 2**32: divide by |d|, negate the quotient for d < 0
+    if abs(d) > MASK32:
+        if not mod:
+            e.const(dl, 0)
+        e.const(dh, 0)
+        return
+    _div32(ctx, dl, dl, abs(d), mod=mod, signed=False)
+    e.const(dh, 0)
+    if not mod and d < 0:
+        e.alu(AluOp.SUB, dl, 0, dl)
+        e.alu(AluOp.SUBC, dh, 0, dh)
+
+
+def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    e = ctx.emit
+    op = insn.alu_op
+    dl, dh = lo(insn.dst), hi(insn.dst)
+    if op == EAlu.MOV:
+        _mov64(ctx, insn)
+    elif op in (EAlu.ADD, EAlu.SUB):
+        sl, sh = _src(insn, True)
+        first, carry = (AluOp.ADD, AluOp.ADDC) if op == EAlu.ADD else (AluOp.SUB, AluOp.SUBC)
+        if insn.source == Source.K and insn.imm < 0 and -insn.imm <= 0xFF:
+            # d + (-k) == d - k: both immediates fit the operand field
+            first, carry = (AluOp.SUB, AluOp.SUBC) if op == EAlu.ADD else (AluOp.ADD, AluOp.ADDC)
+            sl, sh = -insn.imm, 0
+        e.alu(first, dl, dl, sl)
+        e.alu(carry, dh, dh, sh)
+    elif op in _LOGIC:
+        sl, sh = _src(insn, True)
+        e.alu(_LOGIC[op], dl, dl, sl)
+        if isinstance(sh, int):
+            _const_hi_logic(ctx, _LOGIC[op], dh, sh)
+        else:
+            e.alu(_LOGIC[op], dh, dh, sh)
+    elif op == EAlu.NEG:
+        e.alu(AluOp.SUB, dl, 0, dl)
+        e.alu(AluOp.SUBC, dh, 0, dh)
+    elif op in _SHIFTS:
+        if insn.source == Source.K:
+            _shift64_const(ctx, op, dl, dh, insn.imm & 63)
+        else:
+            _shift64_reg(ctx, op, dl, dh, lo(insn.src), _amount_range(ctx, insn))
+    elif op == EAlu.MUL:
+        _mul64(ctx, insn)
+    elif op in (EAlu.DIV, EAlu.MOD):
+        _div64(ctx, insn)
+    elif op == EAlu.END:
+        _end(ctx, insn)
+    else:  # pragma: no cover
+        raise ctx.unsupported(f"ALU64 operation {op.name}")
+
+
+# -- ld_imm64 -------------------------------------------------------------------------------
+
+
+def _ld_imm64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    if insn.src == PseudoSrc.IMM64:
+        value = insn.imm64
+        ctx.emit.const(lo(insn.dst), value & MASK32)
+        ctx.emit.const(hi(insn.dst), value >> 32)
+        return
+    from . import lower_mem  # noqa: PLC0415 - JIT-mem's module lowers map references
+
+    handler = getattr(lower_mem, "lower_ld_imm64", None)
+    if handler is None:
+        raise ctx.unsupported(f"ld_imm64 with pseudo source {insn.src} is not lowered yet")
+    handler(ctx, pc, insn)
+
+
+# -- the table --------------------------------------------------------------------------------
+
+HANDLERS = {}
+for _cls, _fn in ((InsnClass.ALU, _alu32), (InsnClass.ALU64, _alu64)):
+    for _op in EAlu:
+        for _srck in Source:
+            if _op == EAlu.NEG and _srck == Source.X:
+                continue
+            if _op == EAlu.END and _cls == InsnClass.ALU64 and _srck == Source.X:
+                continue
+            if _op in (EAlu.DIV, EAlu.MOD) and _srck == Source.X:
+                continue        # division by a register: rejected by the capability report
+            HANDLERS[_cls | _op | _srck] = _fn
+HANDLERS[LD_IMM64_CODE] = _ld_imm64
+
+__all__ = ["HANDLERS"]
+
+_ = Cond

@@ -1,0 +1,134 @@
+"""Lowering of eBPF jumps (JMP and JMP32, every condition, ja and gotol) and of the program's exit.
+
+Comparisons become ``sub`` (or ``and`` for jset) with the result discarded
+and a conditional ``br`` on the condition codes: ``sub`` sets C = no borrow,
+so unsigned a >= b is ``hs`` and a < b is ``lo``; signed comparisons read
+N and V.  64-bit comparisons subtract the low words and then the high words
+with the borrow (``subc``); that leaves N, V and C right for the whole 64-bit
+difference but Z only for the high words, so a > b and a <= b are computed
+as b < a and b >= a, and equality compares both XORs.
+
+Exit from the entry function ends the program with ``halt``: for XDP the
+action is R0's low word, and a value above XDP_REDIRECT (4) halts with
+XDP_ABORTED (0) as the real NFP does; R0 itself stays in a1:a0, so the
+simulator still reports the program's return value.  Exit from a
+BPF-to-BPF callee is a return, lowered by ``lower_call`` (its
+``lower_return(ctx, pc, insn)``).
+"""
+
+from __future__ import annotations
+
+from nfpjit.bits import MASK32, u64
+from nfpjit.ebpf.insn import Insn
+from nfpjit.ebpf.opcodes import InsnClass, JmpOp, ProgType, Source, XdpAction
+from nfpjit.isa.table import AluOp, Cond
+
+from .lower import LowerCtx
+from .regs import hi, lo
+
+_MAX_XDP_ACTION = max(XdpAction)
+
+# condition on the flags of (dst - src), and whether the operands must be swapped for 64-bit compares
+_UNSIGNED = {JmpOp.JGE: Cond.HS, JmpOp.JLT: Cond.LO, JmpOp.JGT: Cond.HI, JmpOp.JLE: Cond.LS}
+_SIGNED = {JmpOp.JSGE: Cond.GE, JmpOp.JSLT: Cond.LT, JmpOp.JSGT: Cond.GT, JmpOp.JSLE: Cond.LE}
+# 64-bit: Z is not valid for the whole difference; a > b == b < a, a <= b == b >= a
+_SWAPPED_64 = {JmpOp.JGT: Cond.LO, JmpOp.JLE: Cond.HS, JmpOp.JSGT: Cond.LT, JmpOp.JSLE: Cond.GE}
+
+
+def _operands(insn: Insn, wide: bool):
+    """(lo, hi) of the second operand: G registers or constants (hi None for 32-bit compares)."""
+    if insn.source == Source.X:
+        return lo(insn.src), (hi(insn.src) if wide else None)
+    k = u64(insn.imm) if wide else insn.imm & MASK32
+    return k & MASK32, (k >> 32 if wide else None)
+
+
+def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    e = ctx.emit
+    wide = insn.cls == InsnClass.JMP
+    op = insn.jmp_op
+    target = ctx.label_for(insn.jump_target(pc))
+    facts = ctx.facts
+    if ctx.opt_level >= 1 and facts is not None and facts.branch_taken is not None:
+        if facts.branch_taken:
+            e.jump(target)
+        return
+    dlo, dhi = lo(insn.dst), hi(insn.dst)
+    slo, shi = _operands(insn, wide)
+    if not wide:
+        if op == JmpOp.JSET:
+            e.alu(AluOp.AND, None, dlo, slo)
+            e.br(Cond.NE, target)
+        elif op in (JmpOp.JEQ, JmpOp.JNE):
+            e.alu(AluOp.SUB, None, dlo, slo)
+            e.br(Cond.EQ if op == JmpOp.JEQ else Cond.NE, target)
+        else:
+            e.alu(AluOp.SUB, None, dlo, slo)
+            e.br(_UNSIGNED.get(op) or _SIGNED[op], target)
+        return
+    if op in (JmpOp.JEQ, JmpOp.JNE, JmpOp.JSET):
+        combine = AluOp.AND if op == JmpOp.JSET else AluOp.XOR
+        t1, t2 = ctx.tmp(), ctx.tmp()
+        e.alu(combine, t1, dlo, slo)
+        e.alu(combine, t2, dhi, shi)
+        e.alu(AluOp.OR, None, t1, t2)
+        e.br(Cond.EQ if op == JmpOp.JEQ else Cond.NE, target)
+        return
+    if op in _SWAPPED_64:
+        e.alu(AluOp.SUB, None, slo, dlo)
+        e.alu(AluOp.SUBC, None, shi, dhi)
+        e.br(_SWAPPED_64[op], target)
+        return
+    e.alu(AluOp.SUB, None, dlo, slo)
+    e.alu(AluOp.SUBC, None, dhi, shi)
+    e.br(_UNSIGNED.get(op) or _SIGNED[op], target)
+
+
+def _ja(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    ctx.emit.jump(ctx.label_for(insn.jump_target(pc)))
+
+
+def _abort_label(ctx: LowerCtx) -> str:
+    return f".xdp_aborted_{ctx.function.name}"
+
+
+def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
+    if not ctx.is_entry:
+        from . import lower_call  # noqa: PLC0415 - JIT-mem's module; absent until it exists
+
+        ret = getattr(lower_call, "lower_return", None)
+        if ret is None:
+            raise ctx.unsupported("exit from a BPF-to-BPF callee is not lowered yet")
+        ret(ctx, pc, insn)
+        return
+    e = ctx.emit
+    r0 = lo(0)
+    if ctx.prog_type == ProgType.XDP:
+        state = ctx.state.setdefault("lower_jmp", {})
+        state[ctx.function.name] = True
+        e.alu(AluOp.SUB, None, r0, _MAX_XDP_ACTION)
+        e.br(Cond.HI, _abort_label(ctx))
+    e.halt(r0)
+
+
+def EPILOGUE(ctx: LowerCtx) -> None:  # noqa: N802 - the hook name lower.py looks for
+    """The shared XDP_ABORTED stub of a function that has an XDP exit."""
+    if ctx.state.get("lower_jmp", {}).get(ctx.function.name):
+        ctx.emit.label(_abort_label(ctx))
+        ctx.emit.halt(int(XdpAction.ABORTED))
+
+
+HANDLERS = {}
+for _cls in (InsnClass.JMP, InsnClass.JMP32):
+    for _op in JmpOp:
+        if _op in (JmpOp.JA, JmpOp.CALL, JmpOp.EXIT):
+            continue
+        for _src in Source:
+            HANDLERS[_cls | _op | _src] = _cond_jump
+HANDLERS[InsnClass.JMP | JmpOp.JA] = _ja
+HANDLERS[InsnClass.JMP32 | JmpOp.JA] = _ja          # gotol: the offset is in imm (Insn.jump_target knows)
+HANDLERS[InsnClass.JMP | JmpOp.EXIT] = _exit
+
+__all__ = ["HANDLERS", "EPILOGUE"]
+
+
