@@ -312,9 +312,9 @@ def build_image(program: Program, assembled, *, profile: str = "default", passes
                 stack_size: int = 0, entry: int | None = None) -> Image:
     """The firmware image of an assembled lowering (``MProgram.assemble()``) of ``program``.
 
-    Maps keep their index in the program as image id; every map gets a MAP symbol and every
-    firmware routine a relocation names gets a ROUTINE symbol, so the image is self-describing
-    for :func:`~nfpjit.isa.image.relocate`.
+    Maps keep their index in the program as image id; every map and firmware routine a relocation
+    names gets a MAP/ROUTINE symbol, so the image is self-describing for
+    :func:`~nfpjit.isa.image.relocate`.
     """
     from nfpjit import __version__
 
@@ -328,15 +328,19 @@ def build_image(program: Program, assembled, *, profile: str = "default", passes
     for s in given:
         if s.kind != SymbolKind.SUBPROG:
             symbols.setdefault(s.name, s)
-    for m in maps:
-        prior = symbols.get(m.name)
-        if prior is not None and prior.kind != SymbolKind.MAP:
-            raise ImageError(f"map {m.name!r} has the name of a {prior.kind.name.lower()} symbol",
-                             where=program.source_path or program.name, hint="rename the map or the function")
-        symbols[m.name] = Symbol(m.name, SymbolKind.MAP)
+    # MAP/ROUTINE symbols only for what a relocation names: an unrelocated MAP symbol reads as table id 0
+    # to the simulator, which would make two maps collide.
+    map_names = {m.name for m in maps}
     for r in relocations:
-        if r.kind == RelocKind.ROUTINE_ADDR and r.symbol not in symbols:
-            symbols[r.symbol] = Symbol(r.symbol, SymbolKind.ROUTINE)
+        kind = SymbolKind.MAP if r.kind == RelocKind.MAP_ID else SymbolKind.ROUTINE
+        if kind == SymbolKind.MAP and r.symbol not in map_names:
+            raise ImageError(f"relocation at {r.address} names {r.symbol!r}, which is not one of the program's maps",
+                             where=program.source_path or program.name, hint="this is a bug in the lowering")
+        prior = symbols.get(r.symbol)
+        if prior is not None and prior.kind != kind:
+            raise ImageError(f"{kind.name.lower()} {r.symbol!r} has the name of a {prior.kind.name.lower()} symbol",
+                             where=program.source_path or program.name, hint="rename the map or the function")
+        symbols[r.symbol] = Symbol(r.symbol, kind)
     if entry is None:
         entry = int(getattr(assembled, "entry", 0) or 0)
     insn_bytes = b"".join(i.encode() for i in program.insns)

@@ -113,6 +113,22 @@ def test_corpus_program_sim_agrees_with_interpreter(obj, section):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.parametrize("obj,section", corpus_cases())
+def test_corpus_program_beyond_default_profile(obj, section):
+    """What the permissive profile lets through: when the lowering takes it, it must agree too."""
+    program = nfpjit.load(obj, section=section)
+    if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
+        pytest.skip(f"{program.prog_type.name} programs are not offloaded")
+    if nfpjit.check(program).ok:
+        pytest.skip("covered by the default-profile test")
+    try:
+        result = compile(program, profile="permissive")
+    except nfpjit.errors.UnsupportedError as exc:
+        pytest.skip(f"not compiled: {str(exc)[:200]}")
+    problems = differential(program, result.image, CRAFTED, compare_values=not _uses_nondeterminism(program))
+    assert not problems, "\n".join(problems)
+
+
 def test_corpus_coverage_is_reported():
     """How many corpus programs the profile accepts: the parametrised test above must run on them."""
     accepted = 0
