@@ -62,7 +62,8 @@ _ATTR_SIZE = 144           # larger than every command's part of union bpf_attr 
 _LOG_SIZE = 1 << 22        # the verifier log of a big program needs megabytes
 _BPF_F_RDONLY_PROG = 0x80
 _ETH_HLEN = 14
-_OUT_SLACK = 4096          # room for bpf_xdp_adjust_tail/skb_change_tail growth in data_out
+_OUT_SLACK = 4096
+_SKB_CTX_SIZE = 192        # sizeof(struct __sk_buff)          # room for bpf_xdp_adjust_tail/skb_change_tail growth in data_out
 
 # Map types whose contents the bpf() syscall can read back as plain values.
 DUMPABLE_MAP_TYPES = frozenset({
@@ -357,6 +358,12 @@ class KernelProgram:
             ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(data), 0, packet.ingress_ifindex,
                                                           packet.rx_queue_index, 0), 24)
             fields += [("I", 40, 24), ("Q", 48, _addr(ctx))]
+        elif ptype != ProgType.XDP:
+            # struct __sk_buff (192 bytes): test_run copies ingress_ifindex into skb->skb_iif (0 without a
+            # context) and, with wire_len 0, sets wire_len to the packet length; other fields stay zero.
+            ctx = ctypes.create_string_buffer(_SKB_CTX_SIZE)
+            struct.pack_into("<I", ctx, 36, packet.ingress_ifindex & 0xFFFF_FFFF)
+            fields += [("I", 40, _SKB_CTX_SIZE), ("Q", 48, _addr(ctx))]
         # Per-CPU maps: pin to one CPU so the dump reads the slot the program wrote.
         cpu = None
         try:
@@ -373,7 +380,7 @@ class KernelProgram:
                 os.sched_setaffinity(0, old)
         where = self.program.source_path or self.program.name
         if ret < 0:
-            if err in (errno.EINVAL, errno.ENODEV) and ctx is not None:
+            if err in (errno.EINVAL, errno.ENODEV) and ctx is not None and ptype == ProgType.XDP:
                 raise KernelError("BPF_PROG_TEST_RUN refused the XDP context", errno_=err, where=where,
                                   hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
                                        f"namespace and rx_queue_index {packet.rx_queue_index} one of its queues")

@@ -236,3 +236,13 @@ def test_xdp_tail_can_grow_by_kernel_tailroom_and_no_more():
     ok = run_in_kernel(grow(room), bytes(100))
     assert ok.r0 == 2 and len(ok.packet) == 100 + room and ok.packet[100:] == bytes(room)
     assert run_in_kernel(grow(room + 1), bytes(100)).r0 == 1
+
+
+@pytest.mark.parametrize("offset,expect", [(36, "ifindex"), (160, "len"), (0, "len")])
+def test_tc_context_carries_ingress_ifindex_and_wire_len(offset, expect):
+    """r0 = __sk_buff field: ingress_ifindex comes from PacketIn (ctx_in), wire_len is the frame length."""
+    program = Program(name="tc", insns=(Insn(InsnClass.LDX | 0x60, 0, 1, offset), EXIT),
+                      prog_type=ProgType.SCHED_CLS, license="GPL")
+    frame = bytes(12) + b"\x88\xb5" + bytes(50)
+    res = run_in_kernel(program, PacketIn(frame, ingress_ifindex=1))
+    assert res.r0 == (1 if expect == "ifindex" else len(frame))

@@ -53,7 +53,12 @@ GENERATED_MAPS = (
 )
 _ARR, _HSH, _GLB = 0, 1, 2
 # (data, data_end) offsets in the context struct; extra readable u32 scalar fields.
-_CTX = {ProgType.XDP: (0, 4, (12, 16)), ProgType.SCHED_CLS: (76, 80, (0,))}
+# (xdp_md.egress_ifindex is readable only by devmap programs.)
+_CTX = {ProgType.XDP: (0, 4, (12, 16)),
+        ProgType.SCHED_CLS: (76, 80, (0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 64, 68, 72,
+                                      84, 160, 164, 176))}
+# __sk_buff fields a TC program may write: mark, priority, tc_index, cb[0..4], tc_classid.
+_CTX_WRITABLE = {ProgType.XDP: (), ProgType.SCHED_CLS: (8, 32, 44, 48, 52, 56, 60, 64, 72)}
 _SIZES = (Size.B, Size.H, Size.W, Size.DW)
 _CONDS = (JmpOp.JEQ, JmpOp.JGT, JmpOp.JGE, JmpOp.JSET, JmpOp.JNE, JmpOp.JSGT, JmpOp.JSGE, JmpOp.JLT,
           JmpOp.JLE, JmpOp.JSLT, JmpOp.JSLE)
@@ -257,6 +262,10 @@ class _Gen:
             self.e.emit(_ldx(size, self.d(st.sampled_from(SCALARS)), FP, self.d(st.sampled_from(ok)), signed))
 
     def ctx_field(self) -> None:
+        writable = _CTX_WRITABLE[self.shape.prog_type]
+        if writable and self.d(st.integers(0, 2)) == 0:
+            self.e.emit(_stx(Size.W, CTX, self.d(st.sampled_from(SCALARS)), self.d(st.sampled_from(writable))))
+            return
         fields = _CTX[self.shape.prog_type][2]
         self.e.emit(_ldx(Size.W, self.d(st.sampled_from(SCALARS)), CTX, self.d(st.sampled_from(fields))))
 
