@@ -176,7 +176,7 @@ def _listing(program) -> str:
 FEW = CRAFTED[:6] + CRAFTED[-6:]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(programs(max_blocks=8), st.lists(packets(max_len=200), min_size=1, max_size=3))
 def test_generated_xdp_programs_agree(program, frames):
     _generated(program, FEW[:4] + frames)

@@ -11,9 +11,9 @@ are listed with the reason.  No test asserts on these numbers.
 JSON schema: {"machine": str, "python": str, "opt_level": int, "profile": str, "packets": int,
 "results": [{"program": str, "ebpf_insns": int, "nfp_insns": int, "ratio": float,
 "cycles_per_packet": float, "nfp_insns_per_packet": float, "faults": int, "compile_seconds": float,
-"ebpf_insns_per_second": float}], "skipped": [{"program": str, "reason": str}],
+"ebpf_insns_per_second": float, "phases": {phase: seconds}}], "skipped": [{"program": str, "reason": str}],
 "total": {"ebpf_insns": int, "nfp_insns": int, "ratio": float, "compile_seconds": float,
-"ebpf_insns_per_second": float}}
+"ebpf_insns_per_second": float, "phases": {phase: seconds}}}
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def bench_one(program, *, opt_level: int, profile: str, frames: list[bytes], rep
     return {"ebpf_insns": st.ebpf_insns, "nfp_insns": st.nfp_insns, "ratio": round(st.ratio, 3),
             "cycles_per_packet": round(cycles / len(frames), 1), "nfp_insns_per_packet": round(insns / len(frames), 1),
             "faults": faults, "compile_seconds": round(best, 6),
-            "ebpf_insns_per_second": round(st.ebpf_insns / best, 1) if best else 0.0}
+            "ebpf_insns_per_second": round(st.ebpf_insns / best, 1) if best else 0.0,
+            "phases": {name: round(t, 6) for name, t in st.phases}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,10 +113,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['cycles_per_packet']:.0f}", f"{r['nfp_insns_per_packet']:.0f}", str(r["faults"]),
                       f"{1000 * r['compile_seconds']:.1f}")
     table.add_row("total", str(e), str(n), f"{total['ratio']:.2f}", "", "", "", f"{1000 * secs:.1f}")
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)
     console.print(table)
-    console.print(f"compile throughput: {total['ebpf_insns_per_second']:.0f} eBPF insns/s; "
-                  f"{len(skipped)} program(s) not compiled")
+    phases: dict[str, float] = {}
+    for r in results:
+        for name, t in r["phases"].items():
+            phases[name] = phases.get(name, 0.0) + t
+    total["phases"] = {k: round(v, 4) for k, v in phases.items()}
+    console.print(f"compile throughput: {total['ebpf_insns_per_second']:.0f} eBPF insns/s; time by phase: "
+                  + ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in phases.items()), markup=False)
+    console.print(f"{len(skipped)} program(s) not compiled:", markup=False)
     for s in skipped:
         console.print(f"  {s['program']}: {s['reason']}", style="dim", markup=False, no_wrap=True,
                       overflow="ellipsis")
