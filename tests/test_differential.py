@@ -108,3 +108,29 @@ def test_generated_programs_agree_with_kernel_big_run():
     _generated(ProgType.XDP, 8000)
     _generated(ProgType.SCHED_CLS, 1000)
     _generated(ProgType.SCHED_CLS, 1000, subprograms=False)
+
+
+@pytest.mark.parametrize("mutation", ["r0", "packet", "map"])
+def test_harness_reports_a_wrong_engine(monkeypatch, mutation):
+    """The comparison can fail: an interpreter that gets r0, one packet byte or one map value wrong is caught."""
+    import dataclasses
+    import sys
+
+    real_run = run
+
+    def wrong(program, pin, **kwargs):
+        res = real_run(program, pin, **kwargs)
+        if mutation == "r0":
+            return dataclasses.replace(res, r0=res.r0 ^ 1)
+        if mutation == "packet":
+            return dataclasses.replace(res, packet=bytes([res.packet[0] ^ 0x80]) + res.packet[1:])
+        maps = {name: dict(entries) for name, entries in res.maps.items()}
+        maps["stats"][bytes(4)] = b"\xff" * 8
+        return dataclasses.replace(res, maps=maps)
+
+    monkeypatch.setattr(sys.modules[__name__], "run", wrong)
+    program = nfpjit.load(CORPUS / "array_counter.o")
+    problems = differential(program, CRAFTED[:3])
+    assert len(problems) == 3
+    assert all({"r0": "r0 differs", "packet": "packet differs", "map": "map 'stats' key 00000000"}[mutation] in p
+               for p in problems)
