@@ -272,6 +272,13 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
         e.const(dl, k & MASK32)
         e.const(dh, k >> 32)
         return
+    if insn.src == 10 and insn.off == 0:
+        # R10 lives in no register: the frame pointer is a per-function constant (JIT-mem's stack layout)
+        from . import lower_mem  # noqa: PLC0415
+
+        e.const(dl, lower_mem.frame_pointer(ctx))
+        e.const(dh, 0)
+        return
     sl, sh = lo(insn.src), hi(insn.src)
     if insn.off == 0:
         e.mov(dl, sl)

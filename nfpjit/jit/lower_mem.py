@@ -32,7 +32,7 @@ from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, PseudoSrc, Size
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, Xfer, XferSide
 from nfpjit.isa.table import AluOp, Csr, Instruction, Memory, Op, ShiftKind
 
 from .mir import MReloc
@@ -408,6 +408,14 @@ def ctx_frame_pointer(ctx, pc: int) -> int:
     return layout_of(ctx).frame_at(pc).frame_pointer
 
 
+def frame_pointer(ctx) -> int:
+    """R10's value (a 32-bit LM byte address, high word 0) in the function being lowered.
+
+    R10 lives in no register: the ALU lowering materialises ``mov rX, r10`` with this constant.
+    """
+    return ctx_frame_pointer(ctx, ctx.pc)
+
+
 # -- stores -----------------------------------------------------------------------------------
 
 
@@ -546,6 +554,9 @@ def lower_ld_imm64_map(ctx, pc: int, insn: Insn) -> None:
         raise _fail(ctx, pc, f"ld_imm64 with pseudo source {insn.src} is not a map reference")
 
 
+#: the name lower_alu's ld_imm64 handler looks up for map references
+lower_ld_imm64 = lower_ld_imm64_map
+
 _LDX = {InsnClass.LDX | Mode.MEM | sz for sz in Size} | {InsnClass.LDX | Mode.MEMSX | sz for sz in
                                                          (Size.B, Size.H, Size.W)}
 _STORES = {cls | Mode.MEM | sz for cls in (InsnClass.ST, InsnClass.STX) for sz in Size}
@@ -562,7 +573,7 @@ HANDLERS = {
 __all__ = [
     "LM_DATA_POINTER", "LM_POINTER_DELAY", "SAVE_AREA", "LM_STACK_BASE",
     "FrameLayout", "StackLayout", "stack_layout", "set_lm_pointer", "ctx_frame_pointer",
-    "lower_ldx", "lower_store", "lower_atomic", "lower_ld_imm64_map", "map_table_hi", "HANDLERS",
+    "lower_ldx", "lower_store", "lower_atomic", "lower_ld_imm64_map", "lower_ld_imm64", "frame_pointer", "map_table_hi", "HANDLERS",
     "layout_of", "scratch",
     "lo_a", "lo_b", "hi_a", "hi_b", "lo_ab", "hi_ab",
 ]
