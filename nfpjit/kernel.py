@@ -408,7 +408,8 @@ class KernelProgram:
         self.close()
 
     def __del__(self):
-        self.close()
+        if hasattr(self, "maps"):  # __init__ may have failed before any fd existed
+            self.close()
 
 
 _PAGE_SIZE = 4096
