@@ -216,3 +216,38 @@ def test_generated_programs_mostly_offloadable():
     assert Tally.compiled >= (Tally.compiled + Tally.rejected) // 2, \
         f"only {Tally.compiled} of {Tally.compiled + Tally.rejected} generated programs compile"
     assert time.perf_counter() - start < 60
+
+
+# -- the harness itself can fail -------------------------------------------------------------
+
+def _asm_program(text: str):
+    from nfpjit.ebpf.asm import assemble
+
+    return assemble(".type xdp\n" + text, filename="self-test.s")
+
+
+def test_harness_reports_wrong_r0_and_wrong_halt_action():
+    returns_2 = _asm_program("    mov r0, 2\n    exit\n")
+    returns_1 = compile(_asm_program("    mov r0, 1\n    exit\n"), check=False).image
+    problems = differential(returns_2, returns_1, CRAFTED[:3])
+    assert sum("r0 differs" in p for p in problems) == 3
+    assert sum("halt action 1 but r0 = 2" in p for p in problems) == 3
+    # r0 right but the NIC told to do something else
+    from nfpjit.driver import build_image
+    from nfpjit.isa.asm import assemble as nfp_assemble
+
+    class Fake:
+        words = nfp_assemble("immed ab0, 2\nimmed ab1, 0\nhalt 1\n", "halt.s").words
+        line_pcs = ((0, 0), (1, 0), (2, 1))
+        relocations = symbols = ()
+
+    problems = differential(returns_2, build_image(returns_2, Fake()), CRAFTED[:2])
+    assert problems and all("halt action 1 but r0 = 2" in p for p in problems)
+
+
+def test_harness_reports_wrong_packet_and_map():
+    writes = _asm_program("    ldxw r2, [r1+0]\n    stb [r2+0], 7\n    mov r0, 2\n    exit\n")
+    untouched = compile(_asm_program("    ldxw r2, [r1+0]\n    mov r0, 2\n    exit\n"), check=False,
+                        profile="permissive").image
+    problems = differential(writes, untouched, [bytes(64)])
+    assert problems and "packet differs" in problems[0]
