@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from nfpjit.analysis import analyze
 from nfpjit.driver import compile as jit_compile, run_sim
 from nfpjit.ebpf.asm import assemble
 from nfpjit.ebpf.interp import run
@@ -39,6 +40,8 @@ def _maps(program, maps_in):
 def differential(text: str, packets, *, maps_in=None, r0_bits: int = 64):
     """Compile ``text``, run every packet in both engines, fail on any difference; returns the results."""
     program = assemble(text)
+    problems = analyze(program).problems
+    assert not problems, problems
     image = jit_compile(program, check=False).image
     out = []
     for pk in packets:
@@ -202,6 +205,18 @@ def test_packet_load(size, off):
     differential(text, [_packet(n, seed=n) for n in lens])
 
 
+def test_packet_access_at_the_end_of_a_full_buffer():
+    needs_alu()
+    # the largest packet ends at the end of the NIC's packet buffer: a narrow access there must not
+    # read a word past it
+    n = 7936
+    for size in (1, 2, 4):
+        off = n - size
+        body = f"""ldx{SIZES[size]} r0, [r2+{off}]
+        st{SIZES[size]} [r2+{off}], 0x5a"""
+        differential(_bounded(off, size, body), [_packet(n)])
+
+
 @pytest.mark.parametrize("size", [1, 2, 4, 8])
 @pytest.mark.parametrize("off", [0, 1, 3, 6, 13, 59])
 def test_packet_store(size, off):
@@ -220,12 +235,15 @@ def test_packet_variable_offset_loads_and_stores():
         ldxw r2, [r1+0]
         ldxw r3, [r1+4]
         mov r4, r2
-        add r4, 64
+        add r4, 1
         mov r0, 1
         jgt r4, r3, out
         ldxb r5, [r2+0]
         and r5, 15
         add r5, r2
+        mov r4, r5
+        add r4, 48
+        jgt r4, r3, out
         ldxb r0, [r5+1]
         ldxh r6, [r5+3]
         add r0, r6
@@ -307,8 +325,13 @@ def test_map_value_variable_offset():
         and r6, 7
         add r6, r0
         ldxw r7, [r6+4]
+        ldxb r8, [r6+8]
+        add r7, r8
+        ldxh r8, [r6+7]
+        add r7, r8
         stxb [r6+1], r7
-        stw [r6+8], -5
+        stxb [r6+8], r7
+        stw [r6+5], -5
         mov r0, r7"""
     text = ".type xdp\n.map vals array key=4 value=16 entries=2\n" + _lookup("vals", 1, body)
     for first in range(8):
