@@ -342,7 +342,7 @@ def _shift64_reg(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, s: G, amount_range) ->
     e.alu(AluOp.AND, t, s, 63)                        # t = n; prev = n
     big_label = done = None
     if small and big:
-        big_label, done = ctx.new_label("shl_big"), ctx.new_label("shl_done")
+        big_label, done = ctx.new_label("shift_big"), ctx.new_label("shift_done")
         e.br_bit(True, t, 5, big_label)
     if small:
         if kind == EAlu.LSH:
