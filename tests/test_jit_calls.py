@@ -304,7 +304,8 @@ def test_callee_frames_are_separate_and_callee_saved_registers_survive():
         add r2, -4
         call map_lookup_elem
         jeq r0, 0, none
-        lock add [r0+0], r6
+        mov r7, 3
+        lock add [r0+0], r7
     none:
         ldxdw r1, [r6+0]
         add r1, 1
