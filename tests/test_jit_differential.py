@@ -251,3 +251,15 @@ def test_harness_reports_wrong_packet_and_map():
                         profile="permissive").image
     problems = differential(writes, untouched, [bytes(64)])
     assert problems and "packet differs" in problems[0]
+
+
+# -- mismatches found by the generated runs, kept as regression cases ------------------------------
+
+# Found by test_generated_xdp_programs_agree: the simulator's adjust_head used all 256 bytes of headroom,
+# the kernel (and the interpreter) keep sizeof(struct xdp_frame) = 40 of them (isa/sim FRAME_RESERVED).
+def test_adjust_head_into_the_xdp_frame_area_fails_as_in_the_kernel():
+    program = _asm_program("    mov r6, r1\n    mov r2, -256\n    call 44\n    mov r0, 2\n    exit\n")
+    image = compile(program).image
+    frame = CRAFTED[0]
+    problems = differential(program, image, [frame])
+    assert not problems, problems
