@@ -308,7 +308,8 @@ def call(routine: Routine, setup: list[Instruction]) -> list[Instruction]:
             I(Op.LOAD_ADDR, dest=A(30), target=n + 2), HALT]
 
 
-@pytest.mark.parametrize("delta,ok", [(-14, True), (-256, True), (-257, False), (10, True), (47, False)])
+@pytest.mark.parametrize("delta,ok", [(-14, True), (-216, True), (-217, False), (-256, False), (10, True),
+                                      (47, False)])
 def test_adjust_head(delta, ok):
     pkt = bytes(range(60))
     r = simulate(call(Routine.ADJUST_HEAD, load32(A(4), delta & M32)), pkt)

@@ -35,7 +35,7 @@ from nfpjit.bits import join64, lo32, hi32, s32, u64
 from nfpjit.isa.operands import Bank, Gpr
 
 from .cycles import CYCLES, Resource
-from .memory import ETH_HLEN, Trap
+from .memory import ETH_HLEN, FRAME_RESERVED, Trap
 from .result import FaultKind
 
 FIRMWARE_BASE = 0x3F00        # code addresses FIRMWARE_BASE .. 0x3FFF are reserved for firmware
@@ -150,7 +150,7 @@ def map_delete(m) -> None:
 def _move_head(m, delta: int) -> int:
     start = m.pkt_addr + delta
     length = m.pkt_len - delta
-    if start < m.ctm.base or length < ETH_HLEN:
+    if start < m.ctm.base + FRAME_RESERVED or length < ETH_HLEN:
         return -errno.EINVAL
     m.pkt_addr, m.pkt_len = start, length
     return 0

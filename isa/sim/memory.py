@@ -20,6 +20,7 @@ CTM_BUFFER_SIZE = 8192             # packet buffer: headroom + packet + tailroom
 HEADROOM = 256                     # the packet starts this far into the buffer
 MAX_PACKET = CTM_BUFFER_SIZE - HEADROOM
 ETH_HLEN = 14                      # adjust_head/tail keep at least an Ethernet header
+FRAME_RESERVED = 40                # headroom bytes adjust_head may not reach (Linux keeps struct xdp_frame there)
 
 EMEM_MAP_BASE = 0x10_0000_0000     # 40-bit EMEM address of map 0's table; map i at + i << 32
 SCRATCH_SIZE = 0x1_0000            # IMEM and CLS: 64 KiB each at address 0
