@@ -201,7 +201,8 @@ def test_generated_programs_mostly_offloadable():
     Tally.compiled = Tally.rejected = 0
     start = time.perf_counter()
 
-    @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
     @given(programs(max_blocks=6))
     def probe(program):
         try:
