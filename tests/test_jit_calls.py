@@ -184,7 +184,7 @@ def test_get_prandom_matches_the_interpreter_stream():
 # -- packet-moving helpers -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("delta", [-20, -4, 0, 4, 14, 46, 47, 60])
+@pytest.mark.parametrize("delta", [-256, -217, -216, -20, -4, 0, 4, 14, 46, 47, 60])
 def test_adjust_head(delta):
     needs_alu()
     text = f""".type xdp
