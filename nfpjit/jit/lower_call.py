@@ -22,19 +22,14 @@ registers.
 
 from __future__ import annotations
 
-import errno
-
 from nfpjit.analysis import RegKind
-from nfpjit.bits import MASK32, u32
-from nfpjit.ebpf.context import XDP_FRAME_SIZE
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import Bank, Gpr, GprBoth, LMem, NoDest
-from nfpjit.isa.sim import CTM_BASE
+from nfpjit.isa.operands import Bank, Gpr, GprBoth, LMem
 from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
-from nfpjit.isa.table import Cond, Csr, Instruction, Op
+from nfpjit.isa.table import Cond, Instruction, Op
 
 from . import lower_mem as lm
 from .mir import MReloc
@@ -98,45 +93,13 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
                                hint="offloaded programs may call map lookup/update/delete, get_prandom_u32 "
                                     "and xdp_adjust_head/tail")
     facts = _facts(ctx, pc)
-    done = None
     if helper == Helper.xdp_adjust_head:
         delta = facts.regs[2]
-        known = delta.kind == RegKind.SCALAR and delta.var is not None
-        if known and delta.var.is_const:
+        if delta.kind == RegKind.SCALAR and delta.var is not None and delta.var.is_const:
             routine = Routine.ADJUST_HEAD_FAST
-        if not known or delta.var.low.smin < 0:
-            done = _check_headroom(ctx, pc)
     for reg, what in _LM_ARGS.get(helper, ()):
         _lm_argument(ctx, pc, facts, reg, what, helper)
     call_routine(ctx, pc, routine)
-    if done is not None:
-        ctx.emit.label(done)
-
-
-def _check_headroom(ctx, pc: int) -> str:
-    """Fail adjust_head with -EINVAL, without calling the firmware, when data would enter the xdp_frame area.
-
-    The kernel keeps ``struct xdp_frame`` at the start of the headroom; the firmware only keeps the
-    packet inside its buffer, so the JIT checks the kernel's limit (as the real NFP JIT checks its
-    firmware's guaranteed headroom).  Returns the label after the call, where the failure path joins.
-    """
-    done = ctx.new_label(f"adj{pc}_")
-    fail = ctx.new_label(f"adjfail{pc}_")
-    t = lm.scratch(ctx)
-    limit = lm.scratch(ctx)
-    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(t), csr=Csr.PKT_ADDR))
-    ctx.emit(lm.alu(Op.ADD, GprBoth(t), Gpr(Bank.A, t), lm.lo_b(2)))
-    lm.emit_all(ctx, lm.load_const(GprBoth(limit), CTM_BASE + XDP_FRAME_SIZE))
-    ctx.emit(lm.alu(Op.SUB, NoDest(), Gpr(Bank.A, t), Gpr(Bank.B, limit)))
-    ctx.emit(Instruction(Op.BR, cond=Cond.LT), target=fail)
-    after = ctx.new_label(f"adjcall{pc}_")
-    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=after)
-    ctx.emit.label(fail)
-    lm.emit_all(ctx, lm.load_const(lm.lo_ab(0), u32(-errno.EINVAL)))
-    lm.emit_all(ctx, lm.load_const(lm.hi_ab(0), MASK32))
-    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=done)
-    ctx.emit.label(after)
-    return done
 
 
 def call_routine(ctx, pc: int, routine: Routine) -> None:
