@@ -22,7 +22,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nfpjit.errors import ImageError, UnsupportedError, UsageError
+from nfpjit.errors import ImageError, LoadError, UnsupportedError, UsageError
 from nfpjit.ebpf.opcodes import MapType, ProgType
 from nfpjit.ebpf.program import Program, SourceLoc
 from nfpjit.ebpf.result import Fault, PacketIn, RunResult
@@ -168,6 +168,8 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
         t = now
 
     program = _load_program(program_or_path, section)
+    if not program.insns:
+        raise LoadError("the program has no instructions", where=program.source_path or program.name or "<program>")
     prof = _load_profile(profile)
     pipeline = _pipeline(opt_level, passes)
     if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nfpjit
 from nfpjit.cli import main
@@ -323,3 +325,47 @@ def test_coverage_lists_every_opcode_the_corpus_uses(capsys):
     assert doc["supported"] == len(supported_opcodes() & set(codes))
     assert {o["code"] for o in doc["opcodes"] if o["supported"]} == supported_opcodes() & set(codes)
     assert InsnClass.JMP | 0x90 in supported_opcodes()  # exit
+
+
+@need_jit
+def test_run_engine_sim_matches_ref_engine(capsys):
+    obj = CORPUS / "mac_swap_tx.o"
+    if not obj.exists() or not nfpjit.check(obj).ok:
+        pytest.skip("mac_swap_tx.o missing or not offloadable")
+    frames = [f.hex() for f in crafted_packets()[:8]]
+    args = ["run", str(obj), "--json"] + [a for f in frames for a in ("--packet", f)]
+    docs = {}
+    for engine in ("ref", "sim"):
+        assert main(args + ["--engine", engine]) == 0
+        docs[engine] = json.loads(capsys.readouterr().out)
+    for ref, sim in zip(docs["ref"]["packets"], docs["sim"]["packets"], strict=True):
+        assert (sim["action"], sim["data"], sim["fault"]) == (ref["action"], ref["data"], ref["fault"])
+        assert sim["r0"] & 0xFFFF_FFFF == ref["r0"] & 0xFFFF_FFFF
+    assert docs["sim"]["maps"] == docs["ref"]["maps"]
+
+
+@need_jit
+def test_run_engine_sim_refuses_what_the_profile_rejects(capsys):
+    obj = CORPUS / "percpu_array.o"
+    if not obj.exists():
+        pytest.skip("percpu_array.o missing")
+    assert main(["run", str(obj), "--engine", "sim", "--packet", "00" * 60]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nfpjit: error:") and "map-type" in err
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(min_size=0, max_size=200))
+def test_compile_random_bytecode_never_crashes(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fuzz") / "r.bin"
+    path.write_bytes(data)
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main(["compile", "--raw", str(path), "-o", str(path.with_suffix(".nffw"))])
+    if status:
+        assert err.getvalue().startswith("nfpjit: error:")
+    else:
+        read_image(path.with_suffix(".nffw"))
