@@ -56,6 +56,7 @@ _MAP_UPDATE_ELEM = 2
 _MAP_GET_NEXT_KEY = 4
 _PROG_LOAD = 5
 _PROG_TEST_RUN = 10
+_BTF_LOAD = 18
 _MAP_FREEZE = 22
 
 _ATTR_SIZE = 144           # larger than every command's part of union bpf_attr we fill
@@ -261,6 +262,51 @@ def _patch(insns: tuple[Insn, ...], fds: list[int], where: str) -> bytes:
     return bytes(out)
 
 
+def _subprog_starts(program: Program) -> list[int]:
+    """Slot indices where the verifier will see functions begin: 0, local-call and callback targets."""
+    starts = {0}
+    for pc, insn in program.slots():
+        if insn.is_local_call or (insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC):
+            starts.add(pc + 1 + insn.imm)
+    return sorted(starts)
+
+
+def _minimal_btf(program: Program) -> tuple[bytes, bytes]:
+    """A BTF blob with one static ``int f(void)`` FUNC per subprogram, and the func_info records for it.
+
+    The verifier insists on func_info for programs that pass callbacks (bpf_loop and friends);
+    programs from the ELF loader carry no BTF of their own in a :class:`Program`, so we make the least
+    the kernel accepts.  Types: [1] int, [2] int(void), [3..] one FUNC per subprogram.
+    """
+    names = {f.start_pc: f.name for f in program.functions}
+    strings = bytearray(b"\0int\0")
+    types = bytearray()
+    types += struct.pack("<III", 1, 1 << 24, 4) + struct.pack("<I", (1 << 24) | 32)   # INT "int", signed, 32 bits
+    types += struct.pack("<III", 0, 13 << 24, 1)                                        # FUNC_PROTO: int (void)
+    func_info = bytearray()
+    for n, pc in enumerate(_subprog_starts(program)):
+        name = "".join(c if c.isalnum() or c == "_" else "_" for c in names.get(pc, f"sub_{pc}")) or f"sub_{pc}"
+        if name[0].isdigit():
+            name = "f" + name
+        off = len(strings)
+        strings += name.encode() + b"\0"
+        types += struct.pack("<III", off, 12 << 24, 2)                                  # FUNC, static linkage
+        func_info += struct.pack("<II", pc, 3 + n)
+    header = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    return header + bytes(types) + bytes(strings), bytes(func_info)
+
+
+def _load_btf(blob: bytes, where: str) -> int:
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    log = ctypes.create_string_buffer(1 << 16)
+    ret, err = _bpf(_BTF_LOAD, _attr(("Q", 0, _addr(buf)), ("Q", 8, _addr(log)), ("I", 16, len(blob)),
+                                     ("I", 20, len(log)), ("I", 24, 1)))
+    if ret < 0:
+        raise KernelError(f"loading the generated BTF failed: {os.strerror(err)}: {log.value.decode(errors='replace')}",
+                          errno_=err, where=where)
+    return ret
+
+
 class KernelProgram:
     """A program loaded into the kernel with its maps; a context manager that closes every fd.
 
@@ -274,6 +320,7 @@ class KernelProgram:
         self.program = program
         self.maps: list[_KMap] = []
         self.fd = -1
+        self.btf_fd = -1
         self.log = ""
         self.last_duration_ns = 0   # BPF_PROG_TEST_RUN's average run time of the last run()
         where = program.source_path or program.name
@@ -292,17 +339,21 @@ class KernelProgram:
         code = ctypes.create_string_buffer(_patch(program.insns, [m.fd for m in self.maps], where))
         license_ = ctypes.create_string_buffer((program.license or "GPL").encode())
         log = ctypes.create_string_buffer(_LOG_SIZE)
-        attr = _attr(("I", 0, int(program.prog_type)), ("I", 4, program.nslots), ("Q", 8, _addr(code)),
-                     ("Q", 16, _addr(license_)), ("I", 24, 1), ("I", 28, _LOG_SIZE), ("Q", 32, _addr(log)))
+        fields = [("I", 0, int(program.prog_type)), ("I", 4, program.nslots), ("Q", 8, _addr(code)),
+                  ("Q", 16, _addr(license_))]
+        if any(i.is_ld_imm64 and i.src == PseudoSrc.FUNC for i in program.insns):
+            blob, info = _minimal_btf(program)
+            self.btf_fd = _load_btf(blob, where)
+            finfo = ctypes.create_string_buffer(info, len(info))
+            fields += [("I", 72, self.btf_fd), ("I", 76, 8), ("Q", 80, _addr(finfo)), ("I", 88, len(info) // 8)]
+        attr = _attr(*fields, ("I", 24, 1), ("I", 28, _LOG_SIZE), ("Q", 32, _addr(log)))
         name = _map_name(program.name)
         ctypes.memmove(ctypes.addressof(attr) + 48, name, len(name))
         ret, err = _bpf(_PROG_LOAD, attr)
         self.log = log.value.decode(errors="replace")
         if ret < 0 and err == errno.ENOSPC:
             # The log did not fit: load once more without it so the verdict is still known.
-            attr2 = _attr(("I", 0, int(program.prog_type)), ("I", 4, program.nslots), ("Q", 8, _addr(code)),
-                          ("Q", 16, _addr(license_)))
-            ret, err = _bpf(_PROG_LOAD, attr2)
+            ret, err = _bpf(_PROG_LOAD, _attr(*fields))
         if ret < 0:
             if err in (errno.EPERM,) and not self.log:
                 _check(ret, err, "loading the program", where)
@@ -397,6 +448,9 @@ class KernelProgram:
         if self.fd >= 0:
             _close(self.fd)
             self.fd = -1
+        if self.btf_fd >= 0:
+            _close(self.btf_fd)
+            self.btf_fd = -1
         for m in self.maps:
             m.close()
         self.maps = []

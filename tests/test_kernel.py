@@ -246,3 +246,34 @@ def test_tc_context_carries_ingress_ifindex_and_wire_len(offset, expect):
     frame = bytes(12) + b"\x88\xb5" + bytes(50)
     res = run_in_kernel(program, PacketIn(frame, ingress_ifindex=1))
     assert res.r0 == (1 if expect == "ifindex" else len(frame))
+
+
+def test_bpf_loop_callback_gets_generated_btf():
+    """bpf_loop needs func_info: the oracle makes minimal BTF.  r0 = sum of i for i < 10 via the callback."""
+    from nfpjit.ebpf.opcodes import PseudoSrc
+    from nfpjit.ebpf.program import Function
+
+    insns = (
+        Insn(InsnClass.ST | 0x60 | 0x18, 10, 0, -8, 0),        # *(u64 *)(fp-8) = 0
+        Insn(MOV_K, 1, 0, 0, 10),                               # r1 = 10 iterations
+        Insn.ld_imm64(2, 0, PseudoSrc.FUNC),                    # r2 = callback (patched below)
+        Insn(InsnClass.ALU64 | AluOp.MOV | Source.X, 3, 10),   # r3 = fp
+        Insn(InsnClass.ALU64 | AluOp.ADD | Source.K, 3, 0, 0, -8),
+        Insn(MOV_K, 4, 0, 0, 0),
+        Insn(InsnClass.JMP | JmpOp.CALL, 0, 0, 0, 181),         # bpf_loop
+        Insn(InsnClass.LDX | 0x60 | 0x18, 0, 10, -8),           # r0 = *(u64 *)(fp-8)
+        EXIT,
+        # callback(i = r1, ctx = r2): *ctx += i; return 0
+        Insn(InsnClass.LDX | 0x60 | 0x18, 3, 2, 0),
+        Insn(InsnClass.ALU64 | AluOp.ADD | Source.X, 3, 1),
+        Insn(InsnClass.STX | 0x60 | 0x18, 2, 3, 0),
+        Insn(MOV_K, 0, 0, 0, 0),
+        EXIT,
+    )
+    # ld_imm64 at slot 2; the callback starts at slot 10: imm = 10 - 2 - 1
+    insns = insns[:2] + (Insn.ld_imm64(2, 7, PseudoSrc.FUNC),) + insns[3:]
+    program = Program(name="loop", insns=insns, prog_type=ProgType.XDP, license="GPL",
+                      functions=(Function("loop", 0), Function("cb", 10)))
+    before = open_fds()
+    assert run_in_kernel(program, bytes(60)).r0 == sum(range(10))
+    assert open_fds() == before

@@ -6,7 +6,8 @@ signed division, sign-extending moves and byte swaps) on registers that are
 always initialised, bounds-checked packet loads and stores, stack spills and
 fills of bytes known to be written, map lookups with NULL checks and atomic
 operations on the value, hash updates and deletes, direct global-data access,
-forward branches, bounded loops with a constant trip count, BPF-to-BPF calls
+forward branches, bounded loops with a constant trip count, BPF-to-BPF calls, ``bpf_loop``
+with a callback updating the caller's stack
 early exits, packet and checksum helpers (``bpf_csum_diff``, ``bpf_xdp_load/store_bytes``,
 ``bpf_skb_load/store_bytes``), (XDP) ``bpf_xdp_adjust_head/tail`` with in- and out-of-range
 deltas and (TC without subprograms) ``ld_abs``/``ld_ind``.  Every program returns a valid action (``r0 & 3`` or a
@@ -106,8 +107,8 @@ class _Emitter:
             if isinstance(item, tuple):
                 insn, label = item
                 rel = pcs[self.marks[label]] - pcs[n] - 1
-                if insn.is_local_call:
-                    insn = Insn(insn.code, insn.dst, insn.src, 0, rel)
+                if insn.is_local_call or insn.is_ld_imm64:  # call / ld_imm64 func: the offset is in imm
+                    insn = Insn(insn.code, insn.dst, insn.src, 0, rel, 0)
                 elif insn.cls == InsnClass.JMP32 and insn.jmp_op == JmpOp.JA:
                     insn = Insn(insn.code, 0, 0, 0, rel)
                 else:
@@ -166,6 +167,7 @@ class _Gen:
         self.e = _Emitter()
         self.stack_init: set[int] = set()     # stack bytes (as negative offsets) written on every path
         self.callees: list[_Label] = []
+        self.callbacks: list[_Label] = []
 
     def d(self, strategy):
         return self.draw(strategy)
@@ -443,6 +445,35 @@ class _Gen:
         self.e.emit(Insn(InsnClass.JMP | JmpOp.CALL, 0, CallKind.LOCAL, 0, 0), label)
         self.reinit([1, 2, 3, 4, 5])
 
+    def bpf_loop(self) -> None:
+        """bpf_loop(n, callback, &ctx, 0) with the callback updating a u64 in the caller's stack at fp-72."""
+        label = _Label()
+        self.callbacks.append(label)
+        self.e.emit(_st(Size.DW, FP, -72, self.d(_IMMS)))
+        if self.depth == 0:
+            self.stack_init |= set(range(-72, -64))
+        self.e.emit(_mov(1, self.d(st.integers(0, 12))))
+        self.e.emit(Insn.ld_imm64(2, 0, PseudoSrc.FUNC), label)
+        self.e.emit(_movr(3, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=-72))
+        self.e.emit(_mov(4, 0))
+        self.e.emit(_call_helper(Helper.loop))
+        self.reinit([1, 2, 3, 4, 5])
+
+    def callback(self, label: _Label) -> None:
+        self.e.mark(label)
+        op = self.d(st.sampled_from([AluOp.ADD, AluOp.XOR, AluOp.MUL, AluOp.OR, AluOp.SUB]))
+        self.e.emit(_ldx(Size.DW, 3, 2, 0))
+        self.e.emit(_alu(InsnClass.ALU64, op, 3, src=1))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=self.d(_IMMS)))
+        self.e.emit(_stx(Size.DW, 2, 3, 0))
+        stop = _Label()
+        self.e.emit(_mov(0, 1))
+        self.e.emit(_jmp(JmpOp.JEQ, 1, imm=self.d(st.integers(0, 12))), stop)
+        self.e.emit(_mov(0, 0))
+        self.e.mark(stop)
+        self.e.emit(_EXIT)
+
     def early_exit(self) -> None:
         skip = _Label()
         self.e.emit(_jmp(self.d(st.sampled_from(_CONDS)), self.d(st.sampled_from(SCALARS)), imm=self.d(_IMMS)), skip)
@@ -465,7 +496,7 @@ class _Gen:
         if self.depth == 0:
             kinds += ["early_exit"]
             if self.shape.subprograms:
-                kinds += ["call"]
+                kinds += ["call", "bpf_loop"]
         for _ in range(n):
             getattr(self, self.d(st.sampled_from(kinds)))()
 
@@ -499,6 +530,9 @@ class _Gen:
         for n, label in enumerate(self.callees):
             funcs.append(Function(f"gen_sub{n}", len(self.e.insns)))
             self.callee(label)
+        for n, label in enumerate(self.callbacks):
+            funcs.append(Function(f"gen_cb{n}", len(self.e.insns)))
+            self.callback(label)
         insns = self.e.finish()
         pcs, pc = [], 0
         for insn in insns:
