@@ -2,7 +2,7 @@
 
 For every corpus program the default profile accepts, and for generated programs
 (nfpjit.testing.programs), both engines run the same frames with maps persisting
-across packets (as on a device); verdict (low 32 bits of r0, and the halt action
+across packets (as on a device); verdict (all 64 bits of r0, and the halt action
 the NIC acts on), output packet and every map must agree.  The interpreter gets
 the NIC's packet geometry (256 bytes of headroom, tailroom up to the end of the
 8 KiB CTM buffer) so adjust_head/tail have the same limits on both sides.
@@ -67,7 +67,7 @@ def differential(program, image, frames, *, compare_values: bool = True, limit: 
         if want.fault is not None:
             # the interpreter faulting means the program is wrong, not the JIT: both must at least stop
             continue
-        diffs = compare_results(want, got, maps=compare_values)
+        diffs = compare_results(want, got, maps=compare_values, r0_bits=64)
         if not compare_values:
             diffs = [d for d in diffs if not d.startswith("r0 differs")]
         ret = want.r0 & 0xFFFF_FFFF
