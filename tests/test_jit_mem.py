@@ -119,6 +119,35 @@ def test_stack_through_derived_pointers():
     differential(text, [_packet(60)])
 
 
+def test_stack_narrow_access_reached_with_different_alignments():
+    needs_alu()
+    # the same stb/ldxb reach fp-11 on one path and fp-8 on the other: no alignment may be assumed
+    text = """.type xdp
+        stdw [r10-16], 0
+        stdw [r10-8], 0
+        ldxw r4, [r1+0]
+        ldxw r5, [r1+4]
+        sub r5, r4
+        mov r2, r10
+        add r2, -8
+        jgt r5, 60, same
+        add r2, -3
+    same:
+        stb [r2+0], 0x66
+        stb [r2+2], 0x55
+        ldxb r0, [r2+2]
+        ldxb r7, [r2+1]
+        lsh r7, 8
+        add r0, r7
+        ldxdw r6, [r10-16]
+        add r0, r6
+        ldxdw r6, [r10-8]
+        xor r0, r6
+        exit
+    """
+    differential(text, [_packet(60), _packet(61)])
+
+
 def test_stack_edge_values_64bit():
     needs_alu()
     for value in (0, 1, -1, 1 << 31, (1 << 32) - 1, 1 << 63, -(1 << 63), 0x8000000080000000, 0x123456789ABCDEF0):

@@ -355,25 +355,25 @@ def _sign_extend(ctx, d: int, size: int) -> None:
     ctx.emit(shf(hi_ab(d), lo_b(d), ShiftKind.ASR, 31))
 
 
-def _stack_word(ctx, pc: int, insn: Insn, ptr: int, mem, facts) -> int:
-    """Point LM pointer 0 at the word holding the access; returns the byte position in that word."""
-    k = mem.offset[0] & 3             # every frame pointer is 8-aligned
-    adj = insn.off - k
+def _point_at_stack(ctx, pc: int, insn: Insn, ptr: int) -> None:
+    """Point LM pointer 0 at the first byte of the access.
+
+    LM words are read and written at any byte address, so a narrow access uses the word that
+    starts with it (the frames sit far below the end of LM); no alignment is assumed.
+    """
     if ptr == 10:
-        fp = ctx_frame_pointer(ctx, pc)
-        set_lm_pointer(ctx, LM_DATA_POINTER, fp + adj)
+        set_lm_pointer(ctx, LM_DATA_POINTER, ctx_frame_pointer(ctx, pc) + insn.off)
     else:
         s = scratch(ctx)
-        add_const(ctx, s, lo_a(ptr), adj)
+        add_const(ctx, s, lo_a(ptr), insn.off)
         set_lm_pointer(ctx, LM_DATA_POINTER, Gpr(Bank.B, s))
-    return k
 
 
 def _load_stack(ctx, pc: int, insn: Insn, mem, facts) -> None:
     size = insn.size.nbytes
-    k = _stack_word(ctx, pc, insn, insn.src, mem, facts)
+    _point_at_stack(ctx, pc, insn, insn.src)
     w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
-    _extract(ctx, insn.dst, w0, w1, size, 8 * k)
+    _extract(ctx, insn.dst, w0, w1, size, 0)
 
 
 def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
@@ -441,7 +441,7 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
     kind = mem.kind
     vlo, vhi = _value_words(ctx, insn, size)
     if kind == RegKind.STACK:
-        k = _stack_word(ctx, pc, insn, p, mem, facts)
+        _point_at_stack(ctx, pc, insn, p)
         w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
         if size == 8:
             ctx.emit(mov(w0, vlo))
@@ -451,7 +451,7 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
         else:
             s = scratch(ctx)
             ctx.emit(mov(GprBoth(s), w0))
-            ctx.emit(ld_field(GprBoth(s), ((1 << size) - 1) << k, vlo, 32 - 8 * k))
+            ctx.emit(ld_field(GprBoth(s), (1 << size) - 1, vlo, 0))
             ctx.emit(mov(w0, Gpr(Bank.B, s)))
         return
     if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
@@ -504,7 +504,7 @@ _ATOMIC_ALU = {0x00: (Op.ADD, Op.ADDC), 0x40: (Op.OR, Op.OR), 0x50: (Op.AND, Op.
 
 
 def _stack_atomic(ctx, pc: int, insn: Insn, mem, facts, op: AtomicOp, size: int) -> None:
-    _stack_word(ctx, pc, insn, insn.dst, mem, facts)
+    _point_at_stack(ctx, pc, insn, insn.dst)
     lo_op, hi_op = _ATOMIC_ALU[int(op.alu_op)]
     v = insn.src
     w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
