@@ -182,6 +182,12 @@ def test_generated_xdp_programs_agree(program, frames):
     _generated(program, FEW[:4] + frames)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(programs(ProgType.SCHED_CLS, max_blocks=8), st.lists(packets(max_len=200), min_size=1, max_size=3))
+def test_generated_tc_programs_agree(program, frames):
+    _generated(program, FEW[:4] + frames)
+
+
 @pytest.mark.slow
 @settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
 @given(programs(), st.lists(packets(), min_size=1, max_size=4))
