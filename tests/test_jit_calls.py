@@ -253,6 +253,22 @@ def test_adjust_tail(delta):
     differential(text, [_packet(n) for n in (14, 60, 64)])
 
 
+def test_adjust_tail_shrink_then_grow_reads_zeros():
+    needs_alu()
+    # found by the generated differential run: the regrown bytes must be zeros, as Linux makes them
+    text = """.type xdp
+        mov r6, r1
+        mov r2, -40
+        call xdp_adjust_tail
+        mov r1, r6
+        mov r2, 24
+        call xdp_adjust_tail
+        mov r0, 2
+        exit
+    """
+    differential(text, [_packet(n) for n in (60, 100)])
+
+
 # -- BPF-to-BPF calls -------------------------------------------------------------------------------
 
 

@@ -172,6 +172,9 @@ def adjust_tail(m) -> None:
     if length < ETH_HLEN or m.pkt_addr + length > m.ctm.base + len(m.ctm.data):
         _set_result(m, -errno.EINVAL)
         return
+    if length > m.pkt_len:
+        # like Linux, a grown tail reads as zeros (not as bytes an earlier shrink left behind)
+        m.ctm.write(m.pkt_addr + m.pkt_len, bytes(length - m.pkt_len))
     m.pkt_len = length
     _set_result(m, 0)
 
