@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nfpjit.errors import ImageError, LoadError, UnsupportedError, UsageError
+from nfpjit.errors import ImageError, LoadError, NfpjitError, UnsupportedError, UsageError
 from nfpjit.ebpf.opcodes import MapType, ProgType
 from nfpjit.ebpf.program import Program, SourceLoc
 from nfpjit.ebpf.result import Fault, PacketIn, RunResult
@@ -53,6 +54,10 @@ class CompileError(UnsupportedError):
     def __init__(self, message: str, *, report=None, where: str | None = None, hint: str | None = None):
         super().__init__(message, where=where, hint=hint)
         self.report = report
+
+
+class CompilerBug(NfpjitError):
+    """The lowering or assembler crashed: a bug in nfpjit, not a problem with the input."""
 
 
 @dataclass(frozen=True)
@@ -190,12 +195,15 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
         if not report.ok:
             raise _rejection(report, program)
     phase("check")
-    mprogram = lower(program, analysis, opt_level=opt_level)
+    where = program.source_path or program.name
+    with _internal_errors("lowering", where):
+        mprogram = lower(program, analysis, opt_level=opt_level)
     phase("lower")
     pm = PassManager(pipeline)
     pm.run(mprogram)
     phase("passes")
-    assembled = mprogram.assemble()
+    with _internal_errors("assembly", where):
+        assembled = mprogram.assemble()
     phase("assemble")
     stack = _stack_size(mprogram, program, analysis)
     image = build_image(program, assembled, profile=prof.name, passes=tuple(p.spelling() for p in pipeline),
@@ -211,6 +219,18 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
                          maps=len(image.maps), phases=tuple(phases), passes=tuple(pm.stats))
     return CompileResult(image=image, report=report, mprogram=mprogram, program=program, stats=stats,
                          analysis=analysis)
+
+
+@contextmanager
+def _internal_errors(what: str, where: str):
+    """Let NfpjitErrors through; anything else escaping the JIT is a bug, reported as a :class:`CompilerBug`."""
+    try:
+        yield
+    except NfpjitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a crash in the JIT must not become a traceback for the user
+        raise CompilerBug(f"internal error in the {what}: {type(exc).__name__}: {exc}", where=where,
+                          hint="this is a bug in nfpjit; please report it with the input") from exc
 
 
 def _stack_size(mprogram, program: Program, analysis) -> int:
@@ -400,5 +420,5 @@ def run_sim(image: Image, packet, maps_in=None, *, trace: bool = False, seed: in
     return to_run_result(simulate_image(image, packet, maps_in=maps_in, trace=trace, seed=seed, **options))
 
 
-__all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "build_image", "line_table",
+__all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
            "run_sim", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]

@@ -369,3 +369,21 @@ def test_compile_random_bytecode_never_crashes(tmp_path_factory, data):
         assert err.getvalue().startswith("nfpjit: error:")
     else:
         read_image(path.with_suffix(".nffw"))
+
+
+@need_jit
+def test_a_crash_in_the_lowering_is_a_compiler_bug_not_a_traceback(monkeypatch, tmp_path, capsys):
+    import nfpjit.jit.lower as lower_mod
+    from nfpjit.driver import CompilerBug
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(lower_mod, "lower", broken)
+    src = tmp_path / "p.s"
+    src.write_text(SIMPLE)
+    with pytest.raises(CompilerBug, match="ZeroDivisionError: boom"):
+        nfpjit.compile(src)
+    assert not isinstance(CompilerBug("x"), nfpjit.errors.UnsupportedError)  # never counted as "not supported"
+    assert main(["compile", str(src)]) == 1
+    assert "internal error in the lowering" in capsys.readouterr().err
