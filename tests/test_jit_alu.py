@@ -156,12 +156,17 @@ def test_64_bit_division_of_a_wide_value_is_unsupported():
         lower(program, analyze(program))
 
 
-def test_division_by_register_is_not_in_the_table():
-    ops = supported_opcodes()
-    program = assemble("div r1, r2\ndiv32 r1, r2\nmod r1, r2\nmod32 r1, r2\nexit\n")
-    for insn in program.insns[:-1]:
-        assert insn.code not in ops
-    assert program.insns[-1].code in ops
+@pytest.mark.parametrize("op", ["div32", "mod32", "sdiv32", "smod32", "div", "mod", "sdiv", "smod"])
+def test_division_by_a_register_the_analysis_proves_constant(op):
+    for k in (3, 7, 16, 1000, -7, -16):
+        for a in (0, 1, 100, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF):
+            check(f"lddw r1, {_h(a)}\nlddw r2, {_h(k)}\n{op} r1, r2\nmov r0, r1\nexit\n", analysis="real")
+
+
+def test_division_by_an_unknown_register_is_unsupported():
+    program = assemble("mov r1, 100\nmov r2, r1\ndiv r1, r2\nmov r0, r1\nexit\n")
+    with pytest.raises(UnsupportedError, match="not a known constant"):
+        lower(program, OPAQUE)
 
 
 def _uses_mode(mode):

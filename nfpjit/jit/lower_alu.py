@@ -13,7 +13,8 @@ three 32x32 partial products.  Division and modulo by a constant use a shift
 or mask for powers of two and reciprocal multiplication (Granlund and
 Montgomery's round-up method with a 33-bit multiplier) otherwise; signed
 forms divide the magnitudes and fix the sign.  Division by a register is
-not in the table (the capability report rejects it).  Byte swaps are two
+lowered only when the analysis proves the register constant (the capability
+report rejects the other cases).  Byte swaps are two
 ``ld_field`` rotates per word.
 """
 
@@ -180,6 +181,17 @@ def _div32(ctx: LowerCtx, out: G, x: G, d: int, *, mod: bool, signed: bool) -> N
     e.alu(AluOp.SUB, out, t, sign)
 
 
+def _divisor(ctx: LowerCtx, insn: Insn) -> int:
+    """The constant divisor: the immediate (sign-extended to 64 bits), or a register the analysis proves constant."""
+    if insn.source == Source.K:
+        return u64(insn.imm)
+    f = ctx.facts
+    if f is None or f.src_const is None:
+        raise ctx.unsupported(f"division by register r{insn.src}, whose value is not a known constant",
+                              hint="the NIC divides by constants only (reciprocal multiplication)")
+    return u64(f.src_const)
+
+
 def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     e = ctx.emit
     op = insn.alu_op
@@ -206,7 +218,7 @@ def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     elif op == EAlu.MUL:
         _mul32(ctx, insn)
     elif op in (EAlu.DIV, EAlu.MOD):
-        _div32(ctx, d, d, insn.imm, mod=op == EAlu.MOD, signed=insn.off == 1)
+        _div32(ctx, d, d, _divisor(ctx, insn) & MASK32, mod=op == EAlu.MOD, signed=insn.off == 1)
     elif op == EAlu.END:
         _end(ctx, insn)
         return
@@ -417,7 +429,8 @@ def _div64(ctx: LowerCtx, insn: Insn) -> None:
     dl, dh = lo(insn.dst), hi(insn.dst)
     mod = insn.alu_op == EAlu.MOD
     signed = insn.off == 1
-    d = s64(u64(insn.imm)) if signed else u64(insn.imm)
+    d = _divisor(ctx, insn)
+    d = s64(d) if signed else d
     f = ctx.facts
     st = f.regs[insn.dst] if f is not None and f.regs else None
     narrow = st is not None and getattr(st.kind, "name", "") == "SCALAR" and st.var.full.umax <= MASK32
@@ -518,8 +531,6 @@ for _cls, _fn in ((InsnClass.ALU, _alu32), (InsnClass.ALU64, _alu64)):
                 continue
             if _op == EAlu.END and _cls == InsnClass.ALU64 and _srck == Source.X:
                 continue
-            if _op in (EAlu.DIV, EAlu.MOD) and _srck == Source.X:
-                continue        # division by a register: rejected by the capability report
             HANDLERS[_cls | _op | _srck] = _fn
 HANDLERS[LD_IMM64_CODE] = _ld_imm64
 
