@@ -66,6 +66,28 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
             e.alu(AluOp.SUB, None, dlo, slo)
             e.br(_UNSIGNED.get(op) or _SIGNED[op], target)
         return
+    if op in (JmpOp.JEQ, JmpOp.JNE, JmpOp.JSET) and isinstance(shi, int) and shi in (0, MASK32):
+        # a sign-extended immediate: its high word is 0 or all ones, which needs no XOR/AND of its own
+        cond = Cond.EQ if op == JmpOp.JEQ else Cond.NE
+        if op == JmpOp.JSET and shi == 0:
+            e.alu(AluOp.AND, None, dlo, slo)
+        elif op == JmpOp.JSET:
+            t = ctx.tmp()
+            e.alu(AluOp.AND, t, dlo, slo)
+            e.alu(AluOp.OR, None, t, dhi)
+        elif shi == 0 and slo == 0:
+            e.alu(AluOp.OR, None, dlo, dhi)
+        else:
+            t = ctx.tmp()
+            e.alu(AluOp.XOR, t, dlo, slo)
+            if shi == 0:
+                e.alu(AluOp.OR, None, t, dhi)
+            else:
+                t2 = ctx.tmp()
+                e.alu(AluOp.NOT, t2, None, dhi)        # dhi ^ 0xffffffff
+                e.alu(AluOp.OR, None, t, t2)
+        e.br(cond, target)
+        return
     if op in (JmpOp.JEQ, JmpOp.JNE, JmpOp.JSET):
         combine = AluOp.AND if op == JmpOp.JSET else AluOp.XOR
         t1, t2 = ctx.tmp(), ctx.tmp()
