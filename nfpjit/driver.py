@@ -57,7 +57,7 @@ class CompileError(UnsupportedError):
 
 
 class CompilerBug(NfpjitError):
-    """The lowering or assembler crashed: a bug in nfpjit, not a problem with the input."""
+    """The analysis, lowering or assembler crashed: a bug in nfpjit, not a problem with the input."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,9 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     from nfpjit.passes.manager import PassManager
 
     phase("load")
-    analysis = analyze(program)
+    where = program.source_path or program.name
+    with _internal_errors("analysis", where):
+        analysis = analyze(program)
     phase("analysis")
     unsupported = frozenset(i.code for i in program.insns) - supported_opcodes()
     report = None
@@ -195,7 +197,6 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
         if not report.ok:
             raise _rejection(report, program)
     phase("check")
-    where = program.source_path or program.name
     with _internal_errors("lowering", where):
         mprogram = lower(program, analysis, opt_level=opt_level)
     phase("lower")
