@@ -444,15 +444,18 @@ class Verifier:
     def pointer_alu(self, insn: Insn, st: State, dst: RegState, src: RegState, wide: bool) -> None:
         op, d = insn.alu_op, insn.dst
         if dst.kind.is_pointer and src.kind.is_pointer:
-            if op == AluOp.SUB and wide:
-                if dst.kind == src.kind == K.PACKET and dst.id == src.id and dst.var == src.var:
+            if op == AluOp.SUB:
+                # privileged loaders may subtract pointers; the result is a number
+                if wide and dst.kind == src.kind == K.PACKET and dst.id == src.id and dst.var == src.var:
                     self.write(st, d, RegState.const(trunc(dst.off - src.off, 64)))
-                else:
+                elif wide:
                     self.write(st, d, RegState.unknown())
+                else:
+                    self.write(st, d, RegState.scalar(Scalar.from_low(Bounds.unknown(32))))
                 return
             self.fail("ptr_arith", f"R{d} pointer {op.name.lower()} pointer prohibited")
         if not wide:
-            if op == AluOp.SUB and dst.kind.is_pointer:
+            if op == AluOp.SUB:
                 # a privileged loader may do this: the result is a meaningless number
                 self.write(st, d, RegState.scalar(Scalar.from_low(Bounds.unknown(32))))
                 return
@@ -587,6 +590,8 @@ class Verifier:
                 ok = (base in SKB_CTX_WRITE) if write else (base in SKB_CTX_READ or base in SKB_CTX_WRITE)
                 if not ok or off % size or size > 4 or off + size > base + 4:
                     self.fail("ctx_access", bad)
+                if write and size != 4 and not 48 <= base < 68:  # only cb[] takes narrow stores
+                    self.fail("ctx_access", bad)
                 kind = K.SCALAR
         else:
             if write or off < 0 or off + size > XDP_CTX_SIZE or size != 4 or off % 4:
@@ -689,18 +694,21 @@ class Verifier:
         aop = insn.imm & 0xFFFFFFFF
         if ptr.kind not in (K.STACK, K.MAP_VALUE):
             self.fail("atomic_ptr", f"BPF_ATOMIC stores into R{insn.dst} {ptr.kind.kernel_name} is not allowed")
-        if val.kind != K.SCALAR:
-            self.fail("ptr_arith", f"R{insn.src} leaks addr into mem")
         n = insn.size.nbytes
         if aop == AtomicOp.CMPXCHG:
             self.read(st, 0)
+        # As the kernel checks it: the load (its result lands in the fetch register at once),
+        # then the store through the destination register as it is now.
         self.mem_access(st, insn.dst, ptr, insn.off, n, write=False)
-        self.mem_access(st, insn.dst, ptr, insn.off, n, write=True, value=RegState.unknown())
         result = RegState.scalar(Scalar.unknown().truncate(n))
         if aop == AtomicOp.CMPXCHG:
             st.cur.regs[0] = result
         elif aop & 1:
             self.write(st, insn.src, result)
+        ptr = st.cur.regs[insn.dst]
+        if ptr.kind not in (K.STACK, K.MAP_VALUE):
+            self.fail("atomic_ptr", f"BPF_ATOMIC stores into R{insn.dst} {ptr.kind.kernel_name} is not allowed")
+        self.mem_access(st, insn.dst, ptr, insn.off, n, write=True, value=RegState.unknown())
 
     # -- calls ------------------------------------------------------------------------
     def helper_call(self, insn: Insn, st: State) -> None:
