@@ -39,12 +39,16 @@ def _src(insn: Insn, wide: bool):
     return k & MASK32, (k >> 32 if wide else None)
 
 
+def _hi_dead(ctx: LowerCtx) -> bool:
+    """At -O1+: the analysis says nobody reads the destination's high word after this instruction."""
+    f = ctx.facts
+    return ctx.opt_level >= 1 and f is not None and not f.hi32_live_out
+
+
 def _zext(ctx: LowerCtx, insn: Insn) -> None:
     """The high word of a 32-bit result is zero (elided at -O1+ when nobody reads it)."""
-    f = ctx.facts
-    if ctx.opt_level >= 1 and f is not None and not f.hi32_live_out:
-        return
-    ctx.emit.const(hi(insn.dst), 0)
+    if not _hi_dead(ctx):
+        ctx.emit.const(hi(insn.dst), 0)
 
 
 def _scalar_umax(ctx: LowerCtx, reg: int, low: bool) -> int | None:
@@ -279,10 +283,12 @@ def _const_hi_logic(ctx: LowerCtx, op: AluOp, d: G, k: int) -> None:
 def _mov64(ctx: LowerCtx, insn: Insn) -> None:
     e = ctx.emit
     dl, dh = lo(insn.dst), hi(insn.dst)
+    hi_dead = _hi_dead(ctx)
     if insn.source == Source.K:
         k = u64(insn.imm)
         e.const(dl, k & MASK32)
-        e.const(dh, k >> 32)
+        if not hi_dead:
+            e.const(dh, k >> 32)
         return
     if insn.src == 10 and insn.off == 0:
         # R10 lives in no register: the frame pointer is a per-function constant (JIT-mem's stack layout)
@@ -294,7 +300,8 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
     sl, sh = lo(insn.src), hi(insn.src)
     if insn.off == 0:
         e.mov(dl, sl)
-        e.mov(dh, sh)
+        if not hi_dead:
+            e.mov(dh, sh)
         return
     _sext_into(ctx, dl, sl, insn.off)
     e.shf(dh, dl, ShiftKind.ASR, 31)
@@ -478,11 +485,14 @@ def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
             first, carry = (AluOp.SUB, AluOp.SUBC) if op == EAlu.ADD else (AluOp.ADD, AluOp.ADDC)
             sl, sh = -insn.imm, 0
         e.alu(first, dl, dl, sl)
-        e.alu(carry, dh, dh, sh)
+        if not _hi_dead(ctx):
+            e.alu(carry, dh, dh, sh)
     elif op in _LOGIC:
         sl, sh = _src(insn, True)
         e.alu(_LOGIC[op], dl, dl, sl)
-        if isinstance(sh, int):
+        if _hi_dead(ctx):
+            pass
+        elif isinstance(sh, int):
             _const_hi_logic(ctx, _LOGIC[op], dh, sh)
         else:
             e.alu(_LOGIC[op], dh, dh, sh)
@@ -511,7 +521,8 @@ def _ld_imm64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if insn.src == PseudoSrc.IMM64:
         value = insn.imm64
         ctx.emit.const(lo(insn.dst), value & MASK32)
-        ctx.emit.const(hi(insn.dst), value >> 32)
+        if not _hi_dead(ctx):
+            ctx.emit.const(hi(insn.dst), value >> 32)
         return
     from . import lower_mem  # noqa: PLC0415 - JIT-mem's module lowers map references
 

@@ -10,7 +10,8 @@ as b < a and b >= a, and equality compares both XORs.
 
 Exit from the entry function ends the program with ``halt``: for XDP the
 action is R0's low word, and a value above XDP_REDIRECT (4) halts with
-XDP_ABORTED (0) as the real NFP does; R0 itself stays in a1:a0, so the
+XDP_ABORTED (0) as the real NFP does (at -O1 and above the check is left out
+where the analysis proves R0 in range); R0 itself stays in a1:a0, so the
 simulator still reports the program's return value.  Exit from a
 BPF-to-BPF callee is a return, lowered by ``lower_call`` (its
 ``lower_return(ctx, pc, insn)``).
@@ -114,6 +115,15 @@ def _abort_label(ctx: LowerCtx) -> str:
     return f".xdp_aborted_{ctx.function.name}"
 
 
+def _action_in_range(ctx: LowerCtx) -> bool:
+    """At -O1+: the analysis proves R0's low word is a valid XDP action here, so no abort check is needed."""
+    f = ctx.facts
+    if ctx.opt_level < 1 or f is None or not f.regs:
+        return False
+    st = f.regs[0]
+    return getattr(st.kind, "name", "") == "SCALAR" and st.var.low.umax <= _MAX_XDP_ACTION
+
+
 def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if not ctx.is_entry:
         from . import lower_call  # noqa: PLC0415 - JIT-mem's module; absent until it exists
@@ -125,7 +135,7 @@ def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         return
     e = ctx.emit
     r0 = lo(0)
-    if ctx.prog_type == ProgType.XDP:
+    if ctx.prog_type == ProgType.XDP and not _action_in_range(ctx):
         state = ctx.state.setdefault("lower_jmp", {})
         state[ctx.function.name] = True
         e.alu(AluOp.SUB, None, r0, _MAX_XDP_ACTION)
