@@ -54,7 +54,9 @@ def check(text: str, *, analysis=OPAQUE, opt_level: int = 0, mprog_check=None) -
     asm = mprog.assemble()
     got = simulate(Image(code=asm.words), PACKET)
     assert got.fault is None, (got.fault, text, mprog.listing())
-    assert got.r0 == want.r0, f"r0 {got.r0:#x} != interpreter {want.r0:#x}\n{text}\n{mprog.listing()}"
+    # at -O1 the high word of R0 at exit is not kept: the XDP verdict is the low word
+    bits = MASK64 if opt_level == 0 else MASK32
+    assert got.r0 & bits == want.r0 & bits, f"r0 {got.r0:#x} != interpreter {want.r0:#x}\n{text}\n{mprog.listing()}"
     ret = want.r0 & MASK32
     assert got.action == (ret if ret <= 4 else 0)
     return got.r0
@@ -74,7 +76,15 @@ ALU_OPS = ["add", "sub", "or", "and", "xor", "mov", "lsh", "rsh", "arsh", "mul"]
 @pytest.mark.parametrize("op", ALU_OPS + [o + "32" for o in ALU_OPS])
 def test_register_operands_on_edge_values(op):
     for a in V64:
-        for b in V64[::2] if op.startswith(("mul",)) else V64:
+        for b in V64[::2]:
+            binop(op, a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", ALU_OPS + [o + "32" for o in ALU_OPS])
+def test_register_operands_all_edge_pairs(op):
+    for a in V64:
+        for b in V64:
             binop(op, a, b)
 
 
@@ -123,7 +133,7 @@ def test_shift_by_register_with_known_range(opt_level):
     for a in (0x8000000000000001, MASK64):
         for n, mask in ((5, 31), (40, 63), (36, 0x2F)):
             text = (f"lddw r1, {_h(a)}\nlddw r2, {n}\nand r2, {mask}\nor r2, {32 if n >= 32 else 0}\n"
-                    "lsh r1, r2\nrsh r1, r2\narsh r1, r2\nmov r0, r1\nexit\n")
+                    "lsh r1, r2\nrsh r1, r2\narsh r1, r2\nmov r0, r1\nrsh r1, 32\nxor r0, r1\nexit\n")
             check(text, analysis="real", opt_level=opt_level)
 
 
@@ -204,8 +214,11 @@ def test_conditional_jumps_register(op):
 
 @pytest.mark.parametrize("op", JMPS + [o + "32" for o in JMPS])
 def test_conditional_jumps_immediate(op):
-    for a in CMP_VALUES:
+    for a in CMP_VALUES[::2]:
         for k in IMM:
+            jump_case(op, a, str(k))
+    for a in CMP_VALUES[1::2]:
+        for k in IMM[::3]:
             jump_case(op, a, str(k))
 
 
