@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nfpjit.analysis.tnum import Tnum
-from nfpjit.bits import MASK32, MASK64, bswap, s32, s64, sext, trunc, u32
+from functools import lru_cache
+
+from nfpjit.bits import MASK32, MASK64, bswap, s32, s64, sdiv, sext, smod, trunc, u32, udiv, umod
 from nfpjit.ebpf.opcodes import AluOp, JmpOp
 
 S64_MIN, S64_MAX = -(1 << 63), (1 << 63) - 1
@@ -38,7 +40,7 @@ class Bounds:
 
     @staticmethod
     def unknown(bits: int) -> "Bounds":
-        return Bounds(bits, Tnum.unknown(bits), 0, trunc(-1, bits), -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+        return _UNKNOWN[bits]
 
     @staticmethod
     def const(v: int, bits: int) -> "Bounds":
@@ -108,6 +110,9 @@ class Bounds:
     def includes(self, o: "Bounds") -> bool:
         return (self.tnum.includes(o.tnum) and self.umin <= o.umin and o.umax <= self.umax
                 and self.smin <= o.smin and o.smax <= self.smax)
+
+
+_UNKNOWN = {b: Bounds(b, Tnum.unknown(b), 0, trunc(-1, b), -(1 << (b - 1)), (1 << (b - 1)) - 1) for b in (32, 64)}
 
 
 # -- arithmetic on one width ------------------------------------------------------
@@ -219,6 +224,44 @@ def bounds_neg(a: Bounds) -> Bounds:
 
 # -- the register view -------------------------------------------------------------
 
+@lru_cache(maxsize=4096)
+def _const(v: int) -> "Scalar":
+    return Scalar(Bounds.const(v, 64), Bounds.const(v & MASK32, 32))
+
+
+def _fold(op: AluOp, x: int, y: int, wide: bool, signed: bool) -> int:
+    """Concrete eBPF arithmetic (constant folding); 32-bit results are zero-extended."""
+    bits = 64 if wide else 32
+    x, y = trunc(x, bits), trunc(y, bits)
+    if op == AluOp.ADD:
+        r = x + y
+    elif op == AluOp.SUB:
+        r = x - y
+    elif op == AluOp.MUL:
+        r = x * y
+    elif op == AluOp.AND:
+        r = x & y
+    elif op == AluOp.OR:
+        r = x | y
+    elif op == AluOp.XOR:
+        r = x ^ y
+    elif op == AluOp.LSH:
+        r = x << (y & (bits - 1))
+    elif op == AluOp.RSH:
+        r = x >> (y & (bits - 1))
+    elif op == AluOp.ARSH:
+        r = sext(x, bits) >> (y & (bits - 1))
+    elif op == AluOp.DIV:
+        r = sdiv(x, y, bits) if signed else udiv(x, y, bits)
+    elif op == AluOp.MOD:
+        r = smod(x, y, bits) if signed else umod(x, y, bits)
+    elif op == AluOp.MOV:
+        r = y
+    else:
+        raise ValueError(op)
+    return trunc(r, bits)
+
+
 def _fit_low(lo: int, hi: int, l32min: int, l32max: int) -> tuple[int, int]:
     """Move ``[lo, hi]`` inwards to the nearest numbers whose low word lies in ``[l32min, l32max]``.
 
@@ -294,12 +337,11 @@ class Scalar:
 
     @staticmethod
     def unknown() -> "Scalar":
-        return Scalar(Bounds.unknown(64), Bounds.unknown(32))
+        return _UNKNOWN_SCALAR
 
     @staticmethod
     def const(v: int) -> "Scalar":
-        v &= MASK64
-        return Scalar(Bounds.const(v, 64), Bounds.const(v & MASK32, 32))
+        return _const(v & MASK64)
 
     @staticmethod
     def from_low(low: Bounds) -> "Scalar":
@@ -369,6 +411,8 @@ class Scalar:
     # -- arithmetic ----------------------------------------------------------
     def alu(self, op: AluOp, other: "Scalar", *, wide: bool, signed: bool = False) -> "Scalar":
         """``self op other`` as an ALU64 (``wide``) or ALU32 instruction."""
+        if self.full.tnum.mask == 0 and other.full.tnum.mask == 0:
+            return Scalar.const(_fold(op, self.full.tnum.value, other.full.tnum.value, wide, signed))
         if not wide:
             return Scalar.from_low(bounds_alu(op, self.low, other.low, signed_div=signed))
         full = bounds_alu(op, self.full, other.full, signed_div=signed)
@@ -425,6 +469,9 @@ class Scalar:
         u = (self.full.umin, self.full.umax) if self.full.umax <= hi else (0, hi)
         full = Bounds(64, tn, u[0], u[1], 0, hi)
         return Scalar.make(full, Bounds.unknown(32)) or Scalar.unknown()
+
+
+_UNKNOWN_SCALAR = Scalar(Bounds.unknown(64), Bounds.unknown(32))
 
 
 # -- conditional jumps ---------------------------------------------------------------

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import IntEnum
 
-from nfpjit.analysis.scalar import Scalar
+from nfpjit.analysis.scalar import Bounds, Scalar
+from nfpjit.analysis.tnum import Tnum
 
 
 class RegKind(IntEnum):
@@ -152,11 +153,24 @@ def join_regs(a: RegState, b: RegState) -> RegState:
         var = a.var.union(b.var)
         off = a.off
     else:
-        from nfpjit.ebpf.opcodes import AluOp
-        va = a.var.alu(AluOp.ADD, Scalar.const(a.off - min(a.off, b.off)), wide=True)
-        vb = b.var.alu(AluOp.ADD, Scalar.const(b.off - min(a.off, b.off)), wide=True)
-        var, off = va.union(vb), min(a.off, b.off)
+        lo = min(a.off, b.off)
+        if a.var.is_const and b.var.is_const:
+            var = Scalar.const(a.var.value + a.off - lo).union(Scalar.const(b.var.value + b.off - lo))
+        else:
+            var = _plus(a.var, a.off - lo).union(_plus(b.var, b.off - lo))
+        off = lo
     return RegState(a.kind, var, off, a.map, a.id if a.id == b.id else 0, min(a.range, b.range), a.frame)
+
+
+def _plus(v: Scalar, c: int) -> Scalar:
+    """``v + c`` for a small ``c >= 0``, cheaply (facts only: the low word is left unknown)."""
+    if c == 0:
+        return v
+    f = v.full
+    full = Bounds.unknown(64)
+    umin, umax = (f.umin + c, f.umax + c) if f.umax + c <= full.umax else (full.umin, full.umax)
+    smin, smax = (f.smin + c, f.smax + c) if f.smax + c <= full.smax else (full.smin, full.smax)
+    return Scalar(Bounds(64, f.tnum.add(Tnum.const(c)), umin, umax, smin, smax), Bounds.unknown(32))
 
 
 class Byte(IntEnum):
