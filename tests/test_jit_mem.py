@@ -208,6 +208,44 @@ def test_packet_pointers_measure_the_packet():
     differential(text, [_packet(n) for n in (14, 15, 60, 64, 1500)])
 
 
+def test_sk_buff_len_and_packet_pointers():
+    needs_alu()
+    text = """.type tc
+        ldxw r2, [r1+76]
+        ldxw r3, [r1+80]
+        ldxw r4, [r1+140]
+        ldxw r0, [r1+0]
+        ldxb r5, [r1+0]
+        ldxb r6, [r1+1]
+        ldxh r7, [r1+2]
+        ldxh r8, [r1+0]
+        lsh r0, 8
+        add r0, r5
+        lsh r0, 8
+        add r0, r6
+        lsh r0, 8
+        add r0, r7
+        add r0, r8
+        sub r3, r2
+        lsh r3, 32
+        add r0, r3
+        sub r2, r4
+        lsh r2, 48
+        add r0, r2
+        exit
+    """
+    differential(text, [_packet(n) for n in (14, 60, 255, 256, 300, 1500, 7000)])
+
+
+def test_sk_buff_fields_the_nic_lacks_are_refused():
+    text = """.type tc
+        ldxw r0, [r1+8]
+        exit
+    """
+    with pytest.raises(UnsupportedError, match="__sk_buff"):
+        jit_compile(assemble(text), check=False)
+
+
 # -- packet ---------------------------------------------------------------------------------------
 
 

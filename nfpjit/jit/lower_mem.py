@@ -12,7 +12,7 @@ for it (``InsnFacts.mem``):
 * **stack** pointers are local-memory byte addresses (high word 0); the frame
   layout is :class:`StackLayout` (one static region per function: eBPF has no
   recursion).  Accesses go through LM index pointer 0.
-* **context** (``xdp_md``) fields are CSR reads.
+* **context** fields (``xdp_md``; ``__sk_buff`` len and packet pointers) are CSR reads.
 
 Commands move whole 32-bit words but accept any byte address, so a 1- or
 2-byte access reads one word and extracts (or merges, for a store) the bytes
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from nfpjit.analysis import RegKind
 from nfpjit.bits import MASK32, u32
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, PseudoSrc, Size
+from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, Size
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
@@ -46,14 +46,17 @@ LM_POINTER_DELAY = 3
 #: EMEM address bits 39..32 of map i's value table (the simulator's/firmware's layout)
 EMEM_MAP_HI_BASE = 0x10
 
-XDP_CTX_CSRS = {
-    0: Csr.PKT_ADDR,         # data
-    8: Csr.PKT_ADDR,         # data_meta (no metadata area: data_meta == data)
-    12: Csr.INGRESS_IFINDEX,
-    16: Csr.RX_QUEUE,
+#: context fields the NIC provides, by offset: struct xdp_md and struct __sk_buff (UAPI layouts)
+XDP_CTX_FIELDS = {0: "data", 4: "data_end", 8: "data_meta", 12: "ingress_ifindex", 16: "rx_queue_index",
+                  20: "zero"}                       # egress_ifindex: 0 outside devmap programs
+SKB_CTX_FIELDS = {0: "len", 76: "data", 80: "data_end", 140: "data_meta"}
+_CTX_CSR = {
+    "data": Csr.PKT_ADDR,
+    "data_meta": Csr.PKT_ADDR,         # no metadata area: data_meta == data
+    "len": Csr.PKT_LEN,
+    "ingress_ifindex": Csr.INGRESS_IFINDEX,
+    "rx_queue_index": Csr.RX_QUEUE,
 }
-XDP_DATA_END = 4
-XDP_EGRESS_IFINDEX = 20
 
 
 def lo_a(r: int) -> Gpr:
@@ -379,19 +382,31 @@ def _load_stack(ctx, pc: int, insn: Insn, mem, facts) -> None:
 def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
     off = mem.offset[0]
     d = insn.dst
-    if ctx.program.prog_type.name != "XDP" or insn.size != Size.W:
-        raise _fail(ctx, pc, f"context load at offset {off} of a {ctx.program.prog_type.name} program")
-    if off == XDP_DATA_END:
+    size = insn.size.nbytes
+    xdp = ctx.program.prog_type == ProgType.XDP
+    fields = XDP_CTX_FIELDS if xdp else SKB_CTX_FIELDS
+    base = off & ~3
+    field = fields.get(base)
+    if field is None or off + size > base + 4 or (field != "len" and size != 4):
+        struct = "xdp_md" if xdp else "__sk_buff"
+        raise _fail(ctx, pc, f"{struct} field at offset {off} ({size} bytes) has no NFP equivalent",
+                    hint="the NIC provides the packet pointers, its length and (XDP) the receive queue "
+                         "and interface")
+    if field == "data_end":
         s = scratch(ctx)
         ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_LEN))
         ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=Csr.PKT_ADDR))
         ctx.emit(alu(Op.ADD, lo_ab(d), lo_a(d), Gpr(Bank.B, s)))
-    elif off in XDP_CTX_CSRS:
-        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=XDP_CTX_CSRS[off]))
-    elif off == XDP_EGRESS_IFINDEX:
+    elif field == "zero":
         ctx.emit(Instruction(Op.IMMED, dest=lo_ab(d), imm=0))
     else:
-        raise _fail(ctx, pc, f"xdp_md field at offset {off} has no NFP equivalent")
+        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=_CTX_CSR[field]))
+    if size < 4:                      # a narrow load of __sk_buff.len: its bytes, little-endian
+        shift = 8 * (off - base)
+        if shift + 8 * size == 32:
+            ctx.emit(shf(lo_ab(d), lo_b(d), ShiftKind.SHR, shift))
+        else:
+            ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, lo_b(d), shift, clear=True))
     zero_hi(ctx, d)
 
 
