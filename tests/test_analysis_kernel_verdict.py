@@ -53,13 +53,21 @@ def corpus_programs():
     for path in sorted(CORPUS.glob("*.o")):
         for section, _name in list_programs(path):
             out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
+    for path in sorted((CORPUS / "asm").glob("*.s")):
+        out.append(pytest.param(path, None, id=f"asm/{path.stem}"))
     return out
+
+
+def load_corpus(path, section):
+    if section is None:
+        return assemble(path.read_text(), filename=str(path))
+    return nfpjit.load(path, section=section)
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("path,section", corpus_programs())
 def test_corpus_verdict_matches_kernel(path, section):
-    prog = nfpjit.load(path, section=section)
+    prog = load_corpus(path, section)
     k_ok, log = kernel_verdict(prog)
     our_ok, problems = ours(prog)
     assert our_ok == k_ok, f"kernel ok={k_ok} log={log!r}; ours ok={our_ok} {problems}"

@@ -31,12 +31,20 @@ def corpus_programs():
     for path in sorted(CORPUS.glob("*.o")):
         for section, _name in list_programs(path):
             out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
+    for path in sorted((CORPUS / "asm").glob("*.s")):
+        out.append(pytest.param(path, None, id=f"asm/{path.stem}"))
     return out
+
+
+def load_corpus(path, section):
+    if section is None:
+        return assemble(path.read_text(), filename=str(path))
+    return nfpjit.load(path, section=section)
 
 
 @pytest.mark.parametrize("path,section", corpus_programs())
 def test_corpus_is_accepted(path, section):
-    prog = nfpjit.load(path, section=section)
+    prog = load_corpus(path, section)
     a = analyze(prog, allow_uninit_stack=True)
     assert a.ok, [str(p) for p in a.problems]
     # every instruction the kernel's check_cfg reaches got facts, and the entry is reachable
@@ -401,7 +409,7 @@ def test_facts_hold_on_concrete_runs(path, section):
     branches called always/never taken go the stated way."""
     from nfpjit.ebpf.interp import run
 
-    prog = nfpjit.load(path, section=section)
+    prog = load_corpus(path, section)
     a = analyze(prog, allow_uninit_stack=True)
     checked = 0
     for packet in _packets():
