@@ -9,6 +9,8 @@ not, and at the last bytes of packets and map values.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nfpjit.analysis import analyze
@@ -446,6 +448,32 @@ def test_stack_atomics():
         add r0, r2
         add r0, r4
         ldxw r5, [r10-16]
+        add r0, r5
+        exit
+    """
+    differential(text, [_packet(60)])
+
+
+@pytest.mark.parametrize("name", ["atomic32.s", "atomic64.s"])
+def test_every_atomic_on_the_stack_corpus(name):
+    needs_alu()
+    differential((Path(__file__).parent / "corpus" / "asm" / name).read_text(), [_packet(60)])
+
+
+def test_cmpxchg_compares_all_64_bits():
+    needs_alu()
+    text = """.type xdp
+        lddw r1, 0x100000005
+        stxdw [r10-8], r1
+        mov r0, 5
+        mov r2, 9
+        lock cmpxchg [r10-8], r2
+        ldxdw r3, [r10-8]
+        lddw r0, 0x100000005
+        mov r4, 11
+        lock cmpxchg [r10-8], r4
+        ldxdw r5, [r10-8]
+        add r0, r3
         add r0, r5
         exit
     """

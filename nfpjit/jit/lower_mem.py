@@ -32,8 +32,8 @@ from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, 
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, Xfer, XferSide
-from nfpjit.isa.table import AluOp, Csr, Instruction, Memory, Op, ShiftKind
+from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
 from .mir import MReloc
 
@@ -511,8 +511,44 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
     if mem.kind == RegKind.STACK and op.alu_op is not None:
         _stack_atomic(ctx, pc, insn, mem, facts, op, size)
         return
+    if mem.kind == RegKind.STACK:
+        _stack_exchange(ctx, pc, insn, op, size)
+        return
     raise _fail(ctx, pc, f"atomic {op.name.lower()} on a {mem.kind.name.lower()} pointer is not supported "
-                         "by the NFP lowering", hint="only atomic add to map values (and any ALU atomic on the stack)")
+                         "by the NFP lowering", hint="only atomic add to map values (and any atomic on the stack)")
+
+
+def _stack_exchange(ctx, pc: int, insn: Insn, op: AtomicOp, size: int) -> None:
+    """xchg / cmpxchg on the stack (one core owns its LM, so a plain read-compare-write is atomic)."""
+    _point_at_stack(ctx, pc, insn, insn.dst)
+    v = insn.src
+    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    s0, s1 = scratch(ctx), scratch(ctx)
+    ctx.emit(mov(GprBoth(s0), w0))
+    if size == 8:
+        ctx.emit(mov(GprBoth(s1), w1))
+    skip = None
+    if op == AtomicOp.CMPXCHG:
+        skip = ctx.new_label(f"cmpxchg{pc}_")
+        if size == 8:
+            t, u = scratch(ctx), scratch(ctx)
+            ctx.emit(alu(Op.XOR, GprBoth(t), Gpr(Bank.A, s0), lo_b(0)))
+            ctx.emit(alu(Op.XOR, GprBoth(u), Gpr(Bank.A, s1), hi_b(0)))
+            ctx.emit(alu(Op.OR, NoDest(), Gpr(Bank.A, t), Gpr(Bank.B, u)))
+        else:
+            ctx.emit(alu(Op.SUB, NoDest(), Gpr(Bank.A, s0), lo_b(0)))
+        ctx.emit(Instruction(Op.BR, cond=Cond.NE), target=skip)
+    ctx.emit(mov(w0, lo_b(v)))
+    if size == 8:
+        ctx.emit(mov(w1, hi_b(v)))
+    if skip is not None:
+        ctx.emit.label(skip)
+    dest = 0 if op == AtomicOp.CMPXCHG else v
+    ctx.emit(mov(lo_ab(dest), Gpr(Bank.B, s0)))
+    if size == 8:
+        ctx.emit(mov(hi_ab(dest), Gpr(Bank.B, s1)))
+    else:
+        zero_hi(ctx, dest)
 
 
 _ATOMIC_ALU = {0x00: (Op.ADD, Op.ADDC), 0x40: (Op.OR, Op.OR), 0x50: (Op.AND, Op.AND), 0xA0: (Op.XOR, Op.XOR)}
