@@ -168,6 +168,39 @@ def test_keys_outside_the_stack_are_copied():
     differential(text, pkts, maps_in={"h": entries, "k": {K(0): K(77)}})
 
 
+def _key_from_value(off: int) -> str:
+    return f""".type xdp
+        .map h hash key=6 value=8 entries=4
+        .map k array key=4 value=16 entries=1
+        stw [r10-4], 0
+        lddw r1, map:k
+        mov r2, r10
+        add r2, -4
+        call map_lookup_elem
+        mov r6, 3
+        jeq r0, 0, done
+        mov r2, r0
+        add r2, {off}
+        lddw r1, map:h
+        call map_lookup_elem
+        jeq r0, 0, done
+        ldxdw r6, [r0+0]
+    done:
+        mov r0, r6
+        exit
+    """
+
+
+def test_six_byte_key_copied_from_a_map_value():
+    needs_alu()
+    key = bytes([1, 2, 3, 4, 5, 6])
+    value = bytes(2) + key + bytes(8)
+    differential(_key_from_value(2), [_packet(60)], maps_in={"h": {key: V(42)}, "k": {K(0): value}})
+    differential(_key_from_value(2), [_packet(60)], maps_in={"h": {}, "k": {K(0): value}})
+    with pytest.raises(UnsupportedError, match="whole words"):
+        jit_compile(assemble(_key_from_value(10)), check=False)
+
+
 def test_get_prandom_matches_the_interpreter_stream():
     needs_alu()
     text = """.type xdp

@@ -132,7 +132,15 @@ def _copy_to_lm(ctx, pc: int, facts, reg: int, what: str) -> None:
                                where=ctx.where(pc), hint="copy it to the stack first")
     layout = lm.layout_of(ctx)
     area = layout.bounce_key if what == "key" else layout.bounce_value
-    kind = facts.regs[reg].kind
+    st = facts.regs[reg]
+    kind = st.kind
+    if kind == RegKind.MAP_VALUE:
+        # whole words are copied: they must stay inside the source value's 8-byte-rounded slot
+        slot = (max(ctx.program.maps[st.map].value_size, 1) + 7) & ~7
+        hi = st.off + (st.var.full.umax if st.var is not None else 0)
+        if hi + 4 * words > slot:
+            raise UnsupportedError(f"the {size}-byte map {what} ends too close to the end of its map value to be "
+                                   "copied in whole words", where=ctx.where(pc), hint="copy it to the stack first")
     s = lm.scratch(ctx)
     done = 0
     while done < words:
