@@ -160,10 +160,20 @@ def test_64_bit_division_of_32_bit_values(op):
                 immop(op, a, k, analysis="real")
 
 
-def test_64_bit_division_of_a_wide_value_is_unsupported():
-    program = assemble(f"lddw r1, {_h(1 << 40)}\ndiv r1, 3\nmov r0, r1\nexit\n")
-    with pytest.raises(UnsupportedError, match="fit 32 bits"):
-        lower(program, analyze(program))
+@pytest.mark.parametrize("op", ["div", "mod", "sdiv", "smod"])
+def test_64_bit_division_of_wide_values_by_constants(op):
+    # nothing known about the dividend: the 64-step shift-subtract loop (or a shift/mask for 2**k)
+    for k in DIVISORS[1::2] + [-0x80000000, 1, 2]:
+        for a in V64[::2] + [1 << 40, (1 << 63) + 12345]:
+            immop(op, a, k)
+
+
+@pytest.mark.parametrize("op", ["div", "mod", "sdiv", "smod"])
+def test_64_bit_division_by_wide_constant_registers(op):
+    # 64-bit divisors only reach the JIT as registers the analysis proves constant
+    for k in ((1 << 63) + 5, 1 << 63, (1 << 40) + 3, MASK64, 1 << 33, (1 << 62) - 1, 0x80000001):
+        for a in (MASK64, (1 << 63) + 7, 1 << 63, (1 << 40) + 77, 12345):
+            binop(op, a, k, analysis="real")
 
 
 @pytest.mark.parametrize("op", ["div32", "mod32", "sdiv32", "smod32", "div", "mod", "sdiv", "smod"])

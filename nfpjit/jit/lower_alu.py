@@ -12,7 +12,10 @@ operands are known to fit 16 bits, else 32x32, and a 64-bit product from
 three 32x32 partial products.  Division and modulo by a constant use a shift
 or mask for powers of two and reciprocal multiplication (Granlund and
 Montgomery's round-up method with a 33-bit multiplier) otherwise; signed
-forms divide the magnitudes and fix the sign.  Division by a register is
+forms divide the magnitudes and fix the sign.  A 64-bit dividend the
+analysis cannot bound to 32 bits is divided by a 64-step shift-subtract
+loop (the default profile rejects such programs; the permissive one does
+not).  Division by a register is
 lowered only when the analysis proves the register constant (the capability
 report rejects the other cases).  Byte swaps are two
 ``ld_field`` rotates per word.
@@ -430,8 +433,109 @@ def _mul64(ctx: LowerCtx, insn: Insn) -> None:
         e.mul_hi(dh)
 
 
+def _udiv64_loop(ctx: LowerCtx, ql: G, qh: G, d: int) -> tuple[G, G]:
+    """(ql:qh) = (ql:qh) / d by restoring shift-subtract division (64 steps); returns the remainder's (lo, hi).
+
+    ``d`` is a constant, 2 <= d <= 2**63, so the partial remainder (< 2d) never needs a 65th bit.
+    """
+    e = ctx.emit
+    kl, kh = d & MASK32, d >> 32
+    kl = e.reg(kl) if kl > 0xFF else kl
+    kh = e.reg(kh) if kh > 0xFF else kh
+    rl, rh, t1, t2, cnt = ctx.tmp(), ctx.tmp(), ctx.tmp(), ctx.tmp(), ctx.tmp()
+    e.const(rl, 0)
+    e.const(rh, 0)
+    e.const(cnt, 64)
+    loop, skip = ctx.new_label("div_loop"), ctx.new_label("div_skip")
+    e.label(loop)
+    e.alu(AluOp.ADD, ql, ql, ql)                 # (r:q) <<= 1 through the carry chain
+    e.alu(AluOp.ADDC, qh, qh, qh)
+    e.alu(AluOp.ADDC, rl, rl, rl)
+    e.alu(AluOp.ADDC, rh, rh, rh)
+    e.alu(AluOp.SUB, t1, rl, kl)                 # r - d; C = no borrow = r >= d
+    e.alu(AluOp.SUBC, t2, rh, kh)
+    e.br(Cond.LO, skip)
+    e.mov(rl, t1)
+    e.mov(rh, t2)
+    e.alu(AluOp.OR, ql, ql, 1)
+    e.label(skip)
+    e.alu(AluOp.SUB, cnt, cnt, 1)
+    e.br(Cond.NE, loop)
+    return rl, rh
+
+
+def _neg64_if(ctx: LowerCtx, xl: G, xh: G, mask: G) -> None:
+    """x = (x ^ mask) - mask: negates x when mask is all ones, keeps it when mask is 0."""
+    e = ctx.emit
+    e.alu(AluOp.XOR, xl, xl, mask)
+    e.alu(AluOp.XOR, xh, xh, mask)
+    e.alu(AluOp.SUB, xl, xl, mask)
+    e.alu(AluOp.SUBC, xh, xh, mask)
+
+
+def _div64_wide(ctx: LowerCtx, dl: G, dh: G, d: int, *, mod: bool, signed: bool) -> None:
+    """64-bit (signed or unsigned) division/modulo of any dividend by a nonzero constant ``d``."""
+    e = ctx.emit
+    if not signed and d > 1 << 63:
+        # the quotient is 0 or 1
+        kl, kh = e.reg(d & MASK32), e.reg(d >> 32)
+        if mod:
+            t1, t2 = ctx.tmp(), ctx.tmp()
+            skip = ctx.new_label("div_skip")
+            e.alu(AluOp.SUB, t1, dl, kl)
+            e.alu(AluOp.SUBC, t2, dh, kh)
+            e.br(Cond.LO, skip)
+            e.mov(dl, t1)
+            e.mov(dh, t2)
+            e.label(skip)
+        else:
+            e.alu(AluOp.SUB, None, dl, kl)
+            e.alu(AluOp.SUBC, None, dh, kh)
+            e.const(dh, 0)                       # immed leaves the carry alone
+            e.const(kl, 0)
+            e.alu(AluOp.ADDC, dl, kl, 0)
+        return
+    if not signed and d & (d - 1) == 0:
+        n = d.bit_length() - 1
+        if mod:
+            mask = d - 1
+            if mask & MASK32 != MASK32:
+                e.alu(AluOp.AND, dl, dl, mask & MASK32)
+            if mask >> 32:
+                e.alu(AluOp.AND, dh, dh, mask >> 32)
+            else:
+                e.const(dh, 0)
+        else:
+            _shift64_const(ctx, EAlu.RSH, dl, dh, n)
+        return
+    sign = None
+    negative = d < 0
+    if signed:
+        sign = ctx.tmp()
+        e.shf(sign, dh, ShiftKind.ASR, 31)
+        _neg64_if(ctx, dl, dh, sign)             # |x|; INT64_MIN stays 2**63, as unsigned
+        d = abs(d)
+    if d == 1:
+        if mod:
+            e.const(dl, 0)
+            e.const(dh, 0)
+    else:
+        if d & (d - 1) == 0 and not mod:
+            _shift64_const(ctx, EAlu.RSH, dl, dh, d.bit_length() - 1)
+            rl = rh = None
+        else:
+            rl, rh = _udiv64_loop(ctx, dl, dh, d)
+        if mod:
+            e.mov(dl, rl)
+            e.mov(dh, rh)
+    if signed:
+        if not mod and negative:
+            e.alu(AluOp.NOT, sign, None, sign)
+        _neg64_if(ctx, dl, dh, sign)
+
+
 def _div64(ctx: LowerCtx, insn: Insn) -> None:
-    """64-bit division/modulo by a constant, for dividends the analysis proves to fit 32 bits."""
+    """64-bit division/modulo by a constant (32-bit arithmetic when the dividend fits 32 bits)."""
     e = ctx.emit
     dl, dh = lo(insn.dst), hi(insn.dst)
     mod = insn.alu_op == EAlu.MOD
@@ -441,13 +545,13 @@ def _div64(ctx: LowerCtx, insn: Insn) -> None:
     f = ctx.facts
     st = f.regs[insn.dst] if f is not None and f.regs else None
     narrow = st is not None and getattr(st.kind, "name", "") == "SCALAR" and st.var.full.umax <= MASK32
-    if not narrow:
-        raise ctx.unsupported("64-bit division of a value that may not fit 32 bits",
-                              hint="the NFP divides 32-bit values; mask or check the dividend first")
     if d == 0:
         if not mod:
             e.const(dl, 0)
             e.const(dh, 0)
+        return
+    if not narrow:
+        _div64_wide(ctx, dl, dh, d, mod=mod, signed=signed)
         return
     if not signed:
         if d > MASK32:                               # x < 2**32 <= d
