@@ -157,6 +157,38 @@ VARIANTS = {
         exit
     out: mov r0, 2
         exit""",
+    "linked_scalar_plus_const": ".map v array key=4 value=16 entries=1\n" + BOUNDS + """jgt r4, r3, out
+        ldxb r6, [r2+0]
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:v
+        call map_lookup_elem
+        jeq r0, 0, out
+        mov r7, r6
+        add r7, 4
+        jgt r7, 19, out
+        add r0, r6
+        ldxb r0, [r0+0]
+        exit
+    out: mov r0, 2
+        exit""",
+    "linked_scalar_plus_const_oob": ".map v array key=4 value=16 entries=1\n" + BOUNDS + """jgt r4, r3, out
+        ldxb r6, [r2+0]
+        stw [r10-4], 0
+        mov r2, r10
+        add r2, -4
+        lddw r1, map:v
+        call map_lookup_elem
+        jeq r0, 0, out
+        mov r7, r6
+        add r7, 4
+        jgt r7, 20, out
+        add r0, r6
+        ldxb r0, [r0+0]
+        exit
+    out: mov r0, 2
+        exit""",
     "unlinked_scalar_bounds": ".map v array key=4 value=16 entries=1\n" + BOUNDS + """jgt r4, r3, out
         mov r9, r2
         ldxb r6, [r2+0]

@@ -116,6 +116,8 @@ def regs_safe(old: RegState, new: RegState, ids: dict[int, int]) -> bool:
         if not old.var.includes(new.var):
             return False
         if old.id:  # old's copies were narrowed together: new's must be linked the same way
+            if new.off != old.off:
+                return False
             seen = ids.get(old.id)
             if seen is None:
                 ids[old.id] = new.id

@@ -437,7 +437,14 @@ class Verifier:
                 result = Scalar.unknown() if wide else Scalar.from_low(Bounds.unknown(32))
                 self.write(st, d, RegState.scalar(result))
                 return
-            self.write(st, d, RegState.scalar(dst.var.alu(op, src.var, wide=wide)))
+            result = RegState.scalar(dst.var.alu(op, src.var, wide=wide))
+            if dst.id and wide and op in (AluOp.ADD, AluOp.SUB) and insn.source == Source.K:
+                # still a copy plus a known delta: later checks narrow every copy (the kernel
+                # links "r2 = r1 + const" the same way)
+                delta = dst.off + (insn.imm if op == AluOp.ADD else -insn.imm)
+                if abs(delta) < (1 << 31):
+                    result = replace(result, id=dst.id, off=delta)
+            self.write(st, d, result)
             return
         self.pointer_alu(insn, st, dst, src, wide)
 
@@ -894,8 +901,15 @@ class Verifier:
     def narrow(self, st: State, regno: int, old: RegState, var: Scalar) -> None:
         """Give register ``regno`` (and every copy sharing its id) the narrowed value ``var``."""
         if old.id:
-            rid = old.id
-            st.map_regs(lambda r: replace(r, var=var) if r.kind == K.SCALAR and r.id == rid else r)
+            rid, base = old.id, old.off
+
+            def fix(r: RegState) -> RegState:
+                if r.kind != K.SCALAR or r.id != rid:
+                    return r
+                if r.off == base:
+                    return replace(r, var=var)
+                return replace(r, var=var.alu(AluOp.ADD, Scalar.const(r.off - base), wide=True))
+            st.map_regs(fix)
         else:
             st.cur.regs[regno] = RegState.scalar(var)
 
