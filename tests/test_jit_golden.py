@@ -119,3 +119,61 @@ def test_golden_listing(name, golden):
 def test_filecheck_can_fail():
     with pytest.raises(AssertionError, match="CHECK not found"):
         filecheck("a\nb\n", ["b", "a"])
+
+
+# -- the machine IR itself ------------------------------------------------------------------------
+
+def _hand_program():
+    from nfpjit.isa import Bank, Cond, Gpr, Imm, Instruction, Op
+    from nfpjit.isa.image import RelocKind
+    from nfpjit.jit.mir import MFunction, MInstr, MProgram, MReloc
+
+    a0 = Gpr(Bank.A, 0)
+    main = MFunction("main", 0, [
+        MInstr(label="top"),
+        MInstr(Instruction(Op.IMMED, dest=Gpr(Bank.A, 2), imm=0), pc=0, reloc=MReloc(RelocKind.MAP_ID, "counters")),
+        MInstr(Instruction(Op.BR, cond=Cond.EQ), target="sub", pc=1),
+        MInstr(label="mid"),
+        MInstr(Instruction(Op.BR, cond=Cond.ALWAYS, defer=1), pc=2, reloc=MReloc(RelocKind.ROUTINE_ADDR, "fw_map_lookup")),
+        MInstr(Instruction(Op.LOAD_ADDR, dest=Gpr(Bank.A, 30)), target="mid", pc=2),
+        MInstr(Instruction(Op.HALT, b=a0)),
+    ])
+    sub = MFunction("sub", 5, [MInstr(label="sub"), MInstr(Instruction(Op.HALT, b=Imm(1)), pc=5)])
+    return MProgram("hand", [main, sub])
+
+
+def test_assemble_resolves_labels_relocations_lines_and_symbols():
+    from nfpjit.isa.encoding import decode
+    from nfpjit.isa.image import RelocKind, SymbolKind
+
+    mprog = _hand_program()
+    assert mprog.size() == 6 and [f.size() for f in mprog.functions] == [5, 1]
+    asm = mprog.assemble()
+    assert asm.labels == {"top": 0, "mid": 2, "sub": 5}
+    assert [decode(w) for w in asm.words] == list(asm.instructions)
+    assert asm.instructions[1].target == 5 and asm.instructions[3].target == 2
+    assert asm.line_pcs == ((0, 0), (1, 1), (2, 2), (3, 2), (5, 5))
+    assert [(r.address, r.kind, r.symbol) for r in asm.relocations] == [
+        (0, RelocKind.MAP_ID, "counters"), (2, RelocKind.ROUTINE_ADDR, "fw_map_lookup")]
+    syms = {s.name: s for s in asm.symbols}
+    assert (syms["main"].kind, syms["main"].address, syms["main"].size) == (SymbolKind.SUBPROG, 0, 5)
+    assert (syms["sub"].address, syms["sub"].size) == (5, 1)
+    assert syms["counters"].kind == SymbolKind.MAP and syms["fw_map_lookup"].kind == SymbolKind.ROUTINE
+    assert "br.eq sub" in mprog.listing() and "reloc map_id counters" in mprog.listing()
+
+
+def test_assemble_rejects_bad_machine_programs():
+    from nfpjit.isa import Instruction, Op
+    from nfpjit.jit.mir import MFunction, MInstr, MirError, MProgram
+
+    bad = _hand_program()
+    bad.functions[1].body[0] = MInstr(label="elsewhere")
+    with pytest.raises(MirError, match="undefined label 'sub'"):
+        bad.assemble()
+    dup = _hand_program()
+    dup.functions[1].body.insert(0, MInstr(label="top"))
+    with pytest.raises(MirError, match="defined twice"):
+        dup.assemble()
+    long = MProgram("long", [MFunction("f", 0, [MInstr(Instruction(Op.NOP))] * 0x3F01)])
+    with pytest.raises(MirError, match="code store"):
+        long.assemble()
