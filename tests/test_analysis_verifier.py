@@ -451,3 +451,15 @@ def test_atomic_on_map_value_facts():
     assert a.ok, [str(p) for p in a.problems]
     m = a.facts[8].mem
     assert (m.kind, m.map, m.offset, m.size, m.write) == (RegKind.MAP_VALUE, "m", (0, 0), 8, True)
+
+
+def test_every_problem_code_is_documented():
+    """docs/analysis.md lists each code the verifier can report (checked against the source)."""
+    import re as _re
+
+    root = Path(__file__).resolve().parent.parent
+    source = "".join((root / "nfpjit" / "analysis" / f).read_text() for f in ("verifier.py", "cfg.py", "__init__.py"))
+    used = set(_re.findall(r'fail\("([a-z_0-9]+)"', source))
+    used |= set(_re.findall(r'(?:VerifierProblem|CfgProblem)\([^,]+, "([a-z_]+)"', source))
+    docs = (root / "docs" / "analysis.md").read_text()
+    assert used and all(f"`{code}`" in docs for code in used), sorted(c for c in used if f"`{c}`" not in docs)
