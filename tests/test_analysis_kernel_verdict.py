@@ -225,6 +225,47 @@ VARIANTS = {
 }
 
 
+TYPED_VARIANTS = {  # (program type, source)
+ "tc_ld_abs": ("tc", "mov r6, r1\nldabsh 12\nexit"),
+ "tc_ld_ind": ("tc", "mov r6, r1\nmov r7, 2\nldindb r7, 12\nexit"),
+ "tc_ld_abs_no_r6": ("tc", "ldabsh 12\nexit"),
+ "tc_mark_write": ("tc", "stw [r1+8], 1\nmov r0, 0\nexit"),
+ "tc_len_read": ("tc", "ldxw r0, [r1+0]\nexit"),
+ "tc_pkt": ("tc", "ldxw r2, [r1+76]\nldxw r3, [r1+80]\nmov r4, r2\nadd r4, 14\njgt r4, r3, out\nldxh r0, [r2+12]\nexit\nout: mov r0, 0\nexit"),
+ "tc_pkt_oob": ("tc", "ldxw r2, [r1+76]\nldxw r3, [r1+80]\nmov r4, r2\nadd r4, 14\njgt r4, r3, out\nldxh r0, [r2+13]\nexit\nout: mov r0, 0\nexit"),
+ "xdp_meta": ("xdp", "ldxw r2, [r1+8]\nldxw r3, [r1]\nmov r4, r2\nadd r4, 4\njgt r4, r3, out\nldxw r0, [r2]\nexit\nout: mov r0, 2\nexit"),
+ "xdp_meta_oob": ("xdp", "ldxw r2, [r1+8]\nldxw r3, [r1]\nmov r4, r2\nadd r4, 4\njgt r4, r3, out\nldxw r0, [r2+2]\nexit\nout: mov r0, 2\nexit"),
+ "call_depth_9": ("xdp", "call f1\nexit\nf1: call f2\nexit\nf2: call f3\nexit\nf3: call f4\nexit\nf4: call f5\nexit\nf5: call f6\nexit\nf6: call f7\nexit\nf7: call f8\nexit\nf8: mov r0, 2\nexit"),
+ "call_depth_8": ("xdp", "call f1\nexit\nf1: call f2\nexit\nf2: call f3\nexit\nf3: call f4\nexit\nf4: call f5\nexit\nf5: call f6\nexit\nf6: call f7\nexit\nf7: mov r0, 2\nexit"),
+ "stack_combined": ("xdp", "stdw [r10-256], 0\ncall f\nexit\nf: stdw [r10-288], 0\nmov r0, 2\nexit"),
+ "callee_uninit_r6": ("xdp", "mov r6, 1\ncall f\nexit\nf: mov r0, r6\nexit"),
+ "return_callee_stack": ("xdp", "call f\nmov r0, 2\nexit\nf: mov r0, r10\nexit"),
+ "redirect": ("xdp", "mov r1, 1\nmov r2, 0\ncall redirect\nexit"),
+ "prandom_index": ("xdp", ".map m array key=4 value=64 entries=1\nstw [r10-8], 0\nmov r2, r10\nadd r2, -8\nlddw r1, map:m\ncall map_lookup_elem\nmov r6, r0\ncall get_prandom_u32\nand r0, 63\nadd r6, r0\nldxb r0, [r6]\nexit"),
+ "update_uninit_value": ("xdp", ".map m hash key=4 value=8 entries=4\nstw [r10-8], 0\nmov r2, r10\nadd r2, -8\nmov r3, r10\nadd r3, -16\nmov r4, 0\nlddw r1, map:m\ncall map_update_elem\nmov r0, 2\nexit"),
+ "signed_div": ("xdp", "mov r0, -7\nsdiv r0, 2\nmov r0, 2\nexit"),
+ "shift_by_64": ("xdp", "mov r0, 1\nlsh r0, 64\nexit"),
+ "jmp32_ptr": ("xdp", "ldxw r2, [r1]\nldxw r3, [r1+4]\njgt32 r2, r3, out\nmov r0, 1\nexit\nout: mov r0, 2\nexit"),
+ "ptr_cmp_ne": ("xdp", "ldxw r2, [r1]\nldxw r3, [r1+4]\njne r2, r3, out\nmov r0, 1\nexit\nout: mov r0, 2\nexit"),
+ "bswap_ptr": ("xdp", "ldxw r2, [r1]\nbe16 r2\nmov r0, 2\nexit"),
+ "neg_ptr": ("xdp", "ldxw r2, [r1]\nneg r2\nmov r0, 2\nexit"),
+ "movsx_ptr": ("xdp", "ldxw r2, [r1]\nmovsx8 r3, r2\nmov r0, 2\nexit"),
+ "scalar_deref": ("xdp", "mov r2, 100\nldxb r0, [r2]\nexit"),
+ "map_ptr_deref": ("xdp", ".map m hash key=4 value=8 entries=4\nlddw r1, map:m\nldxw r0, [r1]\nexit"),
+ "var_stack": ("xdp", "ldxw r2, [r1]\nldxw r3, [r1+4]\nmov r4, r2\nadd r4, 1\njgt r4, r3, out\nldxb r5, [r2]\nand r5, 7\nmov r6, r10\nadd r6, -16\nadd r6, r5\nstdw [r10-16], 0\nstdw [r10-8], 0\nldxb r0, [r6]\nexit\nout: mov r0, 2\nexit"),
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", sorted(TYPED_VARIANTS))
+def test_typed_variant_verdict_matches_kernel(name):
+    kind, text = TYPED_VARIANTS[name]
+    prog = assemble(f".type {kind}\n.license GPL\n" + text, filename=f"{name}.s")
+    k_ok, log = kernel_verdict(prog)
+    our_ok, problems = ours(prog)
+    assert our_ok == k_ok, f"kernel ok={k_ok} log={log!r}; ours ok={our_ok} {problems}"
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_verdict_matches_kernel(name):

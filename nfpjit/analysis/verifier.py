@@ -389,15 +389,15 @@ class Verifier:
         d = insn.dst
         if op == AluOp.END:
             reg = self.read(st, d)
-            if reg.kind != K.SCALAR:
-                self.fail("ptr_arith", f"R{d} pointer arithmetic prohibited")
+            if reg.kind != K.SCALAR:  # a privileged loader may: the result is a number
+                reg = RegState.unknown()
             to_be = insn.source == Source.X or wide
             self.write(st, d, RegState.scalar(reg.var.swap(insn.imm, to_be)))
             return
         if op == AluOp.NEG:
             reg = self.read(st, d)
             if reg.kind != K.SCALAR:
-                self.fail("ptr_arith", f"R{d} pointer arithmetic prohibited")
+                reg = RegState.unknown()
             self.write(st, d, RegState.scalar(reg.var.neg(wide=wide)))
             return
         if insn.source == Source.X:
@@ -410,7 +410,7 @@ class Verifier:
         if op == AluOp.MOV:
             if insn.source == Source.X and insn.off:
                 if src.kind != K.SCALAR:
-                    self.fail("ptr_arith", f"R{insn.src} sign-extension of a pointer prohibited")
+                    src = RegState.unknown()
                 self.write(st, d, RegState.scalar(src.var.sign_extend(insn.off, wide=wide)))
             elif wide:
                 if src.kind == K.SCALAR and insn.source == Source.X and not src.var.is_const:
@@ -556,6 +556,10 @@ class Verifier:
             return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.CTX:
             return self.ctx_access(regno, ptr, insn_off, size, write)
+        if kind == K.MAP_PTR and not write and ptr.off + insn_off >= 0 and ptr.var.is_const:
+            # privileged programs may read fields of the map object (the NIC cannot)
+            self.note_mem(MemAccess(kind, self.p.maps[ptr.map].name, (ptr.off + insn_off,) * 2, size, False))
+            return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.MAP_VALUE_OR_NULL:
             self.fail("null_deref", f"R{regno} invalid mem access 'map_value_or_null'")
         self.fail("invalid_mem_access", f"R{regno} invalid mem access '{kind.kernel_name}'")
@@ -614,8 +618,7 @@ class Verifier:
     def stack_access(self, st: State, regno: int, ptr: RegState, insn_off: int, size: int, write: bool,
                      value: RegState | None) -> RegState:
         if not ptr.var.is_const:
-            self.fail("var_stack_access", f"variable stack access var_off={ptr.var.tnum} off={ptr.off + insn_off} "
-                      f"size={size}")
+            return self.var_stack_access(st, ptr, insn_off, size, write)
         off = ptr.off + insn_off + sext(ptr.var.value, 64)
         if off < -MAX_STACK or off + size > 0 or off >= 0:
             self.fail("invalid_stack", f"invalid stack off={off} size={size}")
@@ -671,6 +674,29 @@ class Verifier:
         known = [slot.byte_value(i) for i in range(byte0, byte0 + size)]
         if all(v is not None for v in known):
             return RegState.const(int.from_bytes(bytes(known), "little"))
+        return RegState.scalar(Scalar.unknown().truncate(size))
+
+    def var_stack_access(self, st: State, ptr: RegState, insn_off: int, size: int, write: bool) -> RegState:
+        """A stack access at a variable offset: every byte it may touch must be in the frame (and,
+        for a read, initialised); the value read is some number, a write makes the bytes numbers."""
+        lo = ptr.off + insn_off + ptr.var.smin
+        hi = ptr.off + insn_off + ptr.var.smax
+        if lo < -MAX_STACK or hi + size > 0:
+            self.fail("var_stack_access", f"invalid variable-offset stack access off={ptr.off + insn_off} "
+                      f"var=[{ptr.var.smin},{ptr.var.smax}] size={size}")
+        frame = st.frames[ptr.frame]
+        self.stack_use[frame.function_start] = max(self.stack_use.get(frame.function_start, 0), -lo)
+        self.note_mem(MemAccess(K.STACK, None, (lo, hi), size, write, ptr.frame))
+        for b in range(lo, hi + size):
+            k = (-b - 1) // 8
+            i = b + 8 * (k + 1)
+            slot = frame.stack.get(k, EMPTY_SLOT)
+            if write:
+                new = [Byte.MISC] * 8 if slot.spill is not None else list(slot.bytes)
+                new[i] = Byte.MISC
+                frame.stack[k] = Slot(tuple(new))
+            elif slot.spill is None and slot.bytes[i] == Byte.INVALID and not self.allow_uninit_stack:
+                self.fail("uninit_stack", f"invalid variable-offset read from stack off {b} size {size}")
         return RegState.scalar(Scalar.unknown().truncate(size))
 
     def stack_const(self, st: State, reg: RegState, n: int) -> int | None:
