@@ -26,7 +26,7 @@ from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import Image
 from nfpjit.isa.sim import simulate
 from nfpjit.isa.table import MulStep, Op
-from nfpjit.jit import lower, supported_opcodes
+from nfpjit.jit import lower
 
 OPAQUE = SimpleNamespace(facts={}, cfg=None)
 PACKET = bytes(range(64))
@@ -209,7 +209,7 @@ CMP_VALUES = [0, 1, 2, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x100000000, 0x100000
 
 
 def jump_case(op: str, a: int, b) -> int:
-    operand = b if isinstance(b, str) else f"r2"
+    operand = b if isinstance(b, str) else "r2"
     setup = f"lddw r2, {_h(b)}\n" if not isinstance(b, str) else ""
     text = f"lddw r1, {_h(a)}\n{setup}mov r0, 1\n{op} r1, {operand}, +1\nmov r0, 2\nexit\n"
     return check(text)
@@ -303,4 +303,11 @@ def alu_sequences(draw):
 @settings(max_examples=60)
 @given(alu_sequences())
 def test_random_alu_sequences(text):
+    check(text)
+
+
+@pytest.mark.slow
+@settings(max_examples=5000)
+@given(alu_sequences())
+def test_random_alu_sequences_many(text):
     check(text)

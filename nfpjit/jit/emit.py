@@ -19,7 +19,7 @@ from typing import Union
 
 from nfpjit.bits import MASK32
 from nfpjit.isa.encoding import load_const
-from nfpjit.isa.operands import MAX_ALU_IMM, Bank, Gpr, GprBoth, Imm, NoDest, Operand, OperandKind, kind_of
+from nfpjit.isa.operands import MAX_ALU_IMM, Gpr, GprBoth, Imm, NoDest, Operand, OperandKind, kind_of
 from nfpjit.isa.table import AluOp, Cond, Instruction, MulStep, MUL_STEPS_NEEDED, Op, ShiftKind
 
 from .mir import MInstr, MReloc
@@ -198,4 +198,4 @@ class Emitter:
         self(Instruction(Op.NOP))
 
 
-__all__ = ["Emitter", "Src", "Dest", "dest_operand", "Bank"]
+__all__ = ["Emitter", "Src", "Dest", "dest_operand"]

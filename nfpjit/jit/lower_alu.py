@@ -650,5 +650,3 @@ for _cls, _fn in ((InsnClass.ALU, _alu32), (InsnClass.ALU64, _alu64)):
 HANDLERS[LD_IMM64_CODE] = _ld_imm64
 
 __all__ = ["HANDLERS"]
-
-_ = Cond
