@@ -184,6 +184,7 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
     ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 0), Gpr(Bank.B, s)))
     ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=ctx.label_for(target))
     ctx.emit.label(back)
+    lm.forget_lm_pointer(ctx)       # the callee's stack accesses moved LM pointer 0
     lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
     for i, r in enumerate(CALLEE_SAVED):
         ctx.emit(lm.mov(lm.lo_ab(r), LMem(LM_CALL_POINTER, 2 * i)))

@@ -32,7 +32,7 @@ from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, 
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import MAX_LM_OFFSET, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
 from .mir import MReloc
@@ -41,6 +41,8 @@ from .mir import MReloc
 
 #: LM index pointer used for eBPF stack accesses
 LM_DATA_POINTER = 0
+#: the highest word offset an LM operand reaches from its pointer
+MAX_LM_WORD = MAX_LM_OFFSET
 #: instructions between writing an LM pointer CSR and using the pointer (the ISA's 3-cycle rule)
 LM_POINTER_DELAY = 3
 #: EMEM address bits 39..32 of map i's value table (the simulator's/firmware's layout)
@@ -358,24 +360,47 @@ def _sign_extend(ctx, d: int, size: int) -> None:
     ctx.emit(shf(hi_ab(d), lo_b(d), ShiftKind.ASR, 31))
 
 
-def _point_at_stack(ctx, pc: int, insn: Insn, ptr: int) -> None:
-    """Point LM pointer 0 at the first byte of the access.
+def _point_at_stack(ctx, pc: int, insn: Insn, ptr: int) -> int:
+    """Point LM pointer 0 at the access; returns the word offset of its first byte from the pointer.
 
     LM words are read and written at any byte address, so a narrow access uses the word that
-    starts with it (the frames sit far below the end of LM); no alignment is assumed.
+    starts with it (the frames sit far below the end of LM); no alignment is assumed.  From -O1 on,
+    an R10-relative access reuses the pointer an earlier access of the same basic block set when
+    it lies within the pointer's 16 words (the pointer's 3-cycle wait is long over by then).
     """
-    if ptr == 10:
-        set_lm_pointer(ctx, LM_DATA_POINTER, ctx_frame_pointer(ctx, pc) + insn.off)
-    else:
+    state = ctx.state.setdefault("lower_mem", {})
+    if ptr != 10:
         s = scratch(ctx)
         add_const(ctx, s, lo_a(ptr), insn.off)
         set_lm_pointer(ctx, LM_DATA_POINTER, Gpr(Bank.B, s))
+        state["lm0"] = None
+        return 0
+    address = ctx_frame_pointer(ctx, pc) + insn.off
+    if ctx.opt_level < 1:
+        set_lm_pointer(ctx, LM_DATA_POINTER, address)
+        return 0
+    block = ctx.analysis.cfg.block_at(pc).start
+    words = 2 if insn.size == Size.DW else 1
+    known = state.get("lm0")
+    if known is not None and known[0] == block and known[1] < pc:
+        delta = address - known[2]
+        if delta % 4 == 0 and 0 <= delta // 4 and delta // 4 + words - 1 <= MAX_LM_WORD:
+            return delta // 4
+    base = address - 4 * (MAX_LM_WORD // 2 + 1)     # frames start well above LM address 32
+    set_lm_pointer(ctx, LM_DATA_POINTER, base)
+    state["lm0"] = (block, pc, base)
+    return (address - base) // 4
+
+
+def forget_lm_pointer(ctx) -> None:
+    """LM pointer 0 no longer holds what the last stack access left there (e.g. after a call)."""
+    ctx.state.setdefault("lower_mem", {})["lm0"] = None
 
 
 def _load_stack(ctx, pc: int, insn: Insn, mem, facts) -> None:
     size = insn.size.nbytes
-    _point_at_stack(ctx, pc, insn, insn.src)
-    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    k = _point_at_stack(ctx, pc, insn, insn.src)
+    w0, w1 = LMem(LM_DATA_POINTER, k), LMem(LM_DATA_POINTER, min(k + 1, MAX_LM_WORD))
     _extract(ctx, insn.dst, w0, w1, size, 0)
 
 
@@ -456,8 +481,8 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
     kind = mem.kind
     vlo, vhi = _value_words(ctx, insn, size)
     if kind == RegKind.STACK:
-        _point_at_stack(ctx, pc, insn, p)
-        w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+        k = _point_at_stack(ctx, pc, insn, p)
+        w0, w1 = LMem(LM_DATA_POINTER, k), LMem(LM_DATA_POINTER, min(k + 1, MAX_LM_WORD))
         if size == 8:
             ctx.emit(mov(w0, vlo))
             ctx.emit(mov(w1, vhi))
@@ -520,9 +545,9 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
 
 def _stack_exchange(ctx, pc: int, insn: Insn, op: AtomicOp, size: int) -> None:
     """xchg / cmpxchg on the stack (one core owns its LM, so a plain read-compare-write is atomic)."""
-    _point_at_stack(ctx, pc, insn, insn.dst)
+    k = _point_at_stack(ctx, pc, insn, insn.dst)
     v = insn.src
-    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    w0, w1 = LMem(LM_DATA_POINTER, k), LMem(LM_DATA_POINTER, min(k + 1, MAX_LM_WORD))
     s0, s1 = scratch(ctx), scratch(ctx)
     ctx.emit(mov(GprBoth(s0), w0))
     if size == 8:
@@ -555,10 +580,10 @@ _ATOMIC_ALU = {0x00: (Op.ADD, Op.ADDC), 0x40: (Op.OR, Op.OR), 0x50: (Op.AND, Op.
 
 
 def _stack_atomic(ctx, pc: int, insn: Insn, mem, facts, op: AtomicOp, size: int) -> None:
-    _point_at_stack(ctx, pc, insn, insn.dst)
+    k = _point_at_stack(ctx, pc, insn, insn.dst)
     lo_op, hi_op = _ATOMIC_ALU[int(op.alu_op)]
     v = insn.src
-    w0, w1 = LMem(LM_DATA_POINTER, 0), LMem(LM_DATA_POINTER, 1)
+    w0, w1 = LMem(LM_DATA_POINTER, k), LMem(LM_DATA_POINTER, min(k + 1, MAX_LM_WORD))
     if op.fetches:
         # old value to scratch first: src may be updated with it only after the memory sees src
         s0, s1 = scratch(ctx), scratch(ctx)
@@ -623,7 +648,7 @@ HANDLERS = {
 
 __all__ = [
     "LM_DATA_POINTER", "LM_POINTER_DELAY", "SAVE_AREA", "LM_STACK_BASE",
-    "FrameLayout", "StackLayout", "stack_layout", "set_lm_pointer", "ctx_frame_pointer",
+    "FrameLayout", "StackLayout", "stack_layout", "set_lm_pointer", "forget_lm_pointer", "ctx_frame_pointer",
     "lower_ldx", "lower_store", "lower_atomic", "lower_ld_imm64_map", "lower_ld_imm64", "frame_pointer", "map_table_hi", "HANDLERS",
     "layout_of", "scratch",
     "lo_a", "lo_b", "hi_a", "hi_b", "lo_ab", "hi_ab",
