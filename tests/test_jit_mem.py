@@ -196,6 +196,18 @@ def test_o1_shares_lm_pointers_within_a_block():
     differential(text, [_packet(60)])
 
 
+def test_spilled_frame_pointer_is_a_usable_stack_pointer():
+    needs_alu()
+    text = """.type xdp
+        stdw [r10-16], 0x1234
+        stxdw [r10-8], r10
+        ldxdw r2, [r10-8]
+        ldxdw r0, [r2-16]
+        exit
+    """
+    differential(text, [_packet(60)])
+
+
 def test_stack_edge_values_64bit():
     needs_alu()
     for value in (0, 1, -1, 1 << 31, (1 << 32) - 1, 1 << 63, -(1 << 63), 0x8000000080000000, 0x123456789ABCDEF0):

@@ -461,9 +461,12 @@ def frame_pointer(ctx) -> int:
 
 def _value_words(ctx, insn: Insn, size: int):
     """(low, high) B-readable operands holding the stored value (register or sign-extended imm)."""
-    if insn.cls == InsnClass.STX:
+    if insn.cls == InsnClass.STX and insn.src != 10:
         return lo_b(insn.src), hi_b(insn.src)
-    imm = insn.imm
+    if insn.cls == InsnClass.STX:     # spilling the frame pointer: R10 lives in no register
+        imm = frame_pointer(ctx)
+    else:
+        imm = insn.imm
     lo = u32(imm)
     hi = MASK32 if imm < 0 else 0
     s_lo, s_hi = scratch(ctx), scratch(ctx)
