@@ -390,3 +390,21 @@ def test_a_crash_in_the_lowering_is_a_compiler_bug_not_a_traceback(monkeypatch, 
     assert not isinstance(CompilerBug("x"), nfpjit.errors.UnsupportedError)  # never counted as "not supported"
     assert main(["compile", str(src)]) == 1
     assert "internal error in the lowering" in capsys.readouterr().err
+
+
+@need_jit
+def test_dump_jited_names_relocated_maps_and_routines(capsys):
+    obj = CORPUS / "hash_counter.o"
+    if not obj.exists():
+        pytest.skip("hash_counter.o missing")
+    try:
+        image = nfpjit.compile(obj, profile="permissive").image
+    except nfpjit.errors.UnsupportedError as exc:
+        pytest.skip(f"not compiled yet: {exc}")
+    assert image.relocations
+    assert main(["dump", "jited", str(obj), "--profile", "permissive", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    text_at = {n["address"]: n["text"] for b in doc["insns"] for n in b["nfp"]}
+    for r in image.relocations:
+        want = f"map({r.symbol})" if r.kind == RelocKind.MAP_ID else r.symbol
+        assert want in text_at[r.address], (r, text_at[r.address])

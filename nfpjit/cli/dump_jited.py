@@ -96,10 +96,12 @@ def nfp_lines(image) -> list[NfpLine]:
             instr = decode(word)
             if r is not None and r.kind == RelocKind.MAP_ID:
                 text = format_instruction(instr, labels, imm_text=f"map({r.symbol})")
+            elif r is not None:
+                # the target field holds a placeholder until the loader relocates it: name the routine
+                name = r.symbol + (f" + {r.addend}" if r.addend else "")
+                text = format_instruction(instr, {**labels, instr.target: name}) + "  ; relocated at load"
             else:
                 text = format_instruction(instr, labels)
-                if r is not None:
-                    text += f"  ; -> {r.symbol}" + (f" + {r.addend}" if r.addend else "")
         except IsaError as exc:
             text = f".word {word:#018x}  ; undecodable: {exc.message}"
         out.append(NfpLine(addr, word, text))
