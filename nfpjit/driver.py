@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_right
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,11 +108,20 @@ def _load_program(program_or_path, section: str | None) -> Program:
     raise UsageError(f"compile() takes a Program or a path, not {type(program_or_path).__name__}")
 
 
+@lru_cache(maxsize=8)
+def _builtin_profile(name: str):
+    from nfpjit.offload import load_profile
+
+    return load_profile(name)
+
+
 def _load_profile(profile):
-    from nfpjit.offload import Profile, load_profile
+    from nfpjit.offload import Profile, builtin_profiles, load_profile
 
     if isinstance(profile, Profile):
         return profile
+    if isinstance(profile, str) and profile in builtin_profiles():
+        return _builtin_profile(profile)  # a frozen value: parse the shipped TOML once
     if isinstance(profile, (str, Path)):
         return load_profile(str(profile))
     raise UsageError(f"profile must be a name, a path or a Profile, not {type(profile).__name__}")
