@@ -210,7 +210,8 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     with _internal_errors("lowering", where):
         mprogram = lower(program, analysis, opt_level=opt_level)
     phase("lower")
-    pm = PassManager(pipeline)
+    # after each pass the machine program must still assemble (labels defined, operands encodable)
+    pm = PassManager(pipeline, verify=lambda unit: unit.assemble())
     pm.run(mprogram)
     phase("passes")
     with _internal_errors("assembly", where):

@@ -408,3 +408,43 @@ def test_dump_jited_names_relocated_maps_and_routines(capsys):
     for r in image.relocations:
         want = f"map({r.symbol})" if r.kind == RelocKind.MAP_ID else r.symbol
         assert want in text_at[r.address], (r, text_at[r.address])
+
+
+@need_jit
+def test_passes_run_and_are_recorded_and_verified(tmp_path):
+    from dataclasses import dataclass as _dc
+    from typing import ClassVar
+
+    from nfpjit.passes.manager import Pass, PassError
+
+    @_dc(frozen=True)
+    class DropFirst(Pass):
+        """Deletes the first instruction: the image must show it gone and the pass recorded."""
+
+        name: ClassVar[str] = "drop-first"
+
+        def run(self, unit) -> bool:
+            body = unit.functions[0].body
+            i = next(k for k, m in enumerate(body) if m.instr is not None)
+            del body[i]
+            return True
+
+    @_dc(frozen=True)
+    class BreakLabels(Pass):
+        name: ClassVar[str] = "break-labels"
+
+        def run(self, unit) -> bool:
+            for f in unit.functions:
+                f.body[:] = [m for m in f.body if m.label is None]
+            return True
+
+    src = tmp_path / "p.s"
+    src.write_text(".type xdp\n    mov r0, 1\n    jeq r0, 1, out\n    mov r0, 2\nout:\n    exit\n")
+    plain = nfpjit.compile(src)
+    dropped = nfpjit.driver.compile(src, passes=[DropFirst()])
+    assert len(dropped.image.code) == len(plain.image.code) - 1
+    assert dropped.image.code[0] == plain.image.code[1]  # (later words differ: branch targets moved up by one)
+    assert dropped.image.metadata.passes == ("drop-first",)
+    assert [s.name for s in dropped.stats.passes] == ["drop-first"] and dropped.stats.passes[0].changed
+    with pytest.raises(PassError, match="break-labels"):
+        nfpjit.driver.compile(src, passes=[BreakLabels()])
