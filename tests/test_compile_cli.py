@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import ClassVar  # module level: dataclasses resolves string annotations here
 
 import pytest
 from hypothesis import given, settings
@@ -413,7 +414,6 @@ def test_dump_jited_names_relocated_maps_and_routines(capsys):
 @need_jit
 def test_passes_run_and_are_recorded_and_verified(tmp_path):
     from dataclasses import dataclass as _dc
-    from typing import ClassVar
 
     from nfpjit.passes.manager import Pass, PassError
 
