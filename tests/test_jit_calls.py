@@ -310,6 +310,26 @@ def test_bpf2bpf_corpus_program():
     differential((CORPUS / "asm" / "bpf2bpf.s").read_text(), [_packet(60)])
 
 
+def test_o1_saves_only_the_callee_saved_halves_read_after_the_call():
+    needs_alu()
+    text = """.type xdp
+        mov r6, 1
+        mov r7, 2
+        call f
+        add r0, r6
+        exit
+    f:
+        mov r6, 40
+        mov r0, r6
+        exit
+    """
+    program = assemble(text)
+    o0 = jit_compile(program, check=False, opt_level=0).mprogram.size()
+    o1 = jit_compile(program, check=False, opt_level=1).mprogram.size()
+    assert o0 - o1 >= 2 * 6          # six of the eight halves neither saved nor restored
+    differential(text, [_packet(60)])
+
+
 def test_callee_frames_are_separate_and_callee_saved_registers_survive():
     needs_alu()
     text = """.type xdp

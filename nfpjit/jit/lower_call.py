@@ -22,7 +22,7 @@ registers.
 
 from __future__ import annotations
 
-from nfpjit.analysis import RegKind
+from nfpjit.analysis import HI, LO, RegKind
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp
 from nfpjit.errors import UnsupportedError
@@ -173,11 +173,13 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
         raise UnsupportedError(f"call to pc {target}, which starts no function", where=ctx.where(pc))
     s = lm.scratch(ctx)
     back = ctx.new_label(f"ret{pc}_")
-    # save R6..R9 of the caller
-    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
-    for i, r in enumerate(CALLEE_SAVED):
-        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 2 * i), lm.lo_b(r)))
-        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 2 * i + 1), lm.hi_b(r)))
+    # save R6..R9 of the caller: every half at -O0, from -O1 the halves read after the call
+    saved = [(2 * i + half, r, half) for i, r in enumerate(CALLEE_SAVED) for half in (LO, HI)
+             if ctx.opt_level < 1 or ctx.analysis.liveness.is_live_out(pc, r, half)]
+    if saved:
+        lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for word, r, half in saved:
+        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, word), (lm.lo_b, lm.hi_b)[half](r)))
     # the callee returns through its return slot
     lm.set_lm_pointer(ctx, LM_CALL_POINTER, callee.return_slot)
     ctx.emit(Instruction(Op.LOAD_ADDR, dest=GprBoth(s)), target=back)
@@ -185,10 +187,10 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
     ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=ctx.label_for(target))
     ctx.emit.label(back)
     lm.forget_lm_pointer(ctx)       # the callee's stack accesses moved LM pointer 0
-    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
-    for i, r in enumerate(CALLEE_SAVED):
-        ctx.emit(lm.mov(lm.lo_ab(r), LMem(LM_CALL_POINTER, 2 * i)))
-        ctx.emit(lm.mov(lm.hi_ab(r), LMem(LM_CALL_POINTER, 2 * i + 1)))
+    if saved:
+        lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for word, r, half in saved:
+        ctx.emit(lm.mov((lm.lo_ab, lm.hi_ab)[half](r), LMem(LM_CALL_POINTER, word)))
 
 
 def lower_return(ctx, pc: int, insn: Insn) -> None:
