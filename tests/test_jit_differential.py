@@ -129,6 +129,33 @@ def test_corpus_program_beyond_default_profile(obj, section):
     assert not problems, "\n".join(problems)
 
 
+_COMPILED: dict = {}
+
+
+def _compiled_corpus() -> list:
+    """(label, program, image) for every corpus program the permissive profile and the lowering accept."""
+    if not _COMPILED:
+        for param in corpus_cases():
+            obj, section = param.values
+            try:
+                program = nfpjit.load(obj, section=section)
+                if program.prog_type in (ProgType.XDP, ProgType.SCHED_CLS):
+                    _COMPILED[param.id] = (program, compile(program, profile="permissive").image)
+            except nfpjit.errors.UnsupportedError:
+                continue
+    return sorted(_COMPILED.items())
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data(), st.lists(packets(), min_size=1, max_size=6))
+def test_corpus_programs_agree_on_generated_packets(data, frames):
+    cases = _compiled_corpus()
+    assert cases
+    label, (program, image) = data.draw(st.sampled_from(cases), label="program")
+    problems = differential(program, image, frames, compare_values=not _uses_nondeterminism(program))
+    assert not problems, f"{label}:\n" + "\n".join(problems)
+
+
 def test_corpus_coverage_is_reported():
     """How many corpus programs the profile accepts: the parametrised test above must run on them."""
     accepted = 0
