@@ -82,3 +82,29 @@ def test_O1_is_smaller_where_the_analysis_helps():
 ])
 def test_O1_small_programs(text):
     assert not agree(assemble(text), FRAMES)
+
+
+def _corpus():
+    from conftest import CORPUS
+    from nfpjit.ebpf.loader import list_programs
+
+    cases = []
+    for obj in sorted(CORPUS.glob("*.o")):
+        try:
+            sections = list_programs(obj)
+        except nfpjit.errors.NfpjitError:
+            continue
+        cases += [pytest.param(obj, sec, id=f"{obj.stem}:{sec}") for sec, _ in sections]
+    return cases
+
+
+@pytest.mark.parametrize("obj,section", _corpus())
+def test_corpus_at_O1(obj, section):
+    program = nfpjit.load(str(obj), section=section)
+    if not _deterministic(program):
+        pytest.skip("uses a nondeterministic helper")
+    try:
+        problems = agree(program, crafted_packets()[:12])
+    except nfpjit.errors.UnsupportedError as exc:
+        pytest.skip(f"not offloadable: {str(exc)[:80]}")
+    assert not problems, problems
