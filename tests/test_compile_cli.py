@@ -218,6 +218,10 @@ def test_compile_cli_json_and_default_output(tmp_path, capsys):
     image = read_image(tmp_path / "p.nffw")
     assert doc["ok"] and doc["nfp_insns"] == len(image.code) and doc["ebpf_insns"] == 2
     assert doc["tag"] == image.metadata.source_tag.hex()
+    # the schema documented in docs/jit.md
+    assert set(doc) == {"ok", "output", "program", "section", "profile", "opt_level", "passes", "tag", "ebpf_insns",
+                        "nfp_insns", "stack", "maps", "relocations", "seconds", "diagnostics"}
+    assert doc["stack"] == image.metadata.stack_size and doc["relocations"] == len(image.relocations)
 
 
 def test_compile_cli_errors_are_one_line(tmp_path, capsys):
