@@ -61,8 +61,12 @@ CASES = {
          "ld_field ab6, 0b1010, b7, 8, clear", "ld_field ab6, 0b0101, b7, 24", "mov ab7, b{t}"],
     ),
     "jump64_signed": (
-        "lddw r1, -5\nmov r0, 1\njsgt r1, 3, +1\nmov r0, 2\njsle r1, r0, +1\nmov r0, 3\nexit\n",
-        ["sub --, 3, b2", "subc --, 0, b3", "br.lt L", "sub --, a0, b2", "subc --, a1, b3", "br.ge L"],
+        "lddw r1, -5\nmov r0, 1\njsgt r1, 3, +1\nmov r0, 2\njsle r1, r0, +1\nmov r0, 3\n"
+        "jslt r1, -5, +1\nmov r0, 4\njsgt r1, -1, +1\nmov r0, 5\nexit\n",
+        # d > 3 is d >= 4; register operands swap instead (Z only covers the high word);
+        # d < -5 adds 5 (no constant load); d > -1 is d >= 0
+        ["sub --, a2, 4", "subc --, a3, 0", "br.ge L", "sub --, a0, b2", "subc --, a1, b3", "br.ge L",
+         "add --, a2, 5", "addc --, a3, 0", "br.lt L", "sub --, a2, 0", "subc --, a3, 0", "br.ge L"],
     ),
     "xdp_exit": (
         "mov r0, 2\nexit\n",

@@ -6,7 +6,9 @@ so unsigned a >= b is ``hs`` and a < b is ``lo``; signed comparisons read
 N and V.  64-bit comparisons subtract the low words and then the high words
 with the borrow (``subc``); that leaves N, V and C right for the whole 64-bit
 difference but Z only for the high words, so a > b and a <= b are computed
-as b < a and b >= a, and equality compares both XORs.
+as b < a and b >= a (against a constant k: as a >= k + 1 and a < k + 1),
+and equality compares both XORs.  Subtracting a small negative constant is
+an add of its magnitude, which sets C, N and V the same way.
 
 Exit from the entry function ends the program with ``halt``: for XDP the
 action is R0's low word, and a value above XDP_REDIRECT (4) halts with
@@ -19,7 +21,7 @@ BPF-to-BPF callee is a return, lowered by ``lower_call`` (its
 
 from __future__ import annotations
 
-from nfpjit.bits import MASK32, u64
+from nfpjit.bits import MASK32, MASK64, u64
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import InsnClass, JmpOp, ProgType, Source, XdpAction
 from nfpjit.isa.table import AluOp, Cond
@@ -97,13 +99,29 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         e.alu(AluOp.OR, None, t1, t2)
         e.br(Cond.EQ if op == JmpOp.JEQ else Cond.NE, target)
         return
+    if op in _SWAPPED_64 and isinstance(slo, int):
+        # against a constant: d > k is d >= k + 1 and d <= k is d < k + 1, which need no operand swap
+        k = (shi << 32) | slo
+        top = MASK64 if op in (JmpOp.JGT, JmpOp.JLE) else (1 << 63) - 1
+        if k == top:                                 # d > max never holds, d <= max always does
+            if op in (JmpOp.JLE, JmpOp.JSLE):
+                e.jump(target)
+            return
+        op = {JmpOp.JGT: JmpOp.JGE, JmpOp.JLE: JmpOp.JLT, JmpOp.JSGT: JmpOp.JSGE, JmpOp.JSLE: JmpOp.JSLT}[op]
+        k = (k + 1) & MASK64
+        slo, shi = k & MASK32, k >> 32
     if op in _SWAPPED_64:
         e.alu(AluOp.SUB, None, slo, dlo)
         e.alu(AluOp.SUBC, None, shi, dhi)
         e.br(_SWAPPED_64[op], target)
         return
-    e.alu(AluOp.SUB, None, dlo, slo)
-    e.alu(AluOp.SUBC, None, dhi, shi)
+    if isinstance(slo, int) and shi == MASK32 and 0 < (1 << 32) - slo <= 0xFF:
+        # d - k for k = -m (m small): d + m sets C, N and V exactly as the subtraction would
+        e.alu(AluOp.ADD, None, dlo, (1 << 32) - slo)
+        e.alu(AluOp.ADDC, None, dhi, 0)
+    else:
+        e.alu(AluOp.SUB, None, dlo, slo)
+        e.alu(AluOp.SUBC, None, dhi, shi)
     e.br(_UNSIGNED.get(op) or _SIGNED[op], target)
 
 
