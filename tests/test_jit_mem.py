@@ -332,6 +332,15 @@ def test_packet_load(size, off):
     differential(text, [_packet(n, seed=n) for n in lens])
 
 
+@pytest.mark.parametrize("size", [1, 2, 4])
+@pytest.mark.parametrize("off", [0, 1, 2, 7, 21])
+def test_sign_extending_packet_loads(size, off):
+    needs_alu()
+    text = _bounded(off, size, f"ldxs{SIZES[size]} r0, [r2+{off}]")
+    frames = [bytes([0x80 | (i * 29 & 0x7F)]) * 64 for i in range(3)] + [_packet(64, seed=s) for s in range(3)]
+    differential(text, frames)
+
+
 def test_packet_access_at_the_end_of_a_full_buffer():
     needs_alu()
     # the largest packet ends at the end of the NIC's packet buffer: a narrow access there must not
