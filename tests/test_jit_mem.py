@@ -496,6 +496,25 @@ def test_atomic_add_map_value(size):
         differential(text, [_packet(60)], maps_in={"c": {bytes(4): value}})
 
 
+@pytest.mark.parametrize("op", ["or", "or32", "fetch or", "fetch or32"])
+def test_atomic_or_map_value(op):
+    needs_alu()
+    body = f"""lddw r5, 0x8000000100000300
+        lock {op} [r0+4], r5
+        mov r0, r5"""
+    text = ".type xdp\n.map c array key=4 value=16 entries=1\n" + _lookup("c", 0, body)
+    for start in (0, 0x0F0F0F0F0F0F0F0F, 2**64 - 1):
+        value = bytes(4) + start.to_bytes(8, "little") + bytes(4)
+        differential(text, [_packet(60)], maps_in={"c": {bytes(4): value}})
+
+
+def test_other_map_value_atomics_are_refused():
+    needs_alu()
+    text = ".type xdp\n.map c array key=4 value=16 entries=1\n" + _lookup("c", 0, "mov r5, 1\n lock fetch add [r0+0], r5")
+    with pytest.raises(UnsupportedError, match="fetch_add"):
+        jit_compile(assemble(text), check=False)
+
+
 def test_stack_atomics():
     needs_alu()
     text = """.type xdp

@@ -521,7 +521,7 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
 
 
 def lower_atomic(ctx, pc: int, insn: Insn) -> None:
-    """Atomic add (32/64) on map values through mem_add32/64; add/and/or/xor (+fetch) on the stack."""
+    """Atomics: add (mem_add32/64) and (fetch_)or (mem_test_set) on map values; every atomic on the stack."""
     facts, mem = _access(ctx, pc)
     size = insn.size.nbytes
     try:
@@ -536,6 +536,9 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
             ctx.emit(mov(OUT1, hi_b(v)))
         ctx.emit(command(Op.MEM_ADD64 if size == 8 else Op.MEM_ADD32, memory, OUT0, a, b, 0))
         return
+    if mem.kind == RegKind.MAP_VALUE and op in (AtomicOp.OR, AtomicOp.FETCH_OR):
+        _map_value_or(ctx, pc, insn, mem, op, size)
+        return
     if mem.kind == RegKind.STACK and op.alu_op is not None:
         _stack_atomic(ctx, pc, insn, mem, facts, op, size)
         return
@@ -543,7 +546,27 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
         _stack_exchange(ctx, pc, insn, op, size)
         return
     raise _fail(ctx, pc, f"atomic {op.name.lower()} on a {mem.kind.name.lower()} pointer is not supported "
-                         "by the NFP lowering", hint="only atomic add to map values (and any atomic on the stack)")
+                         "by the NFP lowering",
+                hint="map values take atomic add and or (with fetch: or only); the stack takes every atomic")
+
+
+def _map_value_or(ctx, pc: int, insn: Insn, mem, op: AtomicOp, size: int) -> None:
+    """Atomic (fetch_)or on a map value: one ``mem_test_set`` per word, which returns the old word.
+
+    OR has no carries, so two atomic 32-bit ORs set the same bits as one 64-bit OR; the old value a
+    64-bit fetch_or returns is read word by word, not as one snapshot.
+    """
+    p, v = insn.dst, insn.src
+    for w, out in enumerate((OUT0, OUT1)[:size // 4]):
+        memory, a, b = _mem_target(ctx, pc, insn.off + 4 * w, p, mem, 4, False)
+        ctx.emit(mov(out, (lo_b, hi_b)[w](v)))
+        ctx.emit(command(Op.MEM_TEST_SET, memory, out, a, b, 1))     # old word -> $in<w>
+    if op.fetches:
+        ctx.emit(mov(lo_ab(v), IN0))
+        if size == 8:
+            ctx.emit(mov(hi_ab(v), IN1))
+        else:
+            zero_hi(ctx, v)
 
 
 def _stack_exchange(ctx, pc: int, insn: Insn, op: AtomicOp, size: int) -> None:
