@@ -479,6 +479,8 @@ class Verifier:
             what = {K.MAP_VALUE_OR_NULL: "map_value_or_null", K.PACKET_END: "pkt_end", K.MAP_PTR: "map_ptr"}[ptr.kind]
             extra = ", null-check it first" if ptr.kind == K.MAP_VALUE_OR_NULL else ""
             self.fail("ptr_arith", f"R{d} pointer arithmetic on {what} prohibited{extra}")
+        if op == AluOp.SUB and ptr.kind == K.STACK:
+            self.fail("ptr_arith", f"R{d} subtraction from stack pointer prohibited")
         if scalar.is_const:
             c = sext(scalar.value, 64)
             off = ptr.off + c if op == AluOp.ADD else ptr.off - c
@@ -486,17 +488,26 @@ class Verifier:
                 self.fail("ptr_arith", f"R{d} pointer offset {off} is not allowed")
             self.write(st, d, replace(ptr, off=off))
             return
-        if ptr.kind == K.CTX:
-            self.fail("ptr_arith", f"R{d} variable ctx access var_off={scalar.tnum} disallowed")
+        name = ptr.kind.kernel_name
+        self.sane_offset(scalar, name)
         var = ptr.var.alu(op, scalar, wide=True)
-        if var.smin <= -MAX_VAR_OFF or var.smax >= MAX_VAR_OFF or (var.umax >= MAX_VAR_OFF and var.smin >= 0):
-            name = "pkt pointer" if ptr.kind == K.PACKET else "pointer"
-            self.fail("ptr_arith", f"R{d} unbounded memory access, make sure to bounds check any such access"
-                      if ptr.kind != K.PACKET else f"value {scalar.smax} makes {name} be out of bounds")
+        self.sane_offset(var, name)
         new = replace(ptr, var=var)
         if ptr.kind in (K.PACKET, K.PACKET_META):
             new = replace(new, id=self.new_id(), range=0)
         self.write(st, d, new)
+
+    def sane_offset(self, v: Scalar, name: str) -> None:
+        """The kernel's limits on a pointer's variable offset (only its minimum is bounded here;
+        each access checks the maximum against the object)."""
+        if v.is_const:
+            if abs(sext(v.value, 64)) >= MAX_VAR_OFF:
+                self.fail("ptr_arith", f"math between {name} pointer and {sext(v.value, 64)} is not allowed")
+            return
+        if v.smin == -(1 << 63):
+            self.fail("ptr_arith", f"math between {name} pointer and register with unbounded min value is not allowed")
+        if abs(v.smin) >= MAX_VAR_OFF:
+            self.fail("ptr_arith", f"value {v.smin} makes {name} pointer be out of bounds")
 
     def ld_imm64(self, insn: Insn) -> RegState:
         src = insn.src
@@ -761,6 +772,8 @@ class Verifier:
             if arg == Arg.CTX:
                 if reg.kind != K.CTX:
                     self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=ctx")
+                if reg.off or not reg.var.is_const or reg.var.value:
+                    self.fail("ctx_modified", f"dereference of modified ctx ptr R{r} off={reg.off} disallowed")
             elif arg == Arg.MAP:
                 if reg.kind != K.MAP_PTR:
                     self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=map_ptr")
