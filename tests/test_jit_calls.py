@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nfpjit.driver import compile as jit_compile, run_sim
+from nfpjit.driver import compile as jit_compile
 from nfpjit.ebpf.asm import assemble
 from nfpjit.ebpf.opcodes import Helper
 from nfpjit.errors import UnsupportedError
