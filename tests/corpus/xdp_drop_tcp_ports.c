@@ -1,4 +1,5 @@
 // Drop IPv4 TCP segments to ports 80 and 8080; count drops per destination port.
+// The counter is bumped with an atomic add: the NIC does not take plain stores through map value pointers.
 #include "bpf_defs.h"
 
 struct {
@@ -31,7 +32,7 @@ int xdp_drop_tcp_ports(struct xdp_md *ctx)
 		return XDP_PASS;
 	u64 *count = bpf_map_lookup_elem(&drop_count, &port);
 	if (count) {
-		*count += 1;
+		__sync_fetch_and_add(count, 1);
 	} else {
 		u64 one = 1;
 		bpf_map_update_elem(&drop_count, &port, &one, BPF_ANY);
