@@ -566,6 +566,38 @@ def test_cmpxchg_compares_all_64_bits():
     differential(text, [_packet(60)])
 
 
+# -- legacy packet loads ----------------------------------------------------------------------------
+
+
+def test_ld_abs_corpus_program():
+    needs_alu()
+    text = (Path(__file__).parent / "corpus" / "asm" / "ld_abs.s").read_text()
+    differential(text, crafted_packets(50) + [_packet(n) for n in (1, 14, 15, 30, 33, 34)])
+
+
+@pytest.mark.parametrize("size", ["b", "h", "w"])
+@pytest.mark.parametrize("base", [0, 3, 13, -2, -0x100000, -0x100000 + 5, -0x200000, -0x200000 + 9,
+                                  -0x200001, 0x7FFFFFF0])
+def test_ld_ind_offsets(size, base):
+    needs_alu()
+    # r7 comes from the packet so that the offset is a runtime value; r0 sums two loads
+    text = f""".type tc
+        mov r6, r1
+        ldabsb 0
+        mov r7, r0
+        and r7, 3
+        lddw r8, {base & 0xFFFFFFFF:#x}
+        add r7, r8
+        ldind{size} r7, 2
+        mov r9, r0
+        ldabs{size} 1
+        add r0, r9
+        exit
+    """
+    frames = [bytes([k]) + _packet(n - 1, seed=k) for k in (0, 1, 3) for n in (1, 6, 16, 40)]
+    differential(text, frames)
+
+
 # -- global data -------------------------------------------------------------------------------------
 
 

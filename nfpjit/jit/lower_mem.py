@@ -659,13 +659,98 @@ def lower_ld_imm64_map(ctx, pc: int, insn: Insn) -> None:
 #: the name lower_alu's ld_imm64 handler looks up for map references
 lower_ld_imm64 = lower_ld_imm64_map
 
+
+# -- legacy packet loads (ld_abs / ld_ind) ----------------------------------------------------
+
+SKF_NET_OFF = -0x100000      # ld_abs/ld_ind offsets relative to the network header (after Ethernet)
+SKF_LL_OFF = -0x200000       # ... and to the link-layer header (the frame start)
+ETH_HLEN = 14
+
+
+def lower_ld_abs(ctx, pc: int, insn: Insn) -> None:
+    """ld_abs/ld_ind: R0 = the big-endian packet bytes at imm (+ src); out of the packet the program ends with 0.
+
+    Negative offsets address the network header (SKF_NET_OFF) or the frame start (SKF_LL_OFF) as the
+    kernel resolves them.  R1..R5 are clobbered, as after a helper call.
+    """
+    n = insn.size.nbytes
+    fail = ctx.new_label(f"ldabs{pc}_")
+    skip = ctx.new_label(f"ldabsok{pc}_")
+    t = scratch(ctx)
+    if insn.mode == Mode.ABS:
+        off = insn.imm
+        if SKF_NET_OFF <= off < 0:
+            off += ETH_HLEN - SKF_NET_OFF
+        elif SKF_LL_OFF <= off < 0:
+            off -= SKF_LL_OFF
+        if off < 0:
+            _ld_abs_fail(ctx)
+            return
+        emit_all(ctx, load_const(GprBoth(t), off))
+    else:
+        add_const(ctx, t, lo_a(insn.src), insn.imm)
+        _resolve_negative(ctx, pc, t, fail)
+    # t + n <= pkt_len (t < 2**31 here, so the sum does not wrap)
+    e, length = scratch(ctx), scratch(ctx)
+    ctx.emit(alu(Op.ADD, GprBoth(e), Gpr(Bank.A, t), Imm(n)))
+    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(length), csr=Csr.PKT_LEN))
+    ctx.emit(alu(Op.SUB, NoDest(), Gpr(Bank.A, length), Gpr(Bank.B, e)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.LO), target=fail)
+    base = scratch(ctx)
+    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(base), csr=Csr.PKT_ADDR))
+    ctx.emit(command(Op.MEM_READ, Memory.CTM, IN0, Gpr(Bank.A, base), Gpr(Bank.B, t), 1))
+    if n == 1:
+        ctx.emit(alu(Op.AND, lo_ab(0), IN0, Imm(0xFF)))
+    elif n == 2:
+        ctx.emit(ld_field(lo_ab(0), 0b0001, IN0, 8, clear=True))
+        ctx.emit(ld_field(lo_ab(0), 0b0010, IN0, 24))
+    else:
+        ctx.emit(ld_field(lo_ab(0), 0b1010, IN0, 8, clear=True))
+        ctx.emit(ld_field(lo_ab(0), 0b0101, IN0, 24))
+    zero_hi(ctx, 0)
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=skip)
+    ctx.emit.label(fail)
+    _ld_abs_fail(ctx)
+    ctx.emit.label(skip)
+
+
+def _resolve_negative(ctx, pc: int, t: int, fail: str) -> None:
+    """A negative runtime ld_ind offset in ``t``: rebase SKF_NET_OFF/SKF_LL_OFF offsets, else fail."""
+    done = ctx.new_label(f"ldindpos{pc}_")
+    ll = ctx.new_label(f"ldindll{pc}_")
+    k = scratch(ctx)
+    ctx.emit(Instruction(Op.BR_BCLR, a=Gpr(Bank.A, t), bit=31), target=done)
+    emit_all(ctx, load_const(GprBoth(k), u32(SKF_NET_OFF)))
+    ctx.emit(alu(Op.SUB, NoDest(), Gpr(Bank.A, t), Gpr(Bank.B, k)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.LT), target=ll)
+    emit_all(ctx, load_const(GprBoth(k), ETH_HLEN - SKF_NET_OFF))
+    ctx.emit(alu(Op.ADD, GprBoth(t), Gpr(Bank.A, t), Gpr(Bank.B, k)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=done)
+    ctx.emit.label(ll)
+    emit_all(ctx, load_const(GprBoth(k), u32(SKF_LL_OFF)))
+    ctx.emit(alu(Op.SUB, NoDest(), Gpr(Bank.A, t), Gpr(Bank.B, k)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.LT), target=fail)
+    emit_all(ctx, load_const(GprBoth(k), -SKF_LL_OFF))
+    ctx.emit(alu(Op.ADD, GprBoth(t), Gpr(Bank.A, t), Gpr(Bank.B, k)))
+    ctx.emit.label(done)
+
+
+def _ld_abs_fail(ctx) -> None:
+    """The legacy loads' failure: the whole program returns 0 (from any call depth)."""
+    ctx.emit(Instruction(Op.IMMED, dest=lo_ab(0), imm=0))
+    zero_hi(ctx, 0)
+    ctx.emit(Instruction(Op.HALT, b=Imm(0)))
+
 _LDX = {InsnClass.LDX | Mode.MEM | sz for sz in Size} | {InsnClass.LDX | Mode.MEMSX | sz for sz in
                                                          (Size.B, Size.H, Size.W)}
 _STORES = {cls | Mode.MEM | sz for cls in (InsnClass.ST, InsnClass.STX) for sz in Size}
 _ATOMICS = {InsnClass.STX | Mode.ATOMIC | sz for sz in (Size.W, Size.DW)}
 
 #: eBPF opcode byte -> handler, merged into nfpjit.jit.lower's table
+_LD_LEGACY = {InsnClass.LD | mode | sz for mode in (Mode.ABS, Mode.IND) for sz in (Size.B, Size.H, Size.W)}
+
 HANDLERS = {
+    **{int(code): lower_ld_abs for code in _LD_LEGACY},
     **{int(code): lower_ldx for code in _LDX},
     **{int(code): lower_store for code in _STORES},
     **{int(code): lower_atomic for code in _ATOMICS},
