@@ -447,7 +447,14 @@ class _Gen:
         self.reinit([1, 2, 3, 4, 5])
 
     def bpf_loop(self) -> None:
-        """bpf_loop(n, callback, &ctx, 0) with the callback updating a u64 in the caller's stack at fp-72."""
+        """bpf_loop(n, callback, &ctx, 0) with the callback updating a u64 in the caller's stack at fp-72.
+
+        At most one per program: Linux 6.18 fails programs with two inlined bpf_loop calls
+        ("verifier bug: No program to jit at insn N (subprog < 0)").
+        """
+        if self.callbacks:
+            self.alu()
+            return
         label = _Label()
         self.callbacks.append(label)
         self.e.emit(_st(Size.DW, FP, -72, self.d(_IMMS)))
@@ -499,6 +506,7 @@ class _Gen:
             if self.shape.subprograms:
                 # Never both in one program: Linux 6.18 fails some programs that mix an inlined
                 # bpf_loop with BPF-to-BPF subprograms ("verifier bug: No program to jit at insn N").
+                # At most one bpf_loop, too (see bpf_loop).
                 kinds += ["bpf_loop" if self.with_bpf_loop else "call"]
         for _ in range(n):
             getattr(self, self.d(st.sampled_from(kinds)))()
