@@ -240,13 +240,12 @@ class SkbContext(Context):
         put = lambda off, v: self.raw.__setitem__(slice(off, off + 4), (v & 0xFFFF_FFFF).to_bytes(4, "little"))  # noqa: E731
         put(4, pkt_type)
         put(16, protocol)
-        # As BPF_PROG_TEST_RUN sets up the skb: the device is loopback (ifindex 1);
-        # ingress_ifindex and wire_len are only filled in when a __sk_buff context
-        # is passed in, which is what a non-zero PacketIn.ingress_ifindex stands for.
+        # As BPF_PROG_TEST_RUN sets up the skb when given a __sk_buff context (the
+        # kernel oracle always passes one): the device is loopback (ifindex 1),
+        # ingress_ifindex is copied from the context and wire_len is the frame length.
         put(40, 1)
-        if pin.ingress_ifindex:
-            put(36, pin.ingress_ifindex)
-            put(160, len(frame))
+        put(36, pin.ingress_ifindex)
+        put(160, len(frame))
 
     def value_of(self, f: CtxField) -> int:
         if f.name == "len":
