@@ -164,7 +164,7 @@ def _rejection(report, program: Program) -> CompileError:
 
 
 def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, profile="default",
-            passes=None, check: bool = True) -> CompileResult:
+            passes=None, check: bool = True, raw_context: bool = False) -> CompileResult:
     """Compile an XDP/TC program (a :class:`Program` or a path ``nfpjit.load`` reads) to a firmware image.
 
     ``profile`` is a profile name, a .toml path or a :class:`~nfpjit.offload.Profile`; when it rejects
@@ -172,6 +172,10 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     ``passes`` overrides the pipeline of ``opt_level``: a spelling such as ``"a,b{opt=1}"`` or a
     list of :class:`~nfpjit.passes.manager.Pass`.  ``check=False`` skips the capability report (tests
     of the lowering itself); the lowering still refuses what it cannot translate.
+
+    ``raw_context=True`` compiles a uBPF/bpf_conformance-style program (r1 = memory block, r2 = its
+    length, the result is all 64 bits of r0) to run with :func:`run_sim_raw`; see "Raw-context
+    programs" in docs/jit.md.
     """
     phases: list[tuple[str, float]] = []
     t = time.perf_counter()
@@ -187,7 +191,7 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
         raise LoadError("the program has no instructions", where=program.source_path or program.name or "<program>")
     prof = _load_profile(profile)
     pipeline = _pipeline(opt_level, passes)
-    if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
+    if not raw_context and program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
         raise UnsupportedError(f"program {program.name!r} is of type {program.prog_type.name}; the NIC runs "
                                "XDP and TC (direct-action) programs", where=program.source_path or program.name)
     from nfpjit.analysis import analyze
@@ -198,7 +202,7 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     phase("load")
     where = program.source_path or program.name
     with _internal_errors("analysis", where):
-        analysis = analyze(program)
+        analysis = analyze(program, raw_context=raw_context)
     phase("analysis")
     unsupported = frozenset(i.code for i in program.insns) - supported_opcodes()
     report = None
@@ -209,6 +213,8 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     phase("check")
     with _internal_errors("lowering", where):
         mprogram = lower(program, analysis, opt_level=opt_level)
+        if raw_context:
+            _raw_context_prologue(mprogram)
     phase("lower")
     # after each pass the machine program must still assemble (labels defined, operands encodable)
     pm = PassManager(pipeline, verify=lambda unit: unit.assemble())
@@ -231,6 +237,28 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
                          maps=len(image.maps), phases=tuple(phases), passes=tuple(pm.stats))
     return CompileResult(image=image, report=report, mprogram=mprogram, program=program, stats=stats,
                          analysis=analysis)
+
+
+def _raw_context_prologue(mprogram) -> None:
+    """Put R1 = the memory block's address (0 when it is empty) and R2 = its length before the entry.
+
+    The simulator holds the block where a packet would be (``pkt_addr``/``pkt_len``); the other
+    registers start at zero on the NFP, as the uBPF convention wants.
+    """
+    from nfpjit.isa.operands import GprBoth
+    from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Op
+    from nfpjit.jit.emit import Emitter
+    from nfpjit.jit.regs import lo
+
+    e = Emitter()
+    e(Instruction(Op.CSR_RD, dest=GprBoth(lo(2).n), csr=Csr.PKT_LEN))
+    e(Instruction(Op.CSR_RD, dest=GprBoth(lo(1).n), csr=Csr.PKT_ADDR))
+    e.alu(AluOp.SUB, None, lo(2), 0)
+    e.br(Cond.NE, ".raw_context_entry")
+    e.const(lo(1), 0)
+    e.label(".raw_context_entry")
+    entry = mprogram.functions[0]
+    entry.body[:0] = e.body
 
 
 @contextmanager
@@ -432,5 +460,19 @@ def run_sim(image: Image, packet, maps_in=None, *, trace: bool = False, seed: in
     return to_run_result(simulate_image(image, packet, maps_in=maps_in, trace=trace, seed=seed, **options))
 
 
+def run_sim_raw(image: Image, memory: bytes, maps_in=None, *, trace: bool = False, seed: int = 0,
+                **options) -> RunResult:
+    """Run a ``compile(..., raw_context=True)`` image on a raw memory block (uBPF convention).
+
+    The block sits where a packet would (R1 = its CTM address, 0 when empty; R2 = its length) and
+    CTM commands must stay inside it; ``RunResult.r0`` is all 64 bits of r0 and ``packet`` the block
+    after the run.
+    """
+    if not isinstance(memory, (bytes, bytearray)):
+        raise UsageError(f"memory must be bytes, not {type(memory).__name__}")
+    return to_run_result(simulate_image(image, bytes(memory), maps_in=maps_in, trace=trace, seed=seed,
+                                        raw_memory=True, **options))
+
+
 __all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
-           "run_sim", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]
+           "run_sim", "run_sim_raw", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]

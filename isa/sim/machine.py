@@ -35,6 +35,7 @@ from .memory import (
     EMEM_MAP_BASE,
     HEADROOM,
     LM_SIZE,
+    RawBlock,
     MAX_PACKET,
     SCRATCH_SIZE,
     Emem,
@@ -64,7 +65,7 @@ class Machine:
     """One core running one program on one packet (build it with :func:`simulate`)."""
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
-                 trace: bool, ingress_ifindex: int, rx_queue_index: int):
+                 trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False):
         self.image = image
         self.instrs: list[Instruction | str] = [_decode(word) for word in image.code]
         self.gpr_a = [0] * 32
@@ -80,8 +81,8 @@ class Machine:
         self.mul_x = self.mul_y = None
         self.mul_acc = self.mul_steps = 0
         self.mul_mode = None
-        self.ctm = Flat("CTM", CTM_BASE, CTM_BUFFER_SIZE)
-        self.ctm.write(CTM_BASE + HEADROOM, packet)
+        self.ctm = RawBlock(CTM_BASE + HEADROOM, len(packet)) if raw_memory else Flat("CTM", CTM_BASE, CTM_BUFFER_SIZE)
+        self.ctm.data[HEADROOM:HEADROOM + len(packet)] = packet
         self.pkt_addr = CTM_BASE + HEADROOM
         self.pkt_len = len(packet)
         self.tx_queue = 0
@@ -404,14 +405,15 @@ def _as_image(program) -> Image:
 
 def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
-             ingress_ifindex: int = 1, rx_queue_index: int = 0) -> SimResult:
+             ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False) -> SimResult:
     """Run a program on one packet; program faults come back in ``SimResult.fault``.
 
     ``image_or_program``: an :class:`Image` (relocated here with the maps'
     image ids as table ids and the simulator's routine addresses if it still
     has relocations), an ``isa.asm`` result, or a sequence of Instructions.
     ``maps_in``: initial map contents, map name -> {key bytes: value bytes}.
-    Bad arguments raise :class:`~nfpjit.errors.UsageError`.
+    Bad arguments raise :class:`~nfpjit.errors.UsageError`.  ``raw_memory``: ``packet`` is a raw
+    memory block (uBPF-style runs): CTM commands must stay inside it (:class:`RawBlock`).
     """
     image = _as_image(image_or_program)
     if image.relocations:
@@ -426,7 +428,7 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
     if budget < 0 or map_cache_size < 0:
         raise UsageError("budget and map_cache_size must not be negative")
     m = Machine(image, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
-                trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index)
+                trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory)
     fault = m.run()
     return m.result(fault)
 

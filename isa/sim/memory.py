@@ -65,6 +65,28 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
+class RawBlock(Flat):
+    """The CTM buffer holding a raw memory block (uBPF-style runs) at ``start``, ``length`` bytes long.
+
+    Commands move whole words, and the JIT reads or writes the word around a sub-word access (from
+    the access or ending with it): a command must start inside the block and end at most at the
+    block's length rounded up to 4 bytes, or 8 bytes into a shorter block (so a 1-byte access at
+    offset 2 of a 4-byte block, read as bytes 2..5, is allowed).
+    """
+
+    def __init__(self, start: int, length: int):
+        super().__init__("CTM", CTM_BASE, CTM_BUFFER_SIZE)
+        self.start = start
+        self.length = length
+
+    def _offset(self, address: int, length: int) -> int:
+        end = self.start + max((self.length + 3) & ~3, 8)
+        if length and (not self.start <= address < self.start + self.length or address + length > end):
+            raise Trap(FaultKind.OUT_OF_BOUNDS, f"CTM access of {length} bytes outside the {self.length}-byte "
+                                                f"memory block at {self.start:#x}", address)
+        return super()._offset(address, length)
+
+
 @dataclass
 class MapTable:
     """A HASH or ARRAY map held by the NIC firmware in EMEM: values at ``base + slot * stride``."""

@@ -46,6 +46,7 @@ class Analysis:
     stack_depth: dict[str, int]
     insns_processed: int = 0
     loop_trips: dict[int, int] = field(default_factory=dict)
+    raw_context: bool = False  # analysed with R1 = memory block, R2 = its length (uBPF convention)
 
     @property
     def ok(self) -> bool:
@@ -102,21 +103,24 @@ def _combined_stack(cfg: CFG, depth: dict[str, int]) -> list[VerifierProblem]:
 
 
 def analyze(program: Program, *, strict: bool = False, max_insns: int = 1_000_000,
-            max_loop_iterations: int = 4096, allow_uninit_stack: bool = False) -> Analysis:
+            max_loop_iterations: int = 4096, allow_uninit_stack: bool = False,
+            raw_context: bool = False) -> Analysis:
     """Verify ``program`` over all paths and collect per-instruction facts.
 
     ``max_insns`` bounds the instructions processed (the kernel's complexity
     limit); ``max_loop_iterations`` bounds trips round one loop on one path.
     ``allow_uninit_stack`` accepts reads of never-written stack bytes (as the
     kernel does for privileged loaders; the NIC's stack is not zeroed, so the
-    default reports them).
+    default reports them).  ``raw_context`` analyses a uBPF/bpf_conformance-style program: every
+    register starts at zero except R1, a packet-like pointer to a memory block whose accesses are
+    not bounds-checked here (the engine checks them at run time), and R2, its 32-bit length.
     """
     cfg = build_cfg(program)
     live = Liveness(program, cfg)
     problems = [VerifierProblem(p.pc, p.code, p.message) for p in cfg.problems]
     problems += _unreachable(program, cfg)
     v = Verifier(program, cfg, live, max_insns=max_insns, max_loop_iterations=max_loop_iterations,
-                 allow_uninit_stack=allow_uninit_stack)
+                 allow_uninit_stack=allow_uninit_stack, raw_context=raw_context)
     if not problems and program.insns:
         v.run()
     elif not program.insns:
@@ -126,7 +130,7 @@ def analyze(program: Program, *, strict: bool = False, max_insns: int = 1_000_00
     if not any(p.code == "too_complex" for p in problems):
         problems += _combined_stack(cfg, depth)
     problems.sort(key=lambda p: p.pc)
-    result = Analysis(program, cfg, live, facts, problems, depth, v.processed)
+    result = Analysis(program, cfg, live, facts, problems, depth, v.processed, raw_context=raw_context)
     if strict and problems:
         first = problems[0]
         loc = program.line_info.get(first.pc)

@@ -126,12 +126,16 @@ SKB_CTX_PTRS = {76: K.PACKET, 80: K.PACKET_END, 140: K.PACKET_META}
 SKB_CTX_READ = set(range(0, 76, 4)) | {84, 160, 164, 176}
 SKB_CTX_WRITE = {8, 12, 32, 44, 48, 52, 56, 60, 64, 72}
 SKB_CTX_SIZE = 192
+#: raw-context mode: bytes past R1 an access may reach without a bounds check (the engine checks at run time)
+RAW_CONTEXT_RANGE = MAX_PACKET_OFF
 
 
 class Verifier:
     def __init__(self, program: Program, cfg: CFG, liveness: Liveness, *,
-                 max_insns: int = 1_000_000, max_loop_iterations: int = 4096, allow_uninit_stack: bool = False):
+                 max_insns: int = 1_000_000, max_loop_iterations: int = 4096, allow_uninit_stack: bool = False,
+                 raw_context: bool = False):
         self.p = program
+        self.raw_context = raw_context
         self.allow_uninit_stack = allow_uninit_stack
         self.cfg = cfg
         self.live = liveness
@@ -190,6 +194,12 @@ class Verifier:
     def initial_state(self) -> State:
         regs = [RegState() for _ in range(11)]
         regs[1] = RegState(K.CTX)
+        if self.raw_context:
+            # uBPF/bpf_conformance convention: registers start at zero, R1 points at a memory block whose
+            # length (R2) is known only at run time; accesses through it are checked by the engine
+            regs = [RegState.const(0) for _ in range(11)]
+            regs[1] = RegState(K.PACKET, range=RAW_CONTEXT_RANGE)
+            regs[2] = RegState.scalar(Scalar.unknown().truncate(4))
         regs[10] = RegState(K.STACK, frame=0)
         return State([Frame(regs, {}, -1, 0, 0)])
 

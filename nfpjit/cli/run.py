@@ -5,7 +5,8 @@ persist across the packets of one run, as on a real device, and may be
 preloaded (``--maps-in``) and written back (``--maps-out``).  Output is one
 line per packet and a summary, or with ``--json`` the document described in
 docs/run-json.md.  ``--raw-context --mem HEX`` runs the program on a raw
-memory block instead (reference engine only).
+memory block instead (reference and simulator engines; the simulator
+compiles it in raw-context mode, see docs/jit.md).
 
 Engines are a table, :data:`ENGINES`: name -> factory ``(program, maps_file)``
 returning an object with ``run(PacketIn, trace=bool) -> RunResult``,
@@ -109,12 +110,15 @@ def _parse_map_file(path: str, program: Program) -> dict:
 class SimEngine:
     """The program compiled by nfpjit (default profile, -O0) and run in the NFP-32 simulator."""
 
-    def __init__(self, program: Program, maps_file: str | None):
+    def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False):
         from nfpjit.driver import compile
         from nfpjit.ebpf.mapfile import load_map_file
         from nfpjit.ebpf.maps import MapStore
 
-        self.image = compile(program).image
+        # raw-context programs (uBPF convention) compile in raw mode under the permissive profile
+        self.raw_context = raw_context
+        self.image = (compile(program, profile="permissive", raw_context=True) if raw_context
+                      else compile(program)).image
         store = MapStore.from_program(program)
         if maps_file:
             load_map_file(maps_file, store)
@@ -129,8 +133,14 @@ class SimEngine:
         return res
 
     def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
-        raise UnsupportedError("the simulator engine runs XDP/TC programs on packets, not raw memory",
-                               hint="use --engine ref with --raw-context")
+        from nfpjit.driver import run_sim_raw
+
+        if not self.raw_context:
+            raise UnsupportedError("this simulator engine was built for packets, not raw memory",
+                                   hint="construct it with raw_context=True")
+        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace)
+        self.state = res.maps
+        return res
 
     def maps(self) -> MapState:
         return self.state
@@ -222,7 +232,11 @@ def run_command(args) -> int:
         raise UsageError("--raw-context runs on --mem, not on packets")
     program = load_from_args(args)
     frames = [] if args.raw_context else _packets(args)
-    engine = ENGINES[args.engine](program, args.maps_in)
+    factory = ENGINES[args.engine]
+    if args.raw_context and factory is SimEngine:
+        engine = SimEngine(program, args.maps_in, raw_context=True)
+    else:
+        engine = factory(program, args.maps_in)
     records: list[dict] = []
     outputs: list[bytes] = []
     try:

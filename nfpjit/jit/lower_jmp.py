@@ -14,7 +14,8 @@ Exit from the entry function ends the program with ``halt``: for XDP the
 action is R0's low word, and a value above XDP_REDIRECT (4) halts with
 XDP_ABORTED (0) as the real NFP does (at -O1 and above the check is left out
 where the analysis proves R0 in range); R0 itself stays in a1:a0, so the
-simulator still reports the program's return value.  Exit from a
+simulator still reports the program's return value (raw-context programs,
+analysed with ``raw_context``, halt with R0's low word unchecked).  Exit from a
 BPF-to-BPF callee is a return, lowered by ``lower_call`` (its
 ``lower_return(ctx, pc, insn)``).
 """
@@ -153,7 +154,8 @@ def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         return
     e = ctx.emit
     r0 = lo(0)
-    if ctx.prog_type == ProgType.XDP and not _action_in_range(ctx):
+    raw = getattr(ctx.analysis, "raw_context", False)  # raw-context programs return all of r0 (a1:a0)
+    if ctx.prog_type == ProgType.XDP and not raw and not _action_in_range(ctx):
         state = ctx.state.setdefault("lower_jmp", {})
         state[ctx.function.name] = True
         e.alu(AluOp.SUB, None, r0, _MAX_XDP_ACTION)
