@@ -116,7 +116,7 @@ def analyze(program: Program, *, strict: bool = False, max_insns: int = 1_000_00
     not bounds-checked here (the engine checks them at run time), and R2, its 32-bit length.
     """
     cfg = build_cfg(program)
-    live = Liveness(program, cfg)
+    live = Liveness(program, cfg, full_r0=raw_context)
     problems = [VerifierProblem(p.pc, p.code, p.message) for p in cfg.problems]
     problems += _unreachable(program, cfg)
     v = Verifier(program, cfg, live, max_insns=max_insns, max_loop_iterations=max_loop_iterations,

@@ -152,9 +152,10 @@ def halves(mask: int) -> frozenset[tuple[int, int]]:
 class Liveness:
     """Live register halves before and after every instruction (bit sets; see :func:`bit`)."""
 
-    def __init__(self, program: Program, cfg: CFG):
+    def __init__(self, program: Program, cfg: CFG, *, full_r0: bool = False):
         self.program = program
         self.cfg = cfg
+        self.full_r0 = full_r0  # the entry's exit returns all 64 bits of R0 (raw-context programs)
         self.live_in: dict[int, int] = {}
         self.live_out: dict[int, int] = {}
         self._solve()
@@ -183,7 +184,7 @@ class Liveness:
             insn = program.at(pc)
             callee = insn.jump_target(pc) if insn.is_local_call else None
             ud[pc] = use_def(insn, callee_args=entry_args.get(callee) if callee is not None else None,
-                             main_exit=fn.start == 0)
+                             main_exit=fn.start == 0 and not self.full_r0)
         succ = {pc: [t for t in insn_successors(program.at(pc), pc) if fn.start <= t < fn.end
                      and t in program.index_at_pc] for pc in pcs}
         live_in = {pc: 0 for pc in pcs}
