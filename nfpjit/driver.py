@@ -470,6 +470,11 @@ def run_sim_raw(image: Image, memory: bytes, maps_in=None, *, trace: bool = Fals
     """
     if not isinstance(memory, (bytes, bytearray)):
         raise UsageError(f"memory must be bytes, not {type(memory).__name__}")
+    from nfpjit.isa.sim.memory import MAX_PACKET
+
+    if len(memory) > MAX_PACKET:
+        raise UsageError(f"a memory block of {len(memory)} bytes does not fit the simulator's {MAX_PACKET}-byte "
+                         "packet buffer", hint="use a smaller block, or --engine ref")
     return to_run_result(simulate_image(image, bytes(memory), maps_in=maps_in, trace=trace, seed=seed,
                                         raw_memory=True, **options))
 

@@ -143,3 +143,13 @@ def test_cli_raw_context_sim_rejection_is_one_error_line(tmp_path, capsys):
     assert main(["run", str(src), "--raw-context", "--engine", "sim", "--mem", "00"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("nfpjit: error:") and "Traceback" not in err
+
+
+def test_cli_block_too_large_for_the_simulator(tmp_path, capsys):
+    src = tmp_path / "len.s"
+    src.write_text("mov %r0, %r2\nexit\n")
+    assert main(["run", str(src), "--raw-context", "--engine", "sim", "--mem", "00" * 8000]) == 2
+    err = capsys.readouterr().err
+    assert "memory block of 8000 bytes" in err and "Traceback" not in err
+    assert main(["run", str(src), "--raw-context", "--engine", "sim", "--mem", "00" * 7936, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["packets"][0]["r0"] == 7936
