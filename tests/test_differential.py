@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 import nfpjit
 from nfpjit.ebpf.interp import run
-from nfpjit.ebpf.loader import list_programs
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import Helper, ProgType
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available, kernel_tailroom, tc_test_run_accepts
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
+
+from tests.corpus_cases import corpus_cases
 
 from conftest import CORPUS
 
@@ -31,18 +32,6 @@ pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not kernel_ok, reason=f"ker
 NONDETERMINISTIC = {Helper.ktime_get_ns, Helper.ktime_get_boot_ns, Helper.ktime_get_coarse_ns,
                     Helper.ktime_get_tai_ns, Helper.get_prandom_u32, Helper.get_smp_processor_id}
 CRAFTED = crafted_packets()
-
-
-def corpus_cases():
-    cases = []
-    for obj in sorted(CORPUS.glob("*.o")):
-        try:
-            sections = list_programs(obj)
-        except nfpjit.errors.NfpjitError:
-            continue
-        for section, _name in sections:
-            cases.append(pytest.param(obj, section, id=f"{obj.stem}:{section}"))
-    return cases
 
 
 def differential(program, frames, *, compare_maps: bool = True) -> list[str]:

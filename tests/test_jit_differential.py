@@ -22,13 +22,16 @@ from hypothesis import strategies as st
 import nfpjit
 from nfpjit.driver import compile, simulate_image, to_run_result
 from nfpjit.ebpf.interp import run
-from nfpjit.ebpf.loader import list_programs
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import Helper, ProgType, XdpAction
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
 
-from conftest import CORPUS
+from tests.corpus_cases import corpus_cases as _corpus_cases
+
+
+def corpus_cases():
+    return _corpus_cases(asm=True)
 
 
 def _jit_ready() -> bool:
@@ -84,20 +87,6 @@ def differential(program, image, frames, *, compare_values: bool = True, limit: 
         if len(problems) >= limit:
             break
     return problems
-
-
-def corpus_cases():
-    cases = []
-    for obj in sorted(CORPUS.glob("*.o")):
-        try:
-            sections = list_programs(obj)
-        except nfpjit.errors.NfpjitError:
-            continue
-        for section, _name in sections:
-            cases.append(pytest.param(obj, section, id=f"{obj.stem}:{section}"))
-    for path in sorted((CORPUS / "asm").glob("*.s")):
-        cases.append(pytest.param(path, None, id=f"asm/{path.stem}"))
-    return cases
 
 
 def _uses_nondeterminism(program) -> bool:

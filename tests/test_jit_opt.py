@@ -20,6 +20,8 @@ from nfpjit.ebpf.opcodes import Helper, ProgType, XdpAction
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
 
+from tests.corpus_cases import corpus_cases
+
 FRAMES = crafted_packets()[:4]
 CTM_BUFFER, HEADROOM = 8192, 256
 NONDETERMINISTIC = {Helper.get_prandom_u32, Helper.ktime_get_ns}
@@ -84,21 +86,7 @@ def test_O1_small_programs(text):
     assert not agree(assemble(text), FRAMES)
 
 
-def _corpus():
-    from conftest import CORPUS
-    from nfpjit.ebpf.loader import list_programs
-
-    cases = []
-    for obj in sorted(CORPUS.glob("*.o")):
-        try:
-            sections = list_programs(obj)
-        except nfpjit.errors.NfpjitError:
-            continue
-        cases += [pytest.param(obj, sec, id=f"{obj.stem}:{sec}") for sec, _ in sections]
-    return cases
-
-
-@pytest.mark.parametrize("obj,section", _corpus())
+@pytest.mark.parametrize("obj,section", corpus_cases())
 def test_corpus_at_O1(obj, section):
     program = nfpjit.load(str(obj), section=section)
     if not _deterministic(program):
