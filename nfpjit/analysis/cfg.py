@@ -139,6 +139,9 @@ def _function_starts(program: Program) -> dict[int, str]:
 def build_cfg(program: Program) -> CFG:
     """Split ``program`` into functions and basic blocks and compute dominators and loops."""
     problems: list[CfgProblem] = []
+    if not program.insns:
+        # nothing to split: no functions, no blocks (analyze reports the program as empty)
+        return CFG({}, (), {}, (), (), {})
     starts = _function_starts(program)
     nslots = program.nslots
     valid = set(program.pcs)
