@@ -274,15 +274,8 @@ def _internal_errors(what: str, where: str):
 
 
 def _stack_size(mprogram, program: Program, analysis) -> int:
-    """LM bytes the program's frames use (the image's stack size, checked by the loader)."""
-    size = getattr(mprogram, "stack_size", None)
-    if isinstance(size, int):
-        return size
-    try:
-        from nfpjit.jit.lower_mem import stack_layout
-    except ImportError:
-        return int(sum(analysis.stack_depth.values())) if analysis is not None else 0
-    return int(stack_layout(program, analysis).size)
+    """LM bytes the program's frames use (the image's stack size, checked by the loader): the lowering's layout."""
+    return int(mprogram.stack_size)
 
 
 # -- image ------------------------------------------------------------------------------

@@ -181,6 +181,9 @@ def lower(program: Program, analysis=None, *, opt_level: int = 0) -> MProgram:
         emitter.pc = None
         for epilogue in epilogues():
             epilogue(ctx)
+    from .lower_mem import layout_of
+
+    mprog.stack_size = layout_of(ctx).size
     return mprog
 
 

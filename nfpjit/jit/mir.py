@@ -109,10 +109,14 @@ class Assembled:
 
 @dataclass
 class MProgram:
-    """Functions in layout order; ``functions[0]`` is the entry point (code address 0)."""
+    """Functions in layout order; ``functions[0]`` is the entry point (code address 0).
+
+    ``stack_size``: LM bytes the lowering's static frame layout uses (the image's stack size).
+    """
 
     name: str = ""
     functions: list[MFunction] = field(default_factory=list)
+    stack_size: int = 0
 
     def size(self) -> int:
         return sum(f.size() for f in self.functions)
