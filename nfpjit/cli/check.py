@@ -27,7 +27,8 @@ def register(subparsers) -> None:
                    help="shipped profile name or path to a profile .toml (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/check-json.md)")
     p.add_argument("--no-analysis", action="store_true",
-                   help="skip the verifier analysis: use the quick pointer tracker, report no verifier problems")
+                   help="leave out the 'verifier' diagnostics (problems the kernel verifier would reject too); "
+                   "the NIC's limits are still checked with the analysis's facts")
     p.add_argument("--list-profiles", action="store_true", help="list the shipped profiles and exit")
     p.set_defaults(func=run)
 

@@ -24,9 +24,9 @@ def check_program(path_or_program, section: str | None = None, profile="default"
                   analyze: bool = True, unsupported_opcodes=(), nfp_insn_count: int | None = None) -> Report:
     """Load (when given a path) and check a program; ``profile`` is a name, a path or a :class:`Profile`.
 
-    With ``analyze`` (the default) and no ``analysis`` given, the program is first run through
-    :func:`nfpjit.analysis.analyze`, whose path-sensitive facts make the checks exact and whose
-    problems are reported with code ``verifier``; ``analyze=False`` uses the small local tracker.
+    The checks always read the facts of :func:`nfpjit.analysis.analyze` (``analysis`` when given,
+    else run here).  ``analyze=False`` only leaves out the ``verifier`` diagnostics, the problems
+    a kernel verifier would also reject; the NIC's own limits are checked either way.
     """
     from nfpjit.ebpf.program import Program
 
@@ -37,16 +37,12 @@ def check_program(path_or_program, section: str | None = None, profile="default"
 
         program = nfpjit.load(path_or_program, section=section)
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
-    if analysis is None and analyze:
-        analysis = run_analysis(program)
-    return check(program, prof, analysis=analysis, unsupported_opcodes=unsupported_opcodes,
-                 nfp_insn_count=nfp_insn_count)
+    return check(program, prof, analysis=analysis, verifier_problems=analyze,
+                 unsupported_opcodes=unsupported_opcodes, nfp_insn_count=nfp_insn_count)
 
 
 def run_analysis(program):
-    """The full analysis of ``program``, or None in a build without ``nfpjit.analysis``."""
-    try:
-        from nfpjit.analysis import analyze
-    except ImportError:
-        return None
+    """The full analysis of ``program`` (``nfpjit.analysis.analyze``)."""
+    from nfpjit.analysis import analyze
+
     return analyze(program)

@@ -7,11 +7,11 @@ locations from the line info and a hint saying what to write instead.  The
 real NFP driver stops at its first problem with a bare message; this report
 collects all of them.
 
-Checks that need to know what a register points to use the analysis when one
-is passed in (through :mod:`nfpjit.offload.facts`; its ``problems`` become
-``verifier`` diagnostics and its ``stack_depth`` the frame sizes), and the
-small tracker in :mod:`nfpjit.offload.pointers` otherwise and wherever the
-analysis stopped a path at a problem.  A new check is a function ``(ctx) ->
+Checks that need to know what a register points to read the program analysis
+(``nfpjit.analysis``, through :mod:`nfpjit.offload.facts`), the one source of
+those facts: it is run when the caller passes none.  Its ``problems`` become
+``verifier`` diagnostics (unless the caller asks to skip them) and its
+``stack_depth`` the frame sizes.  A new check is a function ``(ctx) ->
 iterable of Diagnostic`` appended to :data:`CHECKS`.
 """
 
@@ -30,7 +30,7 @@ from nfpjit.ebpf.opcodes import (
     TcAction, XdpAction,
 )
 from nfpjit.ebpf.program import Program
-from nfpjit.offload.pointers import AccessKind, Kind, Tracked, track
+from nfpjit.offload.facts import XDP_QUEUE_SELECT, AccessKind, Kind, Tracked, offload_analysis
 from nfpjit.offload.profile import Profile
 
 
@@ -187,6 +187,8 @@ class CheckContext:
     analysis: object | None = None
     unsupported_opcodes: frozenset[int] = frozenset()
     nfp_insn_count: int | None = None
+    verifier_problems: bool = True
+    queue_select: frozenset[int] = frozenset()  # queue-select stores the host verifier refused
 
     @cached_property
     def _line_pcs(self) -> list[int]:
@@ -479,7 +481,7 @@ def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable
                        "division by a register: divide by a constant or use a shift")
 
 
-_XDP_QUEUE_SELECT = 16  # offsetof(struct xdp_md, rx_queue_index)
+_XDP_QUEUE_SELECT = XDP_QUEUE_SELECT
 
 
 def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
@@ -829,51 +831,18 @@ def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
                        "read counters from the host, and keep values the program reads in other words")
 
 
-def _queue_select_stores(ctx: CheckContext) -> set[int]:
-    """pcs of XDP queue-select stores the profile allows: the kernel accepts these only from programs
-    bound to a device, so a host-side verifier (and the analysis) rejects them."""
-    if ctx.program.prog_type != ProgType.XDP or not ctx.profile.features.queue_select:
-        return set()
-    return {a.pc for a in ctx.tracked.accesses
-            if a.kind == AccessKind.STORE and a.base is not None and a.base.kind == Kind.CTX
-            and a.offset == _XDP_QUEUE_SELECT and a.size == 4}
-
-
 def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
-    queue_select = _queue_select_stores(ctx)
+    if not ctx.verifier_problems:
+        return
     for problem in getattr(ctx.analysis, "problems", None) or ():
         pc = getattr(problem, "pc", None)
         pc = pc if pc is None or pc in ctx.program.index_at_pc else None
         code = getattr(problem, "code", "")
-        if code == "ctx_access" and pc in queue_select:
-            continue
+        if code == "ctx_access" and pc in ctx.queue_select:
+            continue  # the host verifier refuses queue select; the NIC's allows it
         message = getattr(problem, "message", None) or str(problem)
         yield ctx.diag(Code.VERIFIER, Severity.ERROR, pc, f"{message} ({code})" if code else message,
                        getattr(problem, "hint", None) or "the kernel verifier would reject this too")
-
-
-def merge_tracked(primary: Tracked, fallback: Tracked, stopped: set[int] = frozenset()) -> Tracked:
-    """``primary``'s facts, plus ``fallback``'s for the instructions ``primary`` never reached or
-    stopped at (``stopped``: where the analysis found a problem and recorded nothing)."""
-    def covered(pc: int, have: set[int]) -> bool:
-        return pc in have or (pc in primary.reachable and pc not in stopped)
-
-    have = {a.pc for a in primary.accesses}
-    accesses = primary.accesses + [a for a in fallback.accesses if not covered(a.pc, have)]
-    have = {c.pc for c in primary.calls}
-    calls = primary.calls + [c for c in fallback.calls if not covered(c.pc, have)]
-    have = {d.pc for d in primary.divisions}
-    divisions = primary.divisions + [d for d in fallback.divisions if not covered(d.pc, have)]
-    have = {e[0] for e in primary.exits}
-    exits = primary.exits + [e for e in fallback.exits if not covered(e[0], have)]
-    have = {w[0] for w in primary.wide_operands}
-    wide = primary.wide_operands + [w for w in fallback.wide_operands if not covered(w[0], have)]
-    seen = primary.reachable
-    return Tracked(
-        accesses=accesses, calls=calls, divisions=divisions, exits=exits, wide_operands=wide,
-        mixed_pointers=list(primary.mixed_pointers),
-        reachable=seen | fallback.reachable,
-    )
 
 
 CHECKS: list[Callable[[CheckContext], Iterable[Diagnostic]]] = [
@@ -886,26 +855,21 @@ def _order(d: Diagnostic):
     return (d.insn is not None, d.insn if d.insn is not None else -1, -int(d.severity), str(d.code), d.message)
 
 
-def check(program: Program, profile: Profile, *, analysis=None,
+def check(program: Program, profile: Profile, *, analysis=None, verifier_problems: bool = True,
           unsupported_opcodes: Iterable[int] = (), nfp_insn_count: int | None = None) -> Report:
     """Every reason ``program`` cannot be offloaded to a NIC described by ``profile``.
 
-    ``analysis`` (from ``nfpjit.analysis.analyze``) replaces the small pointer tracker with the
-    verifier's path-sensitive facts and adds its problems (code ``verifier``) and stack depths;
+    ``analysis`` is ``nfpjit.analysis.analyze(program)`` when the caller already has it; otherwise
+    it is run here.  Its path-sensitive facts drive every check, its problems become ``verifier``
+    diagnostics (``verifier_problems=False`` leaves them out: the program is known to verify, or
+    only the NIC's limits are of interest) and its stack depths size the frames.
     ``unsupported_opcodes`` is the set of eBPF opcodes the lowering cannot handle; ``nfp_insn_count``
     is the lowered length, when known (otherwise it is estimated from the eBPF length).
     """
-    if getattr(analysis, "facts", None) is not None:
-        from nfpjit.offload.facts import tracked_from_analysis
-
-        tracked = tracked_from_analysis(program, analysis)
-        if getattr(analysis, "problems", None):
-            # the analysis stops a path at its first problem: what lies beyond comes from the tracker
-            stopped = {p.pc for p in analysis.problems if getattr(p, "pc", None) is not None}
-            tracked = merge_tracked(tracked, track(program), stopped)
-    else:
-        tracked = track(program)
-    ctx = CheckContext(program, profile, tracked, analysis, frozenset(unsupported_opcodes), nfp_insn_count)
+    queue_select = program.prog_type == ProgType.XDP and profile.features.queue_select
+    facts = offload_analysis(program, analysis, queue_select=queue_select)
+    ctx = CheckContext(program, profile, facts.tracked, facts, frozenset(unsupported_opcodes), nfp_insn_count,
+                       verifier_problems, facts.queue_select)
     found: list[Diagnostic] = []
     for chk in CHECKS:
         found.extend(chk(ctx))
