@@ -16,7 +16,7 @@ leaves the kernel over 3 KiB of tailroom: more than any growth the generated pro
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import nfpjit
@@ -94,13 +94,13 @@ class Tally:
 def test_generated_xdp_programs_sim_agrees_with_kernel():
     Tally.compared = 0
 
-    @settings(max_examples=160, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(programs(ProgType.XDP, max_blocks=8), st.lists(packets(max_len=MAX_FRAME), min_size=1, max_size=2))
     def check(program, frames):
         try:
             image = compile(program, profile="permissive").image
         except nfpjit.errors.UnsupportedError:
-            return
+            reject()  # not compiled: does not count towards max_examples
         try:
             problems = three_way(program, image, SAMPLE[:3] + frames, limit=3,
                                  compare_values=not _nondeterministic(program))
@@ -110,7 +110,7 @@ def test_generated_xdp_programs_sim_agrees_with_kernel():
         assert not problems, "\n".join(problems)
 
     check()
-    assert Tally.compared >= 80, f"only {Tally.compared} generated programs compiled and ran"
+    assert Tally.compared >= 90, f"only {Tally.compared} generated programs compiled and ran"
 
 
 def test_three_way_reports_a_wrong_simulator(monkeypatch):
