@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import random
 import re
 import struct
@@ -17,6 +16,7 @@ from nfpjit.ebpf.disasm import ALIASES, BY_MNEMONIC, disassemble, format_insn, s
 from nfpjit.ebpf.insn import decode, encode_program
 from nfpjit.ebpf.opcodes import MapType, ProgType
 from nfpjit.errors import AsmError
+from nfpjit.kernel import KernelError, KernelProgram, KernelRejected, kernel_available
 from test_ebpf_decoder import valid_program
 
 CORPUS = Path(__file__).parent / "corpus" / "asm"
@@ -299,49 +299,18 @@ def test_corpus_assembles_and_round_trips():
 # -- the corpus headers, checked by the kernel (an independent oracle) -----------------
 
 def _kernel_run(prog, packet: bytes):
-    """Load ``prog`` with bpf(BPF_PROG_LOAD) and run it once with BPF_PROG_TEST_RUN: (retval, verifier log)."""
-    import ctypes
-    import os
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    sys_bpf = 321  # x86_64
-
-    def bpf(cmd, attr):
-        buf = ctypes.create_string_buffer(attr, 256)
-        ret = libc.syscall(sys_bpf, cmd, buf, 256)
-        return ret, ctypes.get_errno(), buf.raw
-
-    code = encode_program(prog.insns)
-    insns = ctypes.create_string_buffer(code, len(code))
-    lic = ctypes.create_string_buffer(b"GPL")
-    log = ctypes.create_string_buffer(1 << 16)
-    attr = struct.pack("<IIQQIIQII16sII", int(prog.prog_type), len(code) // 8, ctypes.addressof(insns),
-                       ctypes.addressof(lic), 1, len(log), ctypes.addressof(log), 0, 0, b"nfpjit_asm", 0, 0)
-    fd, err, _ = bpf(5, attr)  # BPF_PROG_LOAD
-    if fd < 0:
-        return None, f"errno {err}: " + log.value.decode(errors="replace")[-800:]
+    """Load ``prog`` in the kernel and run it once with BPF_PROG_TEST_RUN: (retval, "") or (None, why)."""
     try:
-        data = ctypes.create_string_buffer(packet, len(packet))
-        out = ctypes.create_string_buffer(len(packet) + 512)
-        attr = struct.pack("<IIIIQQII", fd, 0, len(packet), len(out), ctypes.addressof(data),
-                           ctypes.addressof(out), 1, 0)
-        ret, err, raw = bpf(10, attr)  # BPF_PROG_TEST_RUN
-        if ret < 0:
-            return None, f"test run failed, errno {err}"
-        return struct.unpack_from("<I", raw, 4)[0], ""
-    finally:
-        os.close(fd)
+        with KernelProgram(prog) as kp:
+            return kp.run(packet).r0, ""
+    except KernelRejected as exc:
+        return None, f"rejected: {exc.log[-800:]}"
+    except KernelError as exc:
+        return None, str(exc)
 
 
-@functools.lru_cache(maxsize=1)
 def _kernel_usable() -> bool:
-    import os
-    import platform
-
-    if platform.machine() != "x86_64" or os.geteuid() != 0:
-        return False
-    ok, _ = _kernel_run(assemble("mov r0, 2\nexit"), bytes(64))
-    return ok == 2
+    return kernel_available()[0]
 
 
 def _header(text: str, key: str) -> str | None:
@@ -356,7 +325,7 @@ def test_corpus_results_agree_with_kernel(path):
     result = _header(text, "result")
     assert result is not None, f"{path.name} has no '# result:' header"
     if not _kernel_usable():
-        pytest.skip("bpf() with BPF_PROG_TEST_RUN is not usable here (needs root on x86_64)")
+        pytest.skip(f"bpf() with BPF_PROG_TEST_RUN is not usable here: {kernel_available()[1]}")
     packet = bytes.fromhex(_header(text, "packet") or "00" * 64)
     retval, log = _kernel_run(assemble_file(path), packet)
     assert retval is not None, log
@@ -526,7 +495,7 @@ def test_conformance_results_agree_with_kernel():
     from nfpjit.testing.conformance import load_directory
 
     if not _kernel_usable():
-        pytest.skip("bpf() with BPF_PROG_TEST_RUN is not usable here (needs root on x86_64)")
+        pytest.skip(f"bpf() with BPF_PROG_TEST_RUN is not usable here: {kernel_available()[1]}")
     for case in load_directory(CONFORMANCE):
         lo, log = _conformance_in_kernel(case, high=False)
         if case.error is not None:
