@@ -14,6 +14,8 @@ instruction and source line.
 
 from __future__ import annotations
 
+import dataclasses
+
 import random
 from functools import lru_cache
 from types import MappingProxyType
@@ -403,6 +405,20 @@ def _as_image(program) -> Image:
                      hint="pass an Image, an isa.asm AsmResult or a sequence of Instructions")
 
 
+def _relocate_here(image: Image) -> Image:
+    """Apply the image's relocations with the maps' image ids as table ids, consistently.
+
+    ``relocate`` only gives a value to the MAP symbols some relocation names; a MAP symbol for a map
+    the code never references would keep address 0 and read as table id 0, colliding with the map
+    whose image id is 0.  Here every map's table id is its image id, so every MAP symbol gets it.
+    """
+    ids = {m.name: m.id for m in image.maps}
+    image = relocate(image, ids, ROUTINE_ADDRESSES)
+    symbols = tuple(dataclasses.replace(s, address=ids[s.name]) if s.kind == SymbolKind.MAP and s.name in ids else s
+                    for s in image.symbols)
+    return dataclasses.replace(image, symbols=symbols)
+
+
 def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
              ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False) -> SimResult:
@@ -417,7 +433,7 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
     """
     image = _as_image(image_or_program)
     if image.relocations:
-        image = relocate(image, {m.name: m.id for m in image.maps}, ROUTINE_ADDRESSES)
+        image = _relocate_here(image)
     if len(image.code) > FIRMWARE_BASE:
         raise UsageError(f"{len(image.code)} code words overlap the firmware region at {FIRMWARE_BASE:#x}")
     if not isinstance(packet, (bytes, bytearray, memoryview)):
