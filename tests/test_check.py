@@ -1062,3 +1062,17 @@ def test_cli_warnings_alone_exit_zero(capsys, tmp_path):
     assert status == 0
     assert "[exit-action]" in out and out.rstrip().endswith("offloadable with profile 'default': 0 errors, 1 warning")
     assert f"{src}:3:5: warning: returns 9" in out  # reported at the exit
+
+
+def test_no_analysis_only_leaves_out_verifier_problems(capsys, tmp_path):
+    import nfpjit
+
+    # xdp_md.ingress_ifindex is read-only: the kernel refuses the store, the NIC cannot do it either
+    src = tmp_path / "ctx_store.s"
+    src.write_text("    stw [%r1+12], 3\n    mov %r0, 2\n    exit\n")
+    status, out, _ = _cli([str(src)], capsys)
+    assert status == 1 and "[ctx-store]" in out and "[verifier]" in out
+    status, out, _ = _cli([str(src), "--no-analysis"], capsys)
+    assert status == 1 and "[ctx-store]" in out and "[verifier]" not in out
+    assert nfpjit.check(str(src)).codes == {"ctx-store", "verifier"}
+    assert nfpjit.check(str(src), analyze=False).codes == {"ctx-store"}
