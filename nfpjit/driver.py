@@ -383,8 +383,9 @@ def build_image(program: Program, assembled, *, profile: str = "default", passes
     for s in given:
         if s.kind != SymbolKind.SUBPROG:
             symbols.setdefault(s.name, s)
-    # MAP/ROUTINE symbols only for what a relocation names: an unrelocated MAP symbol reads as table id 0
-    # to the simulator, which would make two maps collide.
+    # MAP/ROUTINE symbols only for what a relocation names: the symbol table describes relocation targets.
+    # (An image with no relocations left is taken as relocated, its MAP symbols as table ids, so a symbol
+    # for an unreferenced map would read as table id 0 there.)
     map_names = {m.name for m in maps}
     for r in relocations:
         kind = SymbolKind.MAP if r.kind == RelocKind.MAP_ID else SymbolKind.ROUTINE
