@@ -481,9 +481,6 @@ def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable
                        "division by a register: divide by a constant or use a shift")
 
 
-_XDP_QUEUE_SELECT = XDP_QUEUE_SELECT
-
-
 def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
     prof = ctx.profile
     feats = prof.features
@@ -526,7 +523,7 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                                "derive the rest from the packet, or pass it in a map")
         if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
             queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
-                            and acc.offset == _XDP_QUEUE_SELECT and acc.size == 4)
+                            and acc.offset == XDP_QUEUE_SELECT and acc.size == 4)
             if not queue_select:
                 field = _ctx_field(ctx, acc)
                 struct = "xdp_md" if xdp else "__sk_buff"
