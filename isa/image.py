@@ -180,6 +180,13 @@ class Image:
     relocations: tuple[Relocation, ...] = ()
     data: tuple[ImageData, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Accept any sequence but store tuples: images are values (hashable, cached by the simulator).
+        for name in ("code", "maps", "line_table", "symbols", "relocations", "data"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                object.__setattr__(self, name, tuple(value))
+
     def to_bytes(self) -> bytes:
         """The ELF64 file; raises :class:`ImageError` when a value cannot be represented."""
         _validate(self, "<image>")

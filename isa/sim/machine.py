@@ -15,6 +15,7 @@ instruction and source line.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import random
 from functools import lru_cache
@@ -63,13 +64,19 @@ def _decode(word: int) -> Instruction | str:
         return exc.message
 
 
+@functools.lru_cache(maxsize=64)
+def _decode_code(code: tuple[int, ...]) -> tuple[Instruction | str, ...]:
+    """Decode a code section once; images are immutable, so runs over many packets share it."""
+    return tuple(_decode(word) for word in code)
+
+
 class Machine:
     """One core running one program on one packet (build it with :func:`simulate`)."""
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
                  trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False):
         self.image = image
-        self.instrs: list[Instruction | str] = [_decode(word) for word in image.code]
+        self.instrs: tuple[Instruction | str, ...] = _decode_code(image.code)
         self.gpr_a = [0] * 32
         self.gpr_b = [0] * 32
         self.xin = [0] * 32
@@ -405,6 +412,7 @@ def _as_image(program) -> Image:
                      hint="pass an Image, an isa.asm AsmResult or a sequence of Instructions")
 
 
+@functools.lru_cache(maxsize=64)
 def _relocate_here(image: Image) -> Image:
     """Apply the image's relocations with the maps' image ids as table ids, consistently.
 
