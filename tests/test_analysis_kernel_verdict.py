@@ -16,7 +16,7 @@ import pytest
 import nfpjit
 from nfpjit.analysis import analyze
 from nfpjit.ebpf.asm import assemble
-from nfpjit.ebpf.loader import list_programs
+from tests.corpus_cases import corpus_cases
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -48,16 +48,6 @@ def ours(prog):
     return a.ok, [str(p) for p in a.problems]
 
 
-def corpus_programs():
-    out = []
-    for path in sorted(CORPUS.glob("*.o")):
-        for section, _name in list_programs(path):
-            out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
-    for path in sorted((CORPUS / "asm").glob("*.s")):
-        out.append(pytest.param(path, None, id=f"asm/{path.stem}"))
-    return out
-
-
 def load_corpus(path, section):
     if section is None:
         return assemble(path.read_text(), filename=str(path))
@@ -65,7 +55,7 @@ def load_corpus(path, section):
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("path,section", corpus_programs())
+@pytest.mark.parametrize("path,section", corpus_cases(asm=True))
 def test_corpus_verdict_matches_kernel(path, section):
     prog = load_corpus(path, section)
     k_ok, log = kernel_verdict(prog)

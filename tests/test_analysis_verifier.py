@@ -13,7 +13,7 @@ import pytest
 import nfpjit
 from nfpjit.analysis import RegKind, RegState, VerificationError, analyze
 from nfpjit.ebpf.asm import assemble
-from nfpjit.ebpf.loader import list_programs
+from tests.corpus_cases import corpus_cases
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
@@ -26,23 +26,13 @@ def codes(a):
     return [p.code for p in a.problems]
 
 
-def corpus_programs():
-    out = []
-    for path in sorted(CORPUS.glob("*.o")):
-        for section, _name in list_programs(path):
-            out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
-    for path in sorted((CORPUS / "asm").glob("*.s")):
-        out.append(pytest.param(path, None, id=f"asm/{path.stem}"))
-    return out
-
-
 def load_corpus(path, section):
     if section is None:
         return assemble(path.read_text(), filename=str(path))
     return nfpjit.load(path, section=section)
 
 
-@pytest.mark.parametrize("path,section", corpus_programs())
+@pytest.mark.parametrize("path,section", corpus_cases(asm=True))
 def test_corpus_is_accepted(path, section):
     prog = load_corpus(path, section)
     a = analyze(prog, allow_uninit_stack=True)
@@ -403,7 +393,7 @@ def _packets():
     return out
 
 
-@pytest.mark.parametrize("path,section", corpus_programs())
+@pytest.mark.parametrize("path,section", corpus_cases(asm=True))
 def test_facts_hold_on_concrete_runs(path, section):
     """Every value the interpreter computes lies inside the facts; executed code is reachable;
     branches called always/never taken go the stated way."""

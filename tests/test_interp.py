@@ -24,6 +24,7 @@ from nfpjit.ebpf.opcodes import ProgType
 from nfpjit.ebpf.program import Program
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.errors import UsageError
+from tests.corpus_cases import corpus_cases
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 M64 = (1 << 64) - 1
@@ -521,18 +522,8 @@ def _kernel():
     return kernel
 
 
-def _corpus_programs():
-    from nfpjit.ebpf.loader import list_programs
-
-    out = []
-    for path in sorted(CORPUS.glob("*.o")):
-        for section, _ in list_programs(path):
-            out.append(pytest.param(path, section, id=f"{path.stem}:{section}"))
-    return out
-
-
 @pytest.mark.kernel
-@pytest.mark.parametrize("path,section", _corpus_programs())
+@pytest.mark.parametrize("path,section", corpus_cases())
 def test_corpus_agrees_with_kernel(path, section):
     kernel = _kernel()
     from nfpjit.ebpf.loader import list_programs
