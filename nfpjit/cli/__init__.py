@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"nfpjit.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nfpjit.cli.{name}":
-                continue  # that command is not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"nfpjit.cli.{name}").register(sub)
     return parser
 
 

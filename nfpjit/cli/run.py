@@ -159,7 +159,7 @@ ENGINES = {
 def register(subparsers) -> None:
     from nfpjit.cli.dump import add_input_options
 
-    p = subparsers.add_parser("run", help="run a program on packets (reference interpreter or kernel)",
+    p = subparsers.add_parser("run", help="run a program on packets (reference interpreter, kernel or NIC simulator)",
                               description="Run an XDP/TC program on packets and show each verdict. "
                               "Maps persist across the packets of one run.")
     add_input_options(p)
