@@ -1,9 +1,23 @@
 """Pass declaration, the lazy registry, pipeline parsing and the pass manager.
 
+Two levels of pass (``Pass.level``):
+
+* ``"lower"``: an optimisation carried out inside the lowering, because it needs
+  eBPF facts (pointer kinds, ranges, liveness per half).  The pass object is a
+  switch with options: the lowering asks ``ctx.enabled(name)`` /
+  ``ctx.option(name)``; a pass may compute per-instruction metadata once before
+  the lowering with ``plan(program, analysis)``, read back with
+  ``ctx.plan(name)``.  Its size effect is measured by lowering without it
+  (:func:`nfpjit.driver.pass_deltas`).
+* ``"nfp"``: a rewrite of the machine program (:class:`nfpjit.jit.mir.MProgram`)
+  after lowering, ``run(unit) -> changed``; ``unit.context`` is the
+  :class:`PassContext` (program and analysis facts).
+
 The manager owns what every pass would otherwise repeat: timing, statistics
 (unit size before/after, whether it changed anything), optional verification
-after each pass, snapshots after named passes, and wrapping a failure with the
-pipeline position and pass name.
+after each pass, snapshots after named passes (or all, or the changed ones), and
+wrapping a failure with the pipeline position, pass name and, where a pass
+names one, the instruction.
 """
 
 from __future__ import annotations
@@ -30,12 +44,16 @@ class Pass:
     """Base class.  Subclasses set ``name``/``level``/``summary`` and implement ``run``."""
 
     name: ClassVar[str] = ""
-    level: ClassVar[str] = "nfp"  # "ebpf" or "nfp"
+    level: ClassVar[str] = "nfp"  # "lower" (read by the lowering) or "nfp" (rewrites the MProgram)
     summary: ClassVar[str] = ""
 
     def run(self, unit: Any) -> bool:
-        """Rewrite ``unit`` in place; return True when something changed."""
+        """Rewrite ``unit`` in place; return True when something changed (``nfp`` passes)."""
         raise NotImplementedError(f"pass {self.name} has no run()")
+
+    def plan(self, program: Any, analysis: Any) -> Any:
+        """``lower`` passes: per-instruction metadata computed before lowering (None: nothing to plan)."""
+        return None
 
     def spelling(self) -> str:
         """The pipeline spelling of this pass with its options."""
@@ -45,6 +63,18 @@ class Pass:
 
 class PassError(NfpjitError):
     """A pass failed or left the unit broken; names the pass and its position."""
+
+
+LEVELS = ("lower", "nfp")
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """What an ``nfp`` pass may know besides the machine program: the eBPF program and its analysis."""
+
+    program: Any = None
+    analysis: Any = None
+    raw_context: bool = False
 
 
 # name -> "module:Class" resolved on first use
@@ -61,8 +91,21 @@ def available_passes() -> list[str]:
     return sorted(REGISTRY)
 
 
+_PLUGINS_LOADED = False
+
+#: entry-point group through which other packages add passes (``name = "module:Class"``)
+ENTRY_POINT_GROUP = "nfpjit.passes"
+
+
 def _load_builtin_registry() -> None:
+    global _PLUGINS_LOADED
     importlib.import_module("nfpjit.passes.registry")
+    if not _PLUGINS_LOADED:
+        _PLUGINS_LOADED = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            REGISTRY.setdefault(ep.name, ep.value)
 
 
 def pass_class(name: str) -> type[Pass]:
@@ -72,7 +115,14 @@ def pass_class(name: str) -> type[Pass]:
         hint = f"did you mean {', '.join(near)}?" if near else f"known passes: {', '.join(sorted(REGISTRY)) or 'none'}"
         raise UsageError(f"unknown pass '{name}'", hint=hint)
     module, _, cls = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        found = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"pass '{name}' is registered as {REGISTRY[name]!r}, which cannot be loaded: {exc}",
+                         hint="check the entry point or registry line that declares it") from None
+    if not (isinstance(found, type) and issubclass(found, Pass)) or found.level not in LEVELS:
+        raise UsageError(f"pass '{name}' ({REGISTRY[name]}) is not a Pass subclass with level 'lower' or 'nfp'")
+    return found
 
 
 _ITEM = re.compile(r"\s*([a-z0-9][a-z0-9-]*)\s*(?:\{([^}]*)\})?\s*(?:,|$)")
@@ -122,6 +172,8 @@ def parse_pipeline(spec: str) -> list[Pass]:
 
 @dataclass(frozen=True)
 class PassStat:
+    """One pass run: ``size_*`` are NFP instructions (equal for ``lower`` passes, whose effect is an ablation)."""
+
     name: str
     level: str
     changed: bool
@@ -129,19 +181,51 @@ class PassStat:
     size_before: int
     size_after: int
 
+    @property
+    def delta(self) -> int:
+        return self.size_after - self.size_before
+
+
+def split_levels(passes: list[Pass]) -> tuple[list[Pass], list[Pass]]:
+    """(lower-level, nfp-level) passes of a pipeline, each in pipeline order."""
+    lower = [p for p in passes if p.level == "lower"]
+    nfp = [p for p in passes if p.level != "lower"]
+    return lower, nfp
+
+
+def without(passes: list[Pass], names) -> list[Pass]:
+    """The pipeline less the passes named (``--disable-pass``); unknown names are a usage error."""
+    names = list(names)
+    for n in names:
+        pass_class(n)  # unknown name -> UsageError with the list
+    return [p for p in passes if p.name not in names]
+
 
 class PassManager:
-    """Runs a pipeline over a unit, keeping statistics and optional snapshots."""
+    """Runs a pipeline over a unit, keeping statistics and optional snapshots.
+
+    ``snapshot_after``: pass names after which ``render(unit)`` is kept (``"all"`` in the set: every
+    pass); ``snapshot_changed``: keep a snapshot after every pass that changed the unit.  A pass may
+    name the instruction it was working on in an exception attribute ``where`` (an NfpjitError's) or
+    ``instr``; the PassError carries it.
+    """
 
     def __init__(self, passes: list[Pass], *, verify: Callable[[Any], None] | None = None,
                  snapshot_after: set[str] | frozenset[str] = frozenset(),
-                 render: Callable[[Any], str] | None = None):
+                 render: Callable[[Any], str] | None = None, snapshot_changed: bool = False):
         self.passes = passes
         self.verify = verify
-        self.snapshot_after = snapshot_after
+        self.snapshot_after = frozenset(snapshot_after)
+        self.snapshot_changed = snapshot_changed
         self.render = render
         self.stats: list[PassStat] = []
         self.snapshots: list[tuple[str, str]] = []
+
+    def _wants_snapshot(self, p: Pass, changed: bool) -> bool:
+        if self.render is None:
+            return False
+        return ("all" in self.snapshot_after or p.name in self.snapshot_after
+                or (self.snapshot_changed and changed))
 
     def run(self, unit: Any) -> bool:
         changed_any = False
@@ -153,12 +237,15 @@ class PassManager:
                 if self.verify is not None:
                     self.verify(unit)
             except NfpjitError as exc:
-                raise PassError(f"pass {index + 1} '{p.spelling()}' failed: {exc}") from exc
+                raise PassError(f"pass {index + 1} '{p.spelling()}' failed: {exc.message}",
+                                where=exc.where, hint=exc.hint) from exc
             except Exception as exc:  # a bug in a pass: keep the context for the report
-                raise PassError(f"pass {index + 1} '{p.spelling()}' crashed: {type(exc).__name__}: {exc}",
+                instr = getattr(exc, "instr", None)
+                at = f" at {instr}" if instr is not None else ""
+                raise PassError(f"pass {index + 1} '{p.spelling()}' crashed{at}: {type(exc).__name__}: {exc}",
                                 hint="this is a bug in nfpjit; please report it with the input") from exc
             self.stats.append(PassStat(p.name, p.level, changed, time.perf_counter() - start, before, unit.size()))
             changed_any |= changed
-            if p.name in self.snapshot_after and self.render is not None:
+            if self._wants_snapshot(p, changed):
                 self.snapshots.append((p.name, self.render(unit)))
         return changed_any

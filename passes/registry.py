@@ -1,13 +1,21 @@
 """The one list of built-in passes: name -> "module:Class", imported only when a pipeline names it.
 
-Empty so far: -O1/-O2 currently get their gains from analysis facts inside the lowering
-(docs/jit.md).  A new pass is one line here, e.g.
-``"pkt-cache": "nfpjit.passes.pkt_cache:PacketCache"``, plus its module.
+A new pass is one line here plus its module (and, once it is differentially tested, its name in
+the -O2 pipeline of ``passes/pipelines.py``).  Passes from other packages register through the
+``nfpjit.passes`` entry-point group (see docs/passes.md).
 """
 
 from nfpjit.passes.manager import register
 
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    # inside the lowering (passes/lowering.py)
+    "zext-elim": "nfpjit.passes.lowering:ZextElim",
+    "branch-fold": "nfpjit.passes.lowering:BranchFold",
+    "save-live": "nfpjit.passes.lowering:SaveLive",
+    "lm-reuse": "nfpjit.passes.lowering:LmReuse",
+    "shift-range": "nfpjit.passes.lowering:ShiftRange",
+    "exit-range": "nfpjit.passes.lowering:ExitRange",
+}
 
 for _name, _target in BUILTIN.items():
     register(_name, _target)

@@ -15,6 +15,11 @@ cannot lower (a divisor that is not constant, ...) raises
 function first), defines the label ``L<pc>`` before each instruction, skips
 instructions the analysis proved unreachable, and returns an
 :class:`~nfpjit.jit.mir.MProgram`.
+
+Optimisations inside the lowering are ``lower``-level passes (:mod:`nfpjit.passes`):
+a handler asks ``ctx.enabled("zext-elim")`` (or ``ctx.option(name)`` for the pass
+object with its options, ``ctx.plan(name)`` for what its ``plan()`` computed before
+lowering).  With no pass enabled the lowering emits the -O0 code.
 """
 
 from __future__ import annotations
@@ -87,12 +92,27 @@ class LowerCtx:
     analysis: object
     emit: Emitter
     opt_level: int = 0
+    #: enabled lower-level passes by name, and what their plan() computed
+    passes: dict = field(default_factory=dict)
+    plans: dict = field(default_factory=dict)
     function: MFunction | None = None
     is_entry: bool = True
     pc: int = 0
     index: int = 0
     #: per-lowering scratch space for handler modules (e.g. frame layout), keyed by module
     state: dict = field(default_factory=dict)
+
+    def enabled(self, name: str) -> bool:
+        """Is the lower-level pass ``name`` part of this compilation's pipeline?"""
+        return name in self.passes
+
+    def option(self, name: str):
+        """The enabled pass object ``name`` (its options are its fields), or None."""
+        return self.passes.get(name)
+
+    def plan(self, name: str):
+        """What pass ``name``'s ``plan(program, analysis)`` computed (None when disabled or nothing)."""
+        return self.plans.get(name)
 
     @property
     def facts(self):
@@ -141,15 +161,35 @@ def _functions(program: Program, analysis) -> list[tuple[str, int, int]]:
     return fns
 
 
-def lower(program: Program, analysis=None, *, opt_level: int = 0) -> MProgram:
-    """Lower every reachable instruction of ``program``; raises UnsupportedError for what the JIT cannot do."""
+def lower_passes(opt_level: int) -> list:
+    """The lower-level passes of the named pipeline of ``opt_level``."""
+    from nfpjit.passes.manager import parse_pipeline, split_levels
+    from nfpjit.passes.pipelines import PIPELINES
+
+    return split_levels(parse_pipeline(PIPELINES[opt_level]))[0]
+
+
+def lower(program: Program, analysis=None, *, opt_level: int = 0, passes=None) -> MProgram:
+    """Lower every reachable instruction of ``program``; raises UnsupportedError for what the JIT cannot do.
+
+    ``passes``: the lower-level passes to apply (Pass objects; others are ignored); None takes
+    those of the named pipeline of ``opt_level``.
+    """
     if analysis is None:
         from nfpjit.analysis import analyze
 
         analysis = analyze(program)
+    if passes is None:
+        passes = lower_passes(opt_level)
+    enabled = {p.name: p for p in passes if p.level == "lower"}
+    plans = {}
+    for name, p in enabled.items():
+        result = p.plan(program, analysis)
+        if result is not None:
+            plans[name] = result
     handlers = table()
     emitter = Emitter(ScratchPool())
-    ctx = LowerCtx(program, analysis, emitter, opt_level)
+    ctx = LowerCtx(program, analysis, emitter, opt_level, passes=enabled, plans=plans)
     mprog = MProgram(program.name)
     for name, start, end in _functions(program, analysis):
         fn = MFunction(name, start)
@@ -189,4 +229,4 @@ def lower(program: Program, analysis=None, *, opt_level: int = 0) -> MProgram:
     return mprog
 
 
-__all__ = ["LowerCtx", "Handler", "lower", "supported_opcodes", "table", "epilogues"]
+__all__ = ["LowerCtx", "Handler", "lower", "lower_passes", "supported_opcodes", "table", "epilogues"]

@@ -45,7 +45,7 @@ def _src(insn: Insn, wide: bool):
 def _hi_dead(ctx: LowerCtx) -> bool:
     """At -O1+: the analysis says nobody reads the destination's high word after this instruction."""
     f = ctx.facts
-    return ctx.opt_level >= 1 and f is not None and not f.hi32_live_out
+    return ctx.enabled("zext-elim") and f is not None and not f.hi32_live_out
 
 
 def _zext(ctx: LowerCtx, insn: Insn) -> None:
@@ -75,7 +75,7 @@ def _fits(ctx: LowerCtx, value, reg: int | None, limit: int, low: bool) -> bool:
 
 def _amount_range(ctx: LowerCtx, insn: Insn) -> tuple[int, int] | None:
     f = ctx.facts
-    if ctx.opt_level < 1 or f is None or f.src_range is None:
+    if not ctx.enabled("shift-range") or f is None or f.src_range is None:
         return None
     return f.src_range
 

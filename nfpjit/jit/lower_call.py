@@ -175,7 +175,7 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
     back = ctx.new_label(f"ret{pc}_")
     # save R6..R9 of the caller: every half at -O0, from -O1 the halves read after the call
     saved = [(2 * i + half, r, half) for i, r in enumerate(CALLEE_SAVED) for half in (LO, HI)
-             if ctx.opt_level < 1 or ctx.analysis.liveness.is_live_out(pc, r, half)]
+             if not ctx.enabled("save-live") or ctx.analysis.liveness.is_live_out(pc, r, half)]
     if saved:
         lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
     for word, r, half in saved:

@@ -53,7 +53,7 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     op = insn.jmp_op
     target = ctx.label_for(insn.jump_target(pc))
     facts = ctx.facts
-    if ctx.opt_level >= 1 and facts is not None and facts.branch_taken is not None:
+    if ctx.enabled("branch-fold") and facts is not None and facts.branch_taken is not None:
         if facts.branch_taken:
             e.jump(target)
         return
@@ -137,7 +137,7 @@ def _abort_label(ctx: LowerCtx) -> str:
 def _action_in_range(ctx: LowerCtx) -> bool:
     """At -O1+: the analysis proves R0's low word is a valid XDP action here, so no abort check is needed."""
     f = ctx.facts
-    if ctx.opt_level < 1 or f is None or not f.regs:
+    if not ctx.enabled("exit-range") or f is None or not f.regs:
         return False
     st = f.regs[0]
     return getattr(st.kind, "name", "") == "SCALAR" and st.var.low.umax <= _MAX_XDP_ACTION

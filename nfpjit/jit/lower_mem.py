@@ -376,7 +376,7 @@ def _point_at_stack(ctx, pc: int, insn: Insn, ptr: int) -> int:
         state["lm0"] = None
         return 0
     address = ctx_frame_pointer(ctx, pc) + insn.off
-    if ctx.opt_level < 1:
+    if not ctx.enabled("lm-reuse"):
         set_lm_pointer(ctx, LM_DATA_POINTER, address)
         return 0
     block = ctx.analysis.cfg.block_at(pc).start

@@ -1,0 +1,25 @@
+"""The named optimisation pipelines: the one place that says what -O0, -O1 and -O2 run.
+
+A pipeline is a pass spelling (``"a,b{opt=1}"``, see :func:`nfpjit.passes.parse_pipeline`).
+``lower`` passes in it switch optimisations inside the lowering (their position does not
+matter); ``nfp`` passes run on the machine program after lowering, in the order given.
+
+- ``-O0``: no passes: every eBPF instruction lowered on its own, the reference for every pass.
+- ``-O1``: the lowering's analysis-based choices (what the kernel verifier gives the real JIT).
+- ``-O2`` (the default of ``nfpjit compile``): -O1 plus every pass that pays on the corpus.
+"""
+
+from __future__ import annotations
+
+O1 = "zext-elim,branch-fold,save-live,lm-reuse,shift-range,exit-range"
+
+PIPELINES: dict[int, str] = {
+    0: "",
+    1: O1,
+    2: O1,
+}
+
+#: the level ``nfpjit compile`` and ``nfpjit.compile`` use when none is given
+DEFAULT_LEVEL = 2
+
+__all__ = ["PIPELINES", "DEFAULT_LEVEL", "O1"]
