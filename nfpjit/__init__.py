@@ -34,12 +34,14 @@ def load(path, *, section: str | None = None, fmt: str | None = None):
     return _load(path, section=section, fmt=fmt)
 
 
-def compile(program_or_path, *, section=None, opt_level=0, profile="default", passes=None):
-    """Compile an XDP/TC program (path or Program) to an NFP-32 firmware image.
+def compile(program_or_path, *, section=None, opt_level=2, profile="default", passes=None, **options):
+    """Compile an XDP/TC program (path or Program) to an NFP-32 firmware image (-O2 unless told).
 
     Returns a :class:`nfpjit.driver.CompileResult` (``.image``, ``.report``, ``.stats`` ...);
     raises :class:`nfpjit.driver.CompileError` listing the diagnostics when ``profile`` rejects it.
+    ``options`` are :func:`nfpjit.driver.compile`'s (``disable``, ``print_after``, ``verify_each`` ...).
     """
     from nfpjit.driver import compile as _compile
 
-    return _compile(program_or_path, section=section, opt_level=opt_level, profile=profile, passes=passes)
+    return _compile(program_or_path, section=section, opt_level=opt_level, profile=profile, passes=passes,
+                    **options)

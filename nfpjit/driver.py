@@ -43,8 +43,7 @@ from nfpjit.isa.image import (
     program_tag,
 )
 
-#: NFP pass pipelines per optimisation level (pass names from nfpjit.passes; none written yet).
-OPT_PIPELINES: dict[int, str] = {0: "", 1: "", 2: ""}
+from nfpjit.passes.pipelines import DEFAULT_LEVEL, PIPELINES as OPT_PIPELINES  # the named -O pipelines
 
 _IMAGE_MAP_TYPES = {MapType.HASH: ImageMapType.HASH, MapType.ARRAY: ImageMapType.ARRAY}
 
@@ -90,6 +89,10 @@ class CompileResult:
     program: Program
     stats: CompileStats
     analysis: object = field(default=None, compare=False, repr=False)
+    #: (pass name, listing) after the passes --print-after / --print-changed asked for
+    snapshots: tuple = ()
+    #: the passes that ran, as objects (image metadata has their spellings)
+    pipeline: tuple = ()
 
 
 # -- compile ------------------------------------------------------------------------
@@ -127,21 +130,28 @@ def _load_profile(profile):
     raise UsageError(f"profile must be a name, a path or a Profile, not {type(profile).__name__}")
 
 
-def _pipeline(opt_level: int, passes) -> list:
-    from nfpjit.passes.manager import Pass, parse_pipeline
+def pipeline(opt_level: int = DEFAULT_LEVEL, passes=None, disable=()) -> list:
+    """The passes a compilation runs: ``passes`` (a spelling or Pass objects) or the named pipeline of
+    ``opt_level``, less the names in ``disable``.  Unknown names and options are a UsageError."""
+    from nfpjit.passes.manager import Pass, parse_pipeline, without
 
     if isinstance(opt_level, bool) or opt_level not in OPT_PIPELINES:
         raise UsageError(f"optimisation level {opt_level!r} does not exist", hint="use 0, 1 or 2")
     if passes is None:
-        spec = OPT_PIPELINES[opt_level]
-        return parse_pipeline(spec) if spec else []
-    if isinstance(passes, str):
-        return parse_pipeline(passes)
-    out = list(passes)
-    for p in out:
-        if not isinstance(p, Pass):
-            raise UsageError(f"passes must be a pipeline string or Pass objects, not {type(p).__name__}")
-    return out
+        out = parse_pipeline(OPT_PIPELINES[opt_level])
+    elif isinstance(passes, str):
+        out = parse_pipeline(passes)
+    else:
+        out = list(passes)
+        for p in out:
+            if not isinstance(p, Pass):
+                raise UsageError(f"passes must be a pipeline string or Pass objects, not {type(p).__name__}")
+    if isinstance(disable, str):
+        disable = [d for d in (x.strip() for x in disable.split(",")) if d]
+    return without(out, disable) if disable else out
+
+
+_pipeline = pipeline
 
 
 def _rejection(report, program: Program) -> CompileError:
@@ -163,8 +173,9 @@ def _rejection(report, program: Program) -> CompileError:
                         hint="`nfpjit check` shows every diagnostic with its source line and a fix")
 
 
-def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, profile="default",
-            passes=None, check: bool = True, raw_context: bool = False) -> CompileResult:
+def compile(program_or_path, *, section: str | None = None, opt_level: int = DEFAULT_LEVEL, profile="default",
+            passes=None, check: bool = True, raw_context: bool = False, disable=(), print_after=(),
+            print_changed: bool = False, verify_each: bool = False, analysis=None) -> CompileResult:
     """Compile an XDP/TC program (a :class:`Program` or a path ``nfpjit.load`` reads) to a firmware image.
 
     ``profile`` is a profile name, a .toml path or a :class:`~nfpjit.offload.Profile`; when it rejects
@@ -176,6 +187,13 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     ``raw_context=True`` compiles a uBPF/bpf_conformance-style program (r1 = memory block, r2 = its
     length, the result is all 64 bits of r0) to run with :func:`run_sim_raw`; see "Raw-context
     programs" in docs/jit.md.
+
+    Pass options (docs/passes.md): ``disable`` names passes to leave out of the pipeline;
+    ``print_after`` names passes (or ``"all"``) after which the machine listing is kept in
+    ``CompileResult.snapshots`` (a lower-level pass: the listing after lowering), ``print_changed``
+    keeps one after every pass that changed the code; ``verify_each`` checks the machine IR's
+    invariants (:meth:`MProgram.verify`) after every pass.  ``analysis`` reuses an earlier
+    :func:`nfpjit.analysis.analyze` of the same program.
     """
     phases: list[tuple[str, float]] = []
     t = time.perf_counter()
@@ -190,19 +208,20 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     if not program.insns:
         raise LoadError("the program has no instructions", where=program.source_path or program.name or "<program>")
     prof = _load_profile(profile)
-    pipeline = _pipeline(opt_level, passes)
+    passes_run = pipeline(opt_level, passes, disable)
     if not raw_context and program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
         raise UnsupportedError(f"program {program.name!r} is of type {program.prog_type.name}; the NIC runs "
                                "XDP and TC (direct-action) programs", where=program.source_path or program.name)
     from nfpjit.analysis import analyze
     from nfpjit.jit.lower import lower, supported_opcodes
     from nfpjit.offload import check as check_report
-    from nfpjit.passes.manager import PassManager
+    from nfpjit.passes.manager import PassContext, PassManager, split_levels
 
     phase("load")
     where = program.source_path or program.name
-    with _internal_errors("analysis", where):
-        analysis = analyze(program, raw_context=raw_context)
+    if analysis is None or getattr(analysis, "raw_context", False) != raw_context:
+        with _internal_errors("analysis", where):
+            analysis = analyze(program, raw_context=raw_context)
     phase("analysis")
     unsupported = frozenset(i.code for i in program.insns) - supported_opcodes()
     report = None
@@ -211,20 +230,33 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
         if not report.ok:
             raise _rejection(report, program)
     phase("check")
+    lower_level, nfp_level = split_levels(passes_run)
+    print_after = {print_after} if isinstance(print_after, str) else set(print_after)
+    snapshots: list[tuple[str, str]] = []
     with _internal_errors("lowering", where):
-        mprogram = lower(program, analysis, opt_level=opt_level)
+        mprogram = lower(program, analysis, opt_level=opt_level, passes=lower_level)
         if raw_context:
             _raw_context_prologue(mprogram)
+    mprogram.context = PassContext(program, analysis, raw_context)
+    if "all" in print_after or print_after & {p.name for p in lower_level} or "lower" in print_after \
+            or (print_changed and lower_level):
+        snapshots.append(("lower", mprogram.listing()))
     phase("lower")
-    # after each pass the machine program must still assemble (labels defined, operands encodable)
-    pm = PassManager(pipeline, verify=lambda unit: unit.assemble())
+    pm = PassManager(nfp_level, verify=(lambda unit: unit.verify()) if verify_each else None,
+                     snapshot_after=print_after, snapshot_changed=print_changed, render=lambda u: u.listing())
     pm.run(mprogram)
+    snapshots.extend(pm.snapshots)
     phase("passes")
     with _internal_errors("assembly", where):
-        assembled = mprogram.assemble()
+        try:
+            assembled = mprogram.assemble()
+        except UnsupportedError as exc:
+            if nfp_level and not verify_each:
+                exc.hint = (exc.hint or "") + "; --verify-each names the pass that broke the code"
+            raise
     phase("assemble")
     stack = _stack_size(mprogram, program, analysis)
-    image = build_image(program, assembled, profile=prof.name, passes=tuple(p.spelling() for p in pipeline),
+    image = build_image(program, assembled, profile=prof.name, passes=tuple(p.spelling() for p in passes_run),
                         stack_size=stack)
     phase("image")
     if check:
@@ -236,7 +268,38 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = 0, 
     stats = CompileStats(ebpf_insns=len(program.insns), nfp_insns=len(image.code), stack=stack,
                          maps=len(image.maps), phases=tuple(phases), passes=tuple(pm.stats))
     return CompileResult(image=image, report=report, mprogram=mprogram, program=program, stats=stats,
-                         analysis=analysis)
+                         analysis=analysis, snapshots=tuple(snapshots), pipeline=tuple(passes_run))
+
+
+def machine_size(program: Program, analysis, passes, *, raw_context: bool = False) -> int:
+    """NFP instructions ``program`` lowers to with ``passes`` (no profile check, no image)."""
+    from nfpjit.jit.lower import lower
+    from nfpjit.passes.manager import PassContext, PassManager, split_levels
+
+    lower_level, nfp_level = split_levels(list(passes))
+    with _internal_errors("lowering", program.source_path or program.name):
+        mprogram = lower(program, analysis, passes=lower_level)
+        if raw_context:
+            _raw_context_prologue(mprogram)
+        mprogram.context = PassContext(program, analysis, raw_context)
+        PassManager(nfp_level).run(mprogram)
+    return mprogram.size()
+
+
+def pass_deltas(result: CompileResult) -> list[tuple[str, str, int]]:
+    """Per pass of ``result``'s pipeline: (name, level, NFP instructions it saves), by ablation.
+
+    The saving of a pass is the size of the code compiled with the same pipeline less that pass,
+    minus the size with it: what switching it off (``--disable-pass``) would cost.  The analysis
+    is reused, so this is one lowering (plus the nfp passes) per pass.
+    """
+    raw = getattr(result.analysis, "raw_context", False)
+    full = result.mprogram.size()
+    out = []
+    for i, p in enumerate(result.pipeline):
+        rest = list(result.pipeline[:i]) + list(result.pipeline[i + 1:])
+        out.append((p.name, p.level, machine_size(result.program, result.analysis, rest, raw_context=raw) - full))
+    return out
 
 
 def _raw_context_prologue(mprogram) -> None:
@@ -473,5 +536,5 @@ def run_sim_raw(image: Image, memory: bytes, maps_in=None, *, trace: bool = Fals
                                         raw_memory=True, **options))
 
 
-__all__ = ["compile", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
+__all__ = ["compile", "pipeline", "machine_size", "pass_deltas", "DEFAULT_LEVEL", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
            "run_sim", "run_sim_raw", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]

@@ -444,11 +444,14 @@ def test_passes_run_and_are_recorded_and_verified(tmp_path):
 
     src = tmp_path / "p.s"
     src.write_text(".type xdp\n    mov r0, 1\n    jeq r0, 1, out\n    mov r0, 2\nout:\n    exit\n")
-    plain = nfpjit.compile(src)
+    plain = nfpjit.compile(src, opt_level=0)
     dropped = nfpjit.driver.compile(src, passes=[DropFirst()])
     assert len(dropped.image.code) == len(plain.image.code) - 1
     assert dropped.image.code[0] == plain.image.code[1]  # (later words differ: branch targets moved up by one)
     assert dropped.image.metadata.passes == ("drop-first",)
     assert [s.name for s in dropped.stats.passes] == ["drop-first"] and dropped.stats.passes[0].changed
     with pytest.raises(PassError, match="break-labels"):
+        nfpjit.driver.compile(src, passes=[BreakLabels()], verify_each=True)
+    # without --verify-each the broken code is caught when the image is assembled, with a hint
+    with pytest.raises(nfpjit.errors.UnsupportedError, match="verify-each"):
         nfpjit.driver.compile(src, passes=[BreakLabels()])

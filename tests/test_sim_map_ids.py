@@ -51,7 +51,8 @@ def test_unreferenced_map_symbol_does_not_collide(used_first):
     got = run_sim(image, frame)
     want = run(program, PacketIn(frame))
     assert got.fault is None and want.fault is None
-    assert got.r0 == want.r0 and got.maps == want.maps
+    # the XDP result is r0's low word (the kernel's test_run returns a u32; -O1+ leave the dead high word)
+    assert got.r0 & 0xFFFF_FFFF == want.r0 & 0xFFFF_FFFF and got.maps == want.maps
     assert got.maps["used"][(2).to_bytes(4, "little")] == (0x5A5A).to_bytes(8, "little")
 
 

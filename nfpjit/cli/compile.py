@@ -1,6 +1,7 @@
 """``nfpjit compile``: compile an XDP/TC program to an NFP-32 firmware image.
 
-``nfpjit compile OBJ [-s SEC] [-o OUT.nffw] [-O0|-O1|-O2] [--profile NAME|FILE] [--json]`` writes
+``nfpjit compile OBJ [-s SEC] [-o OUT.nffw] [-O0|-O1|-O2] [--profile NAME|FILE] [--json]`` (plus the
+pass options of :mod:`nfpjit.cli.passopts`; -O2 by default) writes
 the image (default: OBJ with the suffix ``.nffw``) and prints one summary line: eBPF and NFP
 instruction counts, stack and maps.  When the capability profile rejects the program it prints
 the errors and exits 1 (with ``--json``, the document carries the full report).  The JSON
@@ -23,12 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("-s", "--section", metavar="SECTION[:FUNC]", help="program section of a multi-program object")
     p.add_argument("--raw", action="store_true", help="read OBJ as raw little-endian bytecode")
     p.add_argument("-o", "--output", metavar="OUT.nffw", help="image file to write (default: OBJ with suffix .nffw)")
-    p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=0, metavar="LEVEL",
-                   help="optimisation level -O0 (default), -O1, -O2")
-    p.add_argument("--passes", metavar="PIPELINE", help="NFP pass pipeline instead of the level's (a,b{opt=1})")
     p.add_argument("--profile", default="default", metavar="NAME|FILE",
                    help="NIC capability profile: shipped name or .toml path (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="machine-readable summary (docs/jit.md)")
+    from nfpjit.cli.passopts import add_pass_options
+
+    add_pass_options(p)
     p.set_defaults(func=run)
 
 
@@ -73,6 +74,7 @@ def summary_text(result, output: Path | None) -> str:
 
 def run(args) -> int:
     import nfpjit
+    from nfpjit.cli.passopts import compile_options, report
     from nfpjit.driver import CompileError, compile
     from nfpjit.isa.image import write_image
     from nfpjit.offload import load_profile
@@ -83,13 +85,14 @@ def run(args) -> int:
         raise UsageError(exc.message, where=exc.where, hint=exc.hint) from None
     program = nfpjit.load(args.obj, section=args.section, fmt="raw" if args.raw else None)
     try:
-        result = compile(program, opt_level=args.opt_level, profile=profile, passes=args.passes)
+        result = compile(program, profile=profile, **compile_options(args))
     except CompileError as exc:
         if args.json and exc.report is not None:
             sys.stdout.write(json.dumps({"ok": False, "error": str(exc), "report": exc.report.to_json()},
                                         indent=1) + "\n")
             return 1
         raise
+    report(args, result)
     out = output_path(args)
     write_image(out, result.image)
     if args.json:

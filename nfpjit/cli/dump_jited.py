@@ -49,10 +49,11 @@ def register(views) -> None:
     p.add_argument("--opcodes", action="store_true", help="show each NFP instruction's 64-bit code word")
     p.add_argument("--linum", action="store_true", help="show file:line:col with each source line")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/jit.md)")
-    p.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=0, metavar="LEVEL",
-                   help="optimisation level when compiling OBJ (-O0 default)")
     p.add_argument("--profile", default="default", metavar="NAME|FILE",
                    help="NIC capability profile when compiling OBJ (default: %(default)s)")
+    from nfpjit.cli.passopts import add_pass_options
+
+    add_pass_options(p)
     p.set_defaults(func=run_jited)
 
 
@@ -234,8 +235,12 @@ def load_jited(args):
         profile = load_profile(args.profile)
     except LoadError as exc:
         raise UsageError(exc.message, where=exc.where, hint=exc.hint) from None
+    from nfpjit.cli.passopts import compile_options, report
+
     program = load_from_args(args)
-    return compile(program, opt_level=args.opt_level, profile=profile).image, program
+    result = compile(program, profile=profile, **compile_options(args))
+    report(args, result)
+    return result.image, program
 
 
 def run_jited(args) -> int:

@@ -117,9 +117,39 @@ class MProgram:
     name: str = ""
     functions: list[MFunction] = field(default_factory=list)
     stack_size: int = 0
+    #: what nfp-level passes may know besides the code (nfpjit.passes.PassContext: program, analysis)
+    context: object = field(default=None, compare=False, repr=False)
 
     def size(self) -> int:
         return sum(f.size() for f in self.functions)
+
+    def verify(self) -> None:
+        """The IR invariants every pass must keep; raises :class:`MirError` naming the first broken one.
+
+        Labels are defined once and every branch target is defined; the defer slots of a branch
+        hold plain instructions (no label between a branch and its last slot, no branch, halt
+        or second defer); then the program must assemble (operands encodable, code fits).
+        """
+        for f in self.functions:
+            pending = 0       # defer slots still to come after the last branch
+            for m in f.body:
+                if m.is_label:
+                    if pending:
+                        raise MirError(f"label {m.label!r} inside the defer slots of a branch",
+                                       where=f"function {f.name}")
+                    continue
+                entry_branch = m.instr.op in (Op.BR, Op.BR_BSET, Op.BR_BCLR, Op.RTN, Op.HALT)
+                if pending:
+                    if entry_branch:
+                        raise MirError(f"{m} sits in the defer slot of a branch", where=f"function {f.name}, "
+                                       f"eBPF pc {m.pc}")
+                    pending -= 1
+                if entry_branch:
+                    pending = m.instr.defer
+            if pending:
+                raise MirError("the last branch's defer slots run past the end of the function",
+                               where=f"function {f.name}")
+        self.assemble()
 
     def entries(self):
         """Every MInstr in layout order."""
