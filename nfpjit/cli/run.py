@@ -108,17 +108,20 @@ def _parse_map_file(path: str, program: Program) -> dict:
 
 
 class SimEngine:
-    """The program compiled by nfpjit (default profile, -O0) and run in the NFP-32 simulator."""
+    """The program compiled by nfpjit (default profile; -O2 or ``compile_options``) and run in the NFP-32 simulator."""
 
-    def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False):
+    def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False,
+                 compile_options: dict | None = None):
         from nfpjit.driver import compile
         from nfpjit.ebpf.mapfile import load_map_file
         from nfpjit.ebpf.maps import MapStore
 
         # raw-context programs (uBPF convention) compile in raw mode under the permissive profile
         self.raw_context = raw_context
-        self.image = (compile(program, profile="permissive", raw_context=True) if raw_context
-                      else compile(program)).image
+        options = dict(compile_options or {})
+        self.result = (compile(program, profile="permissive", raw_context=True, **options) if raw_context
+                       else compile(program, **options))
+        self.image = self.result.image
         store = MapStore.from_program(program)
         if maps_file:
             load_map_file(maps_file, store)
@@ -177,6 +180,9 @@ def register(subparsers) -> None:
     p.add_argument("--mem", metavar="HEX", help="the memory block for --raw-context")
     p.add_argument("--mtu", type=int, default=1500, help="largest L3 packet accepted (default 1500; frames may "
                    "be MTU + 18 bytes)")
+    from nfpjit.cli.passopts import add_pass_options
+
+    add_pass_options(p)  # how --engine sim compiles
     p.set_defaults(func=run_command)
 
 
@@ -216,6 +222,8 @@ def _record(n: int, frame: bytes, res: RunResult, prog_type, trace: bool) -> dic
         "insns": res.insns,
         "fault": str(res.fault) if res.fault is not None else None,
     }
+    if res.cycles is not None:  # engines that count cycles (the simulator)
+        rec["cycles"] = res.cycles
     if trace:
         rec["trace"] = list(res.trace or [])
     return rec
@@ -233,8 +241,11 @@ def run_command(args) -> int:
     program = load_from_args(args)
     frames = [] if args.raw_context else _packets(args)
     factory = ENGINES[args.engine]
-    if args.raw_context and factory is SimEngine:
-        engine = SimEngine(program, args.maps_in, raw_context=True)
+    if factory is SimEngine:
+        from nfpjit.cli.passopts import compile_options, report
+
+        engine = SimEngine(program, args.maps_in, raw_context=args.raw_context, compile_options=compile_options(args))
+        report(args, engine.result)  # --print-after / --time-passes, to stderr
     else:
         engine = factory(program, args.maps_in)
     records: list[dict] = []
@@ -276,11 +287,14 @@ def run_command(args) -> int:
         for line in rec.get("trace", []):
             out.write(f"    {line}\n")
         fault = f"  fault: {rec['fault']}" if rec["fault"] else ""
+        cycles = f"  cycles {rec['cycles']}" if "cycles" in rec else ""
         out.write(f"{rec['index']}: {rec['action']}  len {rec['len_in']} -> {rec['len_out']}  "
-                  f"insns {rec['insns']}{fault}\n")
+                  f"insns {rec['insns']}{cycles}{fault}\n")
     counts = Counter(r["action"] for r in records)
     summary = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
     total = sum(r["insns"] for r in records)
     noun = "packet" if len(records) == 1 else "packets"
-    out.write(f"{len(records)} {noun} ({args.engine}): {summary or 'none'}; {total} insns executed\n")
+    timed = [r["cycles"] for r in records if "cycles" in r]
+    cycles = f", {sum(timed) / len(timed):.1f} cycles per packet (max {max(timed)})" if timed else ""
+    out.write(f"{len(records)} {noun} ({args.engine}): {summary or 'none'}; {total} insns executed{cycles}\n")
     return 0
