@@ -15,6 +15,7 @@ BUILTIN: dict[str, str] = {
     "lm-reuse": "nfpjit.passes.lowering:LmReuse",
     "shift-range": "nfpjit.passes.lowering:ShiftRange",
     "exit-range": "nfpjit.passes.lowering:ExitRange",
+    "map-cache": "nfpjit.passes.map_cache:MapCache",
 }
 
 for _name, _target in BUILTIN.items():

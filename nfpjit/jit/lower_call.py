@@ -27,9 +27,10 @@ from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import Bank, Gpr, GprBoth, LMem
+from nfpjit.isa.encoding import load_const
+from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, LMem, NoDest
 from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
-from nfpjit.isa.table import Cond, Instruction, Op
+from nfpjit.isa.table import Cond, Csr, Instruction, Op, ShiftKind
 
 from . import lower_mem as lm
 from .mir import MReloc
@@ -97,9 +98,13 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
         delta = facts.regs[2]
         if delta.kind == RegKind.SCALAR and delta.var is not None and delta.var.is_const:
             routine = Routine.ADJUST_HEAD_FAST
+    if helper == Helper.map_lookup_elem and _cached_lookup(ctx, pc):
+        return
     for reg, what in _LM_ARGS.get(helper, ()):
         _lm_argument(ctx, pc, facts, reg, what, helper)
     call_routine(ctx, pc, routine)
+    if helper == Helper.map_lookup_elem:
+        _save_lookup(ctx, pc)
 
 
 def call_routine(ctx, pc: int, routine: Routine) -> None:
@@ -108,6 +113,77 @@ def call_routine(ctx, pc: int, routine: Routine) -> None:
     ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS, defer=1), reloc=MReloc(RelocKind.ROUTINE_ADDR, routine.symbol))
     ctx.emit(Instruction(Op.LOAD_ADDR, dest=RETURN_ADDRESS_REG), target=back)
     ctx.emit.label(back)
+
+
+# -- map-cache (passes/map_cache.py): lookups lowered without the firmware call -----------------------
+
+
+def _map_cache_plan(ctx):
+    return ctx.plan("map-cache") if ctx.enabled("map-cache") else None
+
+
+def _cached_lookup(ctx, pc: int) -> bool:
+    """Lower the lookup at ``pc`` as the map-cache plan says; False: make the call."""
+    plan = _map_cache_plan(ctx)
+    how = plan.lookups.get(pc) if plan is not None else None
+    if how is None:
+        return False
+    from nfpjit.passes.map_cache import Direct, Inline, Reuse, nn_slot, slot_size
+
+    if isinstance(how, Direct):
+        # the value's EMEM address: map i's table at bits 39..32 = 0x10 + i, slot key * round8(value size)
+        if how.index is None:
+            lo, hi = 0, 0
+        else:
+            lo = how.index * slot_size(ctx.program.maps[how.map].value_size)
+            hi = lm.map_table_hi(how.map)
+        lm.emit_all(ctx, load_const(lm.lo_ab(0), lo))
+        lm.emit_all(ctx, load_const(lm.hi_ab(0), hi))
+        return True
+    if isinstance(how, Reuse):
+        n_lo, n_hi = nn_slot(how.slot)
+        ctx.emit(lm.mov(lm.lo_ab(0), NN(n_lo)))
+        ctx.emit(lm.mov(lm.hi_ab(0), NN(n_hi)))
+        return True
+    if isinstance(how, Inline):
+        _inline_array_lookup(ctx, pc, how.map)
+        _save_lookup(ctx, pc)
+        return True
+    return False
+
+
+def _inline_array_lookup(ctx, pc: int, index: int) -> None:
+    """R0 = key < max_entries ? table + key * slot : NULL, the u32 key read from LM at R2."""
+    from nfpjit.passes.map_cache import slot_size
+
+    mdef = ctx.program.maps[index]
+    shift = slot_size(mdef.value_size).bit_length() - 1
+    key = LMem(LM_CALL_POINTER, 0)
+    done = ctx.new_label(f"mc{pc}_")
+    ctx.emit(Instruction(Op.CSR_WR, b=lm.lo_b(2), csr=Csr(Csr.ACTIVE_LM_ADDR_0 + LM_CALL_POINTER)))
+    # NULL first: these fill the LM pointer's 3-cycle wait
+    ctx.emit(Instruction(Op.IMMED, dest=lm.lo_ab(0), imm=0))
+    ctx.emit(Instruction(Op.IMMED, dest=lm.hi_ab(0), imm=0))
+    ctx.emit(lm.nop())
+    limit = lm.offset_operand(ctx, mdef.max_entries)
+    ctx.emit(lm.alu(Op.SUB, NoDest(), key, limit))
+    ctx.emit(Instruction(Op.BR, cond=Cond.HS), target=done)
+    ctx.emit(lm.shf(lm.lo_ab(0), key, ShiftKind.SHL, shift))
+    lm.emit_all(ctx, load_const(lm.hi_ab(0), lm.map_table_hi(index)))
+    ctx.emit.label(done)
+
+
+def _save_lookup(ctx, pc: int) -> None:
+    """Keep the result of a lookup a later one reuses in its next-neighbour register pair."""
+    plan = _map_cache_plan(ctx)
+    slot = plan.saves.get(pc) if plan is not None else None
+    if slot is None:
+        return
+    from nfpjit.passes.map_cache import nn_slot
+
+    n_lo, n_hi = nn_slot(slot)
+    ctx.emit(lm.mov(NN(n_lo), lm.lo_b(0)))
+    ctx.emit(lm.mov(NN(n_hi), lm.hi_b(0)))
 
 
 def _lm_argument(ctx, pc: int, facts, reg: int, what: str, helper: Helper) -> None:
