@@ -15,7 +15,7 @@ import sys
 
 from nfpjit.errors import NfpjitError
 
-COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage")
+COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic")
 
 
 class _Parser(argparse.ArgumentParser):
