@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module of this package with a
 ``register(subparsers)`` function that adds its parser and sets ``func``;
-``COMMANDS`` lists them in help order.  Handlers return an exit status.
+``COMMANDS`` lists them in help order (``test-pass`` lives in ``testpass.py``).
+Only the module of the command being run is imported, so ``nfpjit compile`` does
+not pay for the others; ``nfpjit --help`` (or no known command) imports them all.  Handlers return an exit status.
 Errors a user can act on (:class:`~nfpjit.errors.NfpjitError`) become one line
 on stderr and a non-zero status, never a traceback.
 """
@@ -15,7 +17,7 @@ import sys
 
 from nfpjit.errors import NfpjitError
 
-COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic")
+COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic", "prog", "net", "stats")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,7 +26,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module(command: str) -> str:
+    return f"nfpjit.cli.{command.replace('-', '')}"
+
+
+def _chosen(argv: list[str] | None) -> str | None:
+    """The command ``argv`` names (its first word not starting with '-'), when it is a known one."""
+    if argv is None:
+        return None
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+        if word == "--":
+            return None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv`` naming a command, only that command's parser is built."""
     parser = _Parser(
         prog="nfpjit",
         description="Compile eBPF programs for offload onto an NFP-like 32-bit SmartNIC, "
@@ -35,13 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nfpjit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    chosen = _chosen(argv)
     for name in COMMANDS:
-        importlib.import_module(f"nfpjit.cli.{name}").register(sub)
+        if chosen is None or name == chosen:
+            importlib.import_module(_module(name)).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         status = args.func(args)

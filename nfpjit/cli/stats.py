@@ -1,0 +1,376 @@
+"""``nfpjit stats``: what the optimisation levels and passes do to programs, in code size and cycles.
+
+``nfpjit stats OBJ... [-s SEC] [--pcap P] [--profile P] [--json|--csv] [--plot FILE.png]``
+
+For every program of every OBJ (all program sections of an ELF object unless ``-s`` picks
+one; ``.s`` eBPF assembly): the eBPF instructions; the NFP instructions at -O0, -O1 and -O2
+and what each -O2 pass saves (:func:`nfpjit.driver.pass_deltas`, by ablation); NFP/eBPF
+ratios; simulated cycles per packet of the -O2 image (mean and max over the packets of
+``--pcap``, or :func:`nfpjit.testing.crafted_packets`, maps persisting across packets) split
+into ALU/issue, packet memory (CTM), map lookups and other firmware calls, and other memory;
+map-cache hits and misses; compile time per phase.  The program is analysed once and the
+analysis reused for every level.  A totals row gives sums and geometric means (of ratios and
+of cycles per packet).  Programs the profile (or the lowering) refuses are listed with the
+reason.  Output: a table, ``--json`` (schema in docs/passes.md, "nfpjit stats") or ``--csv``;
+``--plot`` also draws the per-pass savings as bars per program (needs ``nfpjit[plot]``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from nfpjit.errors import NfpjitError, UnsupportedError, UsageError
+
+LEVELS = (0, 1, 2)
+#: cycle categories of the report: resource names of ``nfpjit.isa.sim.cycles.Resource`` in each
+#: (a resource not named here is counted as other memory)
+CATEGORIES = {"alu": ("ISSUE", "BRANCH"), "packet": ("CTM",), "maps": ("FIRMWARE",)}
+OTHER = "other_memory"
+SCHEMA_VERSION = 1
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("stats", help="code size per -O level and pass, simulated cycles per packet",
+                              description="Per program: eBPF and NFP instructions at -O0/-O1/-O2, what each -O2 "
+                              "pass saves, simulated cycles per packet by resource, compile time per phase; "
+                              "totals with geometric means.")
+    p.add_argument("objs", metavar="OBJ", nargs="+", help="ELF objects and eBPF assembly (.s) files")
+    p.add_argument("-s", "--section", metavar="SECTION[:FUNC]", help="only this program section of each OBJ")
+    p.add_argument("--pcap", metavar="P", help="packets to simulate (default: nfpjit.testing.crafted_packets())")
+    p.add_argument("--packets", type=int, metavar="N", help="use only the first N packets")
+    p.add_argument("--profile", default="default", metavar="NAME|FILE",
+                   help="NIC capability profile: shipped name or .toml path (default: %(default)s)")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable output (docs/passes.md, 'nfpjit stats')")
+    fmt.add_argument("--csv", action="store_true", help="one CSV row per program and a totals row")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw the savings of each pass per program "
+                   "(needs matplotlib: pip install 'nfpjit[plot]')")
+    p.set_defaults(func=run)
+
+
+# -- gathering ------------------------------------------------------------------------------
+
+
+def _programs(paths, section):
+    """(label, path, section, Program or None, reason, load seconds) for every program asked for."""
+    import nfpjit
+    from nfpjit.ebpf.loader import list_programs
+
+    out = []
+    for path in paths:
+        stem = Path(path).stem
+        try:
+            sections = [section] if section is not None else [s for s, _ in list_programs(path)]
+        except NfpjitError as exc:
+            out.append((stem, str(path), section, None, str(exc), 0.0))
+            continue
+        for sec in sections:
+            label = f"{stem}:{sec}" if sec else stem
+            start = time.perf_counter()
+            try:
+                program = nfpjit.load(path, section=sec or None)
+            except NfpjitError as exc:
+                out.append((label, str(path), sec or None, None, str(exc), 0.0))
+            else:
+                out.append((label, str(path), sec or None, program, None, time.perf_counter() - start))
+    return out
+
+
+def _category(resource_name: str) -> str:
+    for cat, names in CATEGORIES.items():
+        if resource_name in names:
+            return cat
+    return OTHER
+
+
+def simulate_cycles(image, program, frames) -> dict:
+    """Cycles per packet of ``image`` over ``frames`` (maps persisting), by category and resource."""
+    from nfpjit.driver import simulate_image
+    from nfpjit.ebpf.maps import MapStore
+    from nfpjit.ebpf.result import PacketIn
+
+    names = {m.name for m in image.maps}
+    state = {k: v for k, v in MapStore.from_program(program).dump().items() if k in names}
+    per_packet, faults, hits, misses, cache_seen = [], 0, 0, 0, False
+    by_resource: dict[str, int] = {}
+    insns = 0
+    for frame in frames:
+        sim = simulate_image(image, PacketIn(frame), maps_in=state)
+        state = sim.maps
+        per_packet.append(sim.cycles)
+        insns += sim.insns
+        faults += sim.fault is not None
+        for res, use in sim.breakdown.items():
+            by_resource[res.name.lower()] = by_resource.get(res.name.lower(), 0) + use.cycles
+        if hasattr(sim, "map_cache_hits"):
+            cache_seen = True
+            hits += sim.map_cache_hits
+            misses += sim.map_cache_misses
+    n = len(frames)
+    cats = {c: 0.0 for c in (*CATEGORIES, OTHER)}
+    for name, cyc in by_resource.items():
+        cats[_category(name.upper())] += cyc
+    return {
+        "mean": round(sum(per_packet) / n, 2), "max": max(per_packet), "min": min(per_packet),
+        **{c: round(v / n, 2) for c, v in cats.items()},
+        "by_resource": {k: round(v / n, 2) for k, v in sorted(by_resource.items())},
+        "nfp_insns_per_packet": round(insns / n, 2), "faults": faults,
+        "map_cache": {"hits": hits, "misses": misses} if cache_seen else None,
+    }
+
+
+def program_stats(program, *, profile="default", frames, load_seconds: float = 0.0) -> dict:
+    """Everything ``nfpjit stats`` reports for one program (raises NfpjitError when it is not compiled)."""
+    from nfpjit.analysis import analyze
+    from nfpjit.driver import compile, machine_size, pass_deltas, pipeline
+    from nfpjit.ebpf.opcodes import ProgType
+
+    if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
+        raise UnsupportedError(f"a {program.prog_type.name} program: the NIC runs XDP and TC programs")
+    t0 = time.perf_counter()
+    analysis = analyze(program)
+    analysis_s = time.perf_counter() - t0
+    result = compile(program, opt_level=2, profile=profile, analysis=analysis)  # raises when rejected
+    sizes = {lvl: machine_size(program, analysis, pipeline(lvl)) for lvl in LEVELS if lvl != 2}
+    sizes[2] = result.stats.nfp_insns
+    e = len(program.insns)
+    phases = {"load": load_seconds, "analysis": analysis_s}
+    for name, seconds in result.stats.phases:
+        if name == "load":  # of a loaded Program: the profile and the pipeline
+            name = "setup"
+        if name != "analysis":  # reused: ~0 in the compile itself
+            phases[name] = phases.get(name, 0.0) + seconds
+    return {
+        "name": program.name,
+        "prog_type": program.prog_type.name.lower(),
+        "ebpf_insns": e,
+        "nfp_insns": {f"O{lvl}": sizes[lvl] for lvl in LEVELS},
+        "ratio": {f"O{lvl}": round(sizes[lvl] / e, 4) for lvl in LEVELS},
+        "passes": [{"name": n, "level": lvl, "saves": d} for n, lvl, d in pass_deltas(result)],
+        "cycles": simulate_cycles(result.image, program, frames),
+        "compile_ms": {k: round(v * 1000, 3) for k, v in phases.items()} | {"total": round(sum(phases.values()) * 1000, 3)},
+    }
+
+
+def geomean(values) -> float | None:
+    vals = [v for v in values if v is not None and v > 0]
+    if not vals:
+        return None
+    return round(math.exp(sum(math.log(v) for v in vals) / len(vals)), 4)
+
+
+def totals(rows: list[dict]) -> dict:
+    passes: dict[str, int] = {}
+    for r in rows:
+        for p in r["passes"]:
+            passes[p["name"]] = passes.get(p["name"], 0) + p["saves"]
+    e = sum(r["ebpf_insns"] for r in rows)
+    return {
+        "programs": len(rows),
+        "ebpf_insns": e,
+        "nfp_insns": {f"O{lvl}": sum(r["nfp_insns"][f"O{lvl}"] for r in rows) for lvl in LEVELS},
+        "ratio_geomean": {f"O{lvl}": geomean(r["ratio"][f"O{lvl}"] for r in rows) for lvl in LEVELS},
+        "cycles_geomean": {"mean": geomean(r["cycles"]["mean"] for r in rows),
+                           "max": geomean(r["cycles"]["max"] for r in rows)},
+        "passes": passes,
+        "compile_ms": round(sum(r["compile_ms"]["total"] for r in rows), 3),
+    }
+
+
+def gather(paths, *, section=None, profile="default", frames, progress=None) -> dict:
+    """The ``nfpjit stats --json`` document for ``paths``; ``progress(done, total, label)`` before each program."""
+    from nfpjit.driver import _load_profile
+
+    prof = _load_profile(profile)  # a bad --profile fails once, before any program
+    start = time.perf_counter()
+    rows, rejected = [], []
+    todo = _programs(paths, section)
+    for done, (label, path, sec, program, reason, load_s) in enumerate(todo):
+        if progress is not None:
+            progress(done, len(todo), label)
+        if program is None:
+            rejected.append({"program": label, "file": path, "section": sec, "reason": reason, "codes": []})
+            continue
+        try:
+            row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s)
+        except NfpjitError as exc:
+            report = getattr(exc, "report", None)
+            codes = sorted({d.code for d in report.diagnostics if d.severity.name == "ERROR"}) if report else []
+            rejected.append({"program": label, "file": path, "section": sec, "reason": str(exc), "codes": codes})
+            continue
+        rows.append({"program": label, "file": path, "section": sec, **row})
+    return {"version": SCHEMA_VERSION, "profile": prof.name, "packets": len(frames), "programs": rows,
+            "rejected": rejected, "totals": totals(rows), "wall_seconds": round(time.perf_counter() - start, 3)}
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def csv_rows(doc: dict) -> tuple[list[str], list[list]]:
+    pass_names = list(doc["totals"]["passes"])
+    head = ["program", "ebpf_insns", *(f"nfp_O{lvl}" for lvl in LEVELS), *(f"ratio_O{lvl}" for lvl in LEVELS),
+            "cycles_mean", "cycles_max", "cycles_alu", "cycles_packet", "cycles_maps", "cycles_other_memory",
+            "map_cache_hits", "map_cache_misses", "faults", "compile_ms", *(f"saves_{n}" for n in pass_names)]
+    rows = []
+    for r in doc["programs"]:
+        c, mc = r["cycles"], r["cycles"]["map_cache"] or {}
+        saves = {p["name"]: p["saves"] for p in r["passes"]}
+        rows.append([r["program"], r["ebpf_insns"], *(r["nfp_insns"][f"O{lvl}"] for lvl in LEVELS),
+                     *(r["ratio"][f"O{lvl}"] for lvl in LEVELS), c["mean"], c["max"], c["alu"], c["packet"],
+                     c["maps"], c[OTHER], mc.get("hits", ""), mc.get("misses", ""), c["faults"],
+                     r["compile_ms"]["total"], *(saves.get(n, "") for n in pass_names)])
+    t = doc["totals"]
+    rows.append(["total (geomean of ratios and cycles)", t["ebpf_insns"], *(t["nfp_insns"][f"O{lvl}"] for lvl in LEVELS),
+                 *(t["ratio_geomean"][f"O{lvl}"] for lvl in LEVELS), t["cycles_geomean"]["mean"],
+                 t["cycles_geomean"]["max"], "", "", "", "", "", "", "", t["compile_ms"],
+                 *(t["passes"][n] for n in pass_names)])
+    return head, rows
+
+
+def _fmt(v, spec: str = "") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_tables(doc: dict, out) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=None if out.isatty() else 200)
+    rows, t = doc["programs"], doc["totals"]
+    table = Table(title=f"nfpjit stats: profile {doc['profile']}, {doc['packets']} packets per program "
+                  "(cycles: -O2 image, mean per packet)")
+    cols = ["program", "eBPF", "NFP -O0", "-O1", "-O2", "ratio -O0", "-O2", "cycles", "max",
+            "ALU", "packet", "maps/fw", "other mem", "map$ hit/miss", "compile ms"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "program" else "right")
+    for r in rows:
+        c = r["cycles"]
+        mc = c["map_cache"]
+        table.add_row(r["program"], str(r["ebpf_insns"]), *(str(r["nfp_insns"][f"O{lvl}"]) for lvl in LEVELS),
+                      f"{r['ratio']['O0']:.2f}", f"{r['ratio']['O2']:.2f}", f"{c['mean']:.0f}", str(c["max"]),
+                      f"{c['alu']:.0f}", f"{c['packet']:.0f}", f"{c['maps']:.0f}", f"{c[OTHER]:.0f}",
+                      f"{mc['hits']}/{mc['misses']}" if mc and (mc["hits"] or mc["misses"]) else "",
+                      f"{r['compile_ms']['total']:.1f}")
+    if rows:
+        table.add_section()
+        table.add_row(f"total ({t['programs']}; geomean)", str(t["ebpf_insns"]),
+                      *(str(t["nfp_insns"][f"O{lvl}"]) for lvl in LEVELS), _fmt(t["ratio_geomean"]["O0"], ".2f"),
+                      _fmt(t["ratio_geomean"]["O2"], ".2f"), _fmt(t["cycles_geomean"]["mean"], ".0f"),
+                      _fmt(t["cycles_geomean"]["max"], ".0f"), "", "", "", "", "", f"{t['compile_ms']:.1f}")
+    console.print(table)
+    if rows and t["passes"]:
+        names = list(t["passes"])
+        pt = Table(title="NFP instructions each -O2 pass saves (size without it - size with it)")
+        pt.add_column("program")
+        for n in names:
+            pt.add_column(n, justify="right")
+        for r in rows:
+            saves = {p["name"]: p["saves"] for p in r["passes"]}
+            pt.add_row(r["program"], *(str(saves.get(n, "")) for n in names))
+        pt.add_section()
+        pt.add_row("total", *(str(t["passes"][n]) for n in names))
+        console.print(pt)
+    phases: dict[str, float] = {}
+    for r in rows:
+        for k, v in r["compile_ms"].items():
+            if k != "total":
+                phases[k] = phases.get(k, 0.0) + v
+    if phases:
+        console.print("compile time by phase (-O2, all programs): "
+                      + ", ".join(f"{k} {v:.1f} ms" for k, v in phases.items()), markup=False)
+    if doc["rejected"]:
+        console.print(f"{len(doc['rejected'])} program(s) not compiled:", markup=False)
+        for s in doc["rejected"]:
+            console.print(f"  {s['program']}: {s['reason']}", markup=False, no_wrap=True, overflow="ellipsis")
+    console.print(f"{doc['wall_seconds']:.1f} s", markup=False, style="dim")
+
+
+def _need_matplotlib():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib, which is not installed",
+                         hint="pip install 'nfpjit[plot]'") from None
+    return plt
+
+
+def plot(doc: dict, path: str, plt=None) -> None:
+    """Grouped bars: per program, the NFP instructions each -O2 pass saves."""
+    plt = plt or _need_matplotlib()
+    rows = doc["programs"]
+    names = list(doc["totals"]["passes"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) * max(1, len(names)) / 3 + 2), 4.5))
+    width = 0.8 / max(1, len(names))
+    for i, n in enumerate(names):
+        ys = [next((p["saves"] for p in r["passes"] if p["name"] == n), 0) for r in rows]
+        ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(rows))], ys, width, label=n)
+    ax.set_xticks(range(len(rows)), [r["program"] for r in rows], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("NFP instructions saved")
+    ax.set_title(f"what each -O2 pass saves (profile {doc['profile']})")
+    if names:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        plt.close(fig)
+
+
+def _frames(args) -> list[bytes]:
+    if args.pcap:
+        from nfpjit.pcapio import read_pcap
+
+        frames = read_pcap(args.pcap)
+    else:
+        from nfpjit.testing.packets import crafted_packets
+
+        frames = crafted_packets()
+    if args.packets is not None:
+        if args.packets <= 0:
+            raise UsageError(f"--packets must be positive, not {args.packets}")
+        frames = frames[:args.packets]
+    if not frames:
+        raise UsageError(f"no packets in {args.pcap}" if args.pcap else "no packets")
+    return frames
+
+
+def run(args) -> int:
+    plt = _need_matplotlib() if args.plot else None  # before the long part
+    frames = _frames(args)
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("stats", total=None)
+
+            def step(done: int, total: int, label: str) -> None:
+                bar.update(task, description=label, completed=done, total=total)
+
+            doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, progress=step)
+    else:
+        doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames)
+    out = sys.stdout
+    if args.json:
+        json.dump(doc, out, indent=1)
+        out.write("\n")
+    elif args.csv:
+        head, rows = csv_rows(doc)
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(head)
+        w.writerows(rows)
+    else:
+        print_tables(doc, out)
+    if args.plot:
+        plot(doc, args.plot, plt)
+    return 0
