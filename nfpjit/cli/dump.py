@@ -11,12 +11,10 @@ sub-subcommands on the same ``dump`` parser.
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
-from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import PseudoSrc
+from nfpjit.cli.common import add_input_options, insn_text as _insn_text, load_from_args, map_ref
 from nfpjit.ebpf.program import Program
 
 VIEWS: list = []  # functions(dump_subparsers) that add further views, e.g. "jited"
@@ -36,45 +34,9 @@ def register(subparsers) -> None:
     x.set_defaults(func=run_xlated)
     for add_view in VIEWS:
         add_view(views)
-    try:  # `dump jited` lives in its own module (nfpjit/cli/dump_jited.py) once it exists
-        jited = importlib.import_module("nfpjit.cli.dump_jited")
-    except ModuleNotFoundError as exc:
-        if exc.name != "nfpjit.cli.dump_jited":
-            raise
-    else:
-        jited.register(views)
+    from nfpjit.cli import dump_jited
 
-
-def add_input_options(parser) -> None:
-    """OBJ, -s/--section and --raw: shared by every ``dump`` view."""
-    parser.add_argument("obj", metavar="OBJ", help="ELF object, eBPF assembly (.s/.asm) or raw bytecode")
-    parser.add_argument("-s", "--section", metavar="SECTION[:FUNC]",
-                        help="program section of a multi-program object (SECTION:FUNC when a section holds several)")
-    parser.add_argument("--raw", action="store_true", help="read OBJ as raw little-endian bytecode")
-
-
-def load_from_args(args) -> Program:
-    from nfpjit import load
-
-    return load(args.obj, section=args.section, fmt="raw" if args.raw else None)
-
-
-def _insn_text(insn: Insn, pc: int) -> str:
-    try:
-        from nfpjit.ebpf.disasm import insn_text
-    except ImportError:  # the disassembler is optional for this view
-        return f"code=0x{insn.code:02x} dst=r{insn.dst} src={insn.src} off={insn.off} imm={insn.imm}"
-    return insn_text(insn, pc)
-
-
-def map_ref(program: Program, insn: Insn) -> tuple[str, int | None] | None:
-    """``(map name, value offset or None)`` for an ld_imm64 that refers to one of the program's maps."""
-    if not insn.is_ld_imm64 or insn.src not in (PseudoSrc.MAP_FD, PseudoSrc.MAP_VALUE):
-        return None
-    if not 0 <= insn.imm < len(program.maps):
-        return None
-    name = program.maps[insn.imm].name
-    return (name, insn.imm2) if insn.src == PseudoSrc.MAP_VALUE else (name, None)
+    dump_jited.register(views)
 
 
 def xlated_json(program: Program) -> dict:

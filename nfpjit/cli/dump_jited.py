@@ -40,7 +40,7 @@ class Block:
 
 
 def register(views) -> None:
-    from nfpjit.cli.dump import add_input_options
+    from nfpjit.cli.common import add_input_options
 
     p = views.add_parser("jited", help="the NFP-32 code of a compiled program or a firmware image",
                          description="Show each C source line, its eBPF instructions and the NFP-32 "
@@ -135,7 +135,7 @@ def source_finder(program):
 
 
 def _ebpf_text(program, pc: int) -> str | None:
-    from nfpjit.cli.dump import _insn_text, map_ref
+    from nfpjit.cli.common import insn_text as _insn_text, map_ref
 
     if program is None or pc not in program.index_at_pc:
         return None
@@ -227,7 +227,7 @@ def load_jited(args):
         if args.section:
             raise UsageError("-s/--section selects a program of an eBPF object, not of an image")
         return read_image(args.obj), None
-    from nfpjit.cli.dump import load_from_args
+    from nfpjit.cli.common import load_from_args
     from nfpjit.driver import compile
     from nfpjit.offload import load_profile
 
