@@ -20,7 +20,7 @@ the key bytes, an update or delete of that map, a BPF-to-BPF call or a helper th
 memory): the first result is kept in a next-neighbour register pair (``n24``.. ``n31``: four
 slots, the NFP's NN registers used as core-local registers) and copied::
 
-    r0 = map_lookup_elem(r1, r2)    br.always fw_map_lookup ... / mov n24, b0 / mov n25, b1
+    r0 = map_lookup_elem(r1, r2)    br.always fw_map_lookup, defer 1 / load_addr ... / mov n24, b0 / mov n25, b1
     ... (no update, key unchanged)
     r0 = map_lookup_elem(r1, r2)    mov ab0, n24 / mov ab1, n25
 
@@ -28,8 +28,8 @@ slots, the NFP's NN registers used as core-local registers) and copied::
 the key is read from LM and bounds-checked inline, as the kernel inlines array lookups::
 
     r0 = map_lookup_elem(r1, r2)    csr_wr active_lm_addr_1, b4 / immed ab0, 0 / immed ab1, 0 / nop
-                                    sub --, *l$index1[0], 8 / br.hs .done
-                                    alu_shf ab0, --, b, *l$index1[0], <<3 / immed ab1, 0x10 / .done:
+                                    sub --, *l$index1, 8 / br.hs .done
+                                    alu_shf ab0, --, mov, *l$index1, shl 3 / immed ab1, 0x10 / .done:
 
 What is proven, and how (:meth:`MapCache.plan`): a forward data-flow over each function's
 blocks (meet = intersection, so a fact holds on every path) tracks (1) the stack bytes of the
