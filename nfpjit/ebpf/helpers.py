@@ -20,6 +20,7 @@ from typing import Callable
 from nfpjit.bits import MASK32, s32, sext, u32, u64
 from nfpjit.ebpf.maps import ArrayMap, Errno, HashMap
 from nfpjit.ebpf.opcodes import Helper, MapType, ProgType, TcAction, XdpAction
+from nfpjit.ebpf.result import Trap
 
 
 @dataclass(frozen=True)
@@ -34,9 +35,7 @@ class HelperSpec:
         return self.nargs if self.required is None else self.required
 
 
-def _trap(reason: str):
-    from nfpjit.ebpf.interp import Trap
-
+def _trap(reason: str) -> Trap:
     return Trap(reason)
 
 

@@ -51,7 +51,8 @@ from nfpjit.ebpf.opcodes import (
     Source,
 )
 from nfpjit.ebpf.program import Program
-from nfpjit.ebpf.result import Fault, PacketIn, RunResult
+from nfpjit.ebpf.helpers import HELPERS
+from nfpjit.ebpf.result import Fault, PacketIn, RunResult, Trap
 
 REGION_SHIFT = 40
 REGION_OFFSET_MASK = (1 << REGION_SHIFT) - 1
@@ -98,15 +99,6 @@ class Region:
         self.name = name
         self.ctx = ctx
         self.obj = obj
-
-
-class Trap(Exception):
-    """Internal: raised inside a handler or helper, turned into a Fault at the current pc."""
-
-    def __init__(self, reason: str, address: int | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.address = address
 
 
 @dataclass
@@ -715,8 +707,6 @@ def _call(vm: Machine, i: Insn, pc: int) -> int:
         return pc + 1 + i.imm
     if i.src == CallKind.KFUNC:
         raise Trap(f"kfunc call (btf id {i.imm}) is not supported by the interpreter")
-    from nfpjit.ebpf.helpers import HELPERS
-
     spec = HELPERS.get(i.imm)
     if spec is None:
         name = Helper(i.imm).name if i.imm in Helper._value2member_map_ else None

@@ -25,6 +25,15 @@ class PacketIn:
     rx_queue_index: int = 0
 
 
+class Trap(Exception):
+    """Raised inside an interpreter handler or helper; the interpreter turns it into a :class:`Fault` at its pc."""
+
+    def __init__(self, reason: str, address: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.address = address
+
+
 @dataclass(frozen=True)
 class Fault:
     """Why a run stopped abnormally: a result, never an exception."""
