@@ -200,3 +200,97 @@ def test_dump_survives_deletes_during_the_walk():
 def test_unexpected_reply_is_eio():
     client = MapClient(lambda req: C.MapFreeReply())
     assert _errno(client.lookup, 1, k(0)) == errno.EIO
+
+
+# ---------------------------------------------------------------- nfpjit map (CLI over a fake Device)
+
+
+class FakeDevice:
+    """What the CLI uses of nfpjit.offload.Device: ``.maps`` (a MapClient) and ``close()``."""
+
+    def __init__(self, tables):
+        self.maps = MapClient(loopback(tables))
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    import json as _json
+
+    from nfpjit.cli import main
+    from nfpjit.cli import map as map_cli
+
+    tables = MapTables()
+    hid = tables.alloc(MapType.HASH, 2, 8, 4, name="drop_count")
+    aid = tables.alloc(MapType.ARRAY, 4, 4, 2, name="cfg")
+    devices = []
+
+    def device(ifname):
+        assert ifname == "nfp0"
+        devices.append(FakeDevice(tables))
+        return devices[-1]
+
+    monkeypatch.setattr(map_cli, "_device", device)
+
+    def run(*argv, json: bool = False):
+        status = main(["map", *argv, "--dev", "nfp0"] + (["--json"] if json else []))
+        out, err = capsys.readouterr()
+        assert all(d.closed for d in devices)
+        return status, (_json.loads(out) if json and status == 0 else out), err
+
+    return run, tables, hid, aid
+
+
+def test_cli_update_lookup_dump_delete(cli):
+    run, tables, hid, aid = cli
+    assert run("update", "drop_count", "--key", "0050", "--value", "03 00 00 00 00 00 00 00")[0] == 0
+    assert run("update", str(hid), "--key", "1f90", "--value", "0x0100000000000000", "--flags", "noexist")[0] == 0
+    assert tables.contents(hid) == {b"\x00\x50": k(3, 8), b"\x1f\x90": k(1, 8)}
+    status, out, _ = run("lookup", "drop_count", "--key", "00:50")
+    assert status == 0 and out == "key: 00 50  value: 03 00 00 00 00 00 00 00\n"
+    status, doc, _ = run("lookup", "drop_count", "--key", "0050", json=True)
+    assert doc == {"key": "0050", "key_le": 0x5000, "value": "0300000000000000", "value_le": 3}
+    status, out, _ = run("dump", "drop_count")
+    assert out.splitlines() == ["key: 00 50  value: 03 00 00 00 00 00 00 00",
+                                "key: 1f 90  value: 01 00 00 00 00 00 00 00", "Found 2 elements"]
+    status, doc, _ = run("dump", "drop_count", json=True)
+    assert [(e["key"], e["value_le"]) for e in doc] == [("0050", 3), ("1f90", 1)]
+    status, doc, _ = run("getnext", "drop_count", json=True)
+    assert doc == {"key": None, "next_key": "0050"}
+    status, out, _ = run("getnext", "drop_count", "--key", "0050")
+    assert out == "key: 00 50\nnext key: 1f 90\n"
+    assert run("delete", "drop_count", "--key", "0050")[0] == 0
+    assert tables.contents(hid) == {b"\x1f\x90": k(1, 8)}
+    status, doc, _ = run("list", json=True)
+    assert doc == [
+        {"id": hid, "name": "drop_count", "type": "hash", "key_size": 2, "value_size": 8, "max_entries": 4,
+         "flags": 0, "entries": 1},
+        {"id": aid, "name": "cfg", "type": "array", "key_size": 4, "value_size": 4, "max_entries": 2, "flags": 0,
+         "entries": 2}]
+    status, out, _ = run("list")
+    assert out.splitlines()[1].split() == [str(hid), "drop_count", "hash", "2", "8", "4", "1"]
+
+
+def test_cli_errors_carry_the_kernel_errno(cli):
+    run, tables, hid, aid = cli
+    status, _, err = run("lookup", "drop_count", "--key", "0051")
+    assert status == 1 and "ENOENT" in err and err.startswith("nfpjit: error:")
+    run("update", "drop_count", "--key", "0051", "--value", "00" * 8)
+    status, _, err = run("update", "drop_count", "--key", "0051", "--value", "00" * 8, "--flags", "noexist")
+    assert status == 1 and "EEXIST" in err
+    status, _, err = run("delete", "cfg", "--key", "00000000")
+    assert status == 1 and "EINVAL" in err
+    status, _, err = run("getnext", "drop_count", "--key", "0051")
+    assert status == 1 and "ENOENT" in err
+    status, _, err = run("lookup", "nosuch", "--key", "00")
+    assert status == 1 and "no map named 'nosuch'" in err
+    # usage errors: status 2, nothing sent
+    for argv in (("lookup", "drop_count"), ("lookup", "drop_count", "--key", "zz"), ("update", "cfg", "--key", "00"),
+                 ("lookup", "drop_count", "--key", "000000"), ("list", "drop_count"),
+                 ("dump", "drop_count", "--key", "00"), ("lookup", "drop_count", "--key", "0050", "--flags", "exist"),
+                 ("delete",)):
+        status, _, err = run(*argv)
+        assert status == 2, argv

@@ -17,7 +17,7 @@ import sys
 
 from nfpjit.errors import NfpjitError
 
-COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic", "prog", "net", "stats")
+COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic", "prog", "net", "map", "stats")
 
 
 class _Parser(argparse.ArgumentParser):
