@@ -304,7 +304,7 @@ class Daemon:
                     for name, tid in att.maps:
                         after = sim.maps.get(name)
                         if after is not None and after != maps_in[name]:
-                            self.tables.store(tid, after)
+                            self.tables.store(tid, after, base=maps_in[name])
         except Exception as exc:  # noqa: BLE001 - a frame never kills the NIC
             fault = f"{type(exc).__name__}: {exc}"
             c.faults += 1
@@ -371,7 +371,7 @@ class Daemon:
             try:
                 reply = self.dispatch(req)
             except OffloadError as exc:
-                reply = cmsg.error_reply(req, exc.errno, exc.message)
+                reply = cmsg.error_reply(req, exc.errno, f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
             except Exception as exc:  # noqa: BLE001 - the NIC answers, it does not die
                 log.error("internal error serving %s:\n%s", type(req).__name__, traceback.format_exc())
                 reply = cmsg.error_reply(req, E.EFAULT, f"internal error in the NIC: {type(exc).__name__}: {exc}")

@@ -106,6 +106,22 @@ def _disable_ipv6(ifname: str) -> None:
         pass  # no IPv6 in this kernel: nothing to quieten
 
 
+def _isolate_port(ifname: str) -> None:
+    """Keep the root namespace's IP stack off the wire port: the daemon alone takes its frames.
+
+    Without this the kernel answers ARP for the TAP's address on ``NAME-h`` too (the weak host
+    model) and takes frames sent to ``NAME-h``'s MAC itself, bypassing the program.  arp_ignore=8
+    answers no ARP there; strict rp_filter drops any IPv4 frame arriving there (its source is
+    routed through the TAP).  (tc ingress filters would be neater but need classifier modules.)
+    """
+    for key, value in (("arp_ignore", "8"), ("rp_filter", "1"), ("forwarding", "0"), ("accept_local", "0")):
+        try:
+            with open(f"/proc/sys/net/ipv4/conf/{ifname}/{key}", "w") as f:
+                f.write(value)
+        except OSError:
+            pass
+
+
 def _disable_offloads(ifname: str) -> None:
     from pyroute2 import Ethtool
 
@@ -168,6 +184,7 @@ def create(state: NicState) -> Links:
             for n in (state.wire_port, state.wire_peer):
                 _disable_ipv6(n)
                 _disable_offloads(n)
+            _isolate_port(state.wire_port)
             ipr.link("set", index=tap, mtu=state.mtu)
             ipr.link("set", index=port, mtu=state.mtu, promiscuity=1)
             netns.create(state.netns)

@@ -3,6 +3,7 @@
 - :mod:`nfpjit.offload.profile`: NIC capability profiles (TOML) and :func:`load_profile`.
 - :mod:`nfpjit.offload.report`: :func:`check` and the :class:`Diagnostic` values it returns.
 - :mod:`nfpjit.offload.render`: compiler-style text and JSON output.
+- :mod:`nfpjit.offload.device`: :class:`Device`, programs loaded and attached onto a virtual NIC.
 
 ``nfpjit.check(path_or_program, ...)`` is the one-call public entry point.
 """
@@ -16,8 +17,17 @@ from nfpjit.offload.report import Code, Diagnostic, Report, Severity, check
 __all__ = [
     "Features", "Profile", "builtin_profiles", "load_profile",
     "Code", "Diagnostic", "Report", "Severity", "check",
-    "render_text", "render_json", "check_program", "run_analysis",
+    "render_text", "render_json", "check_program", "run_analysis", "Device",
 ]
+
+
+def __getattr__(name: str):
+    # lazily: `import nfpjit.offload` stays cheap (the device API pulls in sockets and pyroute2 on use)
+    if name == "Device":
+        from nfpjit.offload.device import Device
+
+        return Device
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def check_program(path_or_program, section: str | None = None, profile="default", *, analysis=None,

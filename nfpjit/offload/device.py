@@ -512,21 +512,11 @@ class Device:
 
     def map_tables(self) -> list:
         """The NIC's tables (``cmsg.TableInfo``: tid, type, sizes, name, entry count)."""
-        from nfpjit.nic import cmsg
-
-        return list(self.request(cmsg.MapList()).tables)
+        return list(self.maps.tables())
 
     def map_id(self, name_or_id) -> int:
-        """A table id from a table id or a map name (ENOENT when no table has that name)."""
-        if isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
-            return name_or_id
-        text = str(name_or_id)
-        if text.isdigit():
-            return int(text)
-        found = [t.tid for t in self.map_tables() if t.name == text[:15]]
-        if not found:
-            raise OffloadError(E.ENOENT, f"no map named {text!r} on {self.ifname}")
-        return found[-1]
+        """A table id from a table id or a map name (ENOENT when there is no such table)."""
+        return self.maps.find(name_or_id).tid
 
     def map_lookup(self, name_or_id, key: bytes) -> bytes:
         return self.maps.lookup(self.map_id(name_or_id), key)
