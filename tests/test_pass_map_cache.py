@@ -23,7 +23,7 @@ from nfpjit.ebpf.opcodes import ProgType
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.passes.map_cache import Direct, Inline, MapCache, Reuse
 from nfpjit.passes.pipelines import O1
-from nfpjit.testing import compare_results, crafted_packets
+from nfpjit.testing import compare_results, crafted_packets, packets, programs
 
 from tests.corpus_cases import corpus_cases
 from tests.test_jit_golden import filecheck, listing
@@ -306,3 +306,77 @@ def test_corpus_array_lookups_make_no_call(stem):
         text = compile(program, passes=WITH, profile="permissive").mprogram.listing()
         assert "fw_map_lookup" not in text
         assert cycles(program, WITH, CRAFTED[:10]) < cycles(program, WITHOUT, CRAFTED[:10])
+
+
+# -- differential: the general program generator --------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(max_blocks=8), st.lists(packets(max_len=160), min_size=1, max_size=3))
+def test_generated_programs_agree_with_and_without(program, frames):
+    if any(i.is_helper_call and i.imm in (5, 7, 8) for i in program.insns):   # time, prandom, cpu id
+        return
+    try:
+        problems = mismatches(program, FRAMES[:3] + frames)
+    except nfpjit.errors.UnsupportedError:
+        return
+    assert not problems, "\n".join(problems[:6])
+
+
+# -- the simulator's NIC-side map cache ----------------------------------------------------------------
+
+
+def _hash_counter():
+    from conftest import CORPUS
+
+    return nfpjit.load(CORPUS / "hash_counter.o")
+
+
+def test_sim_map_cache_counts_per_run_and_a_shared_cache_stays_warm():
+    from nfpjit.isa.sim.cycles import CYCLES
+    from nfpjit.isa.sim.firmware import MapCache
+
+    program = _hash_counter()
+    image = compile(program, profile="permissive").image
+    frames = [f for f in CRAFTED if len(f) >= 14][:8]
+    # an independent model of the cache: lookups of (table, key) seen before in this sequence hit,
+    # a key is only cached once present (its first packet inserts it with an update)
+    cold, warm = [], []
+    cache = MapCache(16)
+    state = None
+    for frame in frames:
+        a = simulate_image(image, PacketIn(frame), maps_in=state)
+        b = simulate_image(image, PacketIn(frame), maps_in=state, map_cache=cache)
+        assert to_run_result(a).maps == to_run_result(b).maps and a.r0 == b.r0 and a.packet == b.packet
+        cold.append(a)
+        warm.append(b)
+        state = to_run_result(a).maps
+    assert all(r.map_cache_hits == 0 and r.map_cache_misses == r.routine_calls.get("fw_map_lookup", 0)
+               for r in cold)
+    # the model: a lookup hits when its key is cached; a miss of a present key caches it; an absent
+    # key's miss is followed by its update (BPF_NOEXIST), which adds it to the map and evicts it
+    cached: set[bytes] = set()
+    in_map: set[bytes] = set()
+    saved = CYCLES["fw_map_lookup_miss"] - CYCLES["fw_map_lookup_hit"]
+    for frame, c, w in zip(frames, cold, warm):
+        key = frame[12:14]
+        hit = key in cached
+        assert (w.map_cache_hits, w.map_cache_misses) == (int(hit), int(not hit))
+        assert c.cycles - w.cycles == (saved if hit else 0)
+        if key in in_map:
+            cached.add(key)
+        else:
+            in_map.add(key)
+            cached.discard(key)
+    assert sum(r.map_cache_hits for r in warm) > 0
+    assert cache.hits == sum(r.map_cache_hits for r in warm)
+
+
+def test_direct_array_lookups_do_not_reach_the_cache():
+    from conftest import CORPUS
+
+    program = nfpjit.load(CORPUS / "array_counter.o")
+    for spec, lookups in ((WITHOUT, 2), (WITH, 0)):
+        sim = simulate_image(compile(program, passes=spec, profile="permissive").image, PacketIn(CRAFTED[0]))
+        assert sim.map_cache_hits + sim.map_cache_misses == lookups
+        assert sim.map_cache_misses == lookups      # a cold cache per run

@@ -32,6 +32,7 @@ from collections import OrderedDict
 from enum import IntEnum
 
 from nfpjit.bits import join64, lo32, hi32, s32, u64
+from nfpjit.errors import UsageError
 from nfpjit.isa.operands import Bank, Gpr
 
 from .cycles import CYCLES, Resource
@@ -73,13 +74,25 @@ ROUTINE_ADDRESSES = {r.symbol: int(r) for r in Routine}
 
 
 class MapCache:
-    """The NIC-side map lookup cache: LRU over (table id, key) of present entries."""
+    """The NIC-side map lookup cache: LRU over (table id, key) of present entries.
+
+    The cache only decides what a lookup costs (``fw_map_lookup_hit`` or ``_miss``), never what it
+    returns.  ``hits``/``misses`` count every lookup since the cache was made; a run's
+    :class:`~nfpjit.isa.sim.result.SimResult` reports its own share.  ``simulate`` makes a cold
+    cache per run unless given one (``map_cache=``): pass the same object for every packet to model
+    the NIC, whose cache stays warm across packets.  Updates and deletes evict the key (write-through).
+    """
 
     def __init__(self, size: int):
+        if size < 0:
+            raise UsageError(f"a map cache of {size} entries", hint="give a size of 0 (no cache) or more")
         self.size = size
         self.entries: OrderedDict[tuple[int, bytes], None] = OrderedDict()
         self.hits = 0
         self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
 
     def lookup(self, table_id: int, key: bytes, present: bool) -> bool:
         """True on a hit; a present entry that missed is installed (evicting the least recent)."""

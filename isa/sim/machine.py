@@ -74,7 +74,8 @@ class Machine:
     """One core running one program on one packet (build it with :func:`simulate`)."""
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
-                 trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False):
+                 trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False,
+                 map_cache: MapCache | None = None):
         self.image = image
         self.instrs: tuple[Instruction | str, ...] = _decode_code(image.code)
         self.gpr_a = [0] * 32
@@ -112,7 +113,9 @@ class Machine:
         self.changes: list | None = [] if trace else None
         self.trace: list[TraceEntry] | None = [] if trace else None
         self.routine_calls: dict[str, int] = {}
-        self.map_cache = MapCache(map_cache_size)
+        # a cache given by the caller persists across runs (the NIC's stays warm); counts are per run
+        self.map_cache = map_cache if map_cache is not None else MapCache(map_cache_size)
+        self._cache_counts = (self.map_cache.hits, self.map_cache.misses)
         self._build_maps(maps_in or {})
 
     # -- maps -----------------------------------------------------------------------
@@ -390,8 +393,8 @@ class Machine:
             breakdown=MappingProxyType({r: Usage(a, c) for r, (a, c) in self.usage.items()}),
             fault=fault,
             routine_calls=MappingProxyType(dict(self.routine_calls)),
-            map_cache_hits=self.map_cache.hits,
-            map_cache_misses=self.map_cache.misses,
+            map_cache_hits=self.map_cache.hits - self._cache_counts[0],
+            map_cache_misses=self.map_cache.misses - self._cache_counts[1],
             trace=tuple(self.trace) if self.trace is not None else None,
         )
 
@@ -429,7 +432,8 @@ def _relocate_here(image: Image) -> Image:
 
 def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
-             ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False) -> SimResult:
+             ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False,
+             map_cache: MapCache | None = None) -> SimResult:
     """Run a program on one packet; program faults come back in ``SimResult.fault``.
 
     ``image_or_program``: an :class:`Image` (relocated here with the maps'
@@ -438,6 +442,9 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
     ``maps_in``: initial map contents, map name -> {key bytes: value bytes}.
     Bad arguments raise :class:`~nfpjit.errors.UsageError`.  ``raw_memory``: ``packet`` is a raw
     memory block (uBPF-style runs): CTM commands must stay inside it (:class:`RawBlock`).
+    ``map_cache``: the NIC-side lookup cache to use (and update), e.g. one :class:`MapCache` for a
+    whole packet sequence; by default a cold cache of ``map_cache_size`` entries per run.  The
+    result's ``map_cache_hits``/``map_cache_misses`` count this run's lookups either way.
     """
     image = _as_image(image_or_program)
     if image.relocations:
@@ -451,8 +458,12 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
         raise UsageError(f"packet of {len(packet)} bytes exceeds the {MAX_PACKET}-byte packet buffer")
     if budget < 0 or map_cache_size < 0:
         raise UsageError("budget and map_cache_size must not be negative")
+    if map_cache is not None and not isinstance(map_cache, MapCache):
+        raise UsageError(f"map_cache must be a MapCache, not {type(map_cache).__name__}",
+                         hint="nfpjit.isa.sim.MapCache(size), the same object for every packet")
     m = Machine(image, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
-                trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory)
+                trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
+                map_cache=map_cache)
     fault = m.run()
     return m.result(fault)
 
