@@ -152,6 +152,63 @@ class SimEngine:
         pass
 
 
+class ImageEngine:
+    """An NFP firmware image (``nfpjit compile -o``), run in the simulator as it is: no eBPF object needed."""
+
+    def __init__(self, image, maps_file: str | None, *, raw_context: bool = False):
+        from nfpjit.ebpf.opcodes import ProgType
+
+        self.image = image
+        self.raw_context = raw_context
+        self.prog_type = ProgType(int(image.metadata.prog_type))
+        self.state: MapState = {}
+        if maps_file:
+            from nfpjit.ebpf.mapfile import load_map_file
+            from nfpjit.ebpf.maps import MapStore, create_map
+            from nfpjit.ebpf.opcodes import MapType
+            from nfpjit.ebpf.program import MapDef
+
+            initial = {d.map: d.data for d in image.data}
+            store = MapStore([create_map(MapDef(m.name, MapType(int(m.type)), m.key_size, m.value_size,
+                                                m.max_entries, m.flags, initial.get(m.name)))
+                              for m in image.maps])
+            load_map_file(maps_file, store)
+            self.state = store.dump()
+
+    def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
+        from nfpjit.driver import run_sim
+
+        res = run_sim(self.image, packet, maps_in=self.state, trace=trace)
+        self.state = res.maps
+        return res
+
+    def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
+        from nfpjit.driver import run_sim_raw
+
+        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace)
+        self.state = res.maps
+        return res
+
+    def maps(self) -> MapState:
+        return self.state
+
+    def close(self) -> None:
+        pass
+
+
+def _image_engine(args) -> ImageEngine:
+    """The engine for an image OBJ: only the simulator runs NFP code, and nothing is compiled."""
+    from nfpjit.isa.image import read_image
+
+    if args.engine != "sim":
+        raise UsageError(f"{args.obj} is an NFP firmware image: only the simulator runs it", hint="--engine sim")
+    if args.section or args.raw:
+        raise UsageError("-s/--section and --raw are for eBPF objects, not NFP images")
+    if args.passes or args.disable_pass or args.print_after or args.print_changed or args.verify_each:
+        raise UsageError("an NFP image is already compiled: the pass options do not apply")
+    return ImageEngine(read_image(args.obj), args.maps_in, raw_context=args.raw_context)
+
+
 ENGINES = {
     "ref": RefEngine,
     "kernel": KernelEngine,
@@ -238,29 +295,37 @@ def run_command(args) -> int:
         raise UsageError("--mem needs --raw-context")
     if args.raw_context and (args.packet or args.pcap or args.out):
         raise UsageError("--raw-context runs on --mem, not on packets")
-    program = load_from_args(args)
+    from nfpjit.cli.dump_jited import is_image_file
+
+    image_input = is_image_file(args.obj)
+    program = None if image_input else load_from_args(args)
     frames = [] if args.raw_context else _packets(args)
     factory = ENGINES[args.engine]
-    if factory is SimEngine:
+    if image_input:
+        engine = _image_engine(args)
+        prog_type = engine.prog_type
+    elif factory is SimEngine:
         from nfpjit.cli.passopts import compile_options, report
 
         engine = SimEngine(program, args.maps_in, raw_context=args.raw_context, compile_options=compile_options(args))
         report(args, engine.result)  # --print-after / --time-passes, to stderr
     else:
         engine = factory(program, args.maps_in)
+    if program is not None:
+        prog_type = program.prog_type
     records: list[dict] = []
     outputs: list[bytes] = []
     try:
         if args.raw_context:
             memory = _hex(args.mem or "", "--mem")
             res = engine.run_raw(memory, trace=args.trace)
-            rec = _record(0, memory, res, program.prog_type, args.trace)
+            rec = _record(0, memory, res, prog_type, args.trace)
             rec["action"] = "FAULT" if res.fault is not None else f"r0={res.r0}"
             records.append(rec)
         else:
             for n, frame in enumerate(frames):
                 res = engine.run(PacketIn(frame), trace=args.trace)
-                records.append(_record(n, frame, res, program.prog_type, args.trace))
+                records.append(_record(n, frame, res, prog_type, args.trace))
                 outputs.append(res.packet)
         state = engine.maps()
     finally:
