@@ -15,7 +15,9 @@ BUILTIN: dict[str, str] = {
     "lm-reuse": "nfpjit.passes.lowering:LmReuse",
     "shift-range": "nfpjit.passes.lowering:ShiftRange",
     "exit-range": "nfpjit.passes.lowering:ExitRange",
+    "subreg": "nfpjit.passes.subreg:Subreg",
     "map-cache": "nfpjit.passes.map_cache:MapCache",
+    "pkt-cache": "nfpjit.passes.pkt_cache:PacketCache",
 }
 
 for _name, _target in BUILTIN.items():

@@ -42,15 +42,37 @@ def _src(insn: Insn, wide: bool):
     return k & MASK32, (k >> 32 if wide else None)
 
 
-def _hi_dead(ctx: LowerCtx) -> bool:
-    """At -O1+: the analysis says nobody reads the destination's high word after this instruction."""
+def subreg_plan(ctx: LowerCtx):
+    """The ``subreg`` pass's plan (``nfpjit.passes.subreg.SubregPlan``), or None when the pass is off."""
+    return ctx.plan("subreg") if ctx.enabled("subreg") else None
+
+
+def hi32_live_out(ctx: LowerCtx, reg: int) -> bool:
+    """May the high word of ``reg`` written by the current instruction be read later?
+
+    With ``subreg`` this is its refined liveness (what the code it makes really reads, never more
+    than the analysis' liveness); without it the analysis' ``hi32_live_out``.  Other lowering
+    modules may ask it too before writing a high word.
+    """
+    plan = subreg_plan(ctx)
+    if plan is not None:
+        return plan.hi_live_out(ctx.pc, reg)
+    f = ctx.facts
+    return f is None or f.hi32_live_out
+
+
+def _hi_dead(ctx: LowerCtx, insn: Insn) -> bool:
+    """A 64-bit result's high word need not be written: nobody reads it (``zext-elim`` or ``subreg``)."""
+    plan = subreg_plan(ctx)
+    if plan is not None and not plan.hi_live_out(ctx.pc, insn.dst):
+        return True
     f = ctx.facts
     return ctx.enabled("zext-elim") and f is not None and not f.hi32_live_out
 
 
 def _zext(ctx: LowerCtx, insn: Insn) -> None:
-    """The high word of a 32-bit result is zero (elided at -O1+ when nobody reads it)."""
-    if not _hi_dead(ctx):
+    """The high word of a 32-bit result is zero (with ``zext-elim``: written only when it is read)."""
+    if not (ctx.enabled("zext-elim") and not hi32_live_out(ctx, insn.dst)):
         ctx.emit.const(hi(insn.dst), 0)
 
 
@@ -246,17 +268,17 @@ def _end(ctx: LowerCtx, insn: Insn) -> None:
         if width == 16:
             e.ld_field(dl, 0b0011, dl, 0, clear=True)
         if width < 64:
-            e.const(dh, 0)
+            _zext(ctx, insn)
         return
     if width == 16:
         t = ctx.tmp()
         e.ld_field(t, 0b0001, dl, 8, clear=True)
         e.ld_field(t, 0b0010, dl, 24)
         e.mov(dl, t)
-        e.const(dh, 0)
+        _zext(ctx, insn)
     elif width == 32:
         _bswap32(ctx, dl, dl)
-        e.const(dh, 0)
+        _zext(ctx, insn)
     else:
         t = ctx.tmp()
         _bswap32(ctx, t, dl)
@@ -286,7 +308,7 @@ def _const_hi_logic(ctx: LowerCtx, op: AluOp, d: G, k: int) -> None:
 def _mov64(ctx: LowerCtx, insn: Insn) -> None:
     e = ctx.emit
     dl, dh = lo(insn.dst), hi(insn.dst)
-    hi_dead = _hi_dead(ctx)
+    hi_dead = _hi_dead(ctx, insn)
     if insn.source == Source.K:
         k = u64(insn.imm)
         e.const(dl, k & MASK32)
@@ -298,7 +320,8 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
         from . import lower_mem  # noqa: PLC0415
 
         e.const(dl, lower_mem.frame_pointer(ctx))
-        e.const(dh, 0)
+        if not hi_dead:
+            e.const(dh, 0)
         return
     sl, sh = lo(insn.src), hi(insn.src)
     if insn.off == 0:
@@ -307,7 +330,8 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
             e.mov(dh, sh)
         return
     _sext_into(ctx, dl, sl, insn.off)
-    e.shf(dh, dl, ShiftKind.ASR, 31)
+    if not hi_dead:
+        e.shf(dh, dl, ShiftKind.ASR, 31)
 
 
 def _shift64_const(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, n: int) -> None:
@@ -575,10 +599,54 @@ def _div64(ctx: LowerCtx, insn: Insn) -> None:
         e.alu(AluOp.SUBC, dh, 0, dh)
 
 
+def _alu64_low(ctx: LowerCtx, insn: Insn) -> None:
+    """The low word of an ALU64 result that ``subreg`` proved computable from the low words alone."""
+    e = ctx.emit
+    op = insn.alu_op
+    d = lo(insn.dst)
+    s = _src(insn, False)[0] if not (insn.source == Source.X and insn.src == 10) else None
+    if op == EAlu.MOV:
+        if s is None:
+            from . import lower_mem  # noqa: PLC0415
+
+            e.const(d, lower_mem.frame_pointer(ctx))
+        else:
+            e.mov(d, s)
+    elif op in (EAlu.ADD, EAlu.SUB):
+        _add_sub32(ctx, op, d, s)
+    elif op in _LOGIC:
+        e.alu(_LOGIC[op], d, d, s)
+    elif op == EAlu.NEG:
+        e.alu(AluOp.SUB, d, 0, d)
+    elif op in _SHIFTS:
+        # rsh/arsh only get here for a value whose high word is 0: both are the logical shift of the low word
+        kind = ShiftKind.SHL if op == EAlu.LSH else ShiftKind.SHR
+        if insn.source == Source.K:
+            n = insn.imm & 63
+            if n >= 32:
+                e.const(d, 0)
+            elif n:
+                e.shf(d, d, kind, n)
+        else:
+            e.set_prev(lo(insn.src))                 # the amount is proven < 32
+            e.shf(d, d, kind, None)
+    elif op == EAlu.MUL:
+        _mul32(ctx, insn)
+    else:  # pragma: no cover - subreg plans only the ops above
+        raise ctx.unsupported(f"subreg: no 32-bit form of ALU64 {op.name}")
+
+
 def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     e = ctx.emit
     op = insn.alu_op
     dl, dh = lo(insn.dst), hi(insn.dst)
+    plan = subreg_plan(ctx)
+    narrow = plan.narrow_alu(pc, insn.dst) if plan is not None else None
+    if narrow is not None:
+        _alu64_low(ctx, insn)
+        if not narrow.keep and plan.hi_live_out(pc, insn.dst):
+            e.const(dh, narrow.hi)                   # known (narrow_alu returns unknown ones only when dead)
+        return
     if op == EAlu.MOV:
         _mov64(ctx, insn)
     elif op in (EAlu.ADD, EAlu.SUB):
@@ -589,12 +657,12 @@ def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
             first, carry = (AluOp.SUB, AluOp.SUBC) if op == EAlu.ADD else (AluOp.ADD, AluOp.ADDC)
             sl, sh = -insn.imm, 0
         e.alu(first, dl, dl, sl)
-        if not _hi_dead(ctx):
+        if not _hi_dead(ctx, insn):
             e.alu(carry, dh, dh, sh)
     elif op in _LOGIC:
         sl, sh = _src(insn, True)
         e.alu(_LOGIC[op], dl, dl, sl)
-        if _hi_dead(ctx):
+        if _hi_dead(ctx, insn):
             pass
         elif isinstance(sh, int):
             _const_hi_logic(ctx, _LOGIC[op], dh, sh)
@@ -625,7 +693,7 @@ def _ld_imm64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if insn.src == PseudoSrc.IMM64:
         value = insn.imm64
         ctx.emit.const(lo(insn.dst), value & MASK32)
-        if not _hi_dead(ctx):
+        if not _hi_dead(ctx, insn):
             ctx.emit.const(hi(insn.dst), value >> 32)
         return
     from . import lower_mem  # noqa: PLC0415 - JIT-mem's module lowers map references

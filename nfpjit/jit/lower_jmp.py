@@ -59,6 +59,10 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         return
     dlo, dhi = lo(insn.dst), hi(insn.dst)
     slo, shi = _operands(insn, wide)
+    plan = ctx.plan("subreg") if ctx.enabled("subreg") else None
+    if wide and plan is not None and pc in plan.jmp:
+        _cmp32_of_64(ctx, op, dlo, slo, target)
+        return
     if not wide:
         if op == JmpOp.JSET:
             e.alu(AluOp.AND, None, dlo, slo)
@@ -124,6 +128,29 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         e.alu(AluOp.SUB, None, dlo, slo)
         e.alu(AluOp.SUBC, None, dhi, shi)
     e.br(_UNSIGNED.get(op) or _SIGNED[op], target)
+
+
+#: a signed 64-bit compare of two values with the same high word is the unsigned compare of their low words
+_SIGNED_AS_UNSIGNED = {JmpOp.JSGE: Cond.HS, JmpOp.JSLT: Cond.LO, JmpOp.JSGT: Cond.HI, JmpOp.JSLE: Cond.LS}
+
+
+def _cmp32_of_64(ctx: LowerCtx, op: JmpOp, dlo, slo, target: str) -> None:
+    """A 64-bit compare ``subreg`` proved decided by the low words (equal high words; jset: one is 0)."""
+    e = ctx.emit
+    if op == JmpOp.JSET:
+        e.alu(AluOp.AND, None, dlo, slo)
+        e.br(Cond.NE, target)
+        return
+    if op in (JmpOp.JEQ, JmpOp.JNE):
+        cond = Cond.EQ if op == JmpOp.JEQ else Cond.NE
+    else:
+        cond = _UNSIGNED.get(op) or _SIGNED_AS_UNSIGNED[op]
+    if isinstance(slo, int) and slo > 0xFF and 0 < (-slo) & MASK32 <= 0xFF:
+        # d - k for k = -m (m small): d + m sets Z and C as the subtraction would (k != 0)
+        e.alu(AluOp.ADD, None, dlo, (-slo) & MASK32)
+    else:
+        e.alu(AluOp.SUB, None, dlo, slo)
+    e.br(cond, target)
 
 
 def _ja(ctx: LowerCtx, pc: int, insn: Insn) -> None:
