@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nfpjit
-from nfpjit.driver import compile, simulate_image, to_run_result
-from nfpjit.ebpf.interp import run
+from nfpjit.driver import compile
 from nfpjit.ebpf.maps import MapStore
-from nfpjit.ebpf.opcodes import Helper, ProgType, XdpAction
-from nfpjit.ebpf.result import PacketIn
-from nfpjit.testing import compare_results, crafted_packets, packets, programs
+from nfpjit.ebpf.opcodes import ProgType
+from nfpjit.testing import crafted_packets, packets, programs
+from nfpjit.testing.passcheck import NONDETERMINISTIC, differential, nic_tailroom  # noqa: F401 - shared harness
+from nfpjit.testing.passcheck import uses_nondeterminism as _uses_nondeterminism
 
 from tests.corpus_cases import corpus_cases as _corpus_cases
 
@@ -45,55 +45,6 @@ def _jit_ready() -> bool:
 pytestmark = pytest.mark.skipif(not _jit_ready(), reason="nfpjit.jit lowering not available yet")
 
 CRAFTED = crafted_packets()
-CTM_BUFFER, HEADROOM = 8192, 256
-# Helpers whose results no two engines share (time, randomness streams): maps and r0 are not compared.
-NONDETERMINISTIC = {Helper.ktime_get_ns, Helper.ktime_get_boot_ns, Helper.ktime_get_coarse_ns,
-                    Helper.ktime_get_tai_ns, Helper.get_prandom_u32, Helper.get_smp_processor_id}
-
-
-def nic_tailroom(frame: bytes) -> int:
-    return CTM_BUFFER - HEADROOM - len(frame)
-
-
-def differential(program, image, frames, *, compare_values: bool = True, limit: int = 10,
-                 store: MapStore | None = None) -> list[str]:
-    """Run ``frames`` through the interpreter and the simulated image with persistent maps; what differs.
-
-    ``store``: the interpreter's maps to start from (the simulator starts from a copy of their contents).
-    """
-    problems: list[str] = []
-    store = store if store is not None else MapStore.from_program(program)
-    names = {m.name for m in image.maps}
-    state = {k: v for k, v in store.dump().items() if k in names}
-    for n, frame in enumerate(frames):
-        pin = PacketIn(frame)
-        want = run(program, pin, maps=store, tailroom=nic_tailroom(frame))
-        sim = simulate_image(image, pin, maps_in=state)
-        got = to_run_result(sim)
-        state = got.maps
-        if want.fault is not None:
-            # a program the interpreter faults on is wrong, not the JIT (the NIC need not trap where the
-            # interpreter does): this packet is not compared; later ones are, from the states both left
-            continue
-        # the verdict is r0's low word (the kernel's test_run returns a u32; from -O1 on the high word of
-        # r0 is dead at the exit and not computed)
-        diffs = compare_results(want, got, maps=compare_values, r0_bits=32)
-        if not compare_values:
-            diffs = [d for d in diffs if not d.startswith("r0 differs")]
-        ret = want.r0 & 0xFFFF_FFFF
-        if program.prog_type == ProgType.XDP and got.fault is None and ret in XdpAction._value2member_map_ \
-                and sim.action != ret:
-            diffs.append(f"halt action {sim.action} but r0 = {ret}")
-        for d in diffs:
-            problems.append(f"packet {n} ({frame.hex()}): {d}")
-        if len(problems) >= limit:
-            break
-    return problems
-
-
-def _uses_nondeterminism(program) -> bool:
-    return any(i.is_helper_call and i.imm in NONDETERMINISTIC for i in program.insns)
-
 
 @pytest.mark.parametrize("obj,section", corpus_cases())
 def test_corpus_program_sim_agrees_with_interpreter(obj, section):
