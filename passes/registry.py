@@ -18,6 +18,8 @@ BUILTIN: dict[str, str] = {
     "subreg": "nfpjit.passes.subreg:Subreg",
     "map-cache": "nfpjit.passes.map_cache:MapCache",
     "pkt-cache": "nfpjit.passes.pkt_cache:PacketCache",
+    # machine level (passes/machine.py is their dataflow)
+    "dce": "nfpjit.passes.dce:Dce",
 }
 
 for _name, _target in BUILTIN.items():

@@ -1,0 +1,1095 @@
+"""Dataflow over the machine IR: def/use of every NFP-32 operand, a CFG, liveness, known bits.
+
+Everything here is *derived from the ISA table* (``isa/table.py``: an entry's operand kinds,
+``sets_cc``/``reads_cc``/``sets_prev``/``reads_prev``, the transfer-register side and count of
+commands) and the operand kinds of ``isa/operands.py``; the few facts the table has no field for
+are spelled out next to the rule that uses them (partial writes, the multiplier, CSRs, the
+firmware ABI of ``isa/sim/firmware.py``).
+
+Locations are bit positions, so sets of them are Python ints (``1 << loc``)::
+
+    a0..a31   0..31         $in0..31   64..95        CC    160   LM pointer 0..3   163..166
+    b0..b31   32..63        $out0..31  96..127       prev  161   LM (contents)     167
+                            n0..31     128..159      mul   162   MEM (CTM, EMEM, IMEM, CLS) 168
+                                                                 CSR (pkt_addr, pkt_len, tx_queue, rng) 169
+
+An instruction's :class:`DefUse` has ``uses`` (read), ``defs`` (certainly overwritten: kills),
+``clobbers`` (may be written, ⊇ defs) and ``effects`` (:class:`Effect` bits: what makes it more
+than a register computation).  A firmware call (``br`` with a ROUTINE_ADDR relocation) is a
+pseudo-instruction at the end of its block's defer slots (:func:`routine_def_use`): it reads the
+argument registers of its routine, writes R0 (a0/b0/a1/b1), clobbers R1..R5 and the machine state
+the ABI does not promise, and continues at the label its ``load_addr a30`` names.  BPF-to-BPF
+calls (a ``br`` to a label of another function) and ``rtn`` are conservative: everything is
+live there, and a label a ``load_addr`` names (a return point) is entered with nothing known.
+
+:func:`build_cfg` splits an :class:`~nfpjit.jit.mir.MFunction` into :class:`Block`\\ s; :func:`liveness`
+is backward liveness per location; :func:`known_bits` forward propagation of known zero/one bits
+per GPR (constants are the fully known values) plus the condition codes and ``prev`` when known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import IntFlag
+
+from nfpjit.bits import MASK32
+from nfpjit.isa.image import RelocKind
+from nfpjit.isa.operands import GprBoth, Gpr, Imm, LMem, NN, NoDest, Xfer, XferSide, Bank
+from nfpjit.isa.sim.firmware import (
+    ARG_DELTA,
+    ARG_FLAGS,
+    ARG_KEY,
+    ARG_MAP_ID,
+    ARG_VALUE,
+    RESULT_HI,
+    RESULT_LO,
+    RETURN_ADDRESS_REG,
+    ROUTINE_ADDRESSES,
+    Routine,
+)
+from nfpjit.isa.sim.semantics import HANDLERS
+from nfpjit.jit.mir import MInstr
+from nfpjit.isa.table import AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width
+
+# -- locations -------------------------------------------------------------------------------
+
+A0, B0, XIN0, XOUT0, NN0 = 0, 32, 64, 96, 128
+CC, PREV, MUL = 160, 161, 162
+LMP0 = 163
+LM, MEM, CSR = 167, 168, 169
+NLOCS = 170
+
+GPR_A = (1 << 32) - 1
+GPR_B = GPR_A << B0
+GPRS = GPR_A | GPR_B
+XIN_ALL = GPR_A << XIN0
+XOUT_ALL = GPR_A << XOUT0
+ALL = (1 << NLOCS) - 1
+BIT_CC, BIT_PREV, BIT_MUL, BIT_LM, BIT_MEM, BIT_CSR = (1 << CC, 1 << PREV, 1 << MUL, 1 << LM, 1 << MEM,
+                                                      1 << CSR)
+
+
+def lmp(pointer: int) -> int:
+    """Location of LM index pointer ``pointer``."""
+    return LMP0 + pointer
+
+
+def gpr_loc(reg: Gpr) -> int:
+    return (A0 if reg.bank == Bank.A else B0) + reg.index
+
+
+def loc_gpr(loc: int) -> Gpr:
+    return Gpr(Bank.A, loc) if loc < B0 else Gpr(Bank.B, loc - B0)
+
+
+def both(n: int) -> int:
+    """Bit set of a<n> and b<n>."""
+    return (1 << n) | (1 << (B0 + n))
+
+
+def loc_name(loc: int) -> str:
+    if loc < B0:
+        return f"a{loc}"
+    if loc < XIN0:
+        return f"b{loc - B0}"
+    if loc < XOUT0:
+        return f"$in{loc - XIN0}"
+    if loc < NN0:
+        return f"$out{loc - XOUT0}"
+    if loc < CC:
+        return f"n{loc - NN0}"
+    if LMP0 <= loc < LM:
+        return f"lm_ptr{loc - LMP0}"
+    return {CC: "cc", PREV: "prev", MUL: "mul", LM: "lm", MEM: "mem", CSR: "csr"}[loc]
+
+
+def locs_text(mask: int) -> str:
+    """``"a2 b2 cc"``: the locations of a bit set (for messages and tests)."""
+    out = []
+    loc = 0
+    while mask:
+        if mask & 1:
+            out.append(loc_name(loc))
+        mask >>= 1
+        loc += 1
+    return " ".join(out)
+
+
+class Effect(IntFlag):
+    """What an instruction does besides computing registers: such instructions are never deleted."""
+
+    NONE = 0
+    MEMORY = 1        # a memory command (may fault; order among commands matters)
+    LM = 2            # reads or writes local memory through an index pointer
+    CSR_WRITE = 4
+    HALT = 8
+    BRANCH = 16
+    CALL = 32         # firmware routine or BPF-to-BPF call
+    WAIT = 64         # ctx_wait
+    STATE = 128       # reads a CSR whose value changes on its own (pseudo-random, timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class DefUse:
+    uses: int = 0
+    defs: int = 0
+    clobbers: int = 0
+    effects: Effect = Effect.NONE
+
+
+# -- def/use of one instruction ---------------------------------------------------------------
+
+#: CSRs whose reads see state other instructions change (others are read-only constants of the run)
+_CSR_STATE = {Csr.PKT_ADDR, Csr.PKT_LEN, Csr.TX_QUEUE}
+_CSR_VOLATILE = {Csr.PSEUDO_RANDOM, Csr.TIMESTAMP_LO, Csr.TIMESTAMP_HI}
+_LM_CSRS = {Csr.ACTIVE_LM_ADDR_0: 0, Csr.ACTIVE_LM_ADDR_1: 1, Csr.ACTIVE_LM_ADDR_2: 2, Csr.ACTIVE_LM_ADDR_3: 3}
+#: registers holding eBPF R0 (a1:a0 is SimResult.r0; the JIT keeps both banks)
+R0_REGS = both(RESULT_LO) | both(RESULT_HI)
+
+
+def _source(op, acc: list) -> None:
+    """Add what reading operand ``op`` uses to acc = [uses, defs, effects]."""
+    t = op.__class__
+    if t is Gpr:
+        acc[0] |= 1 << gpr_loc(op)
+    elif t is Xfer:
+        acc[0] |= 1 << ((XIN0 if op.side == XferSide.IN else XOUT0) + op.index)
+    elif t is NN:
+        acc[0] |= 1 << (NN0 + op.index)
+    elif t is LMem:
+        acc[0] |= 1 << lmp(op.pointer) | BIT_LM
+        if op.postinc:
+            acc[1] |= 1 << lmp(op.pointer)
+        acc[2] |= Effect.LM
+
+
+def _dest(op, partial: bool, acc: list) -> None:
+    """Add what writing destination ``op`` does; ``partial``: the old value is merged in (read too)."""
+    t = op.__class__
+    if t is Gpr:
+        bit = 1 << gpr_loc(op)
+    elif t is GprBoth:
+        bit = both(op.index)
+    elif t is Xfer:
+        bit = 1 << (XOUT0 + op.index)
+    elif t is NN:
+        bit = 1 << (NN0 + op.index)
+    elif t is LMem:
+        acc[0] |= 1 << lmp(op.pointer) | (BIT_LM if partial else 0)
+        if op.postinc:
+            acc[1] |= 1 << lmp(op.pointer)
+        acc[3] |= BIT_LM                 # a memory word: may-write, never a kill
+        acc[2] |= Effect.LM
+        return
+    else:                                # NoDest / None
+        return
+    acc[1] |= bit
+    if partial:
+        acc[0] |= bit
+
+
+def _partial_write(ins: Instruction) -> bool:
+    """immed with width lo/hi and ld_field without clear (unless every byte is written) merge into dest."""
+    if ins.op == Op.IMMED:
+        return ins.width != Width.WORD
+    if ins.op == Op.LD_FIELD:
+        return not ins.clear and ins.mask != 0xF
+    return False
+
+
+def _compute(ins: Instruction) -> DefUse:
+    e = ins.entry
+    acc = [0, 0, Effect.NONE, 0]          # uses, defs, effects, extra clobbers
+    op = ins.op
+    if e.a_kinds is not None and ins.a is not None:
+        _source(ins.a, acc)
+    if e.b_kinds is not None and ins.b is not None:
+        _source(ins.b, acc)
+    if e.dest_kinds is not None and ins.dest is not None:
+        _dest(ins.dest, _partial_write(ins), acc)
+    if e.sets_cc:
+        acc[1] |= BIT_CC
+    if e.reads_cc:
+        # the table says "may read": ALU_SHF only for a carry op, BR unless unconditional
+        if (e.format == Format.ALU_SHF and ins.alu not in (AluOp.ADDC, AluOp.SUBC)) or \
+                (op == Op.BR and ins.cond == Cond.ALWAYS):
+            pass
+        else:
+            acc[0] |= BIT_CC
+    if e.sets_prev:
+        acc[1] |= BIT_PREV
+    if e.reads_prev:
+        # indirect shift amounts and indirect command counts
+        if e.format == Format.CMD:
+            if e.fixed_count is None and ins.count == 0:
+                acc[0] |= BIT_PREV
+        elif ins.indirect:
+            acc[0] |= BIT_PREV
+    if e.xfer_side is not None:          # memory commands
+        first = ins.xfer.index
+        count = e.fixed_count if e.fixed_count is not None else ins.count
+        span = ((1 << count) - 1) << first if count else (GPR_A >> first) << first
+        if e.xfer_side == XferSide.IN:
+            if count:
+                acc[1] |= span << XIN0
+            else:
+                acc[3] |= span << XIN0
+        else:
+            acc[0] |= span << XOUT0
+        if op == Op.MEM_TEST_SET:        # the old word comes back in $in[xfer] (the table has no field for it)
+            acc[1] |= 1 << (XIN0 + first)
+        acc[0] |= BIT_MEM
+        acc[3] |= BIT_MEM
+        acc[2] |= Effect.MEMORY
+    fmt = e.format
+    if fmt == Format.MUL:                # the multiplier's X, Y, accumulator and step count
+        if op == Op.MUL_START:
+            acc[1] |= BIT_MUL
+        elif op == Op.MUL_STEP:
+            acc[0] |= BIT_MUL
+            acc[1] |= BIT_MUL
+        else:
+            acc[0] |= BIT_MUL
+    elif fmt == Format.CSR:
+        csr = ins.csr
+        if op == Op.CSR_RD:
+            if csr in _LM_CSRS:
+                acc[0] |= 1 << lmp(_LM_CSRS[csr])
+            elif csr in _CSR_STATE:
+                acc[0] |= BIT_CSR
+            elif csr in _CSR_VOLATILE:
+                acc[0] |= BIT_CSR
+                acc[3] |= BIT_CSR
+                acc[2] |= Effect.STATE
+        else:
+            if csr in _LM_CSRS:
+                acc[1] |= 1 << lmp(_LM_CSRS[csr])
+            else:
+                acc[0] |= BIT_CSR
+                acc[3] |= BIT_CSR
+            acc[2] |= Effect.CSR_WRITE
+    elif op == Op.HALT:
+        acc[0] |= R0_REGS
+        acc[2] |= Effect.HALT
+    elif op == Op.CTX_WAIT:
+        acc[0] |= BIT_MEM
+        acc[3] |= BIT_MEM | XIN_ALL
+        acc[2] |= Effect.WAIT
+    if e.is_branch:
+        acc[2] |= Effect.BRANCH
+        if op == Op.RTN:
+            acc[0] |= ALL
+    return DefUse(acc[0], acc[1], acc[1] | acc[3], acc[2])
+
+
+_CACHE: dict[Instruction, DefUse] = {}
+
+
+def def_use(ins: Instruction) -> DefUse:
+    """Def/use of one instruction (memoised: instructions are immutable values)."""
+    du = _CACHE.get(ins)
+    if du is None:
+        du = _compute(ins)
+        if len(_CACHE) < 1 << 16:
+            _CACHE[ins] = du
+    return du
+
+
+# -- firmware calls ---------------------------------------------------------------------------
+
+_ARG_BITS = {
+    Routine.MAP_LOOKUP: (ARG_MAP_ID, ARG_KEY),
+    Routine.MAP_UPDATE: (ARG_MAP_ID, ARG_KEY, ARG_VALUE, ARG_FLAGS, Gpr(Bank.A, ARG_FLAGS.index + 1)),
+    Routine.MAP_DELETE: (ARG_MAP_ID, ARG_KEY),
+    Routine.ADJUST_HEAD: (ARG_DELTA,),
+    Routine.ADJUST_HEAD_FAST: (ARG_DELTA,),
+    Routine.ADJUST_TAIL: (ARG_DELTA,),
+    Routine.GET_PRANDOM: (),
+}
+#: R1..R5 (GPRs 2..11, both banks): the ABI lets a routine change them
+_ARG_CLOBBERS = sum(both(n) for n in range(2, 12))
+
+
+def routine_def_use(symbol: str | None) -> DefUse:
+    """The firmware routine ``symbol`` (``fw_map_lookup`` ...) as an instruction: what it reads and writes.
+
+    It reads its arguments from the A bank, the return address a30, local memory (keys, values)
+    and the packet/map state; it writes R0 in both banks; R1..R5, the condition codes, prev, the
+    multiplier and the transfer registers are left undefined (the ABI promises nothing about them).
+    An unknown symbol reads and clobbers everything.
+    """
+    address = ROUTINE_ADDRESSES.get(symbol or "")
+    if address is None:
+        return DefUse(ALL, 0, ALL, Effect.CALL | Effect.MEMORY)
+    uses = 1 << gpr_loc(RETURN_ADDRESS_REG) | BIT_LM | BIT_MEM | BIT_CSR
+    for reg in _ARG_BITS[Routine(address)]:
+        uses |= 1 << gpr_loc(reg)
+    defs = R0_REGS
+    clobbers = defs | _ARG_CLOBBERS | BIT_CC | BIT_PREV | BIT_MUL | XIN_ALL | XOUT_ALL | BIT_MEM | BIT_CSR
+    return DefUse(uses, defs, clobbers, Effect.CALL | Effect.MEMORY)
+
+
+#: a call we know nothing about (BPF-to-BPF, unknown routine): reads and may write everything
+UNKNOWN_CALL = DefUse(ALL, 0, ALL, Effect.CALL | Effect.MEMORY)
+
+
+# -- the CFG -------------------------------------------------------------------------------------
+
+FALL, JUMP, COND, CALL, ESCAPE, HALT, RETURN = "fall", "jump", "cond", "call", "escape", "halt", "return"
+
+
+@dataclass(slots=True)
+class Block:
+    """Entries ``body[start:end]`` of the function: labels first, then instructions.
+
+    ``term``: index of the branch/halt ending it (None: falls through); its defer slots are the
+    instructions after it.  ``kind``: fall, jump (br.always), cond (br.<cc>, br_bset, br_bclr),
+    call (firmware routine: ``call`` is its :class:`DefUse`, ``succs`` the return point), escape
+    (BPF-to-BPF call, br out of the function or to an unknown address: everything live), return
+    (rtn), halt.  ``entry``: the block may be entered from outside (function start, a return point
+    a load_addr names).
+    """
+
+    index: int
+    start: int
+    end: int
+    labels: list = field(default_factory=list)
+    term: int | None = None
+    kind: str = FALL
+    succs: list = field(default_factory=list)
+    preds: list = field(default_factory=list)
+    call: DefUse | None = None
+    entry: bool = False
+    idx: list = field(default_factory=list)
+
+    def instrs(self, body=None) -> list:
+        """Indices of the block's instructions in order (labels skipped)."""
+        return self.idx
+
+
+@dataclass(slots=True)
+class CFG:
+    body: list
+    blocks: list
+    label_block: dict
+    rpo: list
+    _where: dict | None = None
+
+    def block_of(self, index: int) -> Block:
+        """The block holding body entry ``index``."""
+        if self._where is None:
+            self._where = {i: b for b in self.blocks for i in range(b.start, b.end)}
+        return self._where[index]
+
+    def reachable(self) -> set[int]:
+        return set(self.rpo)
+
+
+def _is_routine_call(m) -> bool:
+    return m.reloc is not None and m.reloc.kind == RelocKind.ROUTINE_ADDR and m.instr.op == Op.BR
+
+
+def return_labels(functions) -> dict[str, bool]:
+    """Labels a ``load_addr`` names, in every function: label -> True when only as a firmware return address."""
+    out: dict[str, bool] = {}
+    for fn in functions:
+        body = fn.body
+        for i, m in enumerate(body):
+            ins = m.instr
+            if ins is None or ins.op != Op.LOAD_ADDR or m.target is None:
+                continue
+            routine_ret = _is_return_address(ins) and _near_routine_call(body, i)
+            out[m.target] = out.get(m.target, True) and routine_ret
+    return out
+
+
+def _is_return_address(ins: Instruction) -> bool:
+    d = ins.dest
+    return (isinstance(d, Gpr) and d == RETURN_ADDRESS_REG) or (isinstance(d, GprBoth) and d.index ==
+                                                                 RETURN_ADDRESS_REG.index)
+
+
+def _near_routine_call(body, i: int) -> bool:
+    """The load_addr at ``i`` sits in the defer slots of a firmware call (or just before it)."""
+    for j in range(i - 1, max(i - 4, -1), -1):
+        m = body[j]
+        if m.instr is None:
+            return False
+        if m.instr.entry.is_branch:
+            return _is_routine_call(m) and i - j <= m.instr.defer
+    for j in range(i + 1, min(i + 4, len(body))):
+        m = body[j]
+        if m.instr is None:
+            return False
+        if m.instr.entry.is_branch:
+            return _is_routine_call(m)
+    return False
+
+
+def referenced_labels(functions) -> set[str]:
+    """Labels some instruction names (branch or load_addr targets): only these start blocks."""
+    return {m.target for fn in functions for m in fn.body if m.target is not None}
+
+
+def build_cfg(fn, returns: dict[str, bool] | None = None, refs: set[str] | None = None) -> CFG:
+    """Basic blocks of ``fn.body``: split before referenced labels and after a branch's defer slots or a halt.
+
+    ``returns``: :func:`return_labels` over the whole program (labels entered from outside);
+    ``refs``: :func:`referenced_labels` (a label nothing names cannot be jumped to, so it stays
+    inside its block).
+    """
+    body = fn.body
+    returns = returns if returns is not None else return_labels([fn])
+    refs = refs if refs is not None else referenced_labels([fn])
+    blocks: list[Block] = []
+    label_block: dict[str, int] = {}
+    n = len(body)
+    i = 0
+    while i < n:
+        start = i
+        labels = []
+        while i < n and body[i].instr is None:
+            labels.append(body[i].label)
+            i += 1
+        term = None
+        idx = []
+        while i < n:
+            m = body[i]
+            if m.instr is None:
+                if m.label in refs:
+                    break
+                i += 1
+                continue
+            ins = m.instr
+            idx.append(i)
+            if ins.entry.is_branch or ins.op == Op.HALT:
+                term = i
+                stop = min(i + 1 + (ins.defer if ins.entry.is_branch else 0), n)
+                i += 1
+                while i < stop:
+                    if body[i].instr is not None:
+                        idx.append(i)
+                    i += 1
+                break
+            i += 1
+        b = Block(len(blocks), start, i, labels, term, idx=idx)
+        for lab in labels:
+            label_block[lab] = b.index
+        for j in range(start, i):
+            if body[j].instr is None:
+                label_block[body[j].label] = b.index
+        blocks.append(b)
+    for b in blocks:
+        nxt = b.index + 1 if b.index + 1 < len(blocks) else None
+        if b.term is None:
+            b.kind = FALL
+            b.succs = [nxt] if nxt is not None else []
+            if nxt is None:
+                b.kind = ESCAPE          # falls off the end of the function
+            continue
+        m = body[b.term]
+        ins = m.instr
+        if ins.op == Op.HALT:
+            b.kind = HALT
+        elif ins.op == Op.RTN:
+            b.kind = RETURN
+        elif _is_routine_call(m):
+            ret = None
+            for j in range(b.term + 1, b.end):
+                mm = body[j]
+                if mm.instr.op == Op.LOAD_ADDR and _is_return_address(mm.instr):
+                    ret = mm.target
+            if ins.cond == Cond.ALWAYS and ret in label_block:
+                b.kind = CALL
+                b.call = routine_def_use(m.reloc.symbol)
+                b.succs = [label_block[ret]]
+            else:
+                b.kind = ESCAPE
+        elif m.target is None or m.target not in label_block:
+            b.kind = ESCAPE                 # BPF-to-BPF call or a branch to a fixed address
+        else:
+            tgt = label_block[m.target]
+            if ins.op == Op.BR and ins.cond == Cond.ALWAYS:
+                b.kind = JUMP
+                b.succs = [tgt]
+            else:
+                b.kind = COND
+                b.succs = [tgt] if nxt is None else list(dict.fromkeys([nxt, tgt]))
+    if blocks:
+        blocks[0].entry = True
+    for b in blocks:
+        if any(lab in returns and not returns[lab] for lab in b.labels):
+            b.entry = True
+    for b in blocks:
+        for s in b.succs:
+            blocks[s].preds.append(b.index)
+    # BPF-to-BPF return points: labels a non-firmware load_addr names are entries (set above)
+    rpo = _rpo(blocks)
+    return CFG(body, blocks, label_block, rpo)
+
+
+def _rpo(blocks) -> list[int]:
+    seen = set()
+    order = []
+    for root in [b.index for b in blocks if b.entry]:
+        if root in seen:
+            continue
+        stack = [(root, iter(blocks[root].succs))]
+        seen.add(root)
+        while stack:
+            node, it = stack[-1]
+            for s in it:
+                if s not in seen:
+                    seen.add(s)
+                    stack.append((s, iter(blocks[s].succs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
+    return order
+
+
+def program_cfgs(unit) -> list[tuple[object, CFG]]:
+    """(function, CFG) for every function of an MProgram."""
+    returns = return_labels(unit.functions)
+    refs = referenced_labels(unit.functions)
+    return [(fn, build_cfg(fn, returns, refs)) for fn in unit.functions]
+
+
+# -- liveness ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Liveness:
+    cfg: CFG
+    live_in: list
+    live_out: list
+    _after: dict = field(default_factory=dict)
+
+    def after(self, index: int) -> int:
+        """Locations live right after instruction ``body[index]`` (defer slots and calls included)."""
+        got = self._after.get(index)
+        if got is None:
+            self._fill(self.cfg.block_of(index))
+            got = self._after[index]
+        return got
+
+    def block_after(self, b: Block) -> dict:
+        """{instruction index: live after it} for one block."""
+        if b.idx and b.idx[-1] not in self._after:
+            self._fill(b)
+        return self._after
+
+    def _fill(self, b: Block) -> None:
+        live = self.live_out[b.index]
+        if b.call is not None:
+            live = b.call.uses | (live & ~b.call.defs)
+        body = self.cfg.body
+        for i in reversed(b.idx):
+            self._after[i] = live
+            du = def_use(body[i].instr)
+            live = du.uses | (live & ~du.defs)
+
+
+def _exit_live(b: Block) -> int:
+    if b.kind in (ESCAPE, RETURN):
+        return ALL
+    return 0
+
+
+def liveness(cfg: CFG) -> Liveness:
+    """Backward liveness per location (fixed point over the blocks)."""
+    blocks = cfg.blocks
+    body = cfg.body
+    nb = len(blocks)
+    # per block: gen (used before defined) and kill (defined)
+    gen = [0] * nb
+    kill = [0] * nb
+    for b in blocks:
+        g = k = 0
+        if b.call is not None:
+            g, k = b.call.uses, b.call.defs
+        for i in reversed(b.idx):
+            du = def_use(body[i].instr)
+            g = du.uses | (g & ~du.defs)
+            k |= du.defs
+        gen[b.index], kill[b.index] = g, k
+    live_in = [0] * nb
+    live_out = [0] * nb
+    exits = [_exit_live(b) for b in blocks]
+    changed = True
+    order = list(reversed(range(nb)))
+    while changed:
+        changed = False
+        for bi in order:
+            out = exits[bi]
+            for s in blocks[bi].succs:
+                out |= live_in[s]
+            inn = gen[bi] | (out & ~kill[bi])
+            if out != live_out[bi] or inn != live_in[bi]:
+                live_out[bi], live_in[bi] = out, inn
+                changed = True
+    return Liveness(cfg, live_in, live_out)
+
+
+# -- known bits (constants) ---------------------------------------------------------------------
+
+#: a state maps GPR locations (0..63) to (known zero bits, known one bits); CC -> (z, n, c, v); PREV -> int.
+#: Missing keys are unknown.  A value is a constant when zero | one == MASK32 (its value is ``one``).
+
+
+def const_of(state: dict, loc: int) -> int | None:
+    k = state.get(loc)
+    if k is not None and k[0] | k[1] == MASK32:
+        return k[1]
+    return None
+
+
+def operand_value(state: dict, op) -> int | None:
+    """The constant an operand reads, if known."""
+    t = op.__class__
+    if t is Imm:
+        return op.value
+    if t is Gpr:
+        return const_of(state, gpr_loc(op))
+    return None
+
+
+def operand_bits(state: dict, op) -> tuple[int, int]:
+    """(known zero, known one) bits of a source operand."""
+    t = op.__class__
+    if t is Imm:
+        return (~op.value & MASK32, op.value)
+    if t is Gpr:
+        return state.get(gpr_loc(op), (0, 0))
+    return (0, 0)
+
+
+class _Unknown(Exception):
+    pass
+
+
+class _Eval:
+    """Just enough of the simulator's Machine to run a semantic handler on known values."""
+
+    __slots__ = ("state", "z", "n", "c", "v", "prev", "out")
+
+    def __init__(self, state: dict):
+        self.state = state
+        cc = state.get(CC)
+        if cc is not None:
+            self.z, self.n, self.c, self.v = cc
+        else:
+            self.z = self.n = self.c = self.v = None
+        self.prev = state.get(PREV)
+        self.out: dict = {}
+
+    def read(self, op) -> int:
+        if op is None:
+            return 0
+        v = operand_value(self.state, op)
+        if v is None:
+            raise _Unknown
+        return v
+
+    read_dest = read
+
+    def write(self, op, value: int) -> None:
+        t = op.__class__
+        if t is Gpr:
+            self.out[gpr_loc(op)] = value
+        elif t is GprBoth:
+            self.out[op.index] = self.out[B0 + op.index] = value
+        elif t is not NoDest:
+            raise _Unknown
+
+
+_EVAL_OPS = frozenset({Op.ADD, Op.ADDC, Op.SUB, Op.SUBC, Op.AND, Op.OR, Op.XOR, Op.ANDNOT, Op.NOT, Op.MOV,
+                       Op.ALU_SHF, Op.DBL_SHF, Op.LD_FIELD, Op.IMMED})
+
+
+def evaluate(ins: Instruction, state: dict):
+    """Run ``ins`` on known inputs: ({loc: value}, cc tuple or None, prev or None), or None if an input is unknown.
+
+    The simulator's own semantic handler computes the result (one definition of every
+    instruction); the condition codes come back only if the instruction sets them.
+    """
+    if ins.op not in _EVAL_OPS:
+        return None
+    du = def_use(ins)
+    if du.uses & BIT_CC and state.get(CC) is None:
+        return None
+    if du.uses & BIT_PREV and state.get(PREV) is None:
+        return None
+    m = _Eval(state)
+    try:
+        HANDLERS[ins.op](m, ins)
+    except _Unknown:
+        return None
+    cc = (bool(m.z), bool(m.n), bool(m.c), bool(m.v)) if du.defs & BIT_CC else None
+    prev = m.prev if du.defs & BIT_PREV else None
+    return m.out, cc, prev
+
+
+def _bits_transfer(ins: Instruction, state: dict) -> dict | None:
+    """Known bits of the GPRs ``ins`` writes when some inputs are unknown (a few shapes); None: nothing known."""
+    op = ins.op
+    if op == Op.AND:
+        za, oa = operand_bits(state, ins.a)
+        zb, ob = operand_bits(state, ins.b)
+        return {"v": ((za | zb) & MASK32, oa & ob)}
+    if op == Op.OR:
+        za, oa = operand_bits(state, ins.a)
+        zb, ob = operand_bits(state, ins.b)
+        return {"v": (za & zb, (oa | ob) & MASK32)}
+    if op == Op.MOV:
+        return {"v": operand_bits(state, ins.b)}
+    if op == Op.ALU_SHF and ins.alu == AluOp.MOV and not ins.indirect:
+        z, o = operand_bits(state, ins.b)
+        n = ins.amount
+        if ins.shift == ShiftKind.SHR:
+            return {"v": ((z >> n) | (MASK32 << (32 - n) & MASK32), o >> n)}
+        if ins.shift == ShiftKind.SHL:
+            return {"v": ((z << n | ((1 << n) - 1)) & MASK32, (o << n) & MASK32)}
+        return None
+    if op == Op.LD_FIELD and ins.clear:
+        bytemask = 0
+        for i in range(4):
+            if ins.mask >> i & 1:
+                bytemask |= 0xFF << (8 * i)
+        z, o = operand_bits(state, ins.b)
+        r = ins.amount
+        z = ((z >> r) | (z << (32 - r))) & MASK32 if r else z
+        o = ((o >> r) | (o << (32 - r))) & MASK32 if r else o
+        return {"v": ((z & bytemask) | (~bytemask & MASK32), o & bytemask)}
+    return None
+
+
+def step(state: dict, m, du: DefUse | None = None) -> None:
+    """Advance a known-bits state over one MInstr (in place)."""
+    ins = m.instr
+    du = du or def_use(ins)
+    clob = du.clobbers
+    if m.reloc is None and ins.op in _EVAL_OPS:
+        res = evaluate(ins, state)
+        if res is not None:
+            out, cc, prev = res
+            _kill(state, clob)
+            for loc, v in out.items():
+                state[loc] = (~v & MASK32, v)
+            if cc is not None:
+                state[CC] = cc
+            if prev is not None:
+                state[PREV] = prev
+            return
+        bits = _bits_transfer(ins, state)
+        _kill(state, clob)
+        if bits is not None:
+            v = bits["v"]
+            if v[0] or v[1]:
+                for loc in _gpr_dests(ins.dest):
+                    state[loc] = v
+        return
+    _kill(state, clob)
+
+
+def _gpr_dests(dest) -> tuple[int, ...]:
+    if isinstance(dest, GprBoth):
+        return (dest.index, B0 + dest.index)
+    if isinstance(dest, Gpr):
+        return (gpr_loc(dest),)
+    return ()
+
+
+def _kill(state: dict, clob: int) -> None:
+    if not state:
+        return
+    if clob & GPRS:
+        for loc in [k for k in state if k < XIN0 and clob >> k & 1]:
+            del state[loc]
+    if clob & BIT_CC:
+        state.pop(CC, None)
+    if clob & BIT_PREV:
+        state.pop(PREV, None)
+
+
+def _meet(a: dict, b: dict) -> dict:
+    out = {}
+    for k, v in a.items():
+        w = b.get(k)
+        if w is None:
+            continue
+        if w == v:
+            out[k] = v
+        elif k < XIN0:
+            z, o = v[0] & w[0], v[1] & w[1]
+            if z or o:
+                out[k] = (z, o)
+    return out
+
+
+def block_transfer(cfg: CFG, b: Block, state: dict) -> dict:
+    body = cfg.body
+    for i in b.instrs(body):
+        step(state, body[i])
+    if b.call is not None:
+        _kill(state, b.call.clobbers)
+    return state
+
+
+def known_bits(cfg: CFG) -> list:
+    """Known bits at the start of every block (None for unreachable blocks); entries start unknown."""
+    blocks = cfg.blocks
+    ins: list = [None] * len(blocks)
+    outs: list = [None] * len(blocks)
+    changed = True
+    while changed:
+        changed = False
+        for bi in cfg.rpo:
+            b = blocks[bi]
+            if b.entry:
+                new = {}
+            else:
+                new = None
+                for p in b.preds:
+                    o = outs[p]
+                    if o is None:
+                        continue
+                    new = dict(o) if new is None else _meet(new, o)
+                if new is None:
+                    continue
+            if new != ins[bi] or outs[bi] is None:
+                ins[bi] = new
+                outs[bi] = block_transfer(cfg, b, dict(new))
+                changed = True
+    return ins
+
+
+# -- value numbers (copies) ---------------------------------------------------------------------
+
+#: A value-number state maps GPR locations to (value id, position of the write that put it there).
+#: Locations with the same id hold the same value.  Ids: ("k", v) a constant from a plain immed;
+#: ("p", i) the value instruction i wrote into both banks; ("p", i, loc) one bank's value;
+#: ("e", i, loc) the unknown value loc held when instruction i read it.
+
+
+def _vn_set(state: dict, loc: int, vid, pos: int) -> None:
+    state[loc] = (vid, pos)
+
+
+def _vn_drop_holders(state: dict, vid) -> None:
+    for k in [k for k, v in state.items() if v[0] == vid]:
+        del state[k]
+
+
+def vn_of(state: dict, loc: int, pos: int):
+    """The value id of ``loc`` before instruction ``pos`` (created when unknown)."""
+    got = state.get(loc)
+    if got is None:
+        vid = ("e", pos, loc)
+        _vn_drop_holders(state, vid)
+        got = state[loc] = (vid, -1)
+    return got[0]
+
+
+def vn_step(state: dict, m, pos: int, du: DefUse | None = None) -> None:
+    """Advance a value-number state over the MInstr at ``pos``."""
+    ins = m.instr
+    du = du or def_use(ins)
+    clob = du.clobbers & GPRS
+    if not clob:
+        return
+    op = ins.op
+    dest = ins.dest
+    if m.reloc is None and op == Op.MOV and ins.b.__class__ is Gpr and dest.__class__ in (Gpr, GprBoth):
+        vid = vn_of(state, gpr_loc(ins.b), pos)
+        for loc in _gpr_dests(dest):
+            state[loc] = (vid, pos)
+        return
+    if m.reloc is None and op == Op.IMMED and ins.width == Width.WORD and dest.__class__ in (Gpr, GprBoth):
+        v = ins.imm << (8 * ins.byte)
+        if ins.invert:
+            v = ~v & MASK32
+        for loc in _gpr_dests(dest):
+            state[loc] = (("k", v), pos)
+        return
+    partial = _partial_write(ins)
+    old = {loc: state.get(loc, (None,))[0] for loc in _gpr_dests(dest)} if partial else None
+    for loc in [k for k in state if clob >> k & 1]:
+        del state[loc]
+    dests = _gpr_dests(dest)
+    if dests and not (clob & ~sum(1 << d for d in dests)):
+        if len(dests) == 2 and (not partial or (old[dests[0]] is not None and old[dests[0]] == old[dests[1]])):
+            vid = ("p", pos)
+            _vn_drop_holders(state, vid)
+            for loc in dests:
+                state[loc] = (vid, pos)
+        else:
+            for loc in dests:
+                vid = ("p", pos, loc)
+                _vn_drop_holders(state, vid)
+                state[loc] = (vid, pos)
+
+
+def _vn_meet(a: dict, b: dict) -> dict:
+    out = {}
+    for k, v in a.items():
+        w = b.get(k)
+        if w is not None and w[0] == v[0]:
+            out[k] = v if v[1] >= w[1] else w
+    return out
+
+
+def value_numbers(cfg: CFG) -> list:
+    """Value-number states at the start of every block (None: unreachable)."""
+    blocks = cfg.blocks
+    body = cfg.body
+    ins: list = [None] * len(blocks)
+    outs: list = [None] * len(blocks)
+    changed = True
+    while changed:
+        changed = False
+        for bi in cfg.rpo:
+            b = blocks[bi]
+            if b.entry:
+                new = {}
+            else:
+                new = None
+                for p in b.preds:
+                    o = outs[p]
+                    if o is None:
+                        continue
+                    new = dict(o) if new is None else _vn_meet(new, o)
+                if new is None:
+                    continue
+            if new != ins[bi] or outs[bi] is None:
+                ins[bi] = new
+                st = dict(new)
+                for i in b.instrs(body):
+                    vn_step(st, body[i], i)
+                if b.call is not None:
+                    for loc in [k for k in st if b.call.clobbers >> k & 1]:
+                        del st[loc]
+                outs[bi] = st
+                changed = True
+    return ins
+
+
+def banks_equal(state: dict, n: int) -> bool:
+    """a<n> and b<n> hold the same value (same value id)."""
+    x, y = state.get(n), state.get(B0 + n)
+    return x is not None and y is not None and x[0] == y[0]
+
+
+def apply_edits(fn, edits: dict) -> bool:
+    """Rewrite ``fn.body``: ``edits`` maps an entry index to its replacement (an MInstr, a list, or None = delete).
+
+    A branch keeps as defer slots whatever its slot instructions became (deleting a slot
+    instruction shortens the defer count); a deleted branch leaves its slot instructions as plain
+    code.  Returns whether anything changed.
+    """
+    if not edits:
+        return False
+    body = fn.body
+    out = []
+    i = 0
+    n = len(body)
+    while i < n:
+        m = body[i]
+        rep = edits.get(i, m)
+        if m.instr is not None and m.instr.entry.is_branch and m.instr.defer:
+            slots = []
+            for j in range(i + 1, min(i + 1 + m.instr.defer, n)):
+                r = edits.get(j, body[j])
+                slots.extend(r if isinstance(r, list) else ([] if r is None else [r]))
+            reps = rep if isinstance(rep, list) else ([] if rep is None else [rep])
+            for r in reps:
+                if r.instr is not None and r.instr.entry.is_branch and r.instr.defer != len(slots):
+                    r = replace(r, instr=replace(r.instr, defer=len(slots)))
+                out.append(r)
+            out.extend(slots)
+            i += 1 + m.instr.defer
+            continue
+        if isinstance(rep, list):
+            out.extend(rep)
+        elif rep is not None:
+            out.append(rep)
+        i += 1
+    fn.body[:] = out
+    return True
+
+
+def _lm_pointer_of_write(ins) -> int | None:
+    if ins is not None and ins.op == Op.CSR_WR and ins.csr in _LM_CSRS:
+        return _LM_CSRS[ins.csr]
+    return None
+
+
+def repair_lm_timing(fn, delay: int = 3) -> bool:
+    """Make sure ``delay`` instructions separate each LM pointer write from the pointer's next use.
+
+    The simulator traps a use of LM index pointer N fewer than 3 cycles after ``csr_wr
+    active_lm_addr_N``; every instruction takes at least a cycle.  Counting stops at the first use
+    of the pointer, at a label or at the end of the block (then the successor may use it at once,
+    so the whole delay is required); missing cycles become ``nop``s right after the write.
+    """
+    body = fn.body
+    inserts = {}
+    n = len(body)
+    for i, m in enumerate(body):
+        p = _lm_pointer_of_write(m.instr)
+        if p is None:
+            continue
+        bit = 1 << lmp(p)
+        count = 0
+        j = i + 1
+        end = None
+        while j < n and count < delay:
+            mm = body[j]
+            if mm.instr is None or def_use(mm.instr).uses & bit:
+                break
+            count += 1
+            if mm.instr.op == Op.HALT:
+                count = delay
+                break
+            if mm.instr.entry.is_branch:
+                end = j + mm.instr.defer
+            if j == end:
+                break
+            j += 1
+        if count < delay:
+            inserts[i] = delay - count
+    if not inserts:
+        return False
+    out = []
+    for i, m in enumerate(body):
+        out.append(m)
+        k = inserts.get(i)
+        if k:
+            out.extend(MInstr(Instruction(Op.NOP), pc=m.pc) for _ in range(k))
+    fn.body[:] = out
+    return True
+
+
+# -- rewriting helpers ------------------------------------------------------------------------------
+
+
+def flags_dead(live_after: int, du: DefUse) -> bool:
+    """True when the CC and prev an instruction writes are read by nobody."""
+    return not (live_after & du.defs & (BIT_CC | BIT_PREV))
+
+
+def is_nop(m) -> bool:
+    return m.instr is not None and m.instr.op == Op.NOP
+
+
+__all__ = [
+    "A0", "B0", "XIN0", "XOUT0", "NN0", "CC", "PREV", "MUL", "LMP0", "LM", "MEM", "CSR", "ALL", "GPRS",
+    "BIT_CC", "BIT_PREV", "Effect", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
+    "Block", "CFG", "build_cfg", "program_cfgs", "return_labels", "liveness", "Liveness",
+    "known_bits", "step", "evaluate", "const_of", "operand_value", "operand_bits", "gpr_loc", "loc_gpr",
+    "apply_edits", "repair_lm_timing", "value_numbers", "vn_step", "vn_of", "banks_equal",
+    "both", "lmp", "loc_name", "locs_text", "flags_dead", "is_nop",
+    "FALL", "JUMP", "COND", "CALL", "ESCAPE", "HALT", "RETURN",
+]
