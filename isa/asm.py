@@ -5,7 +5,7 @@ Source format, one statement per line, ``;`` starts a comment::
     .prog_type xdp              ; program type (xdp, tc)
     .stack 64                   ; stack bytes the program needs
     .map counters array key=4 value=8 entries=16 [flags=0]
-    .data greeting 0x68, 0x69   ; named initialised bytes
+    .data greeting 0x68, 0x69   ; named initialised bytes (of the map of that name, if any)
     .entry start                ; entry label (default: address 0)
     start:
         immed a1, map(counters) ; map(NAME) = the map's index in declaration order
@@ -96,7 +96,9 @@ _GPR_BOTH = re.compile(r"ab([0-9]+)\Z")
 _XFER = re.compile(r"\$(in|out)([0-9]+)\Z")
 _NN = re.compile(r"n([0-9]+)\Z")
 _LMEM = re.compile(r"\*l\$index([0-9]+)(?:\[([0-9]+)\])?(\+\+)?\Z")
-_MAPREF = re.compile(r"map\(\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\Z")
+_MAPREF = re.compile(r"map\(\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*\)\Z")
+# map and data names: identifiers, and the ELF section names of global data (.bss, .data, .rodata ...)
+_SYM_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*\Z")
 _MNEMONIC = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z0-9_]+))?")
 
 
@@ -403,7 +405,7 @@ class _Assembler:
                 raise _err(where, col, ".map needs NAME TYPE key=N value=N entries=N",
                            hint="e.g. .map counters hash key=4 value=8 entries=16")
             (mname, ncol), (mtype, tcol) = words[0], words[1]
-            if not re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", mname):
+            if not _SYM_NAME.match(mname):
                 raise _err(where, ncol, f"bad map name {mname!r}")
             if mname in self.maps:
                 raise _err(where, ncol, f"map {mname!r} declared twice")
@@ -416,7 +418,7 @@ class _Assembler:
             if not words:
                 raise _err(where, col, ".data needs NAME then byte values", hint="e.g. .data tbl 1, 2, 0xff")
             dname, ncol = words[0]
-            if not re.match(r"[A-Za-z_][A-Za-z0-9_]*\Z", dname):
+            if not _SYM_NAME.match(dname):
                 raise _err(where, ncol, f"bad data name {dname!r}")
             if dname in self.data:
                 raise _err(where, ncol, f"data {dname!r} declared twice")

@@ -77,6 +77,8 @@ def render_text(image, *, listing: bool = False, raw: bool = False) -> str:
             flags = f" flags={m.flags}" if m.flags else ""
             head.append(f".map {m.name} {m.type.name.lower()} key={m.key_size} value={m.value_size} "
                         f"entries={m.max_entries}{flags}")
+        for d in image.data:  # initial contents of global-data maps (.data/.rodata/.bss)
+            head.append(f".data {d.map} " + ", ".join(f"{b:#04x}" for b in d.data))
         if image.code:
             if md.entry not in symbols:
                 symbols = dict(symbols)
