@@ -32,10 +32,11 @@ from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, 
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import MAX_LM_OFFSET, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import MAX_LM_OFFSET, NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
-from .mir import MReloc
+from .mir import MInstr, MReloc
+from .regs import SCRATCH_GPRS, G
 
 # -- registers and layout constants --------------------------------------------------
 
@@ -327,6 +328,8 @@ def lower_ldx(ctx, pc: int, insn: Insn) -> None:
         return
     if kind == RegKind.STACK:
         _load_stack(ctx, pc, insn, mem, facts)
+    elif kind == RegKind.PACKET and _pkt_access(ctx, pc) is not None:
+        _cached_load(ctx, pc, insn, _pkt_access(ctx, pc))
     elif kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
         memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
@@ -497,6 +500,9 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
             ctx.emit(ld_field(GprBoth(s), (1 << size) - 1, vlo, 0))
             ctx.emit(mov(w0, Gpr(Bank.B, s)))
         return
+    if kind == RegKind.PACKET and _pkt_access(ctx, pc) is not None:
+        _cached_store(ctx, pc, _pkt_access(ctx, pc), vlo, vhi)
+        return
     if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         raise _fail(ctx, pc, f"store through a {kind.name.lower()} pointer is not supported by the NFP lowering",
                     hint="XDP context fields cannot be written")
@@ -515,6 +521,155 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
     ctx.emit(ld_field(GprBoth(s), ((1 << size) - 1) << pos, vlo, 32 - 8 * pos))
     ctx.emit(mov(OUT0, Gpr(Bank.B, s)))
     ctx.emit(command(Op.MEM_WRITE, memory, OUT0, a, b, 1))
+
+
+# -- pkt-cache (passes/pkt_cache.py): packet bytes in transfer / next-neighbour registers ------------
+#
+# The window is packet bytes [0, 4n) from ``data`` in $in16..$in31 (filled by one CTM read);
+# words some cached store writes are copied to n0..n15 at each fill and updated there, and
+# written back through $out16..$out31 with one mem_write where the plan says.  Other code uses
+# $in0..$in15 / $out0..$out15 (map-cache: n24..n31), so the cache survives it.
+
+#: first transfer register ($in and $out) and NN register of the packet cache
+PKT_XFER, PKT_NN = 16, 0
+
+
+def _pkt_plan(ctx):
+    return ctx.plan("pkt-cache") if ctx.enabled("pkt-cache") else None
+
+
+def _pkt_access(ctx, pc: int):
+    plan = _pkt_plan(ctx)
+    return plan.accesses.get(pc) if plan is not None else None
+
+
+def _pkt_in(k: int) -> Xfer:
+    return Xfer(XferSide.IN, PKT_XFER + k)
+
+
+def _pkt_out(k: int) -> Xfer:
+    return Xfer(XferSide.OUT, PKT_XFER + k)
+
+
+def _pkt_word(plan, k: int):
+    """Where window word ``k``'s current value is: its NN copy (stored words) or its $in register."""
+    return NN(PKT_NN + k) if plan.mirrored >> k & 1 else _pkt_in(k)
+
+
+def _pkt_fill(ctx, pc: int) -> None:
+    """The fill the plan puts before the access at ``pc``: one CTM read of the window's first n words."""
+    plan = _pkt_plan(ctx)
+    n = plan.fills.get(pc)
+    if not n:
+        return
+    s = scratch(ctx)
+    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR))
+    count = n
+    if n > 8:                          # more than a direct count: (prev & 31) + 1 words
+        ctx.emit(mov(NoDest(), Imm(n - 1)))
+        count = 0
+    ctx.emit(Instruction(Op.MEM_READ, mem=Memory.CTM, xfer=_pkt_in(0), a=Gpr(Bank.A, s), b=Imm(0), count=count,
+                         ctx_swap=True))
+    for k in plan.words_of(plan.mirrored & ((1 << n) - 1)):
+        ctx.emit(mov(NN(PKT_NN + k), _pkt_in(k)))
+
+
+def _cached_load(ctx, pc: int, insn: Insn, acc) -> None:
+    """``R<dst>`` = ``acc.size`` packet bytes at ``acc.off`` from the cache (one instruction; two when straddling)."""
+    _pkt_fill(ctx, pc)
+    plan = _pkt_plan(ctx)
+    d = insn.dst
+    k, pos = divmod(acc.off, 4)
+    size = acc.size
+
+    def w(i):
+        return _pkt_word(plan, k + i)
+
+    if size == 8:
+        if pos == 0:
+            ctx.emit(mov(lo_ab(d), w(0)))
+            ctx.emit(mov(hi_ab(d), w(1)))
+        else:
+            ctx.emit.dbl_shf(G(2 * d), w(1), w(0), 8 * pos)
+            ctx.emit.dbl_shf(G(2 * d + 1), w(2), w(1), 8 * pos)
+    elif pos + size <= 4:
+        _extract(ctx, d, w(0), None, size, 8 * pos)
+    else:
+        ctx.emit.dbl_shf(G(2 * d), w(1), w(0), 8 * pos)
+        if size < 4:
+            ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, lo_b(d), 0, clear=True))
+
+
+def _pkt_merge(ctx, k: int, start: int, nbytes: int, value, rotate: int) -> None:
+    """Bytes ``[start, start + nbytes)`` of window word ``k``'s NN copy = bytes of ``rotr(value, rotate)``."""
+    word = NN(PKT_NN + k)
+    if start == 0 and nbytes == 4 and rotate % 32 == 0:
+        ctx.emit(mov(word, value))
+        return
+    s = scratch(ctx)
+    ctx.emit(mov(GprBoth(s), word))
+    ctx.emit(ld_field(GprBoth(s), ((1 << nbytes) - 1) << start, value, rotate))
+    ctx.emit(mov(word, Gpr(Bank.B, s)))
+
+
+def _cached_store(ctx, pc: int, acc, vlo, vhi) -> None:
+    """A packet store into the NN copies of the window words it touches (written back later)."""
+    _pkt_fill(ctx, pc)
+    plan = _pkt_plan(ctx)
+    k, pos = divmod(acc.off, 4)
+    if acc.size == 8:                  # the plan caches 8-byte stores only when word-aligned
+        ctx.emit(mov(NN(PKT_NN + k), vlo))
+        ctx.emit(mov(NN(PKT_NN + k + 1), vhi))
+    else:
+        first = min(4, pos + acc.size) - pos
+        _pkt_merge(ctx, k, pos, first, vlo, 32 - 8 * pos)
+        if pos + acc.size > 4:
+            _pkt_merge(ctx, k + 1, 0, pos + acc.size - 4, vlo, 8 * (4 - pos))
+    mask = plan.flush_after.get(pc)
+    if mask:
+        emit_all(ctx, pkt_flush_code(plan, mask, scratch(ctx)))
+
+
+def pkt_flush_code(plan, mask: int, s: int) -> list[Instruction]:
+    """Write the window words in ``mask`` back to the packet: $out copies, then one mem_write per run."""
+    code: list[Instruction] = []
+    words = plan.words_of(mask)
+    runs: list[list[int]] = []
+    for k in words:
+        if runs and runs[-1][-1] == k - 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    code.append(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR))
+    for run in runs:
+        for k in run:
+            code.append(mov(_pkt_out(k), _pkt_word(plan, k)))
+        count = len(run)
+        if count > 8:
+            code.append(mov(NoDest(), Imm(count - 1)))
+            count = 0
+        code.append(Instruction(Op.MEM_WRITE, mem=Memory.CTM, xfer=_pkt_out(run[0]), a=Gpr(Bank.A, s),
+                                b=Imm(4 * run[0]), count=count, ctx_swap=True))
+    return code
+
+
+def _pkt_cache_epilogue(ctx) -> None:
+    """Put the plan's write-backs "before pc" right after the label of each such instruction."""
+    plan = _pkt_plan(ctx)
+    if plan is None or not plan.flush_before:
+        return
+    at = {ctx.label_for(pc): pc for pc in plan.flush_before}
+    body = ctx.function.body
+    out = []
+    for m in body:
+        out.append(m)
+        pc = at.get(m.label) if m.label is not None else None
+        if pc is not None:
+            out.extend(MInstr(ins, pc=pc) for ins in pkt_flush_code(plan, plan.flush_before[pc], SCRATCH_GPRS[0]))
+    body[:] = out
+
+
+EPILOGUE = _pkt_cache_epilogue
 
 
 # -- atomics ------------------------------------------------------------------------------------

@@ -1,0 +1,495 @@
+"""``pkt-cache``: packet bytes served from transfer registers filled by one bulk CTM read.
+
+Without it every packet access is its own CTM command with a context swap (about 50 cycles),
+and a 1- or 2-byte store is a read-modify-write (two commands).  With it the first packet access
+of a region reads the window (packet bytes ``[0, 4n)`` from ``data``, ``n`` <= 16 words) into
+``$in16..$in31`` with one command; every later access at a constant offset inside the window is
+one or two ALU instructions on those registers.  Stores go to a copy of the stored words kept in
+next-neighbour registers ``n0..n15`` and are written back with one ``mem_write`` before anything
+that needs the packet in memory (exit, helper calls that take a packet pointer or move the packet,
+uncached packet accesses, BPF-to-BPF calls) or before leaving the region where the cache is valid.
+
+Before (``-O1``), ``r2 = *(u8 *)(r1 + 13)`` and ``*(u8 *)(r1 + 2) = r2``::
+
+    mem_read.ctm $in0, a2, 13, 1, ctx_swap           ; 50 cycles each
+    ld_field ab4, 0x1, $in0, 0, clear
+    ...
+    mem_read.ctm $in0, a2, 2, 1, ctx_swap            ; read-modify-write of one word
+    mov ab22, $in0
+    ld_field ab22, 0x1, b4, 0
+    mov $out0, b22
+    mem_write.ctm $out0, a2, 2, 1, ctx_swap
+
+After (``pkt-cache``)::
+
+    csr_rd ab22, pkt_addr                            ; the fill, once per region
+    mem_read.ctm $in16, a22, 0, 3, ctx_swap
+    mov n0, $in16                                    ; stored words: NN copy
+    ld_field ab4, 0x2, $in19, 8, clear               ; the load: one instruction
+    ...
+    mov ab22, n0                                     ; the store: merge into n0
+    ld_field ab22, 0x4, b4, 16
+    mov n0, b22
+    ...
+    mov $out16, n0                                   ; write-back before exit
+    csr_rd ab22, pkt_addr
+    mem_write.ctm $out16, a22, 0, 1, ctx_swap
+
+What is cached, and when
+------------------------
+- Loads and stores through a packet pointer (not ``data_meta``) whose offset from ``data`` the
+  analysis proves constant, inside the window (``window`` bytes, at most 64), 1/2/4 bytes at any
+  byte position (a read straddling two words is a ``dbl_shf``), 8 bytes when it straddles at most
+  the words it needs (loads) or is word-aligned (stores).  Variable offsets (a TCP header after
+  a variable IHL) stay CTM commands.
+- The cache state is a forward data-flow over the CFG (must-valid per word, may-dirty per word),
+  so it stays valid across basic blocks, jumps and joins as long as every path into a point has
+  filled it and nothing invalidated it since: unlike the kernel's NFP JIT it is not reset at
+  jump targets.  A fill goes before the first cached access that finds its words invalid.
+- Invalidated (after a write-back) by: ``xdp_adjust_head``/``xdp_adjust_tail`` and every helper
+  that is not a map helper or ``get_prandom_u32`` (those do not move or change the packet, and
+  the firmware routines leave transfer and NN registers alone), BPF-to-BPF calls (the callee may
+  do anything; its own cache starts empty), and a packet store the cache cannot take (the words
+  it may touch).  Uncached packet loads, ``ld_abs``/``ld_ind`` and map helpers whose key or value
+  points into the packet only need the dirty words written back first.
+
+The fill never faults where the program would not
+--------------------------------------------------
+The simulator (like the NIC) allows reads past the packet end inside the 8 KiB CTM buffer and
+faults outside it.  The fill reads ``[data, data + 4n)``:
+
+- where no ``xdp_adjust_head`` can have run, ``data`` is the buffer's packet start (256 bytes in)
+  and the buffer holds at least 7936 bytes after it: any window up to 64 bytes is inside;
+- after an adjust_head whose deltas are all constant multiples of 4, ``data`` is word-aligned and
+  so is the buffer end, so the proven range rounded up to words is inside (``data + range <=
+  data_end <= buffer end``);
+- otherwise only the whole words inside the proven range are filled.
+
+Raw-context programs (uBPF-style memory blocks, analysed with an unchecked 64 KiB range, run with
+exact block bounds) are not cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from nfpjit.analysis import RegKind
+from nfpjit.ebpf.opcodes import Helper, InsnClass, JmpOp, Mode
+from nfpjit.passes.manager import Pass
+
+#: words of the largest window (transfer registers $in16..$in31, NN n0..n15)
+MAX_WORDS = 16
+#: first transfer register ($in and $out side) of the window
+FIRST_XFER = 16
+#: first next-neighbour register holding stored words
+FIRST_NN = 0
+
+#: helpers that neither move nor change the packet (the cache stays valid across them)
+PACKET_SAFE_HELPERS = frozenset({Helper.map_lookup_elem, Helper.map_update_elem, Helper.map_delete_elem,
+                                 Helper.get_prandom_u32})
+#: helpers taking key/value pointers the lowering copies from memory (a packet one needs a write-back)
+_POINTER_ARGS = {Helper.map_lookup_elem: (2,), Helper.map_update_elem: (2, 3), Helper.map_delete_elem: (2,)}
+
+# head alignment states: ORIG (no adjust_head yet), ALIGNED (data word-aligned), UNKNOWN
+ORIG, ALIGNED, UNKNOWN = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Access:
+    """A packet load or store served from the cache: ``size`` bytes at ``off`` from ``data``."""
+
+    off: int
+    size: int
+    write: bool
+
+    @property
+    def words(self) -> int:
+        """Bit mask of the window words the access touches."""
+        first, last = self.off // 4, (self.off + self.size - 1) // 4
+        return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
+
+
+@dataclass
+class PktCachePlan:
+    """What the lowering reads (all keyed by eBPF pc).
+
+    ``accesses``: cached loads/stores; ``fills``: words ``[0, n)`` to read before the access;
+    ``flush_before`` / ``flush_after``: bit masks of words to write back before the instruction's
+    code / after a cached store; ``mirrored``: words whose current value lives in NN registers
+    (every word some cached store writes); loads of other words read ``$in``.
+    """
+
+    accesses: dict = field(default_factory=dict)
+    fills: dict = field(default_factory=dict)
+    flush_before: dict = field(default_factory=dict)
+    flush_after: dict = field(default_factory=dict)
+    mirrored: int = 0
+
+    def words_of(self, mask: int) -> list[int]:
+        return [k for k in range(MAX_WORDS) if mask >> k & 1]
+
+
+@dataclass(frozen=True)
+class Event:
+    flush: bool = False       # the packet must be current in memory before the instruction
+    kill: int = 0             # words no longer valid afterwards
+    head: int | None = None   # None: no adjust_head; else the delta (or UNKNOWN_DELTA)
+
+
+UNKNOWN_DELTA = object()
+
+
+def _popcount_words(mask: int) -> int:
+    return bin(mask).count("1")
+
+
+class _Planner:
+    def __init__(self, opts: "PacketCache", program, analysis):
+        self.p = program
+        self.a = analysis
+        self.window_words = max(1, min(MAX_WORDS, opts.window // 4))
+        self.stores = opts.stores
+        self.cfg = analysis.cfg
+        self.insn = {pc: insn for pc, insn in program.slots()}
+        self.any_adjust_head = any(i.is_helper_call and i.imm == Helper.xdp_adjust_head
+                                   for i in self.insn.values())
+
+    # -- classification ---------------------------------------------------------------------
+
+    def _reachable(self, pc: int) -> bool:
+        f = self.a.facts.get(pc)
+        return f is not None and f.reachable
+
+    def classify(self, no_stores: bool):
+        """(candidate accesses, events) per pc."""
+        cand, events = {}, {}
+        all_words = (1 << MAX_WORDS) - 1
+        for pc, insn in self.insn.items():
+            if not self._reachable(pc):
+                continue
+            f = self.a.facts[pc]
+            cls = insn.cls
+            if cls in (InsnClass.LDX, InsnClass.ST, InsnClass.STX) and f.mem is not None:
+                mem = f.mem
+                if mem.kind not in (RegKind.PACKET, RegKind.PACKET_META):
+                    continue
+                write = cls != InsnClass.LDX
+                size = insn.size.nbytes
+                lo, hi = mem.offset
+                atomic = insn.mode == Mode.ATOMIC
+                ok = (mem.kind == RegKind.PACKET and lo == hi and lo >= 0 and not atomic
+                      and lo + size <= 4 * self.window_words
+                      and insn.mode in (Mode.MEM, Mode.MEMSX))
+                if ok and write and (no_stores or (size == 8 and lo % 4)):
+                    ok = False
+                if ok:
+                    cand[pc] = Access(lo, size, write)
+                elif write:
+                    if mem.kind == RegKind.PACKET and lo >= 0:
+                        first, last = lo // 4, min((hi + size - 1) // 4, MAX_WORDS - 1)
+                        kill = ((1 << (last + 1)) - 1) & ~((1 << first) - 1) if first < MAX_WORDS else 0
+                    else:
+                        kill = all_words
+                    events[pc] = Event(flush=True, kill=kill)
+                else:
+                    events[pc] = Event(flush=True)
+            elif cls == InsnClass.LD and insn.mode in (Mode.ABS, Mode.IND):
+                events[pc] = Event(flush=True)
+            elif insn.is_exit:
+                events[pc] = Event(flush=True)
+            elif insn.is_local_call:
+                events[pc] = Event(flush=True, kill=all_words, head=UNKNOWN_DELTA if self.any_adjust_head else None)
+            elif insn.is_helper_call:
+                try:
+                    helper = Helper(insn.imm)
+                except ValueError:
+                    helper = None
+                if helper in PACKET_SAFE_HELPERS:
+                    packet_arg = any(f.regs[r].kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MIXED)
+                                     for r in _POINTER_ARGS.get(helper, ()))
+                    if packet_arg:
+                        events[pc] = Event(flush=True)
+                    continue
+                head = None
+                if helper == Helper.xdp_adjust_head:
+                    d = f.regs[2]
+                    head = d.var.value if d.kind == RegKind.SCALAR and d.var.is_const else UNKNOWN_DELTA
+                events[pc] = Event(flush=True, kill=all_words, head=head)
+        return cand, events
+
+    # -- CFG order ----------------------------------------------------------------------------
+
+    def blocks_of(self, fn):
+        blocks = [b for b in fn.blocks if self._reachable(self.cfg.blocks[b].start)]
+        reach = set(blocks)
+        entry = fn.start
+        succs = {b: [s for s in self.cfg.blocks[b].succs if s in reach] for b in blocks}
+        order, seen = [], set()
+        if entry in reach:
+            stack = [(entry, iter(succs[entry]))]
+            seen.add(entry)
+            post = []
+            while stack:
+                node, it = stack[-1]
+                for s in it:
+                    if s not in seen:
+                        seen.add(s)
+                        stack.append((s, iter(succs[s])))
+                        break
+                else:
+                    post.append(node)
+                    stack.pop()
+            order = post[::-1]
+        order += [b for b in blocks if b not in seen]
+        preds = {b: [q for q in self.cfg.blocks[b].preds if q in reach] for b in blocks}
+        return order, succs, preds
+
+    # -- head alignment (only matters when the program calls adjust_head) ------------------------
+
+    def head_states(self, fn, order, preds, events) -> dict:
+        """Alignment state of ``data`` before each pc of the function."""
+        entry_state = ORIG if fn.start == 0 else UNKNOWN
+        if not self.any_adjust_head:
+            return {}
+        out = {}
+        state_in = {}
+        for _ in range(len(order) + 2):
+            changed = False
+            for b in order:
+                ins = [out[q] for q in preds[b] if q in out]
+                s = entry_state if b == fn.start else (max(ins) if ins else None)
+                if b == fn.start and ins:
+                    s = max([s] + ins)
+                if s is None:
+                    continue
+                for pc in self.cfg.blocks[b].pcs:
+                    state_in[pc] = s
+                    e = events.get(pc)
+                    if e is not None and e.head is not None:
+                        if e.head is UNKNOWN_DELTA or e.head % 4:
+                            s = UNKNOWN
+                        else:
+                            s = max(s, ALIGNED)
+                if out.get(b) != s:
+                    out[b] = s
+                    changed = True
+            if not changed:
+                break
+        return state_in
+
+    def fill_limit(self, pc: int, head: int) -> int:
+        """Words a fill before ``pc`` may read without leaving the CTM buffer (see the docstring)."""
+        if head == ORIG:
+            return self.window_words
+        proven = 0
+        for r in self.a.facts[pc].regs:
+            if r.kind == RegKind.PACKET:
+                proven = max(proven, r.var.umin + r.range)
+        words = (proven + 3) // 4 if head == ALIGNED else proven // 4
+        return min(self.window_words, words)
+
+    # -- must-valid data-flow and fill placement -------------------------------------------------
+
+    def valid_in(self, fn, order, preds, cand, events, fills) -> dict:
+        """Words valid before each pc (must: intersection over predecessors)."""
+        full = (1 << MAX_WORDS) - 1
+        out = {b: full for b in order}         # optimistic start
+        state_in = {}
+        for _ in range(2 * len(order) + 4):
+            changed = False
+            for b in order:
+                if b == fn.start:
+                    v = 0
+                else:
+                    v = full
+                    for q in preds[b]:
+                        v &= out[q]
+                    if not preds[b]:
+                        v = 0
+                for pc in self.cfg.blocks[b].pcs:
+                    state_in[pc] = v
+                    v = self._step_valid(pc, v, events, fills)
+                if out[b] != v:
+                    out[b] = v
+                    changed = True
+            if not changed:
+                break
+        return state_in
+
+    @staticmethod
+    def _step_valid(pc, v, events, fills):
+        n = fills.get(pc)
+        if n is not None:
+            v |= (1 << n) - 1
+        e = events.get(pc)
+        if e is not None:
+            v &= ~e.kill
+        return v
+
+    def place_fills(self, fn, order, preds, cand, events):
+        heads = self.head_states(fn, order, preds, events)
+        fills: dict[int, int] = {}
+        pcs = [pc for b in order for pc in self.cfg.blocks[b].pcs if pc in cand]
+        need = 0
+        for pc in pcs:
+            need |= cand[pc].words
+        need_words = need.bit_length()
+        for _ in range(len(pcs) + 2):
+            valid = self.valid_in(fn, order, preds, cand, events, fills)
+            changed = False
+            # one sweep in order, tracking validity inside each block as fills are placed
+            for b in order:
+                block_pcs = self.cfg.blocks[b].pcs
+                v = None
+                for pc in block_pcs:
+                    v = valid.get(pc, 0) if v is None else v
+                    if pc in cand and pc not in fills and cand[pc].words & ~v:
+                        n = min(self.fill_limit(pc, heads.get(pc, ORIG)), need_words)
+                        if cand[pc].words & ~((1 << n) - 1):
+                            del cand[pc]
+                            acc_write = self.insn[pc].cls != InsnClass.LDX
+                            events[pc] = Event(flush=True, kill=((1 << MAX_WORDS) - 1) if acc_write else 0)
+                        else:
+                            fills[pc] = n
+                        changed = True
+                    v = self._step_valid(pc, v, events, fills)
+            if not changed:
+                break
+        return fills
+
+    # -- may-dirty data-flow and write-back placement --------------------------------------------
+
+    def place_flushes(self, fn, order, succs, preds, cand, events, fills, valid):
+        """(flush_before, flush_after) bit masks per pc, or None when no placement is safe."""
+        before_pts = {pc for b in order for pc in self.cfg.blocks[b].pcs
+                      if (pc in events and events[pc].flush) or pc in fills}
+        after_pts: set[int] = set()
+        for _ in range(4 * len(order) + 8):
+            dirty_in, out = self._dirty(fn, order, preds, cand, before_pts, after_pts)
+            changed = False
+            for b in order:
+                for s in succs[b]:
+                    if out[b] & ~valid.get(self.cfg.blocks[s].start, 0):
+                        last = self.cfg.blocks[b].end
+                        if last in cand and cand[last].write:
+                            if last not in after_pts:
+                                after_pts.add(last)
+                                changed = True
+                        elif last not in before_pts:
+                            before_pts.add(last)
+                            changed = True
+            if not changed:
+                break
+        else:
+            return None
+        dirty_in, out = self._dirty(fn, order, preds, cand, before_pts, after_pts)
+        flush_before, flush_after = {}, {}
+        for pc in before_pts:
+            d = dirty_in.get(pc, 0)
+            if d:
+                if d & ~valid.get(pc, 0):
+                    return None
+                flush_before[pc] = d
+        for pc in after_pts:
+            d = dirty_in.get(pc, 0) | cand[pc].words
+            if d & ~(valid.get(pc, 0) | self._filled(pc, fills)):
+                return None
+            flush_after[pc] = d
+        # every edge leaves no dirty word the successor does not hold valid
+        for b in order:
+            for s in succs[b]:
+                if out[b] & ~valid.get(self.cfg.blocks[s].start, 0):
+                    return None
+        return flush_before, flush_after
+
+    @staticmethod
+    def _filled(pc, fills):
+        n = fills.get(pc)
+        return (1 << n) - 1 if n else 0
+
+    def _dirty(self, fn, order, preds, cand, before_pts, after_pts):
+        out = {b: 0 for b in order}
+        dirty_in = {}
+        for _ in range(2 * len(order) + 4):
+            changed = False
+            for b in order:
+                d = 0
+                for q in preds[b]:
+                    d |= out[q]
+                for pc in self.cfg.blocks[b].pcs:
+                    dirty_in[pc] = d
+                    if pc in before_pts:
+                        d = 0
+                    a = cand.get(pc)
+                    if a is not None and a.write:
+                        d |= a.words
+                    if pc in after_pts:
+                        d = 0
+                if out[b] != d:
+                    out[b] = d
+                    changed = True
+            if not changed:
+                break
+        return dirty_in, out
+
+    # -- the whole program ---------------------------------------------------------------------
+
+    def run(self) -> PktCachePlan:
+        plan = PktCachePlan()
+        for fn in self.cfg.functions:
+            order, succs, preds = self.blocks_of(fn)
+            if not order:
+                continue
+            result = self._function(fn, order, succs, preds, no_stores=not self.stores)
+            if result is None:
+                result = self._function(fn, order, succs, preds, no_stores=True)
+            if result is None:
+                continue
+            cand, fills, fb, fa = result
+            plan.accesses.update(cand)
+            plan.fills.update(fills)
+            plan.flush_before.update(fb)
+            plan.flush_after.update(fa)
+            for a in cand.values():
+                if a.write:
+                    plan.mirrored |= a.words
+        return plan
+
+    def _function(self, fn, order, succs, preds, *, no_stores: bool):
+        cand_all, events_all = self.classify(no_stores)
+        pcs = {pc for b in order for pc in self.cfg.blocks[b].pcs}
+        cand = {pc: a for pc, a in cand_all.items() if pc in pcs}
+        events = {pc: e for pc, e in events_all.items() if pc in pcs}
+        if not cand:
+            return {}, {}, {}, {}
+        fills = self.place_fills(fn, order, preds, cand, events)
+        valid = self.valid_in(fn, order, preds, cand, events, fills)
+        # every cached access finds its words valid (after its own fill)
+        for pc, a in cand.items():
+            if a.words & ~(valid.get(pc, 0) | self._filled(pc, fills)):
+                return None
+        flushes = self.place_flushes(fn, order, succs, preds, cand, events, fills, valid)
+        if flushes is None:
+            return None
+        return cand, fills, flushes[0], flushes[1]
+
+
+@dataclass(frozen=True)
+class PacketCache(Pass):
+    """Switch of the packet cache; ``window`` bytes from ``data`` (at most 64), ``stores`` caches stores too."""
+
+    name: ClassVar[str] = "pkt-cache"
+    level: ClassVar[str] = "lower"
+    summary: ClassVar[str] = "packet reads/writes at constant offsets served from transfer registers filled once"
+
+    window: int = 64
+    stores: bool = True
+
+    def plan(self, program, analysis) -> PktCachePlan | None:
+        if analysis is None or getattr(analysis, "cfg", None) is None or getattr(analysis, "raw_context", False):
+            return None
+        return _Planner(self, program, analysis).run()
+
+
+__all__ = ["PacketCache", "PktCachePlan", "Access", "MAX_WORDS", "FIRST_XFER", "FIRST_NN", "PACKET_SAFE_HELPERS"]
