@@ -307,13 +307,14 @@ def plot(doc: dict, path: str, plt=None) -> None:
     plt = plt or _need_matplotlib()
     rows = doc["programs"]
     names = list(doc["totals"]["passes"])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(rows) * max(1, len(names)) / 3 + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(min(18.0, max(6.0, 0.5 * len(rows) + 2)), 5.0))
     width = 0.8 / max(1, len(names))
     for i, n in enumerate(names):
         ys = [next((p["saves"] for p in r["passes"] if p["name"] == n), 0) for r in rows]
         ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(rows))], ys, width, label=n)
     ax.set_xticks(range(len(rows)), [r["program"] for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("NFP instructions saved")
+    ax.axhline(0, color="black", linewidth=0.5)
     ax.set_title(f"what each -O2 pass saves (profile {doc['profile']})")
     if names:
         ax.legend(fontsize=7, ncol=2)
