@@ -245,7 +245,7 @@ class _Planner:
             if None not in key:
                 index = int.from_bytes(bytes(key), "little")
                 how = Direct(m.map, index if index < mdef.max_entries else None)
-        if how is None and self.p.reuse and off is not None:
+        if how is None and self.p.reuse and off is not None and mdef.type in (MapType.HASH, MapType.ARRAY):
             for a in avail:
                 if a[0] == m.map and a[1] == off and a[2] == mdef.key_size:
                     how = Reuse(-1, a[3])
