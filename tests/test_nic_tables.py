@@ -367,3 +367,48 @@ def test_concurrent_updates_lose_nothing():
     for th in threads:
         th.join()
     assert t.contents(tid) == {_key(0): _val(n_packets), _key(1): _val(n_host * hosts)}
+
+
+def test_sparse_array_snapshot_commit():
+    t = MapTables()
+    a = t.alloc(MapType.ARRAY, 4, 8, 1000)
+    t.store(a, {_key(5): _val(5)})
+    base = {"a": t.contents(a, sparse=True)}
+    assert base == {"a": {_key(5): _val(5)}}
+    t.handle(C.MapUpdate(a, _key(9), _val(9)))  # meanwhile, from the host
+    after = {"a": {**t.contents(a), _key(7): _val(7)}}  # a dense run result with the old index 9 (zero)
+    after["a"][_key(9)] = _val(0)
+    t.commit({"a": a}, after, base)
+    got = t.contents(a, sparse=True)
+    assert got == {_key(5): _val(5), _key(7): _val(7), _key(9): _val(9)}
+
+
+@st.composite
+def mutated_map_requests(draw):
+    tid = draw(st.sampled_from([1, 2, 3]))
+    req = draw(st.sampled_from([
+        C.MapUpdate(tid, _key(draw(st.integers(0, 6))), _val(draw(st.integers(0, 9))), draw(st.integers(0, 3))),
+        C.MapLookup(tid, _key(draw(st.integers(0, 6)))), C.MapDelete(tid, _key(draw(st.integers(0, 6)))),
+        C.MapGetNext(tid, _key(draw(st.integers(0, 6)))), C.MapGetFirst(tid), C.MapList(), C.MapFree(tid),
+        C.MapAlloc(MapType.HASH, 4, 8, 2)]))
+    data = bytearray(C.encode(req))
+    for _ in range(draw(st.integers(0, 3))):
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+@settings(max_examples=300)
+@given(st.lists(mutated_map_requests(), max_size=20))
+def test_mutated_requests_get_replies_and_keep_tables_sound(datas):
+    t = MapTables()
+    t.alloc(MapType.HASH, 4, 8, 4)
+    t.alloc(MapType.ARRAY, 4, 8, 4)
+    for data in datas:
+        reply = C.decode_reply(t.handle_bytes(data))
+        _, seq = C.peek(data)
+        assert reply.seq == seq
+    for table in t.tables.values():
+        assert len(table.values) <= table.d.max_entries
+        assert table.keys() == (list(table.values) if not table.is_array else table.keys())
+        assert all(len(k) == table.d.key_size and len(v) == table.d.value_size for k, v in table.values.items())

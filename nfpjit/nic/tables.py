@@ -154,7 +154,10 @@ class Table:
                                      "entries")
             if flags == MapUpdateFlag.NOEXIST:
                 raise _Fail(E.EEXIST, f"array entries always exist: BPF_NOEXIST cannot update {self.describe()}")
-            self.values[key] = bytes(value)
+            if value == self._zero:
+                self.values.pop(key, None)  # arrays keep only non-zero values
+            else:
+                self.values[key] = bytes(value)
             return
         present = key in self.values
         if present and flags == MapUpdateFlag.NOEXIST:
@@ -332,7 +335,9 @@ class MapTables:
             changed = {bytes(k): bytes(v) for k, v in mapping.items()}
             removed = [] if table.is_array else [k for k in table.values if k not in changed]
         else:
-            changed = {bytes(k): bytes(v) for k, v in mapping.items() if base.get(k) != v}
+            # arrays: an index missing from base (a sparse snapshot) started as zeros
+            default = table._zero if table.is_array else None
+            changed = {bytes(k): bytes(v) for k, v in mapping.items() if base.get(k, default) != v}
             removed = [] if table.is_array else [bytes(k) for k in base if k not in mapping]
         if not table.is_array:
             new = sum(1 for k in changed if k not in table.values) - sum(1 for k in removed if k in table.values)
@@ -343,7 +348,10 @@ class MapTables:
                 table.delete(k)
         for k, v in changed.items():
             if table.is_array:
-                table.values[k] = v
+                if v == table._zero:
+                    table.values.pop(k, None)  # arrays keep only non-zero values
+                else:
+                    table.values[k] = v
             else:
                 table.update(k, v, MapUpdateFlag.ANY)
 
