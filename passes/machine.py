@@ -753,6 +753,11 @@ def _bits_transfer(ins: Instruction, state: dict) -> dict | None:
         if ins.shift == ShiftKind.SHL:
             return {"v": ((z << n | ((1 << n) - 1)) & MASK32, (o << n) & MASK32)}
         return None
+    if op == Op.DBL_SHF and not ins.indirect:
+        za, oa = operand_bits(state, ins.a)
+        zb, ob = operand_bits(state, ins.b)
+        n = ins.amount
+        return {"v": (((za << 32 | zb) >> n) & MASK32, ((oa << 32 | ob) >> n) & MASK32)}
     if op == Op.LD_FIELD and ins.clear:
         bytemask = 0
         for i in range(4):

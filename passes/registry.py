@@ -20,6 +20,8 @@ BUILTIN: dict[str, str] = {
     "pkt-cache": "nfpjit.passes.pkt_cache:PacketCache",
     # machine level (passes/machine.py is their dataflow)
     "dce": "nfpjit.passes.dce:Dce",
+    "copy-prop": "nfpjit.passes.copy_prop:CopyProp",
+    "const-fold": "nfpjit.passes.const_fold:ConstFold",
 }
 
 for _name, _target in BUILTIN.items():

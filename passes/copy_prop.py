@@ -1,0 +1,188 @@
+"""``copy-prop``: read a value from the register it was first written to, not from a copy of it.
+
+The lowering copies eBPF registers with ``mov ab<d>, b<s>`` and then computes on the copy; when
+the original still holds the value, the computation can read it directly and the copy dies
+(``dce`` removes it)::
+
+    mov ab6, b2                 mov ab6, b2             ; dead now
+    add ab6, a6, 14       ->    add ab6, a2, 14
+
+Value numbers (:func:`nfpjit.passes.machine.value_numbers`) say which GPRs hold the same value
+at each instruction: copies, both banks of an ``ab<n>`` write, equal constants loaded with
+``immed``.  A source operand is replaced by the holder whose value was written earliest, so uses
+move towards the original definition.  Each rewrite must still encode (the two-source rule:
+``a`` and ``b`` from different banks; :func:`nfpjit.isa.encoding.check`), else the next holder is
+tried, else the operand stays.  A ``mov`` into registers that already hold the value goes when
+nobody reads the flags it sets.
+
+Copies out of scratch registers are coalesced backwards: when ``x`` dies at ``mov ab<y>, b<x>``
+and nothing between x's definition and the copy touches y, the definition writes y directly::
+
+    ld_field ab22, 0b0001, a2, 8, clear         ld_field ab4, 0b0001, a2, 8, clear
+    ld_field ab22, 0b0010, a2, 24         ->    ld_field ab4, 0b0010, a2, 24
+    mov ab4, b22
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import ClassVar
+
+from nfpjit.isa.encoding import check
+from nfpjit.isa.operands import Gpr, GprBoth, IllegalOperands
+from nfpjit.isa.table import Op
+from nfpjit.passes.manager import Pass
+
+from . import machine as M
+
+
+def _legal(ins) -> bool:
+    try:
+        check(ins)
+    except IllegalOperands:
+        return False
+    return True
+
+
+def rewrite_sources(ins, state: dict, pos: int):
+    """``ins`` with each GPR source read from its oldest equal holder (None if nothing changes)."""
+    new = ins
+    for role in ("a", "b"):
+        op = getattr(new, role)
+        if op.__class__ is not Gpr:
+            continue
+        loc = M.gpr_loc(op)
+        vid = M.vn_of(state, loc, pos)
+        here = state[loc][1]
+        cands = sorted((v[1], k) for k, v in state.items() if v[0] == vid and v[1] < here and k != loc)
+        for _, cand in cands:
+            trial = replace(new, **{role: M.loc_gpr(cand)})
+            if _legal(trial):
+                new = trial
+                break
+    return None if new is ins else new
+
+
+@dataclass(frozen=True)
+class CopyProp(Pass):
+    """Replace reads of copies by reads of the original register (the two-source rule permitting)."""
+
+    name: ClassVar[str] = "copy-prop"
+    level: ClassVar[str] = "nfp"
+    summary: ClassVar[str] = "read values from the register first written, so copies die"
+
+    coalesce: bool = True
+
+    def run(self, unit) -> bool:
+        changed = False
+        for fn, cfg in M.program_cfgs(unit):
+            body = cfg.body
+            ins_states = M.value_numbers(cfg)
+            lv = M.liveness(cfg)
+            edits = {}
+            for b in cfg.blocks:
+                state = ins_states[b.index]
+                if state is None:
+                    continue
+                state = dict(state)
+                for i in b.idx:
+                    m = body[i]
+                    if m.reloc is None and m.instr.op != Op.LOAD_ADDR:
+                        if _redundant_copy(m.instr, state, i, lv.after(i)):
+                            edits[i] = None
+                            continue
+                        new = rewrite_sources(m.instr, state, i)
+                        if new is not None:
+                            m = replace(m, instr=new)
+                            edits[i] = m
+                    M.vn_step(state, m, i)
+            changed |= M.apply_edits(fn, edits)
+        if self.coalesce:
+            for _ in range(4):
+                if not coalesce(unit):
+                    break
+                changed = True
+        return changed
+
+
+def _redundant_copy(ins, state: dict, pos: int, live_after: int) -> bool:
+    """A mov whose destination registers already hold its source's value, flags unread."""
+    if ins.op != Op.MOV or ins.b.__class__ is not Gpr or ins.dest.__class__ not in (Gpr, GprBoth):
+        return False
+    if live_after & (M.BIT_CC | M.BIT_PREV):
+        return False
+    vid = M.vn_of(state, M.gpr_loc(ins.b), pos)
+    return all(state.get(loc, (None,))[0] == vid for loc in M._gpr_dests(ins.dest))
+
+
+def _rename(ins, x: int, y: int):
+    """``ins`` with GPR x read and written as GPR y (None if it touches x in a form that cannot be renamed)."""
+    changes = {}
+    for role in ("a", "b"):
+        op = getattr(ins, role)
+        if op.__class__ is Gpr and op.index == x:
+            changes[role] = Gpr(op.bank, y)
+    d = ins.dest
+    if d.__class__ is GprBoth and d.index == x:
+        changes["dest"] = GprBoth(y)
+    elif d.__class__ is Gpr and d.index == x:
+        return None
+    new = replace(ins, **changes) if changes else ins
+    return new if _legal(new) else None
+
+
+def coalesce(unit) -> bool:
+    """One round of backward copy coalescing over every function (see the module docstring)."""
+    changed = False
+    for fn, cfg in M.program_cfgs(unit):
+        body = cfg.body
+        lv = M.liveness(cfg)
+        vn = M.value_numbers(cfg)
+        edits = {}
+        touched: set = set()
+        for b in cfg.blocks:
+            if vn[b.index] is None:
+                continue
+            state = dict(vn[b.index])
+            for k in b.idx:
+                m = body[k]
+                ins = m.instr
+                cand = (m.reloc is None and ins.op == Op.MOV and ins.dest.__class__ is GprBoth
+                        and ins.b.__class__ is Gpr and ins.b.index != ins.dest.index)
+                if cand:
+                    x, y = ins.b.index, ins.dest.index
+                    if x not in touched and y not in touched and M.banks_equal(state, x) and \
+                            not lv.after(k) & (M.BIT_CC | M.BIT_PREV | M.both(x)):
+                        plan = _coalesce_plan(body, b, k, x, y)
+                        if plan is not None:
+                            edits.update(plan)
+                            edits[k] = None
+                            touched.update((x, y))
+                M.vn_step(state, m, k)
+        changed |= M.apply_edits(fn, edits)
+    return changed
+
+
+def _coalesce_plan(body, b, k: int, x: int, y: int) -> dict | None:
+    bx, by = M.both(x), M.both(y)
+    pos = b.idx.index(k)
+    plan = {}
+    for j in reversed(b.idx[:pos]):
+        m = body[j]
+        du = M.def_use(m.instr)
+        touches = (du.uses | du.clobbers)
+        full_def = du.defs & bx == bx and not du.uses & bx and m.instr.dest.__class__ is GprBoth \
+            and m.instr.dest.index == x
+        if not full_def and touches & by:
+            return None
+        if touches & bx:
+            new = _rename(m.instr, x, y)
+            if new is None or (du.clobbers & bx and not (m.instr.dest.__class__ is GprBoth and
+                                                         m.instr.dest.index == x)):
+                return None
+            if du.clobbers & by & ~M.def_use(new).defs:
+                return None
+            plan[j] = replace(m, instr=new)
+        if full_def:
+            return plan
+    return None
