@@ -24,8 +24,9 @@ slots, the NFP's NN registers used as core-local registers) and copied::
     ... (no update, key unchanged)
     r0 = map_lookup_elem(r1, r2)    mov ab0, n24 / mov ab1, n25
 
-``inline`` — any other ARRAY lookup with its key on the stack (and a power-of-two value slot):
-the key is read from LM and bounds-checked inline, as the kernel inlines array lookups::
+``inline`` — any other ARRAY lookup with its key on the stack: the key is read from LM and
+bounds-checked inline, as the kernel inlines array lookups; the key is multiplied by the value
+slot with one ``alu_shf`` per set bit of the slot size (at most four: 8, 16, 24, 40 ... bytes)::
 
     r0 = map_lookup_elem(r1, r2)    csr_wr active_lm_addr_1, b4 / immed ab0, 0 / immed ab1, 0 / nop
                                     sub --, *l$index1, 8 / br.hs .done
@@ -59,6 +60,8 @@ _MAP_WRITERS = frozenset({Helper.map_update_elem, Helper.map_delete_elem})
 #: next-neighbour registers holding reused lookup results: slot i = n(FIRST_NN + 2i) (low), +1 (high)
 FIRST_NN = 24
 MAX_SLOTS = 4
+#: inline lookups multiply the key by the value slot with one shift-and-add per set bit of its size
+MAX_SLOT_BITS = 4
 
 
 # -- the plan ---------------------------------------------------------------------------------
@@ -251,7 +254,7 @@ class _Planner:
                     how = Reuse(-1, a[3])
                     break
         if how is None and self.p.inline and array and facts.regs[2].kind == RegKind.STACK \
-                and _power_of_two(slot_size(mdef.value_size)):
+                and bin(slot_size(mdef.value_size)).count("1") <= MAX_SLOT_BITS:
             how = Inline(m.map)
         if how is None:
             self.decisions.pop(pc, None)
@@ -319,10 +322,6 @@ class _Planner:
 
 def fn_pcs(cfg, fn):
     return [pc for b in fn.blocks if b in cfg.blocks for pc in cfg.blocks[b].pcs]
-
-
-def _power_of_two(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
 
 
 @dataclass(frozen=True)

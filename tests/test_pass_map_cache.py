@@ -380,3 +380,26 @@ def test_direct_array_lookups_do_not_reach_the_cache():
         sim = simulate_image(compile(program, passes=spec, profile="permissive").image, PacketIn(CRAFTED[0]))
         assert sim.map_cache_hits + sim.map_cache_misses == lookups
         assert sim.map_cache_misses == lookups      # a cold cache per run
+
+
+def test_inline_lookup_of_a_24_byte_value_shifts_and_adds():
+    program = _program("ldxw r1, [r1+16]\nand r1, 3\nstxw [r10-4], r1\n" + _lookup("wide") +
+                       "jeq r0, 0, +3\nldxdw r1, [r0+16]\nadd r1, 1\nstxdw [r0+16], r1\nmov r0, 2\nexit\n")
+    assert list(plan_of(program).values()) == [Inline(2)]
+    text = compile(program, passes=WITH, profile="permissive").mprogram.listing()
+    filecheck(text, ["sub --, *l$index1, 3", "alu_shf ab0, --, mov, *l$index1, shl 3",
+                     "alu_shf ab0, a0, add, *l$index1, shl 4", "immed ab1, 0x12"])
+    frames = [bytes(64)] * 3
+    for queue in range(4):     # rx queues 0..3: index 3 is out of range (NULL), the others slots 0..2
+        problems = []
+        for spec in (WITHOUT, WITH):
+            image = compile(program, passes=spec, profile="permissive").image
+            store = MapStore.from_program(program)
+            state = None
+            for frame in frames:
+                pin = PacketIn(frame, rx_queue_index=queue)
+                want = run(program, pin, maps=store)
+                got = to_run_result(simulate_image(image, pin, maps_in=state))
+                state = got.maps
+                problems += compare_results(want, got, r0_bits=32)
+        assert not problems, problems

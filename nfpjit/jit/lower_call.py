@@ -30,7 +30,7 @@ from nfpjit.isa.image import RelocKind
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, LMem, NoDest
 from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
-from nfpjit.isa.table import Cond, Csr, Instruction, Op, ShiftKind
+from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Op, ShiftKind
 
 from . import lower_mem as lm
 from .mir import MReloc
@@ -157,7 +157,7 @@ def _inline_array_lookup(ctx, pc: int, index: int) -> None:
     from nfpjit.passes.map_cache import slot_size
 
     mdef = ctx.program.maps[index]
-    shift = slot_size(mdef.value_size).bit_length() - 1
+    stride = slot_size(mdef.value_size)
     key = LMem(LM_CALL_POINTER, 0)
     done = ctx.new_label(f"mc{pc}_")
     ctx.emit(Instruction(Op.CSR_WR, b=lm.lo_b(2), csr=Csr(Csr.ACTIVE_LM_ADDR_0 + LM_CALL_POINTER)))
@@ -168,7 +168,12 @@ def _inline_array_lookup(ctx, pc: int, index: int) -> None:
     limit = lm.offset_operand(ctx, mdef.max_entries)
     ctx.emit(lm.alu(Op.SUB, NoDest(), key, limit))
     ctx.emit(Instruction(Op.BR, cond=Cond.HS), target=done)
-    ctx.emit(lm.shf(lm.lo_ab(0), key, ShiftKind.SHL, shift))
+    # key * stride: one shift (and add) per set bit of the slot size
+    bits = [b for b in range(stride.bit_length()) if stride >> b & 1]
+    ctx.emit(lm.shf(lm.lo_ab(0), key, ShiftKind.SHL, bits[0]))
+    for b in bits[1:]:
+        ctx.emit(Instruction(Op.ALU_SHF, dest=lm.lo_ab(0), a=lm.lo_a(0), b=key, alu=AluOp.ADD,
+                             shift=ShiftKind.SHL, amount=b))
     lm.emit_all(ctx, load_const(lm.hi_ab(0), lm.map_table_hi(index)))
     ctx.emit.label(done)
 
