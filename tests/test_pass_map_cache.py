@@ -403,3 +403,14 @@ def test_inline_lookup_of_a_24_byte_value_shifts_and_adds():
                 state = got.maps
                 problems += compare_results(want, got, r0_bits=32)
         assert not problems, problems
+
+
+@pytest.mark.parametrize("m, want", [("hsh", None), ("arr", Inline)])
+def test_a_bpf_to_bpf_call_may_change_the_key(m, want):
+    # the callee rewrites the caller's key through a pointer: no reuse, and the key is no longer known
+    program = _program("stw [r10-4], 1\n" + _lookup(m) + "mov r6, r0\nmov r1, r10\nadd r1, -4\ncall fn\n" +
+                       _lookup(m) + "mov r7, r0\nmov r0, 1\njne r6, r7, +1\nmov r0, 2\nexit\n"
+                       "fn:\nstw [r1+0], 2\nmov r0, 0\nexit\n")
+    plan = plan_of(program)
+    assert {pc: type(h) for pc, h in plan.items() if pc > 5} == ({14: want} if want else {})
+    assert not mismatches(program, FRAMES, seed_maps={"hsh": {(k).to_bytes(4, "little"): bytes(8) for k in (1, 2)}})
