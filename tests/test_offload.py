@@ -236,6 +236,16 @@ def test_second_attach_is_ebusy_replace_swaps(dev):
     assert out["replaced"] == first.id and dev.attached().id == second.id
 
 
+def test_tc_program_does_not_attach_as_xdp(dev):
+    import nfpjit
+
+    prog = dev.load(dataclasses.replace(nfpjit.load(PASS), prog_type=ProgType.SCHED_CLS))   # "return 2" as TC
+    assert prog.type == "tc"
+    with pytest.raises(OffloadError) as e:
+        dev.attach(prog)
+    assert _errno(e) == errno.EINVAL and "TC program" in str(e.value)
+
+
 def test_attach_unknown_program_is_enoent(dev):
     with pytest.raises(OffloadError) as e:
         dev.attach(id=10 ** 9)

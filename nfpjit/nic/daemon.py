@@ -505,6 +505,9 @@ class Daemon:
         if mode not in AttachMode.ALL:
             raise OffloadError(E.EINVAL, f"unknown attach mode {mode!r}", hint="hw, drv or skb")
         prog = self._find(body)
+        if int(prog.image.metadata.prog_type) != 6:
+            raise OffloadError(E.EINVAL, f"program {prog.id} is a TC program: XDP attach takes XDP programs only",
+                               hint="TC (cls_bpf) attach is not modelled by the virtual NIC yet")
         if mode != AttachMode.HW:
             raise OffloadError(E.EINVAL, "Using offloaded program without HW_MODE flag is not supported",
                                hint="attach with --mode hw")
