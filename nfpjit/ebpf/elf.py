@@ -15,14 +15,14 @@ What libbpf does before it calls ``bpf(BPF_PROG_LOAD)``, minus the kernel:
 - maps come from BTF (``.maps``) or the legacy ``maps`` section;
 - ``.BTF.ext`` line info becomes ``Program.line_info`` keyed by linked pc.
 
-pyelftools raises many kinds of exception on corrupt input; :func:`read_object`
-turns every one of them into :class:`~nfpjit.errors.LoadError` naming the file,
-the section and the reason.
+The ELF structure is read by :mod:`nfpjit.ebpf.elfread` (a small reader of what BPF
+objects use; pyelftools costs more to import than the rest of a compilation).  Corrupt
+input raises many kinds of exception; :func:`read_object` turns every one of them into
+:class:`~nfpjit.errors.LoadError` naming the file, the section and the reason.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 from dataclasses import dataclass, field
@@ -310,7 +310,7 @@ def read_object(data: bytes, path: str = "<memory>") -> ElfObject:
         raise
     except (RecursionError, MemoryError) as exc:
         raise LoadError(f"malformed ELF object ({type(exc).__name__})", where=_stage(path, reader)) from exc
-    except Exception as exc:  # pyelftools: ELFError, struct.error, IndexError, KeyError, ValueError ...
+    except Exception as exc:  # ElfFormatError, struct.error, IndexError, KeyError, ValueError ...
         raise LoadError(f"malformed ELF object: {type(exc).__name__}: {exc}", where=_stage(path, reader),
                         hint="is it a complete object built with clang -target bpf?") from exc
 
@@ -334,12 +334,12 @@ def load_elf(path: str | os.PathLike, *, section: str | None = None, name: str |
 
 class _Reader:
     def __init__(self, data: bytes, path: str):
-        from elftools.elf.elffile import ELFFile
+        from nfpjit.ebpf.elfread import ElfFile
 
         self.data = data
         self.path = path
-        self.stage = "ELF header"  # what is being read, for errors from pyelftools
-        self.elf = ELFFile(io.BytesIO(data))
+        self.stage = "ELF header"  # what is being read, for errors from the ELF reader
+        self.elf = ElfFile(data)
         self.stage = ""
 
     def _where(self, section: str | None = None) -> str:
@@ -401,7 +401,7 @@ class _Reader:
         return ElfObject(self.path, entries, license_, tuple(maps), code, map_at, map_by_name, sec_names, lines)
 
     def _symbols(self) -> list[_Sym]:
-        from elftools.elf.sections import SymbolTableSection
+        from nfpjit.ebpf.elfread import SymbolTableSection
 
         out: list[_Sym] = []
         for s in self.elf.iter_sections():
@@ -414,7 +414,7 @@ class _Reader:
         return out
 
     def _relocations(self, code: dict[str, _Section], symbols: list[_Sym], sec_names: dict[int, str]) -> None:
-        from elftools.elf.relocation import RelocationSection
+        from nfpjit.ebpf.elfread import RelocationSection
 
         for rs in self.elf.iter_sections():
             if not isinstance(rs, RelocationSection):
