@@ -229,9 +229,11 @@ def lookup_programs(draw):
     """Sequences of key stores (constant, per-packet, partial), lookups with value updates, map updates
     and deletes, unrelated stores and helpers, and one-instruction conditional skips (joins)."""
     lines = ["mov r6, r1", "mov r9, 0", "stw [r10-4], 0", "stdw [r10-16], 0"]
+    callee = False
+    target = draw(st.sampled_from([-4, -8]))    # one offset per program: the NIC needs a constant stack pointer
     for _ in range(draw(st.integers(1, 9))):
         op = draw(st.sampled_from(["key", "key", "keyvar", "keybyte", "lookup", "lookup", "lookup",
-                                   "update", "delete", "other", "cond", "prandom"]))
+                                   "update", "delete", "other", "cond", "prandom", "local"]))
         if op == "key":
             lines.append(f"stw [r10-4], {draw(st.integers(0, 9))}")
         elif op == "keyvar":
@@ -254,9 +256,14 @@ def lookup_programs(draw):
             lines.append(f"stw [r10-8], {draw(st.integers(0, 9))}")
         elif op == "cond":
             lines += [_PKTLEN.strip(), "and r2, 1", "jeq r2, 0, +1", f"stw [r10-4], {draw(st.integers(0, 9))}"]
+        elif op == "local":        # a BPF-to-BPF call that writes the key (or another slot) through r1
+            lines += ["mov r1, r10", f"add r1, {target}", "call fn"]
+            callee = True
         else:
             lines += ["call 7"]    # get_prandom_u32: r0 is not compared in the result (r9 is)
     lines += ["mov r0, r9", "and r0, 3", "exit"]
+    if callee:
+        lines += ["fn:", f"stw [r1+0], {draw(st.integers(0, 5))}", "mov r0, 0", "exit"]
     return _program("\n".join(lines) + "\n")
 
 
