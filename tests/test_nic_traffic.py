@@ -41,6 +41,7 @@ NAME = f"nfpt{os.getpid() % 1000}t"
 NET = 100 + os.getpid() % 100
 HOST, WIRE = f"10.14.{NET}.1", f"10.14.{NET}.2"
 LISTEN_PORT = 2222
+PIN = f"drop-{os.getpid()}"   # pins are machine-wide, as bpffs pins are
 
 # Runs inside the wire namespace: capture what leaves NAME-w, try the connections, ping, report.
 WIRE_SIDE = r"""
@@ -134,6 +135,20 @@ elif mode.startswith("burst"):
         if i % 200 == 199:
             time.sleep(0.01)          # pace: the NIC's receive queue is bounded
     out["sent"] = sent
+elif mode == "tx":
+    dst_mac = bytes.fromhex(sys.argv[6])
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    tx.bind((ifname, 0))
+    src_mac = tx.getsockname()[4]
+    payload = b"nfpjit XDP_TX probe " + os.urandom(8)
+    tx.send(dst_mac + src_mac + b"\x88\xb5" + payload)
+    deadline, out["bounced"] = time.monotonic() + 2.0, False
+    while time.monotonic() < deadline and not out["bounced"]:
+        r, _, _ = select.select([cap], [], [], 0.1)
+        if r:
+            data, addr = cap.recvfrom(65535)
+            if addr[2] != 4 and data[14:14 + len(payload)] == payload:
+                out["bounced"] = data[:6] == src_mac and data[6:12] == dst_mac
 out["syns"], out["frames"] = drain()
 print(json.dumps(out))
 """
@@ -155,8 +170,8 @@ def nic():
         nic_down(NAME)
     try:
         nic_up(NAME, host_addr=f"{HOST}/24", wire_addr=f"{WIRE}/24")
-        assert main(["prog", "load", str(DROP), "--dev", NAME, "--pin", "drop"]) == 0
-        assert main(["net", "attach", "--dev", NAME, "--pin", "drop"]) == 0
+        assert main(["prog", "load", str(DROP), "--dev", NAME, "--pin", PIN]) == 0
+        assert main(["net", "attach", "--dev", NAME, "--pin", PIN]) == 0
         yield NAME
     finally:
         try:
@@ -301,3 +316,20 @@ def test_concurrent_host_updates_while_traffic_flows_lose_nothing(nic):
             assert int.from_bytes(dump[struct.pack("<H", 9000 + w)], "little") == counts[w]
         # ... and so is every one of the program's own increments
         assert int.from_bytes(dump[key80], "little") == base80 + n_frames
+
+
+def test_xdp_tx_bounces_the_frame_back_on_the_wire(nic):
+    """XDP_TX: mac_swap_tx sends each frame back out of the wire port with its MACs swapped (the
+    frame as the program left it); the host sees none of it.  Runs last: it replaces the program."""
+    from nfpjit.offload import Device
+
+    with Device(nic) as dev:
+        prog = dev.load(ROOT / "tests" / "corpus" / "mac_swap_tx.o")
+        dev.attach(prog, replace=True)
+        before = _settled(dev)
+        mac = Path(f"/sys/class/net/{nic}/address").read_text().strip().replace(":", "")
+        out = _wire("tx", mac)
+        assert out["bounced"] is True
+        after = _settled(dev)
+        assert after["counters"]["actions"]["tx"] > before["counters"]["actions"]["tx"]
+        assert after["counters"]["host_tx_packets"] == before["counters"]["host_tx_packets"]

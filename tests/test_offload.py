@@ -41,6 +41,11 @@ NAME_A, NAME_B, NAME_C = f"nfpt{TAG}a", f"nfpt{TAG}b", f"nfpt{TAG}c"
 NET = 100 + os.getpid() % 100  # 10.{12,13,15}.NET.0/24: only on the devices made here
 
 
+def P(pin: str) -> str:
+    """A pin name of this run: pins are machine-wide, as bpffs pins are."""
+    return f"{pin}-{os.getpid()}"
+
+
 def _up(name: str, second_octet: int, **kw):
     from nfpjit.offload.device import nic_down, nic_up
 
@@ -162,7 +167,7 @@ def test_load_rejected_by_the_nic_verifier_lists_every_problem(dev):
 def test_load_binds_to_device_creates_maps_and_reports_like_bpftool(dev):
     import nfpjit
 
-    prog = dev.load(DROP, pin="drop")
+    prog = dev.load(DROP, pin=P("drop"))
     program = nfpjit.load(DROP)
     tables = {t.name: t for t in dev.map_tables()}
     assert set(tables) == {m.name for m in program.maps}
@@ -172,7 +177,7 @@ def test_load_binds_to_device_creates_maps_and_reports_like_bpftool(dev):
     compiled = nfpjit.compile(DROP)
     assert prog.nfp_insns == len(compiled.image.code) and prog.jited_size == 8 * prog.nfp_insns
     assert prog.tag == compiled.image.metadata.source_tag[:8].hex()
-    assert not prog.attached and prog.pinned == "drop"
+    assert not prog.attached and prog.pinned == P("drop")
     assert "[nfp] " in prog.log and "MAP_ALLOC" in prog.log
     listed = dev.programs()
     assert [p.id for p in listed] == [prog.id]
@@ -180,7 +185,7 @@ def test_load_binds_to_device_creates_maps_and_reports_like_bpftool(dev):
     other = dev.load(PASS)
     assert other.id != prog.id
     with pytest.raises(OffloadError) as e:
-        dev.load(PASS, pin="drop")
+        dev.load(PASS, pin=P("drop"))
     assert _errno(e) == errno.EEXIST
     # unload frees the program's tables
     dev.unload(prog.id)
@@ -223,7 +228,7 @@ def test_attach_without_hw_mode_is_einval(dev):
 
 def test_second_attach_is_ebusy_replace_swaps(dev):
     first = dev.load(DROP)
-    second = dev.load(PASS, pin="pass")
+    second = dev.load(PASS, pin=P("pass"))
     dev.attach(first)
     with pytest.raises(OffloadError) as e:
         dev.attach(second)
@@ -232,7 +237,7 @@ def test_second_attach_is_ebusy_replace_swaps(dev):
         dev.attach(first)
     assert _errno(e) == errno.EBUSY
     assert dev.attached().id == first.id
-    out = dev.attach(pin="pass", replace=True)
+    out = dev.attach(pin=P("pass"), replace=True)
     assert out["replaced"] == first.id and dev.attached().id == second.id
 
 
@@ -256,12 +261,12 @@ def test_attach_unknown_program_is_enoent(dev):
 
 
 def test_program_for_another_device_is_einval(dev, dev_b):
-    prog_b = dev_b.load(PASS, pin="on-b")
+    prog_b = dev_b.load(PASS, pin=P("on-b"))
     with pytest.raises(OffloadError) as e:
         dev.attach(prog_b)
     assert _errno(e) == errno.EINVAL and "different device" in str(e.value)
     with pytest.raises(OffloadError) as e:
-        dev.attach(pin="on-b")
+        dev.attach(pin=P("on-b"))
     assert _errno(e) == errno.EINVAL and "different device" in str(e.value)
     with pytest.raises(OffloadError) as e:       # without HW mode the kernel complains about that first
         dev.attach(prog_b, mode="drv")
@@ -320,26 +325,26 @@ def test_prog_load_of_a_bad_image_is_einval(dev):
 def test_cli_load_attach_show_detach(nics, capsys):
     from nfpjit.cli import main
 
-    assert main(["prog", "load", str(DROP), "--dev", NAME_A, "--pin", "cli"]) == 0
+    assert main(["prog", "load", str(DROP), "--dev", NAME_A, "--pin", P("cli")]) == 0
     assert "loaded program" in capsys.readouterr().out
-    assert main(["net", "attach", "--dev", NAME_A, "--pin", "cli"]) == 0
+    assert main(["net", "attach", "--dev", NAME_A, "--pin", P("cli")]) == 0
     assert "attached (hw)" in capsys.readouterr().out
-    assert main(["net", "attach", "--dev", NAME_A, "--pin", "cli"]) == 1
+    assert main(["net", "attach", "--dev", NAME_A, "--pin", P("cli")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "EBUSY" in err[0]
-    assert main(["net", "attach", "--dev", NAME_A, "--pin", "cli", "--mode", "skb", "--replace"]) == 1
+    assert main(["net", "attach", "--dev", NAME_A, "--pin", P("cli"), "--mode", "skb", "--replace"]) == 1
     assert "EINVAL" in capsys.readouterr().err
     assert main(["nic", "show", NAME_A, "--json"]) == 0
     import json
 
     shown = json.loads(capsys.readouterr().out)
-    assert shown["program"]["pinned"] == "cli" and set(shown["counters"]["actions"]) >= {"pass", "drop", "tx",
+    assert shown["program"]["pinned"] == P("cli") and set(shown["counters"]["actions"]) >= {"pass", "drop", "tx",
                                                                                         "aborted"}
-    assert main(["prog", "show", "--pin", "cli", "--json"]) == 0
+    assert main(["prog", "show", "--pin", P("cli"), "--json"]) == 0
     p = json.loads(capsys.readouterr().out)
     assert p["dev"]["ifname"] == NAME_A and p["attached"] and p["map_ids"]
     assert main(["net", "detach", "--dev", NAME_A]) == 0
-    assert main(["prog", "unload", "--pin", "cli"]) == 0
+    assert main(["prog", "unload", "--pin", P("cli")]) == 0
     capsys.readouterr()
 
 
@@ -353,7 +358,7 @@ def test_device_removal_with_a_program_attached(nics):
 
     _up(NAME_C, 15)
     with Device(NAME_C) as c:
-        prog = c.load(DROP, pin="on-c")
+        prog = c.load(DROP, pin=P("on-c"))
         c.attach(prog)
     assert prog.id in {p.id for p in all_programs()}
     state = registry.read_state(NAME_C)
@@ -367,7 +372,7 @@ def test_device_removal_with_a_program_attached(nics):
     assert _errno(e) == errno.ENODEV
     with Device(NAME_A) as a:                    # its pin went with it
         with pytest.raises(OffloadError) as e:
-            a.attach(pin="on-c")
+            a.attach(pin=P("on-c"))
         assert _errno(e) == errno.ENOENT
     with pytest.raises(OffloadError) as e:       # down again: nothing left
         nic_down(NAME_C)
