@@ -140,8 +140,12 @@ class Event:
 UNKNOWN_DELTA = object()
 
 
-def _popcount_words(mask: int) -> int:
-    return bin(mask).count("1")
+def _span(dirty: int, valid: int) -> int:
+    """The words to write back for ``dirty``: one run from its first to its last word when every word
+    in between is valid (a ``mov`` per clean word is cheaper than a second command), else ``dirty``."""
+    lo = (dirty & -dirty).bit_length() - 1
+    run = ((1 << dirty.bit_length()) - 1) & ~((1 << lo) - 1)
+    return run if not run & ~valid else dirty
 
 
 class _Planner:
@@ -390,12 +394,12 @@ class _Planner:
             if d:
                 if d & ~valid.get(pc, 0):
                     return None
-                flush_before[pc] = d
+                flush_before[pc] = _span(d, valid.get(pc, 0))
         for pc in after_pts:
             d = dirty_in.get(pc, 0) | cand[pc].words
             if d & ~(valid.get(pc, 0) | self._filled(pc, fills)):
                 return None
-            flush_after[pc] = d
+            flush_after[pc] = _span(d, valid.get(pc, 0) | self._filled(pc, fills))
         # every edge leaves no dirty word the successor does not hold valid
         for b in order:
             for s in succs[b]:

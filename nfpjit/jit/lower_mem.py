@@ -585,19 +585,30 @@ def _cached_load(ctx, pc: int, insn: Insn, acc) -> None:
     def w(i):
         return _pkt_word(plan, k + i)
 
-    if size == 8:
-        if pos == 0:
-            ctx.emit(mov(lo_ab(d), w(0)))
-            ctx.emit(mov(hi_ab(d), w(1)))
-        else:
-            ctx.emit.dbl_shf(G(2 * d), w(1), w(0), 8 * pos)
-            ctx.emit.dbl_shf(G(2 * d + 1), w(2), w(1), 8 * pos)
+    if size == 8 and pos == 0:
+        ctx.emit(mov(lo_ab(d), w(0)))
+        ctx.emit(mov(hi_ab(d), w(1)))
+    elif size == 8:
+        _straddle(ctx, lo_ab(d), w(0), w(1), pos, 4)
+        _straddle(ctx, hi_ab(d), w(1), w(2), pos, 4)
     elif pos + size <= 4:
         _extract(ctx, d, w(0), None, size, 8 * pos)
     else:
-        ctx.emit.dbl_shf(G(2 * d), w(1), w(0), 8 * pos)
-        if size < 4:
-            ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, lo_b(d), 0, clear=True))
+        _straddle(ctx, lo_ab(d), w(0), w(1), pos, size)
+
+
+def _straddle(ctx, dest: GprBoth, w0, w1, pos: int, size: int) -> None:
+    """``dest`` = ``size`` bytes starting at byte ``pos`` of ``w0`` and running into ``w1`` (little-endian).
+
+    One ``dbl_shf`` for a whole word from two sources of different kinds (the two-source rule), else
+    two ``ld_field`` rotates: bytes pos..3 of w0 to the bottom, then the rest from w1 above them.
+    """
+    if size == 4 and type(w0) is not type(w1):
+        ctx.emit(Instruction(Op.DBL_SHF, dest=dest, a=w1, b=w0, amount=8 * pos))
+        return
+    low = (1 << (4 - pos)) - 1
+    ctx.emit(ld_field(dest, low, w0, 8 * pos, clear=True))
+    ctx.emit(ld_field(dest, ((1 << size) - 1) & ~low, w1, 8 * pos))
 
 
 def _pkt_merge(ctx, k: int, start: int, nbytes: int, value, rotate: int) -> None:
