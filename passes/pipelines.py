@@ -16,7 +16,7 @@ O1 = "zext-elim,branch-fold,save-live,lm-reuse,shift-range,exit-range"
 PIPELINES: dict[int, str] = {
     0: "",
     1: O1,
-    2: O1 + ",map-cache",
+    2: O1 + ",map-cache,subreg",
 }
 
 #: the level ``nfpjit compile`` and ``nfpjit.compile`` use when none is given
