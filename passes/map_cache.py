@@ -37,7 +37,7 @@ blocks (meet = intersection, so a fact holds on every path) tracks (1) the stack
 function's own frame that hold a known constant — set by ``st``/``stx`` through R10 whose value
 the analysis proves constant, forgotten by any store, atomic or call that may touch them — and
 (2) the lookups whose result is still valid: (map, key offset, lookup pc), killed by a store
-that may touch the key bytes, an update/delete of that map (or of an unknown map), any
+that may change the key bytes (storing the constant they are known to hold changes nothing), an update/delete of that map (or of an unknown map), any
 BPF-to-BPF call, and helpers other than map lookup/update/delete, get_prandom_u32 and
 xdp_adjust_head/tail.  A fact that holds at function entry on no path is not assumed
 (the entry state is empty), so a reused lookup always ran before on every path.
@@ -203,13 +203,15 @@ class _Planner:
         if mem.frame != frame:
             return state        # another function's frame: this function's bytes are untouched
         n = insn.size.nbytes
-        lo, hi = mem.offset[0], mem.offset[1] + n
-        state = _kill_range(state, lo, hi)
-        if insn.mode == Mode.MEM and insn.dst == 10:
-            data = _const_bytes(insn, facts)
-            if data is not None:
-                consts, avail = state
-                state = (consts | {(insn.off + i, b) for i, b in enumerate(data)}, avail)
+        data = _const_bytes(insn, facts) if insn.mode == Mode.MEM and insn.dst == 10 else None
+        if data is not None:
+            written = {(insn.off + i, b) for i, b in enumerate(data)}
+            if written <= state[0]:
+                return state        # the bytes already hold these values: nothing changes
+        state = _kill_range(state, mem.offset[0], mem.offset[1] + n)
+        if data is not None:
+            consts, avail = state
+            state = (consts | written, avail)
         return state
 
     def _call(self, pc: int, insn, facts, state):

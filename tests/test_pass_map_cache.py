@@ -421,3 +421,12 @@ def test_a_bpf_to_bpf_call_may_change_the_key(m, want):
     plan = plan_of(program)
     assert {pc: type(h) for pc, h in plan.items() if pc > 5} == ({14: want} if want else {})
     assert not mismatches(program, FRAMES, seed_maps={"hsh": {(k).to_bytes(4, "little"): bytes(8) for k in (1, 2)}})
+
+
+def test_storing_the_same_constant_key_again_keeps_the_first_result():
+    body = "stw [r10-4], 7\n" + _lookup("hsh") + "mov r6, r0\n{again}" + _lookup("hsh") + "mov r0, 2\nexit\n"
+    for again, merged in (("stw [r10-4], 7\n", True), ("mov r1, 7\nstxw [r10-4], r1\n", True),
+                          ("stw [r10-4], 8\n", False), ("stb [r10-4], 7\n", True), ("stb [r10-3], 7\n", False)):
+        program = _program(body.format(again=again))
+        assert any(isinstance(h, Reuse) for h in plan_of(program).values()) == merged, again
+        assert not mismatches(program, FRAMES, seed_maps={"hsh": {(7).to_bytes(4, "little"): bytes(8)}})
