@@ -174,10 +174,11 @@ class ConstFold(Pass):
 
     def run(self, unit) -> bool:
         changed = False
-        for fn, cfg in M.program_cfgs(unit):
+        for fa in M.analyses(unit):
+            fn, cfg = fa.fn, fa.cfg
             body = cfg.body
-            lv = M.liveness(cfg)
-            kb = M.known_bits(cfg)
+            lv = fa.live
+            kb = fa.bits
             edits = {}
             for b in cfg.blocks:
                 state = kb[b.index]

@@ -75,10 +75,11 @@ class CopyProp(Pass):
 
     def run(self, unit) -> bool:
         changed = False
-        for fn, cfg in M.program_cfgs(unit):
+        for fa in M.analyses(unit):
+            fn, cfg = fa.fn, fa.cfg
             body = cfg.body
-            ins_states = M.value_numbers(cfg)
-            lv = M.liveness(cfg)
+            ins_states = fa.vn
+            lv = fa.live
             edits = {}
             for b in cfg.blocks:
                 state = ins_states[b.index]
@@ -134,10 +135,11 @@ def _rename(ins, x: int, y: int):
 def coalesce(unit) -> bool:
     """One round of backward copy coalescing over every function (see the module docstring)."""
     changed = False
-    for fn, cfg in M.program_cfgs(unit):
+    for fa in M.analyses(unit):
+        fn, cfg = fa.fn, fa.cfg
         body = cfg.body
-        lv = M.liveness(cfg)
-        vn = M.value_numbers(cfg)
+        lv = fa.live
+        vn = fa.vn
         edits = {}
         touched: set = set()
         for b in cfg.blocks:

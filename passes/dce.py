@@ -124,12 +124,14 @@ class Dce(Pass):
         before = [list(fn.body) for fn in unit.functions]
         for fn_index in range(len(unit.functions)):
             for _ in range(self.rounds):
-                fn, cfg = M.program_cfgs(unit)[fn_index]
+                fa = M.analyses(unit)[fn_index]
+                fn, cfg = fa.fn, fa.cfg
                 edits = _thread_jumps(fn, cfg)
                 if edits:
                     M.apply_edits(fn, edits)
-                    fn, cfg = M.program_cfgs(unit)[fn_index]
-                edits2 = _dead(cfg, M.liveness(cfg))
+                    fa = M.analyses(unit)[fn_index]
+                    fn, cfg = fa.fn, fa.cfg
+                edits2 = _dead(cfg, fa.live)
                 for i in _branches_to_next(cfg):
                     edits2.setdefault(i, None)
                 if not (bool(edits) | M.apply_edits(fn, edits2)):

@@ -49,7 +49,10 @@ from nfpjit.isa.sim.firmware import (
 )
 from nfpjit.isa.sim.semantics import HANDLERS
 from nfpjit.jit.mir import MInstr
-from nfpjit.isa.table import AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width
+from nfpjit.isa.table import BY_OP, AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width
+
+#: ops that may change the pc (and have defer slots)
+BRANCH_OPS = frozenset(op for op, e in BY_OP.items() if e.is_branch)
 
 # -- locations -------------------------------------------------------------------------------
 
@@ -283,15 +286,23 @@ def _compute(ins: Instruction) -> DefUse:
 
 
 _CACHE: dict[Instruction, DefUse] = {}
+_BY_ID: dict[int, tuple] = {}
 
 
 def def_use(ins: Instruction) -> DefUse:
     """Def/use of one instruction (memoised: instructions are immutable values)."""
+    got = _BY_ID.get(id(ins))
+    if got is not None and got[0] is ins:
+        return got[1]
     du = _CACHE.get(ins)
     if du is None:
         du = _compute(ins)
-        if len(_CACHE) < 1 << 16:
-            _CACHE[ins] = du
+        if len(_CACHE) > 1 << 15:
+            _CACHE.clear()
+        _CACHE[ins] = du
+    if len(_BY_ID) > 1 << 16:
+        _BY_ID.clear()
+    _BY_ID[id(ins)] = (ins, du)        # holds ins, so its id cannot be reused while cached
     return du
 
 
@@ -415,13 +426,13 @@ def _near_routine_call(body, i: int) -> bool:
         m = body[j]
         if m.instr is None:
             return False
-        if m.instr.entry.is_branch:
+        if m.instr.op in BRANCH_OPS:
             return _is_routine_call(m) and i - j <= m.instr.defer
     for j in range(i + 1, min(i + 4, len(body))):
         m = body[j]
         if m.instr is None:
             return False
-        if m.instr.entry.is_branch:
+        if m.instr.op in BRANCH_OPS:
             return _is_routine_call(m)
     return False
 
@@ -462,9 +473,9 @@ def build_cfg(fn, returns: dict[str, bool] | None = None, refs: set[str] | None 
                 continue
             ins = m.instr
             idx.append(i)
-            if ins.entry.is_branch or ins.op == Op.HALT:
+            if ins.op in BRANCH_OPS or ins.op == Op.HALT:
                 term = i
-                stop = min(i + 1 + (ins.defer if ins.entry.is_branch else 0), n)
+                stop = min(i + 1 + (ins.defer if ins.op in BRANCH_OPS else 0), n)
                 i += 1
                 while i < stop:
                     if body[i].instr is not None:
@@ -550,11 +561,12 @@ def _rpo(blocks) -> list[int]:
     return order
 
 
-def program_cfgs(unit) -> list[tuple[object, CFG]]:
-    """(function, CFG) for every function of an MProgram."""
+def program_cfgs(unit, only: int | None = None) -> list[tuple[object, CFG]]:
+    """(function, CFG) for every function of an MProgram (or just function number ``only``)."""
     returns = return_labels(unit.functions)
     refs = referenced_labels(unit.functions)
-    return [(fn, build_cfg(fn, returns, refs)) for fn in unit.functions]
+    fns = unit.functions if only is None else [unit.functions[only]]
+    return [(fn, build_cfg(fn, returns, refs)) for fn in fns]
 
 
 # -- liveness ----------------------------------------------------------------------------------
@@ -1003,14 +1015,14 @@ def apply_edits(fn, edits: dict) -> bool:
     while i < n:
         m = body[i]
         rep = edits.get(i, m)
-        if m.instr is not None and m.instr.entry.is_branch and m.instr.defer:
+        if m.instr is not None and m.instr.op in BRANCH_OPS and m.instr.defer:
             slots = []
             for j in range(i + 1, min(i + 1 + m.instr.defer, n)):
                 r = edits.get(j, body[j])
                 slots.extend(r if isinstance(r, list) else ([] if r is None else [r]))
             reps = rep if isinstance(rep, list) else ([] if rep is None else [rep])
             for r in reps:
-                if r.instr is not None and r.instr.entry.is_branch and r.instr.defer != len(slots):
+                if r.instr is not None and r.instr.op in BRANCH_OPS and r.instr.defer != len(slots):
                     r = replace(r, instr=replace(r.instr, defer=len(slots)))
                 out.append(r)
             out.extend(slots)
@@ -1058,7 +1070,7 @@ def repair_lm_timing(fn, delay: int = 3) -> bool:
             if mm.instr.op == Op.HALT:
                 count = delay
                 break
-            if mm.instr.entry.is_branch:
+            if mm.instr.op in BRANCH_OPS:
                 end = j + mm.instr.defer
             if j == end:
                 break
@@ -1075,6 +1087,63 @@ def repair_lm_timing(fn, delay: int = 3) -> bool:
             out.extend(MInstr(Instruction(Op.NOP), pc=m.pc) for _ in range(k))
     fn.body[:] = out
     return True
+
+
+# -- shared analyses ------------------------------------------------------------------------------
+
+
+class FunctionAnalysis:
+    """The CFG of one function with its liveness, known bits and value numbers, computed on first use."""
+
+    __slots__ = ("fn", "cfg", "_live", "_bits", "_vn")
+
+    def __init__(self, fn, cfg: CFG):
+        self.fn, self.cfg = fn, cfg
+        self._live = self._bits = self._vn = None
+
+    @property
+    def live(self) -> Liveness:
+        if self._live is None:
+            self._live = liveness(self.cfg)
+        return self._live
+
+    @property
+    def bits(self) -> list:
+        if self._bits is None:
+            self._bits = known_bits(self.cfg)
+        return self._bits
+
+    @property
+    def vn(self) -> list:
+        if self._vn is None:
+            self._vn = value_numbers(self.cfg)
+        return self._vn
+
+
+_CACHE_ATTR = "_machine_dataflow"
+
+
+def analyses(unit) -> list[FunctionAnalysis]:
+    """One :class:`FunctionAnalysis` per function of ``unit``, reused while no body has changed.
+
+    Passes run one after the other on the same MProgram; a pass that changes nothing leaves the
+    analyses valid for the next one.  The cache keeps the entries it was computed for (so their
+    identities stay unique) and is checked entry by entry.
+    """
+    entries = [m for fn in unit.functions for m in fn.body]
+    cached = getattr(unit, _CACHE_ATTR, None)
+    if cached is not None:
+        old_entries, old_fns, result = cached
+        if len(old_entries) == len(entries) and len(old_fns) == len(unit.functions) and \
+                all(a is b for a, b in zip(old_fns, unit.functions)) and \
+                all(a is b for a, b in zip(old_entries, entries)):
+            return result
+    result = [FunctionAnalysis(fn, cfg) for fn, cfg in program_cfgs(unit)]
+    try:
+        setattr(unit, _CACHE_ATTR, (entries, list(unit.functions), result))
+    except AttributeError:
+        pass
+    return result
 
 
 # -- rewriting helpers ------------------------------------------------------------------------------
@@ -1094,7 +1163,7 @@ __all__ = [
     "BIT_CC", "BIT_PREV", "Effect", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
     "Block", "CFG", "build_cfg", "program_cfgs", "return_labels", "liveness", "Liveness",
     "known_bits", "step", "evaluate", "const_of", "operand_value", "operand_bits", "gpr_loc", "loc_gpr",
-    "apply_edits", "repair_lm_timing", "value_numbers", "vn_step", "vn_of", "banks_equal",
+    "analyses", "FunctionAnalysis", "apply_edits", "repair_lm_timing", "value_numbers", "vn_step", "vn_of", "banks_equal",
     "both", "lmp", "loc_name", "locs_text", "flags_dead", "is_nop",
     "FALL", "JUMP", "COND", "CALL", "ESCAPE", "HALT", "RETURN",
 ]

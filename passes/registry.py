@@ -22,6 +22,12 @@ BUILTIN: dict[str, str] = {
     "dce": "nfpjit.passes.dce:Dce",
     "copy-prop": "nfpjit.passes.copy_prop:CopyProp",
     "const-fold": "nfpjit.passes.const_fold:ConstFold",
+    "imm-materialise": "nfpjit.passes.imm:ImmMaterialise",
+    "neg-add-sub": "nfpjit.passes.peephole:NegAddSub",
+    "ld-mask": "nfpjit.passes.peephole:LdMask",
+    "ld-shift": "nfpjit.passes.peephole:LdShift",
+    "reg-init": "nfpjit.passes.peephole:RegInit",
+    "defer-fill": "nfpjit.passes.defer_fill:DeferFill",
 }
 
 for _name, _target in BUILTIN.items():
