@@ -35,6 +35,9 @@ SLOT = 8
 _STRUCT = struct.Struct("<BBhi")
 MAX_REG = 10
 LD_IMM64_CODE = InsnClass.LD | Mode.IMM | Size.DW
+_CLASSES = tuple(InsnClass(c) for c in range(CLASS_MASK + 1))  # code & CLASS_MASK -> class, without an enum call
+_CALL_CODE = InsnClass.JMP | JmpOp.CALL   # the analysis asks these of every instruction many times
+_EXIT_CODE = InsnClass.JMP | JmpOp.EXIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +54,7 @@ class Insn:
     # -- fields ------------------------------------------------------------
     @property
     def cls(self) -> InsnClass:
-        return InsnClass(self.code & CLASS_MASK)
+        return _CLASSES[self.code & CLASS_MASK]
 
     @property
     def source(self) -> Source:
@@ -76,11 +79,11 @@ class Insn:
     # -- kinds -------------------------------------------------------------
     @property
     def is_alu(self) -> bool:
-        return self.cls in (InsnClass.ALU, InsnClass.ALU64)
+        return self.code & CLASS_MASK in (InsnClass.ALU, InsnClass.ALU64)
 
     @property
     def is_jmp(self) -> bool:
-        return self.cls in (InsnClass.JMP, InsnClass.JMP32)
+        return self.code & CLASS_MASK in (InsnClass.JMP, InsnClass.JMP32)
 
     @property
     def is_ld_imm64(self) -> bool:
@@ -88,11 +91,11 @@ class Insn:
 
     @property
     def is_call(self) -> bool:
-        return self.cls == InsnClass.JMP and self.jmp_op == JmpOp.CALL
+        return self.code & ~SOURCE_MASK == _CALL_CODE
 
     @property
     def is_exit(self) -> bool:
-        return self.cls == InsnClass.JMP and self.jmp_op == JmpOp.EXIT
+        return self.code & ~SOURCE_MASK == _EXIT_CODE
 
     @property
     def is_helper_call(self) -> bool:

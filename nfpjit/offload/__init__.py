@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from nfpjit.offload.profile import Features, Profile, builtin_profiles, load_profile
-from nfpjit.offload.render import render_json, render_text
 from nfpjit.offload.report import Code, Diagnostic, Report, Severity, check
 
 __all__ = [
@@ -27,6 +26,10 @@ def __getattr__(name: str):
         from nfpjit.offload.device import Device
 
         return Device
+    if name in ("render_text", "render_json"):  # text/JSON output: not on the path of `nfpjit compile`
+        from nfpjit.offload import render
+
+        return getattr(render, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

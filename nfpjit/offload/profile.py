@@ -10,10 +10,8 @@ user's own file.  docs/profiles.md documents every key.
 
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass, fields
-from importlib import resources
 from pathlib import Path
 
 from nfpjit.errors import LoadError, UsageError
@@ -86,6 +84,8 @@ _PROFILE_DIR = "profiles"
 
 
 def _near(key: str, known) -> str | None:
+    import difflib
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
 
@@ -160,9 +160,20 @@ def parse_profile(data: dict, path: str) -> Profile:
     return Profile(features=Features(**flags), source=path, **values)
 
 
+def _shipped():
+    """The folder of the shipped profiles (a plain directory next to this module when installed from
+    files; importlib.resources, which costs more to import, otherwise)."""
+    here = Path(__file__).with_name(_PROFILE_DIR)
+    if here.is_dir():
+        return here
+    from importlib import resources
+
+    return resources.files("nfpjit.offload").joinpath(_PROFILE_DIR)
+
+
 def builtin_profiles() -> list[str]:
     """Names of the profiles shipped with nfpjit, sorted."""
-    folder = resources.files("nfpjit.offload").joinpath(_PROFILE_DIR)
+    folder = _shipped()
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
@@ -188,7 +199,7 @@ def load_profile(name_or_path: str | Path = "default") -> Profile:
             raise UsageError(f"unknown profile '{text_name}'",
                              hint=(f"{near} " if near else "") + f"shipped profiles: {', '.join(names)}; "
                              "or give a path to a .toml file")
-        raw = resources.files("nfpjit.offload").joinpath(_PROFILE_DIR, text_name + ".toml").read_bytes()
+        raw = _shipped().joinpath(text_name + ".toml").read_bytes()
         shown = f"{text_name}.toml"
     try:
         data = tomllib.loads(raw.decode("utf-8"))
