@@ -307,7 +307,7 @@ def test_concurrent_host_updates_while_traffic_flows_lose_nothing(nic):
                 stdout, stderr = p.communicate("stop\n", timeout=60)
                 assert p.returncode == 0, stderr
                 counts.append(int(stdout.split()[-1]))
-        # the NIC saw every frame (noise such as IPv6 ND from outside the capture window may add some)
+        # the NIC saw every frame of the burst (an ARP refresh outside the capture window may add one)
         assert stats["counters"]["wire_rx_packets"] >= want_rx
         assert stats["counters"]["actions"]["drop"] - before["counters"]["actions"]["drop"] == n_frames
         dump = dev.map_dump("drop_count")

@@ -106,6 +106,23 @@ def _disable_ipv6(ifname: str) -> None:
         pass  # no IPv6 in this kernel: nothing to quieten
 
 
+def _disable_ipv6_in(netns_name: str, ifname: str) -> None:
+    """IPv6 off for ``ifname`` inside a namespace: a /proc/sys write from a child that entered it."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            from pyroute2 import netns
+
+            netns.setns(netns_name)
+            with open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "w") as f:
+                f.write("1")
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(pid, 0)
+
+
 def _isolate_port(ifname: str) -> None:
     """Keep the root namespace's IP stack off the wire port: the daemon alone takes its frames.
 
@@ -192,6 +209,7 @@ def create(state: NicState) -> Links:
             ipr.addr("add", index=tap, address=host_ip, prefixlen=host_len)
             ipr.link("set", index=tap, state="up")
             ipr.link("set", index=port, state="up")
+        _disable_ipv6_in(state.netns, state.wire_peer)   # a quiet wire: no ND/MLD chatter from NAME-w
         with NetNS(state.netns) as ns:
             lo = ns.link_lookup(ifname="lo")[0]
             ns.link("set", index=lo, state="up")

@@ -367,6 +367,9 @@ class Device:
                                where=program.source_path or program.name)
         if pin is not None:
             self._check_pin_free(pin)
+        from nfpjit.offload import Profile, load_profile
+
+        profile = profile if isinstance(profile, Profile) else load_profile(profile)   # a bad name: a usage error
         where = program.source_path or program.name
         phase = [f"prepare: {program.name} ({program.section or program.prog_type.name.lower()}), "
                  f"{len(program.insns)} eBPF instructions, bound to {self.ifname} (ifindex {self.ifindex})"]
