@@ -240,6 +240,7 @@ class Daemon:
                 except OSError:
                     self.counters.errors += 1
                     frame = None
+                    time.sleep(0.01)   # a vanished port must not become a busy loop
                 if frame is not None and addr[2] != PACKET_OUTGOING:
                     self.from_wire(frame)
             if tap in ready:
@@ -250,6 +251,7 @@ class Daemon:
                 except OSError:
                     self.counters.errors += 1
                     frame = None
+                    time.sleep(0.01)
                 if frame:
                     c = self.counters
                     c.host_rx_packets += 1
