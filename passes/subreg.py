@@ -109,6 +109,7 @@ class AluNarrow:
 
     hi: int | None = None
     keep: bool = False
+    from_hi: bool = False        # the low word comes from the destination's high word (rsh/arsh by >= 32)
 
 
 @dataclass
@@ -123,6 +124,13 @@ class SubregPlan:
     def hi_live_out(self, pc: int, reg: int) -> bool:
         """May the high word of ``reg`` written at ``pc`` be read later (by the code this plan makes)?"""
         return bool(self.live_out.get(pc, 0) & bit(reg, HI))
+
+    def lo_live_out(self, pc: int, reg: int) -> bool:
+        return bool(self.live_out.get(pc, 0) & bit(reg, LO))
+
+    def dead(self, pc: int, reg: int) -> bool:
+        """No half of ``reg`` written at ``pc`` is read later: an ALU result that need not be computed."""
+        return not self.live_out.get(pc, 0) & both(reg)
 
     def narrow_alu(self, pc: int, dst: int) -> AluNarrow | None:
         """The ALU64 instruction at ``pc`` (destination ``dst``) as a 32-bit op, when the lowering should do it so.
@@ -219,6 +227,12 @@ def _alu_plan(program, insn: Insn, facts, pc_ctx: _Ctx) -> AluNarrow | None:
         shift_ok = r is not None and r[1] < 32
     if op == EAlu.LSH and not shift_ok:
         return None
+    if op in _SHR_OPS and insn.source == Source.K and insn.imm & 63 >= 32:
+        # by 32 or more: the low word is the old high word shifted, the high word 0 (rsh) or its sign (arsh)
+        if op == EAlu.RSH:
+            return AluNarrow(hi=0, keep=reg_hi(d, pc_ctx) == 0, from_hi=True)
+        c = scalar_hi(d.var) if d.kind == RegKind.SCALAR else None
+        return AluNarrow(hi=None if c is None else (MASK32 if c >> 31 else 0), from_hi=True)
     if op in _SHR_OPS:
         # the low word of a right shift needs the high word: narrow only when it is known 0
         if not shift_ok or d.kind != RegKind.SCALAR or scalar_hi(d.var) != 0:
@@ -287,8 +301,13 @@ def _jmp_plan(insn: Insn, facts, pc_ctx: _Ctx) -> bool:
 
 
 def _mem_uses(insn: Insn, facts) -> int | None:
-    """Uses of a load/store whose pointer is a 32-bit address: its low word only (None: as the analysis says)."""
+    """Uses of a load/store whose pointer is a 32-bit address: its low word only (None: as the analysis says).
+
+    A context load reads no register: its fields are CSRs (``lower_mem``'s ``_load_ctx``).
+    """
     mem = facts.mem if facts is not None else None
+    if mem is not None and mem.kind == RegKind.CTX and insn.cls == InsnClass.LDX:
+        return 0
     if mem is None or mem.kind not in _ADDR32:
         return None
     cls = insn.cls
@@ -319,38 +338,53 @@ def _helper_uses(insn: Insn, facts) -> int | None:
 
 
 class _Transfer:
-    """live_in = f(live_out) for one instruction, as the lowering with this plan reads and writes halves."""
+    """live_in = f(live_out) for one instruction, as the lowering with this plan reads and writes halves.
 
-    __slots__ = ("use", "define", "kill", "cond_hi", "wide_use")
+    ``cond``: (halves, uses) pairs: ``uses`` are read only when one of ``halves`` is live out (the
+    lowering computes a result only where it is read).  Monotone, so the solver finds the least
+    fixed point.
+    """
 
-    def __init__(self, use: int, define: int, kill: int = 0, cond_hi: int = 0, wide_use: int = 0):
-        self.use, self.define, self.kill = use, define, kill
-        self.cond_hi = cond_hi          # when this half is live out, ``wide_use`` is read too
-        self.wide_use = wide_use
+    __slots__ = ("use", "define", "kill", "cond")
+
+    def __init__(self, use: int, define: int, kill: int = 0, cond: tuple = ()):
+        self.use, self.define, self.kill, self.cond = use, define, kill, cond
 
     def __call__(self, out: int) -> int:
-        use = self.use | (self.wide_use if out & self.cond_hi else 0)
+        use = self.use
+        for halves, extra in self.cond:
+            if out & halves:
+                use |= extra
         return use | (out & ~(self.define | self.kill))
 
 
-def _transfer(program, pc: int, insn: Insn, facts, plan: SubregPlan, *, callee_args, main_exit: bool) -> _Transfer:
+def _transfer(program, pc: int, insn: Insn, facts, plan: SubregPlan, *, callee_args, main_exit: bool,
+              ret_use: int | None) -> _Transfer:
     base = use_def(insn, callee_args=callee_args, main_exit=main_exit)
     reachable = facts is not None and facts.reachable
     if not reachable:
         return _Transfer(base.use, base.define, base.kill)
+    if insn.is_exit and ret_use is not None:
+        return _Transfer(ret_use, 0)                # a callee returns what its callers read of R0
     dec = plan.alu.get(pc)
     if dec is not None:
         d = insn.dst
-        use = 0
-        if insn.alu_op != EAlu.MOV:
-            use |= bit(d, LO)
-        if insn.source == Source.X and insn.src != 10 and insn.alu_op != EAlu.NEG:
-            use |= bit(insn.src, LO)
+        if dec.from_hi:
+            use = bit(d, HI)
+        else:
+            use = 0
+            if insn.alu_op != EAlu.MOV:
+                use |= bit(d, LO)
+            if insn.source == Source.X and insn.src != 10 and insn.alu_op != EAlu.NEG:
+                use |= bit(insn.src, LO)
+        low = (bit(d, LO), use)                     # the low word is computed only when it is read
         if dec.keep:
-            return _Transfer(use, bit(d, LO))
+            return _Transfer(0, bit(d, LO), cond=(low,))
         if dec.hi is not None:
-            return _Transfer(use, both(d))
-        return _Transfer(use, both(d), cond_hi=bit(d, HI), wide_use=base.use)
+            return _Transfer(0, both(d), cond=(low,))
+        return _Transfer(0, both(d), cond=(low, (bit(d, HI), base.use)))
+    if insn.cls in (InsnClass.ALU, InsnClass.ALU64):
+        return _Transfer(0, base.define, cond=((both(insn.dst), base.use),))   # not computed when unread
     if pc in plan.jmp:
         use = bit(insn.dst, LO) | (bit(insn.src, LO) if insn.source == Source.X else 0)
         return _Transfer(use, 0)
@@ -366,29 +400,43 @@ def _transfer(program, pc: int, insn: Insn, facts, plan: SubregPlan, *, callee_a
 
 
 def _solve(program, analysis, plan: SubregPlan) -> None:
+    """Per function, backwards; callee argument reads feed callers and callers' R0 reads feed callees' exits."""
     cfg = analysis.cfg
     full_r0 = getattr(analysis.liveness, "full_r0", False)
     entry_args = {fn.start: CALLER_SAVED for fn in cfg.functions}
-    for _ in range(len(cfg.functions) + 1):
+    ret_use = {fn.start: 0 for fn in cfg.functions}
+    calls = [(pc, program.at(pc).jump_target(pc)) for pc in program.pcs if program.at(pc).is_local_call]
+    for _ in range(4 * len(cfg.functions) + 4):
         changed = False
         for fn in cfg.functions:
-            _solve_function(program, analysis, plan, fn, entry_args, main_exit=fn.start == 0 and not full_r0)
+            _solve_function(program, analysis, plan, fn, entry_args, ret_use[fn.start] if fn.start else None,
+                            main_exit=fn.start == 0 and not full_r0)
             args = plan.live_in.get(fn.start, 0) & CALLER_SAVED
             if fn.start != 0 and entry_args.get(fn.start) != args:
                 entry_args[fn.start] = args
                 changed = True
+        for pc, callee in calls:
+            r0 = plan.live_out.get(pc, 0) & both(0)
+            if callee in ret_use and r0 & ~ret_use[callee]:
+                ret_use[callee] |= r0
+                changed = True
         if not changed:
-            break
+            return
+    # no fixed point in the budget (cannot happen for the call graphs eBPF allows): the analysis' view
+    plan.live_in.update(analysis.liveness.live_in)
+    plan.live_out.update(analysis.liveness.live_out)
 
 
-def _solve_function(program, analysis, plan: SubregPlan, fn, entry_args, *, main_exit: bool) -> None:
+def _solve_function(program, analysis, plan: SubregPlan, fn, entry_args, ret_use: int | None, *,
+                    main_exit: bool) -> None:
     pcs = [pc for pc in program.pcs if fn.start <= pc < fn.end]
     tf = {}
     for pc in pcs:
         insn = program.at(pc)
         callee = insn.jump_target(pc) if insn.is_local_call else None
         tf[pc] = _transfer(program, pc, insn, analysis.facts.get(pc), plan,
-                           callee_args=entry_args.get(callee) if callee is not None else None, main_exit=main_exit)
+                           callee_args=entry_args.get(callee) if callee is not None else None, main_exit=main_exit,
+                           ret_use=ret_use)
     succ = {pc: [t for t in insn_successors(program.at(pc), pc) if fn.start <= t < fn.end
                  and t in program.index_at_pc] for pc in pcs}
     live_in = {pc: 0 for pc in pcs}

@@ -221,8 +221,16 @@ def _divisor(ctx: LowerCtx, insn: Insn) -> int:
     return u64(f.src_const)
 
 
+def _unread(ctx: LowerCtx, insn: Insn) -> bool:
+    """``subreg``: no half of the result is ever read, so it is not computed (ALU ops have no side effects)."""
+    plan = subreg_plan(ctx)
+    return plan is not None and plan.dead(ctx.pc, insn.dst)
+
+
 def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     e = ctx.emit
+    if _unread(ctx, insn):
+        return
     op = insn.alu_op
     d = lo(insn.dst)
     if op == EAlu.MOV:
@@ -325,7 +333,9 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
         return
     sl, sh = lo(insn.src), hi(insn.src)
     if insn.off == 0:
-        e.mov(dl, sl)
+        plan = subreg_plan(ctx)
+        if plan is None or plan.lo_live_out(ctx.pc, insn.dst):
+            e.mov(dl, sl)
         if not hi_dead:
             e.mov(dh, sh)
         return
@@ -334,9 +344,18 @@ def _mov64(ctx: LowerCtx, insn: Insn) -> None:
         e.shf(dh, dl, ShiftKind.ASR, 31)
 
 
-def _shift64_const(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, n: int) -> None:
+def _shift64_const(ctx: LowerCtx, kind: EAlu, dl: G, dh: G, n: int, hi_dead: bool = False) -> None:
+    """64-bit shift by a constant; ``hi_dead``: the result's high word is never read (rsh/arsh leave it)."""
     e = ctx.emit
     if n == 0:
+        return
+    if hi_dead and kind != EAlu.LSH:
+        if n < 32:
+            e.dbl_shf(dl, dh, dl, n)
+        elif n > 32:
+            e.shf(dl, dh, ShiftKind.SHR if kind == EAlu.RSH else ShiftKind.ASR, n - 32)
+        else:
+            e.mov(dl, dh)
         return
     if kind == EAlu.LSH:
         if n < 32:
@@ -599,11 +618,19 @@ def _div64(ctx: LowerCtx, insn: Insn) -> None:
         e.alu(AluOp.SUBC, dh, 0, dh)
 
 
-def _alu64_low(ctx: LowerCtx, insn: Insn) -> None:
+def _alu64_low(ctx: LowerCtx, insn: Insn, narrow) -> None:
     """The low word of an ALU64 result that ``subreg`` proved computable from the low words alone."""
     e = ctx.emit
     op = insn.alu_op
     d = lo(insn.dst)
+    if narrow.from_hi:                               # rsh/arsh by 32..63: the old high word, shifted
+        n = (insn.imm & 63) - 32
+        kind = ShiftKind.SHR if op == EAlu.RSH else ShiftKind.ASR
+        if n:
+            e.shf(d, hi(insn.dst), kind, n)
+        else:
+            e.mov(d, hi(insn.dst))
+        return
     s = _src(insn, False)[0] if not (insn.source == Source.X and insn.src == 10) else None
     if op == EAlu.MOV:
         if s is None:
@@ -641,9 +668,12 @@ def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     op = insn.alu_op
     dl, dh = lo(insn.dst), hi(insn.dst)
     plan = subreg_plan(ctx)
+    if plan is not None and plan.dead(pc, insn.dst):
+        return
     narrow = plan.narrow_alu(pc, insn.dst) if plan is not None else None
     if narrow is not None:
-        _alu64_low(ctx, insn)
+        if plan.lo_live_out(pc, insn.dst):
+            _alu64_low(ctx, insn, narrow)
         if not narrow.keep and plan.hi_live_out(pc, insn.dst):
             e.const(dh, narrow.hi)                   # known (narrow_alu returns unknown ones only when dead)
         return
@@ -673,7 +703,7 @@ def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
         e.alu(AluOp.SUBC, dh, 0, dh)
     elif op in _SHIFTS:
         if insn.source == Source.K:
-            _shift64_const(ctx, op, dl, dh, insn.imm & 63)
+            _shift64_const(ctx, op, dl, dh, insn.imm & 63, hi_dead=plan is not None and _hi_dead(ctx, insn))
         else:
             _shift64_reg(ctx, op, dl, dh, lo(insn.src), _amount_range(ctx, insn))
     elif op == EAlu.MUL:
@@ -692,7 +722,9 @@ def _alu64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
 def _ld_imm64(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if insn.src == PseudoSrc.IMM64:
         value = insn.imm64
-        ctx.emit.const(lo(insn.dst), value & MASK32)
+        plan = subreg_plan(ctx)
+        if plan is None or plan.lo_live_out(pc, insn.dst):
+            ctx.emit.const(lo(insn.dst), value & MASK32)
         if not _hi_dead(ctx, insn):
             ctx.emit.const(hi(insn.dst), value >> 32)
         return
