@@ -100,6 +100,8 @@ def run_show(args) -> int:
         out = [p.to_json() for p in progs]
         print(json.dumps(out[0] if (pid is not None or pin is not None) else out, indent=2))
         return 0
+    if not progs:
+        print("no programs loaded on any virtual NIC")
     for p in progs:
         print(format_prog(p))
     return 0
