@@ -333,3 +333,23 @@ def test_xdp_tx_bounces_the_frame_back_on_the_wire(nic):
         after = _settled(dev)
         assert after["counters"]["actions"]["tx"] > before["counters"]["actions"]["tx"]
         assert after["counters"]["host_tx_packets"] == before["counters"]["host_tx_packets"]
+
+
+def test_out_of_range_action_aborts_drops_and_counts(nic, tmp_path):
+    """An XDP return value the NIC has no action for (7) is XDP_ABORTED: dropped, counted."""
+    from nfpjit.offload import Device
+
+    src = tmp_path / "ret7.s"
+    src.write_text("mov r0, 7\nexit\n")
+    with Device(nic) as dev:
+        prog = dev.load(src)
+        dev.attach(prog, replace=True)
+        before = _settled(dev)
+        mac = Path(f"/sys/class/net/{nic}/address").read_text().strip().replace(":", "")
+        out = _wire("tx", mac)
+        assert out["bounced"] is False
+        after = _settled(dev)
+        c0, c1 = before["counters"], after["counters"]
+        assert c1["actions"]["aborted"] - c0["actions"]["aborted"] == c1["wire_rx_packets"] - c0["wire_rx_packets"] >= 1
+        assert c1["host_tx_packets"] == c0["host_tx_packets"]
+        assert after["program"]["id"] == prog.id
