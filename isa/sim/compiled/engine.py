@@ -1,0 +1,635 @@
+"""Compile an image to native code once (cached by its code hash), then run packets natively.
+
+:func:`simulate` is :func:`nfpjit.isa.sim.simulate` with the same arguments and results;
+:func:`run_batch` runs a sequence of packets with maps (and, when given, the map cache) persisting,
+the packet loop itself in native code; :class:`Session` keeps the native state (maps, cache) between
+calls for callers that stream packets (the NIC daemon, ``nfpjit run --pcap``).
+
+What the engine does not translate falls back to the interpreting simulator, and says why
+(:attr:`Run.reason`): trace mode, an image the translator refuses (:func:`why_not`), or llvmlite
+without a working JIT.  A run that jumps to a code address no ``load_addr`` names (a dynamic target
+the translation has no block for) is handed to the interpreter mid-run with the complete machine
+state, and continues there: never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Iterable, Sequence
+
+from nfpjit.errors import UsageError
+
+from ..cycles import DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, Resource
+from ..firmware import MapCache, Routine
+from ..machine import Machine, _as_image, _decode_code, _relocate_here, simulate as interp_simulate
+from ..memory import CTM_BASE, CTM_BUFFER_SIZE, HEADROOM, MAX_PACKET, RawBlock, Trap
+from ..firmware import FIRMWARE_BASE
+from ..result import SimFault, SimResult, Usage
+from ..memory import MapTable
+from nfpjit.isa.table import Memory, MulStep
+from . import runtime as rt
+from .translate import Translation, Untranslatable, translate
+
+_ROUTINES = list(Routine)
+_RESOURCES = list(Resource)
+_LOCK = threading.Lock()
+
+
+# -- the JIT ------------------------------------------------------------------------------------------------
+
+_TM = None
+_AVAILABLE: bool | None = None
+_WHY_UNAVAILABLE = ""
+
+
+def _target_machine():
+    global _TM
+    if _TM is None:
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        _TM = llvm.Target.from_default_triple().create_target_machine(opt=2, jit=True)
+    return _TM
+
+
+def available() -> bool:
+    """Whether llvmlite's JIT works here (checked once by compiling and running a tiny function)."""
+    global _AVAILABLE, _WHY_UNAVAILABLE
+    if _AVAILABLE is None:
+        try:
+            import llvmlite.binding as llvm
+
+            tm = _target_machine()
+            mod = llvm.parse_assembly("define i64 @f(i64 %x) {\n  %y = add i64 %x, 1\n  ret i64 %y\n}\n")
+            eng = llvm.create_mcjit_compiler(mod, tm)
+            eng.finalize_object()
+            fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(eng.get_function_address("f"))
+            _AVAILABLE = fn(41) == 42
+            _available_keep.append(eng)
+        except Exception as exc:  # any failure means: no JIT here
+            _AVAILABLE = False
+            _WHY_UNAVAILABLE = f"llvmlite JIT unavailable: {exc}"
+    return _AVAILABLE
+
+
+_available_keep: list = []
+
+
+@dataclass
+class CompiledImage:
+    """An image's native code: entry points, fault sites, and what compiling it cost."""
+
+    key: str                       # SHA-256 over the translated inputs (code, entry, maps)
+    translation: Translation
+    engine: object                 # the llvmlite execution engine (kept alive)
+    run_addr: int
+    setup_addr: int
+    batch_addr: int
+    update_addr: int
+    ncode: int
+    translate_seconds: float
+    compile_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.translate_seconds + self.compile_seconds
+
+
+_CACHE: dict[str, CompiledImage | str] = {}     # key -> compiled image, or the reason it is not translatable
+
+
+def image_key(image) -> str:
+    """What the translation depends on, hashed: code words, entry, stack size, map shapes."""
+    h = hashlib.sha256()
+    h.update(len(image.code).to_bytes(4, "little"))
+    for w in image.code:
+        h.update(w.to_bytes(8, "little"))
+    md = image.metadata
+    h.update(f"{md.entry}/{md.stack_size}/".encode())
+    for m in image.maps:
+        h.update(f"{int(m.type)}:{m.key_size}:{m.value_size}:{m.max_entries};".encode())
+    return h.hexdigest()
+
+
+_KEY_MEMO: dict = {}
+
+
+def _key_of(image) -> str:
+    memo = _KEY_MEMO.get(id(image))
+    if memo is not None and memo[0] is image:
+        return memo[1]
+    key = image_key(image)
+    if len(_KEY_MEMO) > 256:
+        _KEY_MEMO.clear()
+    _KEY_MEMO[id(image)] = (image, key)
+    return key
+
+
+def compile_image(image) -> CompiledImage:
+    """Translate and compile a relocated image (cached); raises :class:`Untranslatable`."""
+    key = _key_of(image)
+    got = _CACHE.get(key)
+    if isinstance(got, CompiledImage):
+        return got
+    if isinstance(got, str):
+        raise Untranslatable(got)
+    with _LOCK:
+        got = _CACHE.get(key)
+        if isinstance(got, CompiledImage):
+            return got
+        try:
+            compiled = _compile(image, key)
+        except Untranslatable as exc:
+            _CACHE[key] = str(exc)
+            raise
+        _CACHE[key] = compiled
+        return compiled
+
+
+def _compile(image, key: str) -> CompiledImage:
+    import llvmlite.binding as llvm
+
+    if not available():
+        raise Untranslatable(_WHY_UNAVAILABLE or "llvmlite JIT unavailable")
+    t0 = time.perf_counter()
+    instrs = _decode_code(image.code)
+    tr = translate(image, instrs)
+    text = str(tr.module)
+    t1 = time.perf_counter()
+    mod = llvm.parse_assembly(text)
+    mod.verify()
+    tm = _target_machine()
+    pto = llvm.create_pipeline_tuning_options(speed_level=2)
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    eng = llvm.create_mcjit_compiler(mod, tm)
+    eng.finalize_object()
+    t2 = time.perf_counter()
+    return CompiledImage(key, tr, eng, eng.get_function_address("nfp_run"), eng.get_function_address("nfp_setup"),
+                         eng.get_function_address("nfp_batch"), eng.get_function_address("rt_update"),
+                         len(image.code), t1 - t0, t2 - t1)
+
+
+_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+_SETUP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_BATCH = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                          ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+# -- native state -------------------------------------------------------------------------------------------
+
+
+def _fnv(key: bytes) -> int:
+    h = 0x811C9DC5
+    for byte in key:
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+class _NeedsInterpreter(Exception):
+    """Internal: this run is the interpreter's (e.g. a given map cache names an absent entry)."""
+
+
+class Session:
+    """Native machine state for one image: memories, map tables, map cache; runs packets.
+
+    Build one with :func:`session`; ``run(packet)`` is one :func:`simulate` with the maps (and a
+    warm map cache when ``map_cache`` was given) persisting from run to run.  Not thread-safe.
+    """
+
+    def __init__(self, image, compiled: CompiledImage, *, maps_in=None, budget: int = DEFAULT_BUDGET,
+                 map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
+                 rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None):
+        self.image = image
+        self.compiled = compiled
+        self.options = dict(budget=budget, map_cache_size=map_cache_size, seed=seed,
+                            ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory)
+        self.user_cache = map_cache
+        cache_size = map_cache.size if map_cache is not None else map_cache_size
+        # the interpreter's own constructor validates maps_in and builds the tables' initial state
+        probe = Machine(image, b"", maps_in=maps_in, budget=budget, map_cache_size=cache_size, seed=seed,
+                        trace=False, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index)
+        self.ctx = (ctypes.c_int64 * rt.CTX_SIZE)()
+        ctx = self.ctx
+        uses = compiled.translation.uses
+        pad = 16
+        self.lm = (ctypes.c_uint8 * (4096 + pad))()
+        self.ctm = (ctypes.c_uint8 * (CTM_BUFFER_SIZE + pad))()
+        self.imem = (ctypes.c_uint8 * ((0x1_0000 if Memory.IMEM in uses else 0) + pad))()
+        self.cls = (ctypes.c_uint8 * ((0x1_0000 if Memory.CLS in uses else 0) + pad))()
+        a = ctypes.addressof
+        ctx[rt.C_LM], ctx[rt.C_CTM], ctx[rt.C_IMEM], ctx[rt.C_CLS] = a(self.lm), a(self.ctm), a(self.imem), a(self.cls)
+        for mem in range(4):
+            ctx[rt.C_DIRTY + 2 * mem] = rt.DIRTY_EMPTY
+        self.tables = [rt.NativeTable(t.name, t.is_hash, t.key_size, t.value_size, t.max_entries, t.table_id)
+                       for t in probe.tables]
+        self.desc = (ctypes.c_int64 * (rt.T_SIZE * max(1, len(self.tables))))()
+        for i, t in enumerate(self.tables):
+            t.fill(self.desc, rt.T_SIZE * i)
+        ctx[rt.C_TABLES], ctx[rt.C_NTABLES] = a(self.desc), len(self.tables)
+        ctx[rt.C_BUDGET] = budget
+        ctx[rt.C_RAW] = int(raw_memory)
+        ctx[rt.C_RXQ] = rx_queue_index & 0xFFFFFFFF
+        ctx[rt.C_IFINDEX] = ingress_ifindex & 0xFFFFFFFF
+        self.rng_init = rt.rng_initial_state(seed)
+        self.rng_state = (ctypes.c_uint32 * 624)()
+        ctx[rt.C_RNG_INIT], ctx[rt.C_RNG_STATE], ctx[rt.C_RNG_IDX] = a(self.rng_init), a(self.rng_state), -1
+        self.cache_list = (ctypes.c_int64 * (cache_size + 1))()
+        ctx[rt.C_CACHE_SIZE], ctx[rt.C_CACHE_LIST] = cache_size, a(self.cache_list)
+        ctx[rt.C_CACHE_COLD] = 0 if map_cache is not None else 1
+        self._import_tables(probe.tables)
+        if map_cache is not None:
+            self._import_cache(map_cache)
+        self._run = _RUN(compiled.run_addr)
+        self._setup = _SETUP(compiled.setup_addr)
+        self._batch = _BATCH(compiled.batch_addr)
+        self._maps = None          # the last dump (shared by results whose run left the maps alone)
+        self.handoffs = 0
+
+    # -- tables and cache <-> the interpreter's objects ------------------------------------------------------
+
+    def _import_tables(self, tables: Sequence[MapTable]) -> None:
+        for nt, t in zip(self.tables, tables):
+            ctypes.memmove(nt.values, bytes(t.values), len(t.values))
+            if t.is_hash:
+                ctypes.memset(nt.live, 0, len(nt.live))
+                ctypes.memset(nt.index, 0xFF, ctypes.sizeof(nt.index))
+                ks, mask = nt.key_size, nt.mask
+                for key, slot in t.slots.items():
+                    ctypes.memmove(ctypes.addressof(nt.keys) + slot * ks, key, ks)
+                    nt.live[slot] = 1
+                    h = _fnv(key)
+                    nt.hashes[slot] = h
+                    cell = h & mask
+                    while nt.index[cell] >= 0:
+                        cell = (cell + 1) & mask
+                    nt.index[cell] = slot
+                for k, s in enumerate(t.free):
+                    nt.free[k] = s
+                self.desc[rt.T_SIZE * self.tables.index(nt) + rt.T_FREE_TOP] = len(t.free)
+            ctypes.memset(nt.stamp, 0, ctypes.sizeof(nt.stamp))
+        self.ctx[rt.C_CACHE_COUNT] = 0
+        self._maps = None
+
+    def _export_tables(self, tables: Sequence[MapTable]) -> None:
+        """Write the native tables' state into the interpreter's MapTable objects."""
+        for i, (nt, t) in enumerate(zip(self.tables, tables)):
+            t.values[:] = bytes(nt.values)[:len(t.values)]
+            if t.is_hash:
+                live, keys, ks = bytes(nt.live), bytes(nt.keys), nt.key_size
+                t.slots = {keys[s * ks:(s + 1) * ks]: s for s in range(nt.max_entries) if live[s]}
+                top = self.desc[rt.T_SIZE * i + rt.T_FREE_TOP]
+                t.free = [nt.free[k] for k in range(top)]
+
+    def _slot_of(self, ti: int, key: bytes) -> int | None:
+        nt = self.tables[ti]
+        if not nt.is_hash:
+            index = int.from_bytes(key[:4], "little")
+            return index if index < nt.max_entries else None
+        live, keys, ks = nt.live, bytes(nt.keys), nt.key_size
+        for s in range(nt.max_entries):
+            if live[s] and keys[s * ks:(s + 1) * ks] == key:
+                return s
+        return None
+
+    def _import_cache(self, cache: MapCache) -> None:
+        by_id = {t.table_id: i for i, t in enumerate(self.tables)}
+        entries = list(cache.entries)
+        if len(entries) > cache.size:
+            raise _NeedsInterpreter("the map cache holds more entries than its size")
+        for nt in self.tables:
+            ctypes.memset(nt.stamp, 0, ctypes.sizeof(nt.stamp))
+        for k, (tid, key) in enumerate(entries):
+            ti = by_id.get(tid)
+            slot = None if ti is None else self._slot_of(ti, key)
+            if slot is None:
+                raise _NeedsInterpreter("the map cache holds an entry the maps do not")
+            self.tables[ti].stamp[slot] = k + 1
+            self.cache_list[k] = ti << 32 | slot
+        self.ctx[rt.C_CACHE_COUNT] = len(entries)
+        self.ctx[rt.C_CACHE_CLOCK] = len(entries)
+
+    def _export_cache(self, cache: MapCache, hits: int, misses: int) -> None:
+        items = []
+        for k in range(self.ctx[rt.C_CACHE_COUNT]):
+            ent = self.cache_list[k]
+            ti, slot = ent >> 32, ent & 0xFFFFFFFF
+            nt = self.tables[ti]
+            key = (bytes(nt.keys[slot * nt.key_size:(slot + 1) * nt.key_size]) if nt.is_hash
+                   else slot.to_bytes(4, "little"))
+            items.append((nt.stamp[slot], (nt.table_id, key)))
+        cache.entries = OrderedDict((k, None) for _, k in sorted(items))
+        cache.hits += hits
+        cache.misses += misses
+
+    def maps(self) -> dict[str, dict[bytes, bytes]]:
+        """The maps now: name -> {key: value} (as ``SimResult.maps``)."""
+        return {nt.name: nt.dump(self.desc, rt.T_SIZE * i) for i, nt in enumerate(self.tables)}
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    def _result(self, rec, packet: bytes) -> SimResult:
+        """The SimResult of a native run's record (``rec``: sequence of R_SIZE ints)."""
+        image, sites = self.image, self.compiled.translation.sites
+        fault = None
+        if rec[rt.R_STATUS] == rt.STATUS_FAULT:
+            site = sites[rec[rt.R_FSITE]]
+            pc = rec[rt.R_FPC]
+            message = site.fmt(rec[rt.R_AUX0], rec[rt.R_AUX1])
+            where = pc
+            if pc >= FIRMWARE_BASE:
+                caller = rec[rt.R_A30] & 0x3FFF
+                message = f"in firmware routine at {pc:#x} (return address {caller:#x}): {message}"
+                where = max(caller - 1, 0)
+            entry = image.line_for(where) if where < self.compiled.ncode else None
+            fault = SimFault(site.kind, pc, message, rec[rt.R_MEM] if site.has_mem else None,
+                             entry.insn_index if entry else None, entry.source() if entry else None)
+        if self._maps is None or rec[rt.R_DIRTY]:
+            self._maps = self.maps()
+        u = rt.R_USAGE
+        calls = {r.symbol: rec[rt.R_CALLS + i] for i, r in enumerate(_ROUTINES) if rec[rt.R_CALLS + i]}
+        return SimResult(
+            action=rec[rt.R_ACTION] & 0xFFFFFFFF if fault is None else 0,
+            r0=rec[rt.R_R0] & 0xFFFF_FFFF_FFFF_FFFF,
+            packet=packet,
+            maps=self._maps,
+            insns=rec[rt.R_INSNS],
+            cycles=rec[rt.R_CYCLES],
+            breakdown=MappingProxyType({r: Usage(rec[u + 2 * i], rec[u + 2 * i + 1]) for i, r in enumerate(_RESOURCES)}),
+            fault=fault,
+            routine_calls=MappingProxyType(calls),
+            map_cache_hits=rec[rt.R_HITS],
+            map_cache_misses=rec[rt.R_MISSES],
+            trace=None,
+        )
+
+    def _out_packet(self, addr: int, length: int, original_len: int) -> bytes:
+        if not (CTM_BASE <= addr and addr + length <= CTM_BASE + CTM_BUFFER_SIZE):
+            return b""
+        if self.options["raw_memory"] and length:
+            RawBlock(CTM_BASE + HEADROOM, original_len)._offset(addr, length)   # the interpreter's check (may raise)
+        off = addr - CTM_BASE
+        return ctypes.string_at(ctypes.addressof(self.ctm) + off, length)
+
+    def run(self, packet: bytes) -> SimResult:
+        """One packet (maps persist in the session)."""
+        packet = _check_packet(packet)
+        self._setup(ctypes.addressof(self.ctx), packet, len(packet))
+        status = self._run(ctypes.addressof(self.ctx))
+        rec = self.ctx[rt.C_R:rt.C_R + rt.R_SIZE]
+        if status == rt.STATUS_HANDOFF:
+            return self._handoff(packet, rec)
+        res = self._result(rec, self._out_packet(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN], len(packet)))
+        if self.user_cache is not None:
+            self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
+        return res
+
+    def run_many(self, packets: Sequence[bytes], *, chunk: int = 4096) -> list[SimResult]:
+        """Packets in order, the loop in native code; one SimResult each."""
+        out: list[SimResult] = []
+        packets = [_check_packet(p) for p in packets]
+        start = 0
+        while start < len(packets):
+            batch = packets[start:start + chunk]
+            done, recs, obuf, ooffs = self._native_batch(batch)
+            for k in range(done):
+                rec = recs[k * rt.R_SIZE:(k + 1) * rt.R_SIZE]
+                if rec[rt.R_STATUS] == rt.STATUS_HANDOFF:
+                    # the native tables/cache hold this run's state so far: finish it in the interpreter
+                    out.append(self._handoff(batch[k], rec, export_cache=False))
+                    continue
+                o = ooffs[k]
+                pkt = (obuf[o:o + rec[rt.R_PKT_LEN]] if o >= 0 else
+                       self._out_packet(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN], len(batch[k])))
+                if self.options["raw_memory"] and o >= 0 and rec[rt.R_PKT_LEN]:
+                    RawBlock(CTM_BASE + HEADROOM, len(batch[k]))._offset(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN])
+                out.append(self._result(rec, pkt))
+            start += done
+        if self.user_cache is not None:
+            self._export_cache(self.user_cache, sum(r.map_cache_hits for r in out),
+                               sum(r.map_cache_misses for r in out))
+        return out
+
+    def _native_batch(self, batch: Sequence[bytes]):
+        n = len(batch)
+        data = b"".join(batch)
+        offs = (ctypes.c_int64 * n)()
+        lens = (ctypes.c_int64 * n)()
+        pos = 0
+        for k, p in enumerate(batch):
+            offs[k] = pos
+            lens[k] = len(p)
+            pos += len(p)
+        recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
+        cap = max(pos, 1) + 8192 * 4
+        obuf = ctypes.create_string_buffer(cap)
+        ooffs = (ctypes.c_int64 * n)()
+        done = self._batch(ctypes.addressof(self.ctx), n, data, offs, lens, recs, obuf, ooffs, cap)
+        return done, recs, obuf.raw, ooffs
+
+    def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None):
+        """The fast path for throughput: packets packed in ``data`` (``offsets``/``lengths``: ctypes
+        ``c_int64`` arrays), no SimResult objects.  Returns ``(count, records, out, out_offsets)``: the
+        raw records (``R_SIZE`` int64 per packet, see runtime.R_*), the output packets packed in ``out``.
+        Stops early at a hand-off (the caller finishes that packet with :meth:`finish_handoff`)."""
+        n = len(offsets)
+        cap = out_capacity or (len(data) + 8192 * 4)
+        recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
+        obuf = ctypes.create_string_buffer(cap)
+        ooffs = (ctypes.c_int64 * n)()
+        done = self._batch(ctypes.addressof(self.ctx), n, data, offsets, lengths, recs, obuf, ooffs, cap)
+        return done, recs, obuf, ooffs
+
+    # -- hand-off to the interpreter ---------------------------------------------------------------------------
+
+    def _handoff(self, packet: bytes, rec, *, export_cache: bool = True) -> SimResult:
+        """Finish a run the native code handed back (a jump to an address it has no block for)."""
+        self.handoffs += 1
+        ctx, S = self.ctx, rt.C_SPILL
+        o = self.options
+        image = dataclasses.replace(self.image, metadata=dataclasses.replace(self.image.metadata,
+                                                                                entry=rec[rt.R_FPC]))
+        cache = MapCache(self.ctx[rt.C_CACHE_SIZE])
+        m = Machine(image, packet, maps_in=None, budget=o["budget"], map_cache_size=cache.size, seed=o["seed"],
+                    trace=False, ingress_ifindex=o["ingress_ifindex"], rx_queue_index=o["rx_queue_index"],
+                    raw_memory=o["raw_memory"], map_cache=cache)
+        self._export_tables(m.tables)
+        self._export_cache(cache, 0, 0)
+        cache.hits, cache.misses = rec[rt.R_HITS], rec[rt.R_MISSES]
+        m._cache_counts = (0, 0)
+        u32 = lambda v: v & 0xFFFFFFFF  # noqa: E731
+        m.gpr_a = [u32(ctx[S + rt.SP_A + i]) for i in range(32)]
+        m.gpr_b = [u32(ctx[S + rt.SP_B + i]) for i in range(32)]
+        m.nn = [u32(ctx[S + rt.SP_NN + i]) for i in range(32)]
+        m.xin = [u32(ctx[S + rt.SP_XIN + i]) for i in range(32)]
+        m.xout = [u32(ctx[S + rt.SP_XOUT + i]) for i in range(32)]
+        m.z, m.n, m.c, m.v = (int(ctx[S + rt.SP_CC + i] & 1) for i in range(4))
+        m.prev = u32(ctx[S + rt.SP_PREV])
+        valid = ctx[S + rt.SP_MVALID] & 1
+        m.mul_x = u32(ctx[S + rt.SP_MX]) if valid else None
+        m.mul_y = u32(ctx[S + rt.SP_MY]) if valid else None
+        m.mul_acc = ctx[S + rt.SP_MACC] & 0xFFFF_FFFF_FFFF_FFFF
+        m.mul_steps = ctx[S + rt.SP_MSTEPS]
+        mode = ctx[S + rt.SP_MMODE]
+        m.mul_mode = MulStep(mode) if mode >= 0 else None
+        m.lm_ptr = [u32(ctx[S + rt.SP_LMP + i]) for i in range(4)]
+        m.lm_ready = [ctx[S + rt.SP_LMR + i] for i in range(4)]
+        m.tx_queue = u32(ctx[S + rt.SP_TXQ])
+        m.signals = {i: (ctx[S + rt.SP_SIG_READY + i], Resource(ctx[S + rt.SP_SIG_RES + i]))
+                     for i in range(16) if ctx[S + rt.SP_SIG_ON + i] & 1}
+        m.lm.data[:] = bytes(self.lm)[:4096]
+        m.ctm.data[:] = bytes(self.ctm)[:CTM_BUFFER_SIZE]
+        if Memory.IMEM in self.compiled.translation.uses:
+            m.imem.data[:] = bytes(self.imem)[:0x1_0000]
+        if Memory.CLS in self.compiled.translation.uses:
+            m.cls.data[:] = bytes(self.cls)[:0x1_0000]
+        m.pkt_addr, m.pkt_len = rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN]
+        if ctx[rt.C_RNG_IDX] >= 0:
+            m.rng.setstate((3, tuple(self.rng_state) + (ctx[rt.C_RNG_IDX],), None))
+        m.cycles, m.insns = rec[rt.R_CYCLES], rec[rt.R_INSNS]
+        m.usage = {r: [rec[rt.R_USAGE + 2 * i], rec[rt.R_USAGE + 2 * i + 1]] for i, r in enumerate(_RESOURCES)}
+        m.routine_calls = {r.symbol: rec[rt.R_CALLS + i] for i, r in enumerate(_ROUTINES) if rec[rt.R_CALLS + i]}
+        fault = m.run()
+        res = m.result(fault)
+        # back to native: maps, cache; the interpreter wrote memories the dirty ranges do not cover
+        self._import_tables(m.tables)
+        self._import_cache(cache)
+        for mem in range(4):
+            ctx[rt.C_DIRTY + 2 * mem] = 0
+            ctx[rt.C_DIRTY + 2 * mem + 1] = (4096, CTM_BUFFER_SIZE, len(self.imem) - 16, len(self.cls) - 16)[mem]
+        ctx[rt.C_CACHE_HITS] += res.map_cache_hits - rec[rt.R_HITS]
+        ctx[rt.C_CACHE_MISSES] += res.map_cache_misses - rec[rt.R_MISSES]
+        if self.user_cache is not None and export_cache:
+            self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
+        self._maps = None
+        return dataclasses.replace(res, maps=self.maps())
+
+
+def _check_packet(packet) -> bytes:
+    if not isinstance(packet, (bytes, bytearray, memoryview)):
+        raise UsageError(f"packet must be bytes, not {type(packet).__name__}")
+    packet = bytes(packet)
+    if len(packet) > MAX_PACKET:
+        raise UsageError(f"packet of {len(packet)} bytes exceeds the {MAX_PACKET}-byte packet buffer")
+    return packet
+
+
+# -- the public API ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """A :func:`run` result: the SimResult, which engine produced it, and why when not the compiled one."""
+
+    result: SimResult
+    engine: str                 # "compiled" or "interp"
+    reason: str | None = None   # why the interpreter ran it (None when compiled)
+
+
+def _prepare(image_or_program, budget, map_cache_size, map_cache):
+    image = _as_image(image_or_program)
+    if image.relocations:
+        image = _relocate_here(image)
+    if len(image.code) > FIRMWARE_BASE:
+        raise UsageError(f"{len(image.code)} code words overlap the firmware region at {FIRMWARE_BASE:#x}")
+    if budget < 0 or map_cache_size < 0:
+        raise UsageError("budget and map_cache_size must not be negative")
+    if map_cache is not None and not isinstance(map_cache, MapCache):
+        raise UsageError(f"map_cache must be a MapCache, not {type(map_cache).__name__}",
+                         hint="nfpjit.isa.sim.MapCache(size), the same object for every packet")
+    return image
+
+
+def why_not(image_or_program) -> str | None:
+    """Why the compiled engine would not run this image (None: it will)."""
+    image = _prepare(image_or_program, 0, 0, None)
+    try:
+        compile_image(image)
+    except Untranslatable as exc:
+        return str(exc)
+    return None
+
+
+def session(image_or_program, *, maps_in=None, budget: int = DEFAULT_BUDGET,
+            map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
+            rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None) -> Session:
+    """A native :class:`Session` for an image (raises ``Untranslatable`` when it cannot be compiled)."""
+    image = _prepare(image_or_program, budget, map_cache_size, map_cache)
+    compiled = compile_image(image)
+    return Session(image, compiled, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
+                   ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
+                   map_cache=map_cache)
+
+
+def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
+        map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False, ingress_ifindex: int = 1,
+        rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None) -> Run:
+    """:func:`simulate`, also saying which engine ran and why."""
+    kw = dict(maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
+              ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
+              map_cache=map_cache)
+    reason = None
+    if trace:
+        reason = "trace mode runs in the interpreting simulator"
+    else:
+        image = _prepare(image_or_program, budget, map_cache_size, map_cache)
+        try:
+            compiled = compile_image(image)
+        except Untranslatable as exc:
+            reason = f"not translated: {exc}"
+        else:
+            try:
+                s = Session(image, compiled, **kw)
+                return Run(s.run(packet), "compiled")
+            except _NeedsInterpreter as exc:
+                reason = str(exc)
+    return Run(interp_simulate(image_or_program, packet, trace=trace, **kw), "interp", reason)
+
+
+def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
+             map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
+             ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False,
+             map_cache: MapCache | None = None) -> SimResult:
+    """Exactly :func:`nfpjit.isa.sim.simulate`, run natively (falls back to it where it must)."""
+    return run(image_or_program, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
+               trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
+               map_cache=map_cache).result
+
+
+def run_batch(image_or_program, packets: Iterable[bytes], maps_in=None, *, budget: int = DEFAULT_BUDGET,
+              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
+              rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None,
+              trace: bool = False) -> list[SimResult]:
+    """Run ``packets`` in order with the maps persisting: result *k* equals
+    ``simulate(image, packets[k], maps_in=<maps after packet k-1>, map_cache=map_cache, ...)``.
+
+    Without ``map_cache`` every packet starts with a cold cache of ``map_cache_size`` entries (as
+    :func:`simulate` does); pass one :class:`MapCache` to keep it warm across packets (and get it back
+    updated).  Results whose packet left the maps alone share the previous result's ``maps`` dict.
+    """
+    packets = list(packets)
+    kw = dict(budget=budget, map_cache_size=map_cache_size, seed=seed, ingress_ifindex=ingress_ifindex,
+              rx_queue_index=rx_queue_index, raw_memory=raw_memory)
+    if not trace:
+        image = _prepare(image_or_program, budget, map_cache_size, map_cache)
+        try:
+            compiled = compile_image(image)
+            s = Session(image, compiled, maps_in=maps_in, map_cache=map_cache, **kw)
+        except (Untranslatable, _NeedsInterpreter):
+            pass
+        else:
+            return s.run_many(packets)
+    out, state = [], maps_in
+    for p in packets:
+        r = interp_simulate(image_or_program, p, maps_in=state, map_cache=map_cache, trace=trace, **kw)
+        out.append(r)
+        state = r.maps
+    return out
