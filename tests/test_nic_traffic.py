@@ -142,7 +142,7 @@ elif mode == "tx":
     src_mac = tx.getsockname()[4]
     payload = b"nfpjit XDP_TX probe " + os.urandom(8)
     tx.send(dst_mac + src_mac + b"\x88\xb5" + payload)
-    deadline, out["bounced"] = time.monotonic() + 2.0, False
+    deadline, out["bounced"] = time.monotonic() + 1.0, False
     while time.monotonic() < deadline and not out["bounced"]:
         r, _, _ = select.select([cap], [], [], 0.1)
         if r:
