@@ -22,7 +22,7 @@ from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import ProgType
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.passes.map_cache import Direct, Inline, MapCache, Reuse
-from nfpjit.passes.pipelines import O1
+from nfpjit.passes.pipelines import O1, PIPELINES
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
 
 from tests.corpus_cases import corpus_cases
@@ -30,6 +30,9 @@ from tests.test_jit_golden import filecheck, listing
 
 WITH = O1 + ",map-cache"
 WITHOUT = O1
+#: -O2 as it ships, and -O2 less map-cache (the machine passes run after the lowering in both)
+O2 = PIPELINES[2]
+O2_WITHOUT = ",".join(p for p in O2.split(",") if p != "map-cache")
 CRAFTED = crafted_packets()
 FRAMES = [bytes((i * 7 + k) & 0xFF for i in range(k)) for k in (14, 33, 60, 61, 64, 99, 128)]
 CTM_BUFFER, HEADROOM = 8192, 256
@@ -65,11 +68,12 @@ def runs(program, image, frames, store=None):
     return want, got
 
 
-def mismatches(program, frames, *, seed_maps=None) -> list[str]:
-    """Compile with and without map-cache; each must agree with the interpreter and with the other."""
+def mismatches(program, frames, *, seed_maps=None, pairs=((WITHOUT, WITH), (O2_WITHOUT, O2))) -> list[str]:
+    """Compile with and without map-cache (on -O1, and in -O2 as it ships); each must agree with the
+    interpreter, and with and without must agree with each other."""
     problems = []
     results = {}
-    for spec in (WITHOUT, WITH):
+    for spec in {s for pair in pairs for s in pair}:
         image = compile(program, passes=spec, profile="permissive", verify_each=True).image
         store = MapStore.from_program(program)
         for name, entries in (seed_maps or {}).items():
@@ -84,9 +88,10 @@ def mismatches(program, frames, *, seed_maps=None) -> list[str]:
             verdict = w.r0 & 0xFFFFFFFF
             if g.fault is None and sim.action != (verdict if verdict <= 4 else 0):
                 problems.append(f"{spec}: packet {n}: halt action {sim.action}, r0 {w.r0:#x}")
-    for n, ((a, _), (b, _)) in enumerate(zip(results[WITHOUT], results[WITH])):
-        if a.fault is None and b.fault is None:
-            problems += [f"with vs without: packet {n}: {d}" for d in compare_results(a, b, r0_bits=32)]
+    for without, with_ in pairs:
+        for n, ((a, _), (b, _)) in enumerate(zip(results[without], results[with_])):
+            if a.fault is None and b.fault is None:
+                problems += [f"with vs without ({with_}): packet {n}: {d}" for d in compare_results(a, b, r0_bits=32)]
     return problems
 
 
@@ -267,7 +272,7 @@ def lookup_programs(draw):
     return _program("\n".join(lines) + "\n")
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(lookup_programs(), st.lists(st.sampled_from(FRAMES), min_size=2, max_size=5))
 def test_generated_lookup_programs_agree(program, frames):
     problems = mismatches(program, frames, seed_maps={"hsh": {(k).to_bytes(4, "little"): bytes(8) for k in (1, 3)}})
@@ -310,15 +315,15 @@ def test_corpus_array_lookups_make_no_call(stem):
     obj = CORPUS / f"{stem}.o"
     for section, _ in nfpjit.ebpf.loader.list_programs(obj):
         program = nfpjit.load(obj, section=section)
-        text = compile(program, passes=WITH, profile="permissive").mprogram.listing()
-        assert "fw_map_lookup" not in text
+        for spec in (WITH, O2):
+            assert "fw_map_lookup" not in compile(program, passes=spec, profile="permissive").mprogram.listing()
         assert cycles(program, WITH, CRAFTED[:10]) < cycles(program, WITHOUT, CRAFTED[:10])
 
 
 # -- differential: the general program generator --------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(programs(max_blocks=8), st.lists(packets(max_len=160), min_size=1, max_size=3))
 def test_generated_programs_agree_with_and_without(program, frames):
     if any(i.is_helper_call and i.imm in (5, 7, 8) for i in program.insns):   # time, prandom, cpu id
