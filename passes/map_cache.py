@@ -32,6 +32,11 @@ slot with one ``alu_shf`` per set bit of the slot size (at most four: 8, 16, 24,
                                     sub --, *l$index1, 8 / br.hs .done
                                     alu_shf ab0, --, mov, *l$index1, shl 3 / immed ab1, 0x10 / .done:
 
+The direct and inline addresses come from the map's index in the image (the table layout of
+the firmware the simulator models, which global-data ``ld_imm64`` references rely on too), not
+from a relocation: a firmware that placed tables elsewhere would need a MAP_VALUE relocation kind.
+Any nfp-level pass must treat ``n24..n31`` as live from the saving lookup to the reusing one.
+
 What is proven, and how (:meth:`MapCache.plan`): a forward data-flow over each function's
 blocks (meet = intersection, so a fact holds on every path) tracks (1) the stack bytes of the
 function's own frame that hold a known constant — set by ``st``/``stx`` through R10 whose value
