@@ -235,8 +235,12 @@ def cli(monkeypatch, capsys):
 
     monkeypatch.setattr(map_cli, "_device", device)
 
-    def run(*argv, json: bool = False):
-        status = main(["map", *argv, "--dev", "nfp0"] + (["--json"] if json else []))
+    def run(*argv, json: bool = False, dev_first: bool = False):
+        argv = [*argv[:1], "--dev", "nfp0", *argv[1:]] if dev_first else [*argv, "--dev", "nfp0"]
+        try:
+            status = main(["map", *argv] + (["--json"] if json else []))
+        except SystemExit as exc:  # argparse's own usage errors
+            status = exc.code
         out, err = capsys.readouterr()
         assert all(d.closed for d in devices)
         return status, (_json.loads(out) if json and status == 0 else out), err
@@ -246,6 +250,7 @@ def cli(monkeypatch, capsys):
 
 def test_cli_update_lookup_dump_delete(cli):
     run, tables, hid, aid = cli
+    assert run("dump", "drop_count", dev_first=True)[0] == 0  # `map dump --dev nfp0 NAME` as the issue spells it
     assert run("update", "drop_count", "--key", "0050", "--value", "03 00 00 00 00 00 00 00")[0] == 0
     assert run("update", str(hid), "--key", "1f90", "--value", "0x0100000000000000", "--flags", "noexist")[0] == 0
     assert tables.contents(hid) == {b"\x00\x50": k(3, 8), b"\x1f\x90": k(1, 8)}

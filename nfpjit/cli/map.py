@@ -1,6 +1,6 @@
 """``nfpjit map``: the maps of a virtual NIC, read and written through control messages.
 
-``nfpjit map list|dump|lookup|update|delete|getnext --dev IFNAME [NAME|ID] [--key HEX] [--value HEX]
+``nfpjit map list|dump|lookup|update|delete|getnext [NAME|ID] --dev IFNAME [--key HEX] [--value HEX]
 [--flags any|noexist|exist] [--json]``, a thin layer over ``nfpjit.offload.Device(ifname).maps``
 (:class:`nfpjit.nic.mapclient.MapClient`).  Text output follows bpftool (``key: 00 50  value:
 03 00 ...``); ``--json`` output is described in docs/offload.md ("Control messages and maps").
@@ -24,15 +24,27 @@ def register(subparsers) -> None:
         description="Map operations on a virtual NIC's tables, as bpftool map does them for an offloaded "
         "map: each one travels to the NIC as a control message. NAME|ID is the map's name or the NIC's "
         "table id (see `nfpjit map list`).")
-    p.add_argument("action", choices=ACTIONS, help="what to do")
-    p.add_argument("map", nargs="?", metavar="NAME|ID", help="the map (all but list)")
-    p.add_argument("--dev", required=True, metavar="IFNAME", help="the virtual NIC's host netdev")
-    p.add_argument("--key", metavar="HEX", help="the key (lookup, update, delete; getnext: start after it)")
-    p.add_argument("--value", metavar="HEX", help="the value (update)")
-    p.add_argument("--flags", choices=FLAGS, default="any", help="update flags: BPF_ANY (default), BPF_NOEXIST, "
-                   "BPF_EXIST")
-    p.add_argument("--json", action="store_true", help="machine-readable output (docs/offload.md)")
-    p.set_defaults(func=map_command)
+    actions = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    actions.required = True
+    helps = {"list": "the NIC's tables", "dump": "every entry of a map", "lookup": "one entry (--key)",
+             "update": "write an entry (--key, --value, --flags)", "delete": "remove an entry (--key)",
+             "getnext": "the key after --key (the first key without it)"}
+    for action in ACTIONS:
+        a = actions.add_parser(action, help=helps[action])
+        if action != "list":
+            a.add_argument("map", metavar="NAME|ID", help="the map's name or the NIC's table id")
+        # options may come before or after NAME|ID: each action has its own parser
+        a.add_argument("--dev", required=True, metavar="IFNAME", help="the virtual NIC's host netdev")
+        if action in ("lookup", "update", "delete", "getnext"):
+            a.add_argument("--key", metavar="HEX", help="the key (getnext: start after it)")
+        if action == "update":
+            a.add_argument("--value", metavar="HEX", help="the value")
+            a.add_argument("--flags", choices=FLAGS, default="any",
+                           help="update flags: BPF_ANY (default), BPF_NOEXIST, BPF_EXIST")
+        a.add_argument("--json", action="store_true", help="machine-readable output (docs/offload.md)")
+        own = {act.dest for act in a._actions}
+        a.set_defaults(func=map_command, **{k: v for k, v in (("map", None), ("key", None), ("value", None),
+                                                               ("flags", "any")) if k not in own})
 
 
 def parse_hex(text: str, what: str) -> bytes:
