@@ -131,10 +131,9 @@ def fold_instruction(m, state: dict, live_after: int, flag_src: set):
     res = M.evaluate(ins, state)
     if res is not None:
         out, cc, prev = res
-        same = all(M.const_of(state, loc) == v for loc, v in out.items())
-        same_flags = not flags_live or ((cc is None or state.get(M.CC) == cc) and
-                                        (prev is None or state.get(M.PREV) == prev))
-        if same and same_flags:
+        # Only GPR values are trusted for "already there": a rewrite never changes one, but an
+        # instruction folded into immed no longer sets the flags the original set.
+        if not flags_live and all(M.const_of(state, loc) == v for loc, v in out.items()):
             return None
         if out and not flags_live and ins.op != Op.IMMED:
             value = next(iter(out.values()))
@@ -191,10 +190,9 @@ class ConstFold(Pass):
                     new = fold_instruction(m, state, lv.after(i), flag_src)
                     if new is not m:
                         edits[i] = new
-                    cur = m if new is None else new
-                    du = M.def_use(cur.instr)
-                    if new is not None:
-                        _update_flag_src(flag_src, cur, du)
-                    M.step(state, m)     # the original's effect on known values (a fold keeps them)
+                    if new is not None:          # the state follows the code as rewritten
+                        du = M.def_use(new.instr)
+                        _update_flag_src(flag_src, new, du)
+                        M.step(state, new, du)
             changed |= M.apply_edits(fn, edits)
         return changed

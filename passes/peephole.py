@@ -19,10 +19,12 @@ a ``mov`` when nobody reads the flags::
 
 ``ld-shift`` — ``shl k`` followed by ``shr k`` (or ``asr k``) of the result is the original
 value when its top k (k+1) bits are known zero; ``shr k`` then ``shl k`` when its low k bits
-are::
+are.  The second shift becomes a ``mov`` of the original; a first shift done in place (its
+result read by nothing else) goes::
 
-    alu_shf ab6, --, mov, b2, shl 16
-    alu_shf ab6, --, mov, b6, shr 16    ->  mov ab6, b2          (b2 < 65536 known)
+    alu_shf ab6, --, mov, $in0, shr 16              alu_shf ab6, --, mov, $in0, shr 16
+    alu_shf ab6, --, mov, b6, shl 16          ->    mov ab6, b6           (b6 < 65536 known)
+    alu_shf ab6, --, mov, b6, shr 16
 
 ``reg-init`` — the real JIT's first pass skips the leading ``r6 = r1`` copies of the context
 pointer.  Our lowering gives the context no register at all (its fields are CSR reads), so the
@@ -68,7 +70,7 @@ def _walk(unit, rewrite, *, need_live: bool = False, need_states: bool = False) 
             if state is None:
                 continue
             state = dict(state)
-            ctx = {"defs": {}, "states": {}}
+            ctx = {"defs": {}, "states": {}, "idx": b.idx, "live": lv, "delete": set(), "edits": edits}
             for i in b.idx:
                 m = body[i]
                 if m.reloc is None:
@@ -84,6 +86,8 @@ def _walk(unit, rewrite, *, need_live: bool = False, need_states: bool = False) 
                     low = clob & -clob
                     ctx["defs"][low.bit_length() - 1] = i
                     clob ^= low
+            for j in ctx["delete"]:
+                edits[j] = None
         changed |= M.apply_edits(fn, edits)
     return changed
 
@@ -186,14 +190,31 @@ def _ld_shift(m, state, live_after, ctx, body, i):
     j = ctx["defs"].get(src_loc)
     if j is None:
         return m
+    if j in ctx["edits"]:
+        return m                        # already rewritten (a chain of shifts)
     first_ins = body[j].instr
     first = _plain_shift(first_ins)
     if first is None or first[1] != second[1] or first_ins.b.__class__ is not Gpr:
         return m
     orig = first_ins.b
     orig_loc = M.gpr_loc(orig)
-    if ctx["defs"].get(orig_loc, -1) >= j:
+    in_place = False
+    if ctx["defs"].get(orig_loc, -1) > j:
         return m                        # the original was overwritten since
+    if ctx["defs"].get(orig_loc, -1) == j:
+        # shifted in place (``shl ab6, b6`` ... ``shr ab6, b6``): the first shift can go, if its
+        # result and flags serve only the second
+        in_place = True
+        first_bits = M.def_use(first_ins).clobbers
+        if live_after_of(ctx, j) & first_bits & (M.BIT_CC | M.BIT_PREV):
+            return m
+        for t in ctx["idx"][ctx["idx"].index(j) + 1:ctx["idx"].index(i)]:
+            du_t = M.def_use(body[t].instr)
+            if (du_t.uses | du_t.clobbers) & first_bits & M.GPRS:
+                return m
+        left = first_bits & M.GPRS & ~M.def_use(ins).defs
+        if live_after & left:
+            return m
     k = second[1]
     z, _ = M.operand_bits(ctx["states"][j], orig)
     if first[0] == ShiftKind.SHL and second[0] == ShiftKind.SHR:
@@ -207,7 +228,15 @@ def _ld_shift(m, state, live_after, ctx, body, i):
     if z & need != need:
         return m
     new = Instruction(Op.MOV, dest=ins.dest, b=orig)
-    return replace(m, instr=new) if _legal(new) else m
+    if not _legal(new):
+        return m
+    if in_place:
+        ctx["delete"].add(j)
+    return replace(m, instr=new)
+
+
+def live_after_of(ctx, j: int) -> int:
+    return ctx["live"].after(j)
 
 
 @dataclass(frozen=True)
@@ -219,7 +248,7 @@ class LdShift(Pass):
     summary: ClassVar[str] = "shift pairs made redundant by known-zero bits become movs"
 
     def run(self, unit) -> bool:
-        return _walk(unit, _ld_shift, need_states=True)
+        return _walk(unit, _ld_shift, need_live=True, need_states=True)
 
 
 # -- reg-init -----------------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ PIPELINES: dict[int, str] = {
     2: O1 + ",map-cache,subreg",
 }
 
+#: -O2's machine-level passes (passes/machine.py is their dataflow), after the lowering, in this order:
+#: copies and constants first, dce between the rounds, the scheduler last
+MACHINE = ("copy-prop,dce,const-fold,imm-materialise,neg-add-sub,ld-mask,ld-shift,reg-init,copy-prop,dce,"
+           "defer-fill")
+PIPELINES[2] += "," + MACHINE
+
 #: the level ``nfpjit compile`` and ``nfpjit.compile`` use when none is given
 DEFAULT_LEVEL = 2
 
-__all__ = ["PIPELINES", "DEFAULT_LEVEL", "O1"]
+__all__ = ["PIPELINES", "DEFAULT_LEVEL", "O1", "MACHINE"]
