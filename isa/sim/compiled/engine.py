@@ -393,47 +393,44 @@ class Session:
         return res
 
     def run_many(self, packets: Sequence[bytes], *, chunk: int = 4096) -> list[SimResult]:
-        """Packets in order, the loop in native code; one SimResult each."""
+        """Packets in order, the loop in native code; one SimResult each (maps as after its packet)."""
         out: list[SimResult] = []
         packets = [_check_packet(p) for p in packets]
-        start = 0
-        while start < len(packets):
-            batch = packets[start:start + chunk]
-            done, recs, obuf, ooffs = self._native_batch(batch)
-            for k in range(done):
-                rec = recs[k * rt.R_SIZE:(k + 1) * rt.R_SIZE]
-                if rec[rt.R_STATUS] == rt.STATUS_HANDOFF:
-                    # the native tables/cache hold this run's state so far: finish it in the interpreter
-                    out.append(self._handoff(batch[k], rec, export_cache=False))
-                    continue
-                o = ooffs[k]
-                pkt = (obuf[o:o + rec[rt.R_PKT_LEN]] if o >= 0 else
-                       self._out_packet(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN], len(batch[k])))
-                if self.options["raw_memory"] and o >= 0 and rec[rt.R_PKT_LEN]:
-                    RawBlock(CTM_BASE + HEADROOM, len(batch[k]))._offset(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN])
-                out.append(self._result(rec, pkt))
-            start += done
+        self.ctx[rt.C_STOP_ON_DIRTY] = 1     # the native loop pauses after a packet that changed the maps
+        raw = self.options["raw_memory"]
+        for c0 in range(0, len(packets), chunk):
+            batch = packets[c0:c0 + chunk]
+            n = len(batch)
+            data, offs, lens = pack(batch)
+            recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
+            cap = max(len(data), 1) + 8192 * 4
+            obuf = ctypes.create_string_buffer(cap)
+            ooffs = (ctypes.c_int64 * n)()
+            k = 0
+            while k < n:
+                done = self._batch(ctypes.addressof(self.ctx), n - k, data, ctypes.byref(offs, 8 * k),
+                                   ctypes.byref(lens, 8 * k), ctypes.byref(recs, 8 * rt.R_SIZE * k), obuf,
+                                   ctypes.byref(ooffs, 8 * k), cap)
+                obase = ctypes.addressof(obuf)
+                for j in range(k, k + done):
+                    rec = recs[j * rt.R_SIZE:(j + 1) * rt.R_SIZE]
+                    if rec[rt.R_STATUS] == rt.STATUS_HANDOFF:
+                        # the native tables/cache hold this run's state so far: finish it in the interpreter
+                        out.append(self._handoff(batch[j], rec, export_cache=False))
+                        continue
+                    o = ooffs[j]
+                    if o >= 0:
+                        if raw and rec[rt.R_PKT_LEN]:
+                            RawBlock(CTM_BASE + HEADROOM, len(batch[j]))._offset(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN])
+                        pkt = ctypes.string_at(obase + o, rec[rt.R_PKT_LEN])
+                    else:
+                        pkt = b""
+                    out.append(self._result(rec, pkt))
+                k += done
         if self.user_cache is not None:
             self._export_cache(self.user_cache, sum(r.map_cache_hits for r in out),
                                sum(r.map_cache_misses for r in out))
         return out
-
-    def _native_batch(self, batch: Sequence[bytes]):
-        n = len(batch)
-        data = b"".join(batch)
-        offs = (ctypes.c_int64 * n)()
-        lens = (ctypes.c_int64 * n)()
-        pos = 0
-        for k, p in enumerate(batch):
-            offs[k] = pos
-            lens[k] = len(p)
-            pos += len(p)
-        recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
-        cap = max(pos, 1) + 8192 * 4
-        obuf = ctypes.create_string_buffer(cap)
-        ooffs = (ctypes.c_int64 * n)()
-        done = self._batch(ctypes.addressof(self.ctx), n, data, offs, lens, recs, obuf, ooffs, cap)
-        return done, recs, obuf.raw, ooffs
 
     def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None):
         """The fast path for throughput: packets packed in ``data`` (``offsets``/``lengths``: ctypes
@@ -441,6 +438,7 @@ class Session:
         raw records (``R_SIZE`` int64 per packet, see runtime.R_*), the output packets packed in ``out``.
         Stops early at a hand-off (the caller finishes that packet with :meth:`finish_handoff`)."""
         n = len(offsets)
+        self.ctx[rt.C_STOP_ON_DIRTY] = 0
         cap = out_capacity or (len(data) + 8192 * 4)
         recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
         obuf = ctypes.create_string_buffer(cap)
@@ -511,6 +509,19 @@ class Session:
             self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
         self._maps = None
         return dataclasses.replace(res, maps=self.maps())
+
+
+def pack(packets: Sequence[bytes]):
+    """``(data, offsets, lengths)`` for :meth:`Session.run_columns`: packets concatenated, ctypes int64 arrays."""
+    n = len(packets)
+    data = b"".join(packets)
+    lens = (ctypes.c_int64 * n)(*map(len, packets))
+    offs = (ctypes.c_int64 * n)()
+    pos = 0
+    for k in range(n):
+        offs[k] = pos
+        pos += lens[k]
+    return data, offs, lens
 
 
 def _check_packet(packet) -> bytes:

@@ -36,6 +36,7 @@ C_DIRTY = 25                      # lo/hi byte offsets per memory: LM 25/26, CTM
 C_MAPS_DIRTY = 33
 C_RAW_END = 34
 C_CACHE_COLD = 35                 # 1: every run starts with an empty map cache
+C_STOP_ON_DIRTY = 36              # 1: the batch loop returns after a run that changed the maps
 C_SPILL = 128                     # register state at a hand-off (see translate.spill)
 # result record of the last run
 C_R = 40
@@ -803,7 +804,9 @@ def build_driver(m: ir.Module, run: ir.Function) -> None:
     used2.add_incoming(used, skip)
     k1 = b.add(k, c64(1))
     stop, cont = f.append_basic_block("stop"), f.append_basic_block("cont")
-    b.cbranch(b.icmp_signed("==", status, c64(STATUS_HANDOFF)), stop, cont)
+    dirty_stop = b.and_(b.icmp_signed("!=", e.ld(ctx, C_STOP_ON_DIRTY), c64(0)),
+                        b.icmp_signed("!=", e.ld(ctx, C_MAPS_DIRTY), c64(0)))
+    b.cbranch(b.or_(b.icmp_signed("==", status, c64(STATUS_HANDOFF)), dirty_stop), stop, cont)
     b.position_at_end(stop)
     b.ret(k1)
     b.position_at_end(cont)
