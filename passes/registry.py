@@ -16,6 +16,7 @@ BUILTIN: dict[str, str] = {
     "shift-range": "nfpjit.passes.lowering:ShiftRange",
     "exit-range": "nfpjit.passes.lowering:ExitRange",
     "subreg": "nfpjit.passes.subreg:Subreg",
+    "mul-const": "nfpjit.passes.alu_lowering:MulConst",
     "map-cache": "nfpjit.passes.map_cache:MapCache",
     "pkt-cache": "nfpjit.passes.pkt_cache:PacketCache",
     # machine level (passes/machine.py is their dataflow)

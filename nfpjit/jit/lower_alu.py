@@ -135,10 +135,43 @@ def _bswap32(ctx: LowerCtx, d: G, s: G) -> None:
         e.mov(d, t)
 
 
+def _mul_by_shifts(ctx: LowerCtx, d: G, k: int) -> bool:
+    """``mul-const``: d *= k (mod 2**32) with at most two shift/add instructions, when k allows it."""
+    e = ctx.emit
+    k &= MASK32
+    if k == 0:
+        e.const(d, 0)
+        return True
+    if k & (k - 1) == 0:                               # 2**a
+        if k > 1:
+            e.shf(d, d, ShiftKind.SHL, k.bit_length() - 1)
+        return True
+    low = (k & -k).bit_length() - 1                    # k = (2**a + 1) << b: d + (d << a), then << b
+    rest = k >> low
+    if (rest - 1) & (rest - 2) == 0 and rest > 2:
+        a = (rest - 1).bit_length() - 1
+        e.shf(d, d, ShiftKind.SHL, a, op=AluOp.ADD, a=d)
+        if low:
+            e.shf(d, d, ShiftKind.SHL, low)
+        return True
+    if k == MASK32:                                    # -1: 0 - d
+        e.alu(AluOp.SUB, d, 0, d)
+        return True
+    if (k + 1) & k == 0:                               # 2**a - 1: (d << a) - d
+        t = ctx.tmp()
+        e.shf(t, d, ShiftKind.SHL, k.bit_length())
+        e.alu(AluOp.SUB, d, t, d)
+        return True
+    return False
+
+
 def _mul32(ctx: LowerCtx, insn: Insn) -> None:
     e = ctx.emit
     d = lo(insn.dst)
     s, _ = _src(insn, False)
+    k = s if isinstance(s, int) else (ctx.facts.src_const if ctx.facts is not None else None)
+    if k is not None and ctx.enabled("mul-const") and _mul_by_shifts(ctx, d, k):
+        return
     small = _fits(ctx, d, insn.dst, 0xFFFF, True) and _fits(ctx, s, insn.src, 0xFFFF, True)
     e.mul(d, s, MulStep.M16X16 if small else MulStep.M32X32)
     e.mul_lo(d)
@@ -279,10 +312,9 @@ def _end(ctx: LowerCtx, insn: Insn) -> None:
             _zext(ctx, insn)
         return
     if width == 16:
-        t = ctx.tmp()
-        e.ld_field(t, 0b0001, dl, 8, clear=True)
-        e.ld_field(t, 0b0010, dl, 24)
-        e.mov(dl, t)
+        # in place: byte 2 = byte 0, then bytes 1..0 = bytes 2..1 (= old bytes 0, 1), the rest cleared
+        e.ld_field(dl, 0b0100, dl, 16)
+        e.ld_field(dl, 0b0011, dl, 8, clear=True)
         _zext(ctx, insn)
     elif width == 32:
         _bswap32(ctx, dl, dl)

@@ -170,6 +170,15 @@ def _action_in_range(ctx: LowerCtx) -> bool:
     return getattr(st.kind, "name", "") == "SCALAR" and st.var.low.umax <= _MAX_XDP_ACTION
 
 
+def _action_out_of_range(ctx: LowerCtx) -> bool:
+    """``exit-range``: R0's low word is proven above XDP_REDIRECT, so the exit always aborts."""
+    f = ctx.facts
+    if not ctx.enabled("exit-range") or f is None or not f.regs:
+        return False
+    st = f.regs[0]
+    return getattr(st.kind, "name", "") == "SCALAR" and st.var.low.umin > _MAX_XDP_ACTION
+
+
 def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if not ctx.is_entry:
         from . import lower_call  # noqa: PLC0415 - JIT-mem's module; absent until it exists
@@ -182,6 +191,9 @@ def _exit(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     e = ctx.emit
     r0 = lo(0)
     raw = getattr(ctx.analysis, "raw_context", False)  # raw-context programs return all of r0 (a1:a0)
+    if ctx.prog_type == ProgType.XDP and not raw and _action_out_of_range(ctx):
+        e.halt(int(XdpAction.ABORTED))              # R0 (a1:a0) keeps the program's value
+        return
     if ctx.prog_type == ProgType.XDP and not raw and not _action_in_range(ctx):
         state = ctx.state.setdefault("lower_jmp", {})
         state[ctx.function.name] = True
