@@ -467,10 +467,11 @@ def _stack_low(program, analysis) -> int:
         return 0
 
 
-def make_plan(program, analysis) -> SubregPlan:
+def make_plan(program, analysis) -> SubregPlan | None:
+    """The proofs and the refined liveness; None without an analysis (CFG, liveness, facts): nothing is proven."""
+    if analysis is None or getattr(analysis, "cfg", None) is None or getattr(analysis, "liveness", None) is None:
+        return None
     plan = SubregPlan()
-    if analysis is None or getattr(analysis, "cfg", None) is None:
-        return plan
     pc_ctx = _Ctx(_stack_low(program, analysis))
     for pc, insn in program.slots():
         facts = analysis.facts.get(pc)
@@ -494,7 +495,7 @@ class Subreg(Pass):
     level: ClassVar[str] = "lower"
     summary: ClassVar[str] = "64-bit ops and compares in 32 bits where the high word is known or never read"
 
-    def plan(self, program, analysis) -> SubregPlan:
+    def plan(self, program, analysis) -> SubregPlan | None:
         return make_plan(program, analysis)
 
 

@@ -94,6 +94,22 @@ drop:
         ["immed ab4,", "sub ab4, a4, 4", "reloc routine_addr fw_map_lookup"],
         ["subc", "immed ab5"],
     ),
+    # mul-const: a multiply by 9 is one alu_shf, by 7 a shift and a sub
+    "mul_const": (
+        _BOUNDS + """    ldxb r4, [r1+0]
+    mul32 r4, 9
+    ldxb r0, [r1+1]
+    mul r0, 7
+    add r0, r4
+    and r0, 3
+    exit
+drop:
+    mov r0, 1
+    exit
+""",
+        ["alu_shf ab8, a8, add, b8, shl 3", "alu_shf ab{t}, --, mov, b0, shl 3", "sub ab0, a{t}, b0"],
+        ["mul_start", "mul_step"],
+    ),
     # a map value pointer keeps its high word (EMEM bits 39..32) through adds inside the value
     "subreg_map_value": (
         """.type xdp
@@ -124,12 +140,13 @@ def test_golden_listing(name, golden):
     source, checks, forbidden = CASES[name]
     program = assemble(source)
     analysis = analyze(program)
-    mprog = nfpjit.jit.lower(program, analysis, passes=nfpjit.passes.parse_pipeline(WITH))
+    passes = WITH + ",mul-const" if name == "mul_const" else WITH
+    mprog = nfpjit.jit.lower(program, analysis, passes=nfpjit.passes.parse_pipeline(passes))
     text = listing(program, mprog)
     filecheck(text, checks)
     for bad in forbidden:                            # CHECK-NOT
         assert bad not in text, f"CHECK-NOT {bad!r} matched:\n{text}"
-    with_pass = compile(program, passes=WITH, profile="permissive")
+    with_pass = compile(program, passes=passes, profile="permissive")
     without = compile(program, passes=WITHOUT, profile="permissive")
     assert with_pass.stats.nfp_insns < without.stats.nfp_insns
     for image in (with_pass.image, without.image):
@@ -338,3 +355,24 @@ def test_mul_const_uses_no_multiplier_for_small_shapes():
                                  passes=nfpjit.passes.parse_pipeline(WITH + ",mul-const"))
         body = [str(m.instr) for m in mprog.entries() if not m.is_label and m.pc == 1]
         assert len(body) <= most and not any(b.startswith("mul") for b in body), (k, body)
+
+
+def test_without_an_analysis_the_pass_changes_nothing():
+    """An analysis with no CFG or liveness (the ALU-only test mode) proves nothing: -O1 code, not none."""
+    from types import SimpleNamespace
+
+    program = assemble("lddw r1, 0x1ffffffff\nadd r1, 1\nmov r0, r1\nexit\n")
+    opaque = SimpleNamespace(facts={}, cfg=None)
+    with_pass = nfpjit.jit.lower(program, opaque, passes=nfpjit.passes.parse_pipeline(WITH)).listing()
+    without = nfpjit.jit.lower(program, opaque, passes=nfpjit.passes.parse_pipeline(WITHOUT)).listing()
+    assert with_pass == without and "addc" in with_pass
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.sampled_from(MUL_CONSTS), st.integers(-(1 << 31), (1 << 31) - 1),
+                 st.builds(lambda a, b: (1 << a) + (1 << b), st.integers(0, 30), st.integers(0, 30)),
+                 st.builds(lambda a: (1 << a) - 1, st.integers(1, 31))),
+       st.sampled_from(["mul", "mul32"]), st.sampled_from(SHAPES[:5]), st.integers(0, MASK64))
+def test_mul_const_random(k, width, shape, a):
+    source = f"ldxdw r3, [r1+0]\n{shape.format(r='r3')}\n{width} r3, {k}\nmov r0, r3\nexit\n"
+    _raw_agree(source, a, 0, passes=(WITH + ",mul-const", WITH))
