@@ -178,7 +178,7 @@ def _compile(image, key: str) -> CompiledImage:
                          len(image.code), t1 - t0, t2 - t1)
 
 
-_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p)
 _SETUP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _BATCH = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                           ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -219,6 +219,8 @@ class Session:
                         trace=False, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index)
         self.ctx = (ctypes.c_int64 * rt.CTX_SIZE)()
         ctx = self.ctx
+        self.state = (ctypes.c_int64 * (compiled.translation.nslots + 1))()
+        ctx[rt.C_STATE] = ctypes.addressof(self.state)
         uses = compiled.translation.uses
         pad = 16
         self.lm = (ctypes.c_uint8 * (4096 + pad))()
@@ -383,7 +385,7 @@ class Session:
         """One packet (maps persist in the session)."""
         packet = _check_packet(packet)
         self._setup(ctypes.addressof(self.ctx), packet, len(packet))
-        status = self._run(ctypes.addressof(self.ctx))
+        status = self._run(ctypes.addressof(self.ctx), ctypes.addressof(self.state))
         rec = self.ctx[rt.C_R:rt.C_R + rt.R_SIZE]
         if status == rt.STATUS_HANDOFF:
             return self._handoff(packet, rec)
@@ -464,25 +466,29 @@ class Session:
         cache.hits, cache.misses = rec[rt.R_HITS], rec[rt.R_MISSES]
         m._cache_counts = (0, 0)
         u32 = lambda v: v & 0xFFFFFFFF  # noqa: E731
-        m.gpr_a = [u32(ctx[S + rt.SP_A + i]) for i in range(32)]
-        m.gpr_b = [u32(ctx[S + rt.SP_B + i]) for i in range(32)]
-        m.nn = [u32(ctx[S + rt.SP_NN + i]) for i in range(32)]
-        m.xin = [u32(ctx[S + rt.SP_XIN + i]) for i in range(32)]
-        m.xout = [u32(ctx[S + rt.SP_XOUT + i]) for i in range(32)]
-        m.z, m.n, m.c, m.v = (int(ctx[S + rt.SP_CC + i] & 1) for i in range(4))
-        m.prev = u32(ctx[S + rt.SP_PREV])
-        valid = ctx[S + rt.SP_MVALID] & 1
-        m.mul_x = u32(ctx[S + rt.SP_MX]) if valid else None
-        m.mul_y = u32(ctx[S + rt.SP_MY]) if valid else None
-        m.mul_acc = ctx[S + rt.SP_MACC] & 0xFFFF_FFFF_FFFF_FFFF
-        m.mul_steps = ctx[S + rt.SP_MSTEPS]
-        mode = ctx[S + rt.SP_MMODE]
+        lay, st = self.compiled.translation.layout, self.state
+
+        def g(name):
+            return st[lay[name]]
+
+        m.gpr_a = [u32(g(f"a{i}")) for i in range(32)]
+        m.gpr_b = [u32(g(f"b{i}")) for i in range(32)]
+        m.nn = [u32(g(f"nn{i}")) for i in range(32)]
+        words = lambda name: list((ctypes.c_uint32 * 32).from_address(ctypes.addressof(st) + 8 * lay[name]))  # noqa
+        m.xin, m.xout = words("xin"), words("xout")
+        m.z, m.n, m.c, m.v = (int(g(f) & 1) for f in "zncv")
+        m.prev = u32(g("prev"))
+        valid = g("mvalid") & 1
+        m.mul_x = u32(g("mx")) if valid else None
+        m.mul_y = u32(g("my")) if valid else None
+        m.mul_acc = g("macc") & 0xFFFF_FFFF_FFFF_FFFF
+        m.mul_steps = u32(g("msteps"))
+        mode = ctypes.c_int32(g("mmode") & 0xFFFFFFFF).value
         m.mul_mode = MulStep(mode) if mode >= 0 else None
-        m.lm_ptr = [u32(ctx[S + rt.SP_LMP + i]) for i in range(4)]
-        m.lm_ready = [ctx[S + rt.SP_LMR + i] for i in range(4)]
-        m.tx_queue = u32(ctx[S + rt.SP_TXQ])
-        m.signals = {i: (ctx[S + rt.SP_SIG_READY + i], Resource(ctx[S + rt.SP_SIG_RES + i]))
-                     for i in range(16) if ctx[S + rt.SP_SIG_ON + i] & 1}
+        m.lm_ptr = [u32(g(f"lmp{i}")) for i in range(4)]
+        m.lm_ready = [g(f"lmr{i}") for i in range(4)]
+        m.tx_queue = u32(g("txq"))
+        m.signals = {i: (g(f"sigr{i}"), Resource(u32(g(f"sigres{i}")))) for i in range(16) if g(f"sig{i}") & 1}
         m.lm.data[:] = bytes(self.lm)[:4096]
         m.ctm.data[:] = bytes(self.ctm)[:CTM_BUFFER_SIZE]
         if Memory.IMEM in self.compiled.translation.uses:

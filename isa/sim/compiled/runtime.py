@@ -37,7 +37,7 @@ C_MAPS_DIRTY = 33
 C_RAW_END = 34
 C_CACHE_COLD = 35                 # 1: every run starts with an empty map cache
 C_STOP_ON_DIRTY = 36              # 1: the batch loop returns after a run that changed the maps
-C_SPILL = 128                     # register state at a hand-off (see translate.spill)
+C_STATE = 37                      # the machine-state block (registers, counters: translate's layout)
 # result record of the last run
 C_R = 40
 R_STATUS, R_ACTION, R_R0, R_CYCLES, R_INSNS, R_PKT_ADDR, R_PKT_LEN = 0, 1, 2, 3, 4, 5, 6
@@ -46,14 +46,9 @@ R_HITS, R_MISSES, R_DIRTY = 13, 14, 15
 R_USAGE = 16                      # 9 resources x (accesses, cycles)
 R_CALLS = 34                      # 7 firmware routines
 R_SIZE = 41
-CTX_SIZE = C_SPILL + 256
+CTX_SIZE = C_R + R_SIZE + 8
 
 STATUS_HALT, STATUS_FAULT, STATUS_HANDOFF = 0, 1, 2
-
-# spill area (relative to C_SPILL): the register state at a hand-off
-SP_A, SP_B, SP_NN, SP_XIN, SP_XOUT = 0, 32, 64, 96, 128
-SP_CC, SP_PREV, SP_MVALID, SP_MX, SP_MY, SP_MACC, SP_MSTEPS, SP_MMODE = 160, 164, 165, 166, 167, 168, 169, 170
-SP_LMP, SP_LMR, SP_TXQ, SP_SIG_ON, SP_SIG_READY, SP_SIG_RES = 171, 175, 179, 180, 196, 212
 
 # memory index in the dirty table
 MEM_LM, MEM_CTM, MEM_IMEM, MEM_CLS = 0, 1, 2, 3
@@ -781,7 +776,7 @@ def build_driver(m: ir.Module, run: ir.Function) -> None:
     b.position_at_end(body)
     b.call(setup, [ctx, e.byte_ptr(data, b.load(b.gep(offs, [k], source_etype=i64), typ=i64)),
                    b.load(b.gep(lens, [k], source_etype=i64), typ=i64)])
-    status = b.call(run, [ctx])
+    status = b.call(run, [ctx, e.ldp(ctx, C_STATE)])
     rec = b.gep(recs, [b.mul(k, c64(R_SIZE))], source_etype=i64)
     e.memcpy(rec, e.slot(ctx, C_R), c64(R_SIZE * 8))
     addr, length = e.ld(ctx, C_R + R_PKT_ADDR), e.ld(ctx, C_R + R_PKT_LEN)

@@ -61,6 +61,8 @@ class Translation:
     sites: tuple[FaultSite, ...]
     uses: frozenset                    # memories the code commands (Memory values)
     dispatch_targets: tuple[int, ...]
+    layout: dict                       # machine-state block: name -> 8-byte slot
+    nslots: int
 
 
 class _Gen:
@@ -101,10 +103,13 @@ class _Gen:
     def new_block(self, name):
         return self.f.append_basic_block(name)
 
-    def alloca(self, ty, name, init=None):
-        with self.b.goto_block(self.allocas_block):
-            p = self.b.alloca(ty, name=name)
-        if init is not None:
+    def alloca(self, ty, name, init=None, slots: int = 1):
+        """A slot of the machine-state block (8 bytes, or ``slots`` of them), zero unless ``init``."""
+        k = self.nslots
+        self.nslots += slots
+        self.layout[name] = k
+        p = self.b.gep(self.state, [c64(k)], source_etype=i64)
+        if init is not None and not (isinstance(init, ir.Constant) and init.constant == 0):
             self.b.store(init, p)
         return p
 
@@ -116,13 +121,13 @@ class _Gen:
 
     def fault(self, site: int, pc, aux0=None, aux1=None, mem=None) -> None:
         """Leave with a fault (the builder continues in a fresh unreachable block)."""
-        b = self.b
-        b.store(c64(site), self.f_site)
-        b.store(pc if isinstance(pc, ir.Value) else c64(pc), self.f_pc)
-        b.store(self._i64(aux0) if aux0 is not None else c64(0), self.f_aux0)
-        b.store(self._i64(aux1) if aux1 is not None else c64(0), self.f_aux1)
-        b.store(self._i64(mem) if mem is not None else c64(0), self.f_mem)
-        b.store(c64(rt.STATUS_FAULT), self.status)
+        b, e, R = self.b, self.e, rt.C_R
+        e.st(self.ctx, R + rt.R_FSITE, c64(site))
+        e.st(self.ctx, R + rt.R_FPC, pc if isinstance(pc, ir.Value) else c64(pc))
+        e.st(self.ctx, R + rt.R_AUX0, self._i64(aux0) if aux0 is not None else c64(0))
+        e.st(self.ctx, R + rt.R_AUX1, self._i64(aux1) if aux1 is not None else c64(0))
+        e.st(self.ctx, R + rt.R_MEM, self._i64(mem) if mem is not None else c64(0))
+        e.st(self.ctx, R + rt.R_STATUS, c64(rt.STATUS_FAULT))
         b.branch(self.finish)
         b.position_at_end(self.new_block("dead"))
 
@@ -165,22 +170,23 @@ class _Gen:
     # -- the function ---------------------------------------------------------------------------------
 
     def build(self) -> Translation:
-        self.f = ir.Function(self.m, ir.FunctionType(i64, [ptr]), "nfp_run")
-        (self.ctx,) = self.f.args
-        self.allocas_block = self.f.append_basic_block("allocas")
+        self.f = ir.Function(self.m, ir.FunctionType(i64, [ptr, ptr]), "nfp_run")
+        self.ctx, self.state = self.f.args
+        for a in self.f.args:
+            a.add_attribute("noalias")
+        self.nslots = 0
+        self.layout: dict[str, int] = {}
+        self.leaders, self.bound = self._leaders()
         init = self.f.append_basic_block("init")
         self.b = b = ir.IRBuilder(init)
         e = self.e = Emit(self.m, b)
+        memset_at = b.block
         z32 = c32(0)
         self.ga = [self.alloca(i32, f"a{i}", z32) for i in range(32)]
         self.gb = [self.alloca(i32, f"b{i}", z32) for i in range(32)]
-        self.nn = [self.alloca(i32, f"n{i}", z32) for i in range(32)]
-        with b.goto_block(self.allocas_block):
-            self.xin = b.alloca(i32, size=c32(32), name="xin")
-            self.xout = b.alloca(i32, size=c32(32), name="xout")
-        for arr_ in (self.xin, self.xout):
-            for i in range(32):
-                b.store(z32, b.gep(arr_, [c64(i)], source_etype=i32))
+        self.nn = [self.alloca(i32, f"nn{i}", z32) for i in range(32)]
+        self.xin = self.alloca(i64, "xin", slots=16)
+        self.xout = self.alloca(i64, "xout", slots=16)
         f0 = ir.Constant(i1, 0)
         self.cz, self.cn, self.cc, self.cv = (self.alloca(i1, n, f0) for n in "zncv")
         self.prev = self.alloca(i32, "prev", z32)
@@ -203,9 +209,10 @@ class _Gen:
         self.sig_res = [self.alloca(i32, f"sigres{i}", z32) for i in range(16)]
         self.dyn = self.alloca(i64, "dyn", c64(0))
         self.action = self.alloca(i64, "action", c64(0))
-        self.status = self.alloca(i64, "status", c64(0))
-        self.f_site, self.f_pc, self.f_aux0, self.f_aux1, self.f_mem = (
-            self.alloca(i64, n, c64(0)) for n in ("fsite", "fpc", "faux0", "faux1", "fmem"))
+        # the whole state block starts at zero (the stores above set the other initial values)
+        with b.goto_block(memset_at):
+            b.position_at_start(memset_at)
+            e.memset(self.state, c64(8 * self.nslots))
         self.lm = e.ldp(self.ctx, rt.C_LM)
         self.budget = e.ld(self.ctx, rt.C_BUDGET)
         self.hits0 = e.ld(self.ctx, rt.C_CACHE_HITS)
@@ -214,15 +221,14 @@ class _Gen:
         self.finish = self.new_block("finish")
         self.dispatch_block = None
         b.branch(self.goto(self.image.metadata.entry))
-        with b.goto_block(self.allocas_block):
-            b.branch(init)
         while self.work:
             key, blk = self.work.pop()
             b.position_at_end(blk)
             self.emit(key)
         self._emit_finish()
         rt.build_driver(self.m, self.f)
-        return Translation(self.m, tuple(self.sites), frozenset(self.uses), tuple(self.targets))
+        return Translation(self.m, tuple(self.sites), frozenset(self.uses), tuple(self.targets), dict(self.layout),
+                           self.nslots)
 
     def goto(self, target: int):
         """Block that continues at a static code address (code, outside the code, or a firmware routine)."""
@@ -249,7 +255,6 @@ class _Gen:
         def put(slot, v):
             e.st(ctx, R + slot, self._i64(v))
 
-        put(rt.R_STATUS, self.ld(self.status, i64))
         put(rt.R_ACTION, self.ld(self.action, i64))
         r0 = b.or_(b.shl(b.zext(self.ld(self.ga[1]), i64), c64(32)), b.zext(self.ld(self.ga[0]), i64))
         put(rt.R_R0, r0)
@@ -257,11 +262,6 @@ class _Gen:
         put(rt.R_INSNS, self.ld(self.insns, i64))
         put(rt.R_PKT_ADDR, self.ld(self.pkt_addr, i64))
         put(rt.R_PKT_LEN, self.ld(self.pkt_len, i64))
-        put(rt.R_FSITE, self.ld(self.f_site, i64))
-        put(rt.R_FPC, self.ld(self.f_pc, i64))
-        put(rt.R_AUX0, self.ld(self.f_aux0, i64))
-        put(rt.R_AUX1, self.ld(self.f_aux1, i64))
-        put(rt.R_MEM, self.ld(self.f_mem, i64))
         put(rt.R_A30, self.ld(self.ga[RETURN_ADDRESS_REG.index]))
         put(rt.R_HITS, b.sub(e.ld(ctx, rt.C_CACHE_HITS), self.hits0))
         put(rt.R_MISSES, b.sub(e.ld(ctx, rt.C_CACHE_MISSES), self.misses0))
@@ -270,7 +270,7 @@ class _Gen:
             put(rt.R_USAGE + i, self.ld(self.usage[i], i64))
         for i in range(len(Routine)):
             put(rt.R_CALLS + i, self.ld(self.calls[i], i64))
-        b.ret(self.ld(self.status, i64))
+        b.ret(e.ld(ctx, R + rt.R_STATUS))
 
     # -- operands ---------------------------------------------------------------------------------------
 
@@ -443,6 +443,13 @@ class _Gen:
                        pc)
             b.unreachable()
             return
+        if not defer_ctx and pc in self.leaders:
+            # exact watchdog: if this straight-line run could cross the budget, the interpreter runs it
+            over, ok = self.new_block(f"over{pc}"), self.new_block(f"run{pc}")
+            b.cbranch(b.icmp_signed(">", b.add(self.ld(self.cycles, i64), c64(self.bound[pc])), self.budget), over, ok)
+            b.position_at_end(over)
+            self.handoff(pc)
+            b.position_at_end(ok)
         ins = self.instrs[pc]
         if isinstance(ins, str):
             self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, ins), pc)
@@ -476,7 +483,7 @@ class _Gen:
         self.st(b.add(self.ld(self.insns, i64), c64(1)), self.insns)
         self.charge(Resource.ISSUE, CYCLES["issue"])
         if halted:
-            self.st(c64(rt.STATUS_HALT), self.status)
+            self.e.st(self.ctx, rt.C_R + rt.R_STATUS, c64(rt.STATUS_HALT))
             b.branch(self.finish)
             return
         if taken is None:
@@ -494,8 +501,6 @@ class _Gen:
     def after(self, pc, key, taken) -> None:
         """Budget check, then the next instruction (fall-through, defer slot, or the branch target)."""
         b = self.b
-        self.fault_if(b.icmp_signed(">", self.ld(self.cycles, i64), self.budget), self.watchdog(False), pc,
-                      aux0=self.budget)
         if taken is not None:
             _, target, defer = taken
             if defer:
@@ -535,10 +540,7 @@ class _Gen:
                 code, rest = self.new_block("handoff"), self.new_block("notcode")
                 b.cbranch(b.icmp_unsigned("<", t, c64(self.ncode)), code, rest)
                 b.position_at_end(code)
-                self.spill()
-                b.store(t, self.f_pc)
-                b.store(c64(rt.STATUS_HANDOFF), self.status)
-                b.branch(self.finish)
+                self.handoff(t)
                 b.position_at_end(rest)
                 outside, fw = self.new_block("outside"), self.new_block("nofw")
                 b.cbranch(b.icmp_unsigned("<", t, c64(FIRMWARE_BASE)), outside, fw)
@@ -554,37 +556,54 @@ class _Gen:
         b.store(value, self.dyn)
         b.branch(self.dispatch_block)
 
-    def spill(self) -> None:
-        """Store the register state in the context (a hand-off: Python finishes the run in the interpreter)."""
-        b, e = self.b, self.e
-        S = rt.C_SPILL
+    def handoff(self, pc) -> None:
+        """Leave at an instruction boundary: Python finishes the run in the interpreter from the state block."""
+        self.e.st(self.ctx, rt.C_R + rt.R_FPC, pc if isinstance(pc, ir.Value) else c64(pc))
+        self.e.st(self.ctx, rt.C_R + rt.R_STATUS, c64(rt.STATUS_HANDOFF))
+        self.b.branch(self.finish)
 
-        def put(i, v):
-            e.st(self.ctx, S + i, v if v.type == i64 else (b.zext(v, i64)))
+    def _leaders(self):
+        """Block leaders (jump targets, fall-throughs after branches, dispatch targets, the entry) and, per
+        leader, an upper bound of the cycles its straight-line run can take (the budget precheck)."""
+        instrs, n = self.instrs, self.ncode
+        leaders = {self.image.metadata.entry} | set(self.targets)
+        for pc, ins in enumerate(instrs):
+            if isinstance(ins, str):
+                continue
+            if ins.op in (Op.BR, Op.BR_BSET, Op.BR_BCLR):
+                leaders.add(ins.target)
+            if ins.op in (Op.BR, Op.BR_BSET, Op.BR_BCLR, Op.RTN, Op.HALT):
+                leaders.add(pc + 1)
 
-        for i in range(32):
-            put(rt.SP_A + i, self.ld(self.ga[i]))
-            put(rt.SP_B + i, self.ld(self.gb[i]))
-            put(rt.SP_NN + i, self.ld(self.nn[i]))
-            put(rt.SP_XIN + i, self.ld(self.xptr(self.xin, i)))
-            put(rt.SP_XOUT + i, self.ld(self.xptr(self.xout, i)))
-        for i, p in enumerate((self.cz, self.cn, self.cc, self.cv)):
-            put(rt.SP_CC + i, self.ld(p, i1))
-        put(rt.SP_PREV, self.ld(self.prev))
-        put(rt.SP_MVALID, self.ld(self.mvalid, i1))
-        put(rt.SP_MX, self.ld(self.mx))
-        put(rt.SP_MY, self.ld(self.my))
-        put(rt.SP_MACC, self.ld(self.macc, i64))
-        put(rt.SP_MSTEPS, self.ld(self.msteps))
-        put(rt.SP_MMODE, b.sext(self.ld(self.mmode), i64))
-        for i in range(4):
-            put(rt.SP_LMP + i, self.ld(self.lmp[i]))
-            put(rt.SP_LMR + i, self.ld(self.lmr[i], i64))
-        put(rt.SP_TXQ, self.ld(self.txq))
-        for i in range(16):
-            put(rt.SP_SIG_ON + i, self.ld(self.sig_on[i], i1))
-            put(rt.SP_SIG_READY + i, self.ld(self.sig_ready[i], i64))
-            put(rt.SP_SIG_RES + i, self.ld(self.sig_res[i]))
+        def cmax(ins) -> int:
+            if isinstance(ins, str):
+                return 0
+            c = CYCLES["issue"] + 2 * CYCLES["lm_access"] * sum(isinstance(getattr(ins, f), LMem)
+                                                                for f in ("dest", "a", "b"))
+            if ins.op in (Op.MEM_READ, Op.MEM_WRITE, Op.MEM_ADD32, Op.MEM_ADD64, Op.MEM_TEST_SET) and ins.ctx_swap:
+                c += CYCLES[_MEM_RES[ins.mem][1]]
+            if ins.op == Op.CTX_WAIT:
+                c += max(CYCLES[k] for _, k in _MEM_RES.values())
+            return c
+
+        bound = {}
+        for lead in leaders:
+            if not 0 <= lead < n:
+                continue
+            total, pc = 0, lead
+            while pc < n:
+                ins = instrs[pc]
+                total += cmax(ins)
+                if isinstance(ins, str) or ins.op == Op.HALT:
+                    break
+                if ins.op in (Op.BR, Op.BR_BSET, Op.BR_BCLR, Op.RTN):
+                    total += CYCLES["branch_taken"] + sum(cmax(instrs[j]) for j in range(pc + 1, min(n, pc + 1 + ins.defer)))
+                    break
+                pc += 1
+                if pc in leaders:
+                    break
+            bound[lead] = total
+        return leaders, bound
 
     def semantic(self, ins: Instruction, pc) -> None:
         b = self.b
