@@ -96,8 +96,17 @@ def test_totals_are_sums_and_geometric_means(doc):
         assert t["ratio_geomean"][level] == pytest.approx(math.prod(ratios) ** (1 / len(ratios)), rel=1e-3)
     means = [r["cycles"]["mean"] for r in rows]
     assert t["cycles_geomean"]["mean"] == pytest.approx(math.prod(means) ** (1 / len(means)), rel=1e-3)
-    assert t["passes"] == {p["name"]: sum(q["saves"] for r in rows for q in r["passes"] if q["name"] == p["name"])
+    assert t["passes"] == {p["key"]: sum(q["saves"] for r in rows for q in r["passes"] if q["key"] == p["key"])
                            for p in rows[0]["passes"]}
+
+
+@pytest.mark.parametrize("name", ["ipip_encap", "bpf2bpf_call", "alu32_heavy", "xdp_drop_tcp_ports"])
+def test_pass_savings_are_the_drivers_ablation(name):
+    """stats' shortcut (reusing the code before each nfp pass) gives driver.pass_deltas' numbers."""
+    from nfpjit.cli.stats import pass_savings
+
+    result = compile(ROOT / "tests" / "corpus" / f"{name}.o", profile="permissive")
+    assert pass_savings(result) == pass_deltas(result)
 
 
 def test_analysis_runs_once_per_program(capsys, monkeypatch):

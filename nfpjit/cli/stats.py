@@ -124,10 +124,69 @@ def simulate_cycles(image, program, frames) -> dict:
     }
 
 
+def _copy_unit(unit):
+    """A copy of a machine program that passes may rewrite without touching ``unit`` (MInstrs are immutable)."""
+    import dataclasses
+
+    return dataclasses.replace(unit, functions=[dataclasses.replace(f, body=list(f.body)) for f in unit.functions])
+
+
+def pass_savings(result) -> list[tuple[str, str, int]]:
+    """:func:`nfpjit.driver.pass_deltas` of ``result`` with less work, same numbers.
+
+    Leaving out nfp pass *j* changes nothing before it: the code before pass *j* is kept from
+    one run of the pipeline, and only the passes after *j* are run again on a copy of it (the
+    ablation of a lower-level pass still lowers again).
+    """
+    from nfpjit.driver import machine_size, pass_deltas
+    from nfpjit.jit.lower import lower
+    from nfpjit.passes.manager import PassContext, PassManager, split_levels
+
+    program, analysis = result.program, result.analysis
+    if getattr(analysis, "raw_context", False):
+        return pass_deltas(result)
+    pipeline = list(result.pipeline)
+    full = result.mprogram.size()
+    lower_level, nfp_level = split_levels(pipeline)
+    unit = lower(program, analysis, passes=lower_level)
+    unit.context = PassContext(program, analysis, False)
+    before = []  # the code before each nfp pass
+    for p in nfp_level:
+        before.append(_copy_unit(unit))
+        PassManager([p]).run(unit)
+    if unit.size() != full:  # not the compilation's code: take the plain ablation
+        return pass_deltas(result)
+    nfp_saves = []
+    for j in range(len(nfp_level)):
+        rest = before[j]
+        PassManager(nfp_level[j + 1:]).run(rest)
+        nfp_saves.append(rest.size() - full)
+    saves = iter(nfp_saves)
+    out = []
+    for i, p in enumerate(pipeline):
+        if p.level == "lower":
+            others = pipeline[:i] + pipeline[i + 1:]
+            out.append((p.name, p.level, machine_size(program, analysis, others) - full))
+        else:
+            out.append((p.name, p.level, next(saves)))
+    return out
+
+
+def _keyed(deltas) -> list[dict]:
+    """Per pass run: name, level, saves and a key unique in the pipeline (``dce#2``: its second run)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name, level, saves in deltas:
+        seen[name] = seen.get(name, 0) + 1
+        out.append({"name": name, "key": name if seen[name] == 1 else f"{name}#{seen[name]}", "level": level,
+                    "saves": saves})
+    return out
+
+
 def program_stats(program, *, profile="default", frames, load_seconds: float = 0.0) -> dict:
     """Everything ``nfpjit stats`` reports for one program (raises NfpjitError when it is not compiled)."""
     from nfpjit.analysis import analyze
-    from nfpjit.driver import compile, machine_size, pass_deltas, pipeline
+    from nfpjit.driver import compile, machine_size, pipeline
     from nfpjit.ebpf.opcodes import ProgType
 
     if program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
@@ -151,7 +210,7 @@ def program_stats(program, *, profile="default", frames, load_seconds: float = 0
         "ebpf_insns": e,
         "nfp_insns": {f"O{lvl}": sizes[lvl] for lvl in LEVELS},
         "ratio": {f"O{lvl}": round(sizes[lvl] / e, 4) for lvl in LEVELS},
-        "passes": [{"name": n, "level": lvl, "saves": d} for n, lvl, d in pass_deltas(result)],
+        "passes": _keyed(pass_savings(result)),
         "cycles": simulate_cycles(result.image, program, frames),
         "compile_ms": {k: round(v * 1000, 3) for k, v in phases.items()} | {"total": round(sum(phases.values()) * 1000, 3)},
     }
@@ -168,7 +227,7 @@ def totals(rows: list[dict]) -> dict:
     passes: dict[str, int] = {}
     for r in rows:
         for p in r["passes"]:
-            passes[p["name"]] = passes.get(p["name"], 0) + p["saves"]
+            passes[p["key"]] = passes.get(p["key"], 0) + p["saves"]
     e = sum(r["ebpf_insns"] for r in rows)
     return {
         "programs": len(rows),
@@ -219,7 +278,7 @@ def csv_rows(doc: dict) -> tuple[list[str], list[list]]:
     rows = []
     for r in doc["programs"]:
         c, mc = r["cycles"], r["cycles"]["map_cache"] or {}
-        saves = {p["name"]: p["saves"] for p in r["passes"]}
+        saves = {p["key"]: p["saves"] for p in r["passes"]}
         rows.append([r["program"], r["ebpf_insns"], *(r["nfp_insns"][f"O{lvl}"] for lvl in LEVELS),
                      *(r["ratio"][f"O{lvl}"] for lvl in LEVELS), c["mean"], c["max"], c["alu"], c["packet"],
                      c["maps"], c[OTHER], mc.get("hits", ""), mc.get("misses", ""), c["faults"],
@@ -264,17 +323,7 @@ def print_tables(doc: dict, out) -> None:
                       _fmt(t["cycles_geomean"]["max"], ".0f"), "", "", "", "", "", f"{t['compile_ms']:.1f}")
     console.print(table)
     if rows and t["passes"]:
-        names = list(t["passes"])
-        pt = Table(title="NFP instructions each -O2 pass saves (size without it - size with it)")
-        pt.add_column("program")
-        for n in names:
-            pt.add_column(n, justify="right")
-        for r in rows:
-            saves = {p["name"]: p["saves"] for p in r["passes"]}
-            pt.add_row(r["program"], *(str(saves.get(n, "")) for n in names))
-        pt.add_section()
-        pt.add_row("total", *(str(t["passes"][n]) for n in names))
-        console.print(pt)
+        console.print(_pass_table(rows, t))
     phases: dict[str, float] = {}
     for r in rows:
         for k, v in r["compile_ms"].items():
@@ -288,6 +337,36 @@ def print_tables(doc: dict, out) -> None:
         for s in doc["rejected"]:
             console.print(f"  {s['program']}: {s['reason']}", markup=False, no_wrap=True, overflow="ellipsis")
     console.print(f"{doc['wall_seconds']:.1f} s", markup=False, style="dim")
+
+
+def _pass_table(rows: list[dict], t: dict):
+    """One row per -O2 pass: its total saving, then per program (few programs) or a summary (many)."""
+    from rich.table import Table
+
+    keys = list(t["passes"])
+    saves = [{p["key"]: p["saves"] for p in r["passes"]} for r in rows]
+    levels = {p["key"]: p["level"] for r in rows for p in r["passes"]}
+    pt = Table(title="NFP instructions each -O2 pass saves (size without it - size with it)")
+    pt.add_column("pass")
+    pt.add_column("level")
+    pt.add_column("total", justify="right")
+    few = len(rows) <= 6
+    if few:
+        for r in rows:
+            pt.add_column(r["program"], justify="right")
+    else:
+        for col in ("programs it shrinks", "grows", "most saved"):
+            pt.add_column(col, justify="right" if col != "most saved" else "left")
+    for k in keys:
+        vals = [sv.get(k, 0) for sv in saves]
+        if few:
+            cells = [str(v) for v in vals]
+        else:
+            best = max(range(len(rows)), key=lambda i: vals[i])
+            cells = [str(sum(v > 0 for v in vals)), str(sum(v < 0 for v in vals)),
+                     f"{rows[best]['program']} ({vals[best]})" if vals[best] > 0 else ""]
+        pt.add_row(k, levels.get(k, ""), str(t["passes"][k]), *cells)
+    return pt
 
 
 def _need_matplotlib():
@@ -310,7 +389,7 @@ def plot(doc: dict, path: str, plt=None) -> None:
     fig, ax = plt.subplots(figsize=(min(18.0, max(6.0, 0.5 * len(rows) + 2)), 5.0))
     width = 0.8 / max(1, len(names))
     for i, n in enumerate(names):
-        ys = [next((p["saves"] for p in r["passes"] if p["name"] == n), 0) for r in rows]
+        ys = [next((p["saves"] for p in r["passes"] if p["key"] == n), 0) for r in rows]
         ax.bar([x + (i - (len(names) - 1) / 2) * width for x in range(len(rows))], ys, width, label=n)
     ax.set_xticks(range(len(rows)), [r["program"] for r in rows], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("NFP instructions saved")
