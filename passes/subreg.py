@@ -64,10 +64,22 @@ value the -O0 code would hold there (induction over the instructions: a live hig
 either written with its proven value or passed through from a live, hence correct, old one),
 and the low word of every lowered op is computed from correct low words.
 
-Folded in (not separate switches: they are the same proof): 64-bit equality against a
-sign-extended immediate in 32 bits when the register's high word is known; ``jgt``/``jge`` on
-packet pointers as one ``sub`` + ``br``; constants and ``mov64`` with a known-zero high word
-written as one ``immed``/``mov`` (nothing for the high word when it is dead).
+Folded in (not separate switches: they are the same proof and the same liveness): 64-bit
+equality against a sign-extended immediate in 32 bits when the register's high word is known;
+``jgt``/``jge`` on packet pointers as one ``sub`` + ``br``; constants and ``mov64`` with a
+known-zero high word written as one ``immed``/``mov`` (nothing for the high word when it is
+dead); ``rsh``/``arsh`` by 32..63 computed from the high word alone (``r3 >>= 56`` is one
+``alu_shf``, and the low word of the ``mov64`` before it need not be written); an ALU result
+no half of which is read is not computed at all (a context pointer copied to r6 and only used
+for context loads, which read CSRs); a callee's exit returns only the halves of R0 its callers
+read.  Other lowering modules can ask :func:`nfpjit.jit.lower_alu.hi32_live_out` (this
+liveness when the pass is on) before writing a high word, e.g. the zero extension of a narrow
+load.
+
+Not done (yet): high words of values that go through memory (a spilled pointer's high word is
+still stored and reloaded), 64-bit compares where only one high word is known, helper
+arguments of helpers outside the firmware table, and NULL checks of map values (their low word
+may be 0: both words are still tested).
 """
 
 from __future__ import annotations
