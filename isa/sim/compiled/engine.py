@@ -453,7 +453,7 @@ class Session:
     def _handoff(self, packet: bytes, rec, *, export_cache: bool = True) -> SimResult:
         """Finish a run the native code handed back (a jump to an address it has no block for)."""
         self.handoffs += 1
-        ctx, S = self.ctx, rt.C_SPILL
+        ctx = self.ctx
         o = self.options
         image = dataclasses.replace(self.image, metadata=dataclasses.replace(self.image.metadata,
                                                                                 entry=rec[rt.R_FPC]))

@@ -1,0 +1,434 @@
+"""The compiled simulator (nfpjit.isa.sim.compiled) against the interpreting one: every SimResult field.
+
+Oracle: ``nfpjit.isa.sim.simulate`` (the interpreting simulator) on the same image, packets, map
+state and options.  Compared: action, r0, output packet, maps, instruction count, cycles, the
+per-resource breakdown, faults (kind, pc, message, memory address, eBPF insn, source), firmware
+calls and map-cache hits/misses.  Inputs: every corpus program at -O0 and -O2 on the crafted
+packets with maps persisting (one ``simulate`` per packet and one ``run_batch``), the same with a
+warm map cache shared across packets, generated eBPF programs, random NFP-32 instruction
+sequences, the raw-context conformance cases, budgets that stop runs at every point of a
+program, and hand-written programs for the corners (LM pointer rule, signals, multiplier,
+firmware faults, dynamic jumps the translation has no block for).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import nfpjit
+from nfpjit.isa.asm import assemble
+from nfpjit.isa.encoding import encode_all
+from nfpjit.isa.image import Image, image_from_asm
+from nfpjit.isa.sim import simulate as interp
+from nfpjit.isa.sim.firmware import MapCache
+from nfpjit.isa.sim import compiled
+from nfpjit.isa.table import Instruction, Op
+from nfpjit.testing import crafted_packets, packets, programs
+
+from tests.corpus_cases import corpus_cases
+
+pytestmark = pytest.mark.skipif(not compiled.available(), reason="llvmlite JIT unavailable here")
+
+CRAFTED = crafted_packets()
+FEW = CRAFTED[:5] + CRAFTED[-5:]
+FIELDS = ("action", "r0", "packet", "maps", "insns", "cycles", "fault", "routine_calls", "map_cache_hits",
+          "map_cache_misses")
+
+
+def differences(ref, got) -> list[str]:
+    out = [f"{f}: interp {getattr(ref, f)!r} compiled {getattr(got, f)!r}" for f in FIELDS
+           if getattr(ref, f) != getattr(got, f)]
+    if dict(ref.breakdown) != dict(got.breakdown):
+        out.append(f"breakdown: interp {dict(ref.breakdown)} compiled {dict(got.breakdown)}")
+    return out
+
+
+def chain(image, frames, *, engine, maps_in=None, cache=None, **kw):
+    """One simulate per frame, maps (and the cache, when given) persisting."""
+    results, state = [], maps_in
+    for frame in frames:
+        r = engine(image, frame, maps_in=state, map_cache=cache, **kw)
+        results.append(r)
+        state = r.maps
+    return results
+
+
+def agree(image, frames, *, maps_in=None, label="", batch=True, **kw) -> None:
+    ref = chain(image, frames, engine=interp, maps_in=maps_in, **kw)
+    got = chain(image, frames, engine=compiled.simulate, maps_in=maps_in, **kw)
+    problems = [f"{label} packet {k}: {d}" for k, (a, b) in enumerate(zip(ref, got)) for d in differences(a, b)]
+    if batch:
+        bat = compiled.run_batch(image, frames, maps_in, **kw)
+        problems += [f"{label} batch packet {k}: {d}" for k, (a, b) in enumerate(zip(ref, bat))
+                     for d in differences(a, b)]
+    assert not problems, "\n".join(problems[:8])
+
+
+def _compile(obj, section, opt_level):
+    try:
+        return nfpjit.compile(obj, section=section, profile="permissive", opt_level=opt_level).image
+    except nfpjit.errors.NfpjitError as exc:
+        pytest.skip(f"not compiled: {str(exc)[:120]}")
+
+
+def _translated(image):
+    why = compiled.why_not(image)
+    assert why is None, f"the compiled engine refuses the image: {why}"
+
+
+@pytest.mark.parametrize("opt_level", [0, 2])
+@pytest.mark.parametrize("obj,section", corpus_cases(asm=True))
+def test_corpus_program(obj, section, opt_level):
+    image = _compile(obj, section, opt_level)
+    _translated(image)
+    agree(image, CRAFTED, label=f"{Path(obj).name}:{section} -O{opt_level}")
+
+
+@pytest.mark.parametrize("name", ["xdp_drop_tcp_ports", "hash_counter", "array_counter", "legacy_maps"])
+def test_warm_map_cache_across_packets(name):
+    """One MapCache for the whole sequence (the NIC's stays warm): hits, evictions and the cache itself agree."""
+    obj = Path(__file__).parent / "corpus" / f"{name}.o"
+    image = _compile(obj, None, 2)
+    for size in (0, 1, 2, 16):
+        ref_cache, got_cache = MapCache(size), MapCache(size)
+        ref = chain(image, CRAFTED, engine=interp, cache=ref_cache)
+        got = compiled.run_batch(image, CRAFTED, map_cache=got_cache)
+        problems = [f"size {size} packet {k}: {d}" for k, (a, b) in enumerate(zip(ref, got)) for d in differences(a, b)]
+        assert not problems, "\n".join(problems[:8])
+        assert list(ref_cache.entries) == list(got_cache.entries)
+        assert (ref_cache.hits, ref_cache.misses) == (got_cache.hits, got_cache.misses)
+        assert sum(r.map_cache_hits for r in ref) > 0 or size == 0
+        # and one simulate per packet with the same cache object
+        c2 = MapCache(size)
+        single = chain(image, CRAFTED[:12], engine=compiled.simulate, cache=c2)
+        assert all(not differences(a, b) for a, b in zip(ref[:12], single))
+
+
+def test_budget_stops_at_every_point():
+    """Budgets from 0 to the run's cycles: the watchdog fault (pc, counts, state) is the interpreter's."""
+    image = _compile(Path(__file__).parent.parent / "examples" / "xdp_drop_tcp_ports.o", None, 0)
+    frame = CRAFTED[0]
+    full = interp(image, frame).cycles
+    for budget in list(range(0, 120)) + list(range(120, full + 2, 97)) + [full - 1, full, full + 1]:
+        ref = interp(image, frame, budget=budget)
+        got = compiled.simulate(image, frame, budget=budget)
+        assert not differences(ref, got), (budget, differences(ref, got))
+        bat = compiled.run_batch(image, [frame, CRAFTED[1]], budget=budget)
+        ref2 = chain(image, [frame, CRAFTED[1]], engine=interp, budget=budget)
+        assert all(not differences(a, b) for a, b in zip(ref2, bat)), budget
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(programs(max_blocks=8), st.lists(packets(max_len=200), min_size=1, max_size=3))
+def test_generated_programs(program, frames):
+    try:
+        image = nfpjit.compile(program, profile="permissive").image
+    except nfpjit.errors.UnsupportedError:
+        assume(False)
+    agree(image, FEW[:4] + frames, label="generated")
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(), st.lists(packets(), min_size=1, max_size=4), st.sampled_from([0, 1, 2]))
+def test_generated_programs_many(program, frames, opt_level):
+    try:
+        image = nfpjit.compile(program, profile="permissive", opt_level=opt_level).image
+    except nfpjit.errors.UnsupportedError:
+        assume(False)
+    agree(image, FEW + frames, label="generated")
+
+
+# -- raw-context conformance cases --------------------------------------------------------------------------
+
+CONFORMANCE = sorted((Path(__file__).parent / "conformance").glob("*.data"))
+
+
+def _conformance(path, opt_level):
+    from nfpjit.driver import CompileError
+    from nfpjit.errors import UnsupportedError
+    from nfpjit.testing.conformance import load_data_file
+
+    case = load_data_file(path)
+    try:
+        image = nfpjit.compile(case.program, profile="permissive", raw_context=True, opt_level=opt_level).image
+    except (CompileError, UnsupportedError):
+        pytest.skip("refused by the compiler (tests/test_conformance_sim.py says which may be)")
+    ref = interp(image, case.memory, raw_memory=True)
+    got = compiled.simulate(image, case.memory, raw_memory=True)
+    assert not differences(ref, got), differences(ref, got)
+    bat = compiled.run_batch(image, [case.memory, case.memory], raw_memory=True)
+    assert all(not differences(ref, b) for b in bat[:1])
+
+
+@pytest.mark.parametrize("path", CONFORMANCE[::6], ids=lambda p: p.stem)
+def test_conformance_cases_sample(path):
+    _conformance(path, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("opt_level", [0, 1])
+@pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
+def test_conformance_cases_all(path, opt_level):
+    _conformance(path, opt_level)
+
+
+# -- random NFP-32 code -------------------------------------------------------------------------------------
+
+def _random_code():
+    from tests.test_isa_roundtrip import any_instruction
+
+    def fix(instrs, n):
+        out = []
+        for i in instrs:
+            if i.entry.op in (Op.BR, Op.BR_BSET, Op.BR_BCLR, Op.LOAD_ADDR):
+                kw = {f.name: getattr(i, f.name) for f in i.entry.fields}
+                kw.update(dest=i.dest, a=i.a, b=i.b)
+                kw = {k: v for k, v in kw.items() if v is not None or k in ("dest", "a", "b")}
+                kw["target"] = i.target % (n + 3) if i.target < 0x3F00 or i.target > 0x3F08 else i.target
+                try:
+                    i = Instruction(i.op, **{k: v for k, v in kw.items() if v is not None})
+                except Exception:
+                    continue
+            out.append(i)
+        return out
+
+    return st.lists(any_instruction, min_size=1, max_size=24).map(lambda xs: fix(xs, len(xs)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_random_code(), st.binary(min_size=0, max_size=80), st.integers(0, 3000), st.integers(0, 2**32 - 1))
+def test_random_nfp_code(instrs, packet, budget, seed):
+    """Arbitrary instruction sequences (most fault somewhere): the same fault, at the same point, same counts."""
+    words = encode_all(instrs + [Instruction(Op.HALT, b=None)]) if instrs else ()
+    image = Image(code=tuple(words))
+    ref = interp(image, packet, budget=budget, seed=seed)
+    got = compiled.simulate(image, packet, budget=budget, seed=seed)
+    assert not differences(ref, got), differences(ref, got)
+
+
+# -- hand-written corners -----------------------------------------------------------------------------------
+
+def _asm(text: str) -> Image:
+    return image_from_asm(assemble(text, "t.s"))
+
+
+CORNERS = {
+    "lm_pointer_too_soon": """
+        immed a1, 64
+        csr_wr active_lm_addr_0, a1
+        nop
+        mov *l$index0, a1
+        halt 2
+    """,
+    "lm_pointer_just_in_time": """
+        immed a1, 64
+        csr_wr active_lm_addr_0, a1
+        nop
+        nop
+        nop
+        mov *l$index0++, a1
+        mov a2, *l$index0
+        csr_rd a3, active_lm_addr_0
+        halt a3
+    """,
+    "lm_overflow": """
+        immed a1, 4094
+        csr_wr active_lm_addr_1, a1
+        nop
+        nop
+        nop
+        mov *l$index1, a1
+        halt 2
+    """,
+    "async_signal_and_wait": """
+        csr_rd a5, pkt_addr
+        mem_read.ctm $in0, a5, 0, 2, signal=3
+        nop
+        nop
+        ctx_wait 3
+        csr_rd a6, timestamp_lo
+        mem_read.ctm $in2, a5, 8, 1, signal=4
+        immed a7, 1
+        alu_shf a8, --, mov, a7, shl 3
+        ctx_wait 4
+        mov a9, $in2
+        add a0, $in0, a9
+        halt a6
+    """,
+    "wait_on_nothing": """
+        ctx_wait 5
+        halt 1
+    """,
+    "multiplier": """
+        immed a1, 0x1234
+        immed a1, 0x5678, width=hi
+        immed b2, 0xfedc
+        mul_start a1, b2
+        mul_step 32x32
+        mul_step 32x32
+        mul_step 32x32
+        mul_step 32x32
+        mul_last a0
+        mul_last2 b1
+        mov a1, b1
+        halt 2
+    """,
+    "multiplier_wrong_mode": """
+        immed a1, 3
+        mul_start a1, 4
+        mul_step 16x16
+        mul_step 24x8
+        halt 2
+    """,
+    "random_and_time": """
+        csr_rd a0, pseudo_random
+        csr_rd a1, pseudo_random
+        br.always 0x3f06, defer=1
+        load_addr a30, back
+    back:
+        csr_rd a2, timestamp_lo
+        halt a2
+    """,
+    "unknown_table": """
+        immed a2, 77
+        immed a4, 0
+        br.always 0x3f00, defer=2
+        load_addr a30, back
+        nop
+    back:
+        halt 2
+    """,
+    "no_such_routine": """
+        br.always 0x3f40, defer=1
+        load_addr a30, back
+    back:
+        halt 2
+    """,
+    "rtn_to_a_computed_address": """
+        immed a3, 5
+        rtn a3, defer=1
+        immed a0, 1
+        halt 3
+        halt 4
+        add a0, a0, 1
+        halt a0
+    """,
+    "branch_in_defer_slot": """
+        br.always 3, defer=1
+        br.always 3
+        halt 1
+        halt 2
+    """,
+    "pc_past_the_code": """
+        nop
+    """,
+    "packet_moves": """
+        csr_rd a1, pkt_addr
+        add a1, a1, 4
+        csr_wr pkt_addr, a1
+        csr_rd a2, pkt_len
+        sub a2, a2, 4
+        csr_wr pkt_len, a2
+        immed a4, 0xfffe
+        immed a4, 0xffff, width=hi
+        br.always 0x3f03, defer=1
+        load_addr a30, back
+    back:
+        immed a4, 20
+        br.always 0x3f05, defer=1
+        load_addr a30, back2
+    back2:
+        halt 2
+    """,
+    "scratch_memories": """
+        immed $out0, 7
+        immed a1, 0x100
+        mem_write.imem $out0, a1, 0, 1, ctx_swap
+        mem_add32.cls $out0, a1, 4, 1, ctx_swap
+        mem_test_set.cls $out0, a1, 4, 1, ctx_swap
+        mem_read.imem $in0, a1, 0, 1, ctx_swap
+        mov a2, $in0
+        add a0, a2, $in0
+        halt 2
+    """,
+    "indirect_count": """
+        immed a1, 3
+        mov --, a1
+        csr_rd a5, pkt_addr
+        mem_read.ctm $in0, a5, 0, indirect, ctx_swap
+        mov a0, $in3
+        mov --, 31
+        mem_read.ctm $in4, a5, 0, indirect, ctx_swap
+        halt 2
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORNERS))
+def test_corner(name):
+    image = _asm(".prog_type xdp\n.stack 64\n.map t hash key=4 value=8 entries=4\n" + CORNERS[name])
+    frames = [CRAFTED[0], CRAFTED[3][:20], b"\x01" * 14]
+    for seed in (0, 7):
+        agree(image, frames, label=name, seed=seed)
+
+
+def test_dynamic_jump_without_a_block_hands_off_and_agrees():
+    image = _asm(".prog_type xdp\n" + CORNERS["rtn_to_a_computed_address"])
+    s = compiled.session(image)
+    for _ in range(3):
+        got = s.run(CRAFTED[0])
+        assert not differences(interp(image, CRAFTED[0]), got)
+    assert s.handoffs == 3
+
+
+def test_trace_falls_back_with_a_reason():
+    image = _asm(".prog_type xdp\nhalt 2\n")
+    r = compiled.run(image, CRAFTED[0], trace=True)
+    assert r.engine == "interp" and "trace" in r.reason and r.result.trace
+    r = compiled.run(image, CRAFTED[0])
+    assert r.engine == "compiled" and r.reason is None
+
+
+def test_maps_in_and_errors_like_the_interpreter():
+    image = _asm(".prog_type xdp\n.map t hash key=4 value=8 entries=2\nhalt 2\n")
+    maps = {"t": {b"\1\0\0\0": b"\2" * 8, b"\3\0\0\0": b"\4" * 8}}
+    assert compiled.simulate(image, b"", maps_in=maps).maps == interp(image, b"", maps_in=maps).maps
+    for bad in ({"nope": {}}, {"t": {b"\1": b"\2" * 8}}, {"t": {bytes([i, 0, 0, 0]): b"\0" * 8 for i in range(3)}}):
+        with pytest.raises(nfpjit.errors.UsageError) as ref:
+            interp(image, b"", maps_in=bad)
+        with pytest.raises(nfpjit.errors.UsageError) as got:
+            compiled.simulate(image, b"", maps_in=bad)
+        assert str(ref.value) == str(got.value)
+    with pytest.raises(nfpjit.errors.UsageError):
+        compiled.simulate(image, b"\0" * 8000)
+
+
+def test_image_cache_is_by_content():
+    a = _asm(".prog_type xdp\nhalt 2\n")
+    b = _asm(".prog_type xdp\nhalt 2\n")
+    assert compiled.compile_image(a) is compiled.compile_image(b)
+    assert compiled.image_key(a) == compiled.image_key(b) != compiled.image_key(_asm(".prog_type xdp\nhalt 1\n"))
+
+
+def test_columns_fast_path_matches_results():
+    from nfpjit.isa.sim.compiled import runtime as rt
+    from nfpjit.isa.sim.compiled.engine import pack
+
+    image = _compile(Path(__file__).parent.parent / "examples" / "xdp_drop_tcp_ports.o", None, 2)
+    frames = CRAFTED * 3
+    ref = chain(image, frames, engine=interp)
+    s = compiled.session(image)
+    done, recs, out, ooffs = s.run_columns(*pack(frames))
+    assert done == len(frames)
+    for k, r in enumerate(ref):
+        rec = recs[k * rt.R_SIZE:(k + 1) * rt.R_SIZE]
+        assert rec[rt.R_ACTION] == r.action and rec[rt.R_CYCLES] == r.cycles and rec[rt.R_INSNS] == r.insns
+        o = ooffs[k]
+        assert out.raw[o:o + rec[rt.R_PKT_LEN]] == r.packet
+    assert s.maps() == ref[-1].maps
