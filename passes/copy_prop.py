@@ -72,9 +72,15 @@ class CopyProp(Pass):
     summary: ClassVar[str] = "read values from the register first written, so copies die"
 
     coalesce: bool = True
+    coalesce_first: bool = False
 
     def run(self, unit) -> bool:
         changed = False
+        if self.coalesce and self.coalesce_first:   # first: forward rewrites would keep scratch registers alive
+            for _ in range(4):
+                if not coalesce(unit):
+                    break
+                changed = True
         for fa in M.analyses(unit):
             fn, cfg = fa.fn, fa.cfg
             body = cfg.body
@@ -98,7 +104,7 @@ class CopyProp(Pass):
                             edits[i] = m
                     M.vn_step(state, m, i)
             changed |= M.apply_edits(fn, edits)
-        if self.coalesce:
+        if self.coalesce:                # and again: the forward rewrites free some copies of their uses
             for _ in range(4):
                 if not coalesce(unit):
                     break

@@ -1,7 +1,7 @@
 """``dce``: dead machine code — dead results, unreachable blocks, branches to the next instruction, idle nops.
 
-An instruction goes when it has no effect (no memory command, LM access, CSR write, branch,
-halt) and nothing reads what it writes (:func:`nfpjit.passes.machine.liveness`, per location,
+An instruction goes when it has no effect (no memory command, LM write, CSR write, branch,
+halt; an LM read is fine) and nothing reads what it writes (:func:`nfpjit.passes.machine.liveness`, per location,
 including the condition codes and ``prev``).  This subsumes the high-word writes the lowering
 leaves behind when the high word is never read — zero extension elimination at machine level::
 
@@ -103,7 +103,8 @@ def _dead(cfg: M.CFG, lv: M.Liveness) -> dict:
         for i in reversed(b.idx):
             m = body[i]
             du = M.def_use(m.instr)
-            if not du.effects and not (du.clobbers & live) and m.reloc is None and m.instr.op != Op.LOAD_ADDR:
+            if not (du.effects & ~M.Effect.LM_READ) and not (du.clobbers & live) and m.reloc is None \
+                    and m.instr.op != Op.LOAD_ADDR:
                 edits[i] = None          # nops included: repair_lm_timing puts back the ones a pointer needs
                 continue
             live = du.uses | (live & ~du.defs)

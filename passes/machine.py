@@ -123,7 +123,8 @@ class Effect(IntFlag):
 
     NONE = 0
     MEMORY = 1        # a memory command (may fault; order among commands matters)
-    LM = 2            # reads or writes local memory through an index pointer
+    LM = 2            # writes local memory through an index pointer
+    LM_READ = 256     # reads local memory through an index pointer (deletable when its result is dead)
     CSR_WRITE = 4
     HALT = 8
     BRANCH = 16
@@ -163,7 +164,7 @@ def _source(op, acc: list) -> None:
         acc[0] |= 1 << lmp(op.pointer) | BIT_LM
         if op.postinc:
             acc[1] |= 1 << lmp(op.pointer)
-        acc[2] |= Effect.LM
+        acc[2] |= Effect.LM_READ
 
 
 def _dest(op, partial: bool, acc: list) -> None:
@@ -1004,7 +1005,8 @@ def apply_edits(fn, edits: dict) -> bool:
 
     A branch keeps as defer slots whatever its slot instructions became (deleting a slot
     instruction shortens the defer count); a deleted branch leaves its slot instructions as plain
-    code.  Returns whether anything changed.
+    code.  After deletions every LM pointer write gets its 3-instruction wait back
+    (:func:`repair_lm_timing`).  Returns whether anything changed.
     """
     if not edits:
         return False
@@ -1034,6 +1036,8 @@ def apply_edits(fn, edits: dict) -> bool:
             out.append(rep)
         i += 1
     fn.body[:] = out
+    if any(v is None for v in edits.values()):
+        repair_lm_timing(fn)           # a deletion may have shortened an LM pointer's wait
     return True
 
 

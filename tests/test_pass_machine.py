@@ -296,25 +296,39 @@ def test_repair_lm_timing_puts_back_the_wait():
 LOWER = PIPELINES[2].split(",copy-prop,")[0]
 
 
-def golden_case(golden, name: str, source: str, before: str, the_pass: str, checks: list[str],
-                forbidden: list[str] = ()) -> tuple[str, str]:
-    """Compile ``source`` with LOWER + ``before`` and then ``the_pass``; golden before/after listing + CHECKs.
+def _matches(text: str, checks, forbidden) -> bool:
+    try:
+        filecheck(text, checks)
+    except AssertionError:
+        return False
+    return not any(bad in text for bad in forbidden)
 
-    The CHECK patterns (in order) and CHECK-NOT patterns apply to the listing after the pass;
-    both programs run against the interpreter on the crafted packets.
+
+def golden_case(golden, name: str, source: str, before: str, the_pass: str, checks: list[str],
+                forbidden: list[str] = (), *, order: bool = False) -> tuple[str, str]:
+    """Compile ``source`` with LOWER + ``before``, then also ``the_pass``: golden before/after listing + CHECKs.
+
+    The CHECK patterns (in order) and CHECK-NOT patterns apply to the listing after the pass and
+    must not all hold before it (the case shows the pass at work); both programs run against the
+    interpreter on the crafted packets and the pass must not make the code longer.  ``order``:
+    list the code in address order (``MProgram.listing``) instead of grouped under each eBPF
+    instruction (for passes that move code).
     """
     program = assemble(source)
     spec = ",".join(x for x in (LOWER, before) if x)
     without = compile(program, passes=spec, profile="permissive")
     with_pass = compile(program, passes=spec + "," + the_pass, profile="permissive", verify_each=True)
-    text_before, text_after = listing(program, without.mprogram), listing(program, with_pass.mprogram)
+    render = (lambda mp: mp.listing()) if order else (lambda mp: listing(program, mp))
+    text_before, text_after = render(without.mprogram), render(with_pass.mprogram)
     filecheck(text_after, checks)
     for bad in forbidden:
         assert bad not in text_after, f"CHECK-NOT {bad!r} matched:\n{text_after}"
+    assert not _matches(text_before, checks, forbidden), f"the checks hold without {the_pass} too"
+    assert with_pass.stats.nfp_insns <= without.stats.nfp_insns
     for image in (without.image, with_pass.image):
         problems = differential(program, image, CRAFTED)
         assert not problems, "\n".join(problems) + "\n" + text_after
-    golden(f"passes/{name}.txt", f"; before {the_pass} (after {spec})\n{text_before}; after {the_pass}\n{text_after}")
+    golden(f"passes/{name}.txt", f"; before {the_pass}\n{text_before}; after {the_pass}\n{text_after}")
     return text_before, text_after
 
 
