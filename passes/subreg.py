@@ -44,6 +44,9 @@ What :meth:`Subreg.plan` proves, per instruction, from the analysis facts before
   pointers — ``pkt + 14 > data_end`` is one ``sub`` and a ``br``): the unsigned condition on the
   low words; a signed one becomes unsigned too, since equal high words leave the order to the
   low words.  ``jset`` is 32-bit when either high word is known 0.
+* **NULL checks** (:attr:`SubregPlan.null_bit`) of a lookup result: one ``br_bclr``/``br_bset`` on
+  a bit of the high word (the value's table bits 39..32, never 0; NULL is 0), instead of ORing
+  the words; the low word is not read.
 * **Liveness per half, refined** (:attr:`SubregPlan.live_out`).  The analysis' liveness
   (``nfpjit.analysis.liveness``) assumes every ALU64 op and 64-bit compare reads both halves
   and every memory access reads its pointer's high word.  This pass solves the same backward
@@ -78,8 +81,7 @@ load.
 
 Not done (yet): high words of values that go through memory (a spilled pointer's high word is
 still stored and reloaded), 64-bit compares where only one high word is known, helper
-arguments of helpers outside the firmware table, and NULL checks of map values (their low word
-may be 0: both words are still tested).
+arguments of helpers outside the firmware table.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class SubregPlan:
 
     alu: dict[int, AluNarrow] = field(default_factory=dict)
     jmp: set[int] = field(default_factory=set)
+    #: NULL checks of a lookup result: pc -> a bit of the high word that every non-NULL value has set
+    null_bit: dict[int, int] = field(default_factory=dict)
     live_in: dict[int, int] = field(default_factory=dict)
     live_out: dict[int, int] = field(default_factory=dict)
 
@@ -309,6 +313,25 @@ def _jmp_plan(insn: Insn, facts, pc_ctx: _Ctx) -> bool:
     return dh is not None and dh == sh
 
 
+def _null_check_bit(insn: Insn, facts) -> int | None:
+    """``if rX ==/!= 0`` on a map lookup result: a bit of the high word set in every non-NULL value.
+
+    A value pointer is a 40-bit EMEM address whose high word is its table's bits 39..32
+    (``lower_mem.map_table_hi``: never 0); NULL is 0 in both words.  So one ``br_bclr``/``br_bset``
+    on such a bit is the whole check (a value's low word may well be 0).
+    """
+    if (insn.cls != InsnClass.JMP or insn.jmp_op not in (JmpOp.JEQ, JmpOp.JNE) or insn.source != Source.K
+            or insn.imm != 0 or not facts.regs or insn.dst == 10):
+        return None
+    st = facts.regs[insn.dst]
+    if st.kind != RegKind.MAP_VALUE_OR_NULL or st.map is None or st.off != 0:
+        return None
+    from nfpjit.jit.lower_mem import map_table_hi  # noqa: PLC0415 - the lowering's EMEM table layout
+
+    hi = map_table_hi(st.map)
+    return (hi & -hi).bit_length() - 1 if hi else None
+
+
 # -- refined liveness ------------------------------------------------------------------------------
 
 
@@ -400,6 +423,8 @@ def _transfer(program, pc: int, insn: Insn, facts, plan: SubregPlan, *, callee_a
     if pc in plan.jmp:
         use = bit(insn.dst, LO) | (bit(insn.src, LO) if insn.source == Source.X else 0)
         return _Transfer(use, 0)
+    if pc in plan.null_bit:
+        return _Transfer(bit(insn.dst, HI), 0)
     if insn.cls in (InsnClass.LDX, InsnClass.ST, InsnClass.STX):
         use = _mem_uses(insn, facts)
         if use is not None:
@@ -495,6 +520,10 @@ def make_plan(program, analysis) -> SubregPlan | None:
                 plan.alu[pc] = dec
         elif insn.cls == InsnClass.JMP and _jmp_plan(insn, facts, pc_ctx):
             plan.jmp.add(pc)
+        elif insn.cls == InsnClass.JMP:
+            b = _null_check_bit(insn, facts)
+            if b is not None:
+                plan.null_bit[pc] = b
     _solve(program, analysis, plan)
     return plan
 

@@ -110,7 +110,8 @@ drop:
         ["alu_shf ab8, a8, add, b8, shl 3", "alu_shf ab{t}, --, mov, b0, shl 3", "sub ab0, a{t}, b0"],
         ["mul_start", "mul_step"],
     ),
-    # a map value pointer keeps its high word (EMEM bits 39..32) through adds inside the value
+    # a map value pointer keeps its high word (EMEM bits 39..32) through adds inside the value;
+    # its NULL check is one branch on a bit of that high word
     "subreg_map_value": (
         """.type xdp
 .map counts array key=4 value=16 entries=4
@@ -129,8 +130,9 @@ out:
     mov r0, 2
     exit
 """,
-        ["add ab0, a0, 8", "mem_read.emem $in0, a1, b0", "sub ab0, a0, 4", "mem_read.emem $in0, a1, b0"],
-        ["addc", "subc"],
+        ["br_bclr a1, 4, L", "add ab0, a0, 8", "mem_read.emem $in0, a1, b0", "sub ab0, a0, 4",
+         "mem_read.emem $in0, a1, b0"],
+        ["addc", "subc", "or --"],
     ),
 }
 

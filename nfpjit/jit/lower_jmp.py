@@ -63,6 +63,10 @@ def _cond_jump(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     if wide and plan is not None and pc in plan.jmp:
         _cmp32_of_64(ctx, op, dlo, slo, target)
         return
+    if wide and plan is not None and pc in plan.null_bit:
+        # a lookup result is NULL exactly when this bit of its high word (the table's bits 39..32) is clear
+        e.br_bit(op == JmpOp.JNE, dhi, plan.null_bit[pc], target)
+        return
     if not wide:
         if op == JmpOp.JSET:
             e.alu(AluOp.AND, None, dlo, slo)
