@@ -53,10 +53,13 @@ _SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
 _MAP_CREATE = 0
 _MAP_LOOKUP_ELEM = 1
 _MAP_UPDATE_ELEM = 2
+_MAP_DELETE_ELEM = 3
 _MAP_GET_NEXT_KEY = 4
 _PROG_LOAD = 5
 _PROG_TEST_RUN = 10
+_MAP_GET_FD_BY_ID = 14
 _BTF_LOAD = 18
+_MAP_LOOKUP_AND_DELETE_ELEM = 21
 _MAP_FREEZE = 22
 
 _ATTR_SIZE = 144           # larger than every command's part of union bpf_attr we fill
@@ -70,7 +73,9 @@ _SKB_CTX_SIZE = 192        # sizeof(struct __sk_buff)          # room for bpf_xd
 DUMPABLE_MAP_TYPES = frozenset({
     MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
     MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE,
+    MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
 })
+_MAP_IN_MAP = frozenset({MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS})
 _PERCPU_TYPES = frozenset({MapType.PERCPU_ARRAY, MapType.PERCPU_HASH, MapType.LRU_PERCPU_HASH})
 _ARRAYS = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
 
@@ -170,15 +175,27 @@ def _map_name(name: str) -> bytes:
 class _KMap:
     """One kernel map backing a :class:`MapDef`."""
 
-    def __init__(self, mapdef: MapDef):
+    def __init__(self, mapdef: MapDef, *, fd: int | None = None):
         self.mapdef = mapdef
         self.percpu = mapdef.type in _PERCPU_TYPES
         self.stride = (mapdef.value_size + 7) & ~7
+        self._ring = None
+        if fd is not None:   # an existing map (an inner map reached through its id)
+            self.fd = fd
+            return
+        inner_fd = -1
+        if mapdef.type in _MAP_IN_MAP:
+            if mapdef.inner is None:
+                raise UsageError(f"map-in-map {mapdef.name!r} has no inner map template", where=mapdef.name)
+            template = _KMap(mapdef.inner)
+            inner_fd = template.fd
         attr = _attr(("I", 0, int(mapdef.type)), ("I", 4, mapdef.key_size), ("I", 8, mapdef.value_size),
-                     ("I", 12, mapdef.max_entries), ("I", 16, mapdef.flags))
+                     ("I", 12, mapdef.max_entries), ("I", 16, mapdef.flags), ("I", 20, max(inner_fd, 0)))
         name = _map_name(mapdef.name)
         ctypes.memmove(ctypes.addressof(attr) + 28, name, len(name))
         ret, err = _bpf(_MAP_CREATE, attr)
+        if inner_fd >= 0:
+            template.close()
         self.fd = _check(ret, err, f"creating map {mapdef.name!r} ({mapdef.type.kernel_name})", mapdef.name)
         try:
             if mapdef.initial is not None and mapdef.max_entries >= 1:
@@ -191,6 +208,10 @@ class _KMap:
             raise
 
     def close(self) -> None:
+        if self._ring is not None:
+            for mm in self._ring:
+                mm.close()
+            self._ring = None
         if self.fd >= 0:
             _close(self.fd)
             self.fd = -1
@@ -209,6 +230,80 @@ class _KMap:
         ret, err = _bpf(_MAP_UPDATE_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(vbuf)),
                                                 ("Q", 24, flags)))
         _check(ret, err, f"updating map {self.mapdef.name!r}", self.mapdef.name)
+
+    def update_raw(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        """MAP_UPDATE_ELEM with exactly these bytes: 0 or -errno (no exception)."""
+        kbuf = ctypes.create_string_buffer(bytes(key), max(self.mapdef.key_size, 1))
+        vbuf = ctypes.create_string_buffer(bytes(value), max(len(value), 1))
+        ret, err = _bpf(_MAP_UPDATE_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf) if self.mapdef.key_size else 0),
+                                                ("Q", 16, _addr(vbuf)), ("Q", 24, flags)))
+        return -err if ret < 0 else 0
+
+    def delete(self, key: bytes) -> int:
+        kbuf = ctypes.create_string_buffer(bytes(key), max(self.mapdef.key_size, 1))
+        ret, err = _bpf(_MAP_DELETE_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf))))
+        return -err if ret < 0 else 0
+
+    def next_key(self, key: bytes | None) -> bytes | None:
+        ks = self.mapdef.key_size
+        kbuf = ctypes.create_string_buffer(bytes(key), ks) if key is not None else None
+        nxt = ctypes.create_string_buffer(ks or 1)
+        ret, err = _bpf(_MAP_GET_NEXT_KEY, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(nxt))))
+        if ret < 0 and err == errno.ENOENT:
+            return None
+        _check(ret, err, f"listing keys of map {self.mapdef.name!r}", self.mapdef.name)
+        return nxt.raw[:ks]
+
+    def _pop(self) -> bytes | None:
+        vbuf = ctypes.create_string_buffer(max(self.mapdef.value_size, 1))
+        ret, err = _bpf(_MAP_LOOKUP_AND_DELETE_ELEM, _attr(("I", 0, self.fd), ("Q", 8, 0), ("Q", 16, _addr(vbuf))))
+        if ret < 0 and err == errno.ENOENT:
+            return None
+        _check(ret, err, f"popping from map {self.mapdef.name!r}", self.mapdef.name)
+        return vbuf.raw[: self.mapdef.value_size]
+
+    def _dump_queue(self) -> dict[bytes, bytes]:
+        """Queue/stack contents in pop order; the elements are pushed back afterwards."""
+        popped = []
+        while len(popped) <= self.mapdef.max_entries:
+            v = self._pop()
+            if v is None:
+                break
+            popped.append(v)
+        for v in (reversed(popped) if self.mapdef.type == MapType.STACK else popped):
+            err = self.update_raw(b"", v, 0)
+            if err:
+                raise KernelError(f"pushing back into map {self.mapdef.name!r} failed: {os.strerror(-err)}",
+                                  errno_=-err, where=self.mapdef.name)
+        return {i.to_bytes(4, "little"): v for i, v in enumerate(popped)}
+
+    def _dump_ringbuf(self) -> dict[bytes, bytes]:
+        """The submitted records, read through the ring's mmap (nobody consumes: from position 0)."""
+        import mmap
+
+        page = mmap.PAGESIZE
+        size = self.mapdef.max_entries
+        if self._ring is None:
+            cons = mmap.mmap(self.fd, page, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+            prod = mmap.mmap(self.fd, page + 2 * size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=page)
+            self._ring = (cons, prod)
+        cons, prod = self._ring
+        cons_pos = struct.unpack_from("<Q", cons, 0)[0]
+        prod_pos = struct.unpack_from("<Q", prod, 0)[0]
+        out = {}
+        pos = cons_pos
+        n = 0
+        while pos < prod_pos:
+            hdr_len, _pg = struct.unpack_from("<II", prod, page + (pos & (size - 1)))
+            length = hdr_len & ~((1 << 31) | (1 << 30))
+            if not hdr_len & (1 << 31) and not hdr_len & (1 << 30):
+                start = page + ((pos + 8) & (size - 1))
+                out[n.to_bytes(4, "little")] = bytes(prod[start:start + length])
+                n += 1
+            elif hdr_len & (1 << 31):
+                break   # still busy: not readable yet
+            pos += (length + 8 + 7) & ~7
+        return out
 
     def lookup(self, key: bytes, cpu: int) -> bytes | None:
         kbuf = ctypes.create_string_buffer(bytes(key), self.mapdef.key_size or 1)
@@ -235,7 +330,31 @@ class _KMap:
             out.append(prev)
         return out
 
+    def inner_maps(self) -> list[tuple[bytes, "_KMap"]]:
+        """(key, inner map opened by id) for every filled slot of a map-in-map; close them after use."""
+        if self.mapdef.type == MapType.ARRAY_OF_MAPS:
+            keys = [i.to_bytes(4, "little") for i in range(self.mapdef.max_entries)]
+        else:
+            keys = sorted(self.keys())
+        out = []
+        for k in keys:
+            kbuf = ctypes.create_string_buffer(bytes(k), self.mapdef.key_size or 1)
+            vbuf = ctypes.create_string_buffer(4)
+            ret, err = _bpf(_MAP_LOOKUP_ELEM, _attr(("I", 0, self.fd), ("Q", 8, _addr(kbuf)), ("Q", 16, _addr(vbuf))))
+            if ret < 0 and err == errno.ENOENT:
+                continue
+            _check(ret, err, f"looking up in map {self.mapdef.name!r}", self.mapdef.name)
+            map_id = struct.unpack_from("<I", vbuf)[0]
+            ret, err = _bpf(_MAP_GET_FD_BY_ID, _attr(("I", 0, map_id)))
+            fd = _check(ret, err, f"opening inner map id {map_id} of {self.mapdef.name!r}", self.mapdef.name)
+            out.append((k, _KMap(self.mapdef.inner, fd=fd)))
+        return out
+
     def dump(self, cpu: int) -> dict[bytes, bytes]:
+        if self.mapdef.type in (MapType.QUEUE, MapType.STACK):
+            return self._dump_queue()
+        if self.mapdef.type == MapType.RINGBUF:
+            return self._dump_ringbuf()
         if self.mapdef.type in _ARRAYS:
             keys = [i.to_bytes(4, "little") for i in range(self.mapdef.max_entries)]
         else:
@@ -314,25 +433,57 @@ class KernelProgram:
     into the maps before the first run.  Maps persist across :meth:`run` calls.
     """
 
-    def __init__(self, program: Program, *, maps_in: dict | None = None):
+    def __init__(self, program: Program, *, maps_in: dict | None = None, netns: str | None = None):
         if not isinstance(program, Program):
             raise UsageError(f"expected a Program, got {type(program).__name__}")
         self.program = program
         self.maps: list[_KMap] = []
+        self.hidden: list[_KMap] = []   # inner maps only reachable through an outer map
         self.fd = -1
         self.btf_fd = -1
         self.log = ""
+        self.netns = netns
         self.last_duration_ns = 0   # BPF_PROG_TEST_RUN's average run time of the last run()
         where = program.source_path or program.name
         try:
             for mapdef in program.maps:
                 self.maps.append(_KMap(mapdef))
+            self._fill_initial_slots()
             if maps_in:
                 self.write_maps(maps_in)
             self._load(where)
         except BaseException:
             self.close()
             raise
+
+    def _fill_initial_slots(self) -> None:
+        """Outer maps' ``__array(values, ...)`` initialisers: the named inner maps go into their slots."""
+        for kmap in list(self.maps):
+            for key, inner_def in kmap.mapdef.slots:
+                inner = next((m for m in self.maps + self.hidden if m.mapdef.name == inner_def.name), None)
+                if inner is None:
+                    inner = _KMap(inner_def)
+                    self.hidden.append(inner)
+                err = kmap.update_raw(key, struct.pack("<I", inner.fd))
+                if err:
+                    raise KernelError(f"putting map {inner_def.name!r} into {kmap.mapdef.name!r} failed: "
+                                      f"{os.strerror(-err)}", errno_=-err, where=kmap.mapdef.name)
+
+    # -- public map access (user-space view, like bpftool map ...) --------------------------------
+    def update(self, name: str, key: bytes, value: bytes, flags: int = 0) -> int:
+        """BPF_MAP_UPDATE_ELEM: 0 or -errno."""
+        return self._map(name).update_raw(key, value, flags)
+
+    def lookup(self, name: str, key: bytes) -> bytes | None:
+        return self._map(name).lookup(key, 0)
+
+    def delete(self, name: str, key: bytes) -> int:
+        """BPF_MAP_DELETE_ELEM: 0 or -errno."""
+        return self._map(name).delete(key)
+
+    def get_next_key(self, name: str, key: bytes | None = None) -> bytes | None:
+        """BPF_MAP_GET_NEXT_KEY: the key after ``key`` (the first for None), None at the end."""
+        return self._map(name).next_key(key)
 
     def _load(self, where: str) -> None:
         program = self.program
@@ -363,11 +514,41 @@ class KernelProgram:
         self.fd = ret
 
     def write_maps(self, state: dict) -> None:
+        """Write entries; an outer map's value may be a map name (str) or a list of inner (key, value) rows
+        (a fresh inner map made from the template) — :class:`nfpjit.ebpf.mapfile.InnerMap` or plain."""
         for name, entries in state.items():
             kmap = self._map(name)
             rows = entries.items() if isinstance(entries, dict) else entries
             for key, value in rows:
-                kmap.update(bytes(key), bytes(value))
+                if kmap.mapdef.type in _MAP_IN_MAP:
+                    self._put_inner(kmap, bytes(key), value)
+                elif kmap.mapdef.type in (MapType.QUEUE, MapType.STACK):
+                    err = kmap.update_raw(b"", bytes(value))
+                    if err:
+                        raise KernelError(f"pushing into map {name!r} failed: {os.strerror(-err)}", errno_=-err,
+                                          where=name)
+                else:
+                    kmap.update(bytes(key), bytes(value))
+
+    def _put_inner(self, outer: _KMap, key: bytes, value) -> None:
+        target = getattr(value, "name", None) if not isinstance(value, str) else value
+        entries = getattr(value, "entries", None) if not isinstance(value, (str, list, tuple)) else \
+            (value if not isinstance(value, str) else None)
+        if target:
+            inner = next((m for m in self.maps + self.hidden if m.mapdef.name == target), None)
+            if inner is None:
+                raise UsageError(f"no map named {target!r} to put into {outer.mapdef.name!r}")
+        else:
+            from dataclasses import replace
+
+            inner = _KMap(replace(outer.mapdef.inner, name=f"{outer.mapdef.name[:7]}_{key.hex()[:6]}"))
+            self.hidden.append(inner)
+        for k, v in entries or ():
+            inner.update(bytes(k), bytes(v))
+        err = outer.update_raw(key, struct.pack("<I", inner.fd))
+        if err:
+            raise KernelError(f"putting a map into {outer.mapdef.name!r} failed: {os.strerror(-err)}", errno_=-err,
+                              where=outer.mapdef.name)
 
     def _map(self, name: str) -> _KMap:
         for m in self.maps:
@@ -381,7 +562,16 @@ class KernelProgram:
 
         Maps whose values the syscall cannot read back (prog arrays, devmaps, ...) are left out.
         """
-        return {m.mapdef.name: m.dump(cpu) for m in self.maps if m.mapdef.type in DUMPABLE_MAP_TYPES}
+        out = {m.mapdef.name: m.dump(cpu) for m in self.maps if m.mapdef.type in DUMPABLE_MAP_TYPES}
+        for m in self.maps:
+            if m.mapdef.type in _MAP_IN_MAP:
+                for key, inner in m.inner_maps():
+                    try:
+                        if inner.mapdef.type in DUMPABLE_MAP_TYPES:
+                            out[f"{m.mapdef.name}[{key.hex()}]"] = inner.dump(cpu)
+                    finally:
+                        inner.close()
+        return out
 
     def run(self, packet: PacketIn | bytes, *, repeat: int = 1) -> RunResult:
         """BPF_PROG_TEST_RUN on one packet: r0 = retval (u32), packet = data_out, maps dumped after."""
@@ -425,7 +615,8 @@ class KernelProgram:
             old = None
         attr = _attr(*fields)
         try:
-            ret, err = _bpf(_PROG_TEST_RUN, attr)
+            with _in_netns(self.netns):
+                ret, err = _bpf(_PROG_TEST_RUN, attr)
         finally:
             if old is not None:
                 os.sched_setaffinity(0, old)
@@ -451,9 +642,10 @@ class KernelProgram:
         if self.btf_fd >= 0:
             _close(self.btf_fd)
             self.btf_fd = -1
-        for m in self.maps:
+        for m in self.maps + getattr(self, "hidden", []):
             m.close()
         self.maps = []
+        self.hidden = []
 
     def __enter__(self) -> "KernelProgram":
         return self
@@ -464,6 +656,45 @@ class KernelProgram:
     def __del__(self):
         if hasattr(self, "maps"):  # __init__ may have failed before any fd existed
             self.close()
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+class _in_netns:
+    """Run the enclosed code in the network namespace at ``path`` (a /run/netns file), then come back.
+
+    BPF_PROG_TEST_RUN resolves devices (the context's ingress_ifindex, bpf_fib_lookup's ifindex,
+    bpf_check_mtu) in the namespace of the task that runs it.
+    """
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.home = -1
+
+    def __enter__(self):
+        if not self.path:
+            return self
+        libc = _libc()
+        self.home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(self.path, os.O_RDONLY)
+        try:
+            if libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise KernelError(f"cannot enter network namespace {self.path}: {os.strerror(err)}", errno_=err)
+        except BaseException:
+            os.close(self.home)
+            self.home = -1
+            raise
+        finally:
+            os.close(target)
+        return self
+
+    def __exit__(self, *exc):
+        if self.home >= 0:
+            _libc().setns(self.home, _CLONE_NEWNET)
+            os.close(self.home)
+            self.home = -1
 
 
 _PAGE_SIZE = 4096

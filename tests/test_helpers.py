@@ -20,7 +20,7 @@ from nfpjit.ebpf.interp import run, run_raw
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.result import PacketIn
 
-EINVAL, EACCES, EFAULT = 22, 13, 14
+EINVAL, EACCES, EFAULT, ENOENT = 22, 13, 14, 2
 M64 = (1 << 64) - 1
 
 
@@ -249,7 +249,13 @@ def test_perf_event_output_captures_sample_and_packet_prefix():
         call 25
         exit
     """)
+    # No perf event in the slot (what a test run has): -ENOENT, as the kernel returns, and no sample.
     res = run(prog, b"\xaa\xbb\xcc\xdd" + bytes(20))
+    assert res.fault is None and res.r0 == neg(ENOENT) and res.perf_output == []
+    # An event attached to the slot (user space stored a perf event fd): the sample is captured.
+    store = MapStore.from_program(prog)
+    store.by_name("events").values[0][:] = (7).to_bytes(4, "little")
+    res = run(prog, b"\xaa\xbb\xcc\xdd" + bytes(20), maps=store)
     assert res.fault is None and res.r0 == 0
     assert res.perf_output == [bytes(range(1, 9)) + b"\xaa\xbb\xcc"]
 

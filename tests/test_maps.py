@@ -199,7 +199,7 @@ def test_map_errors_reach_the_program():
 
 def test_unsupported_map_type():
     with pytest.raises(UnsupportedError):
-        mk(MapType.RINGBUF)
+        mk(MapType.SOCKMAP)
 
 
 # -- map files ---------------------------------------------------------------------------------------

@@ -140,6 +140,29 @@ class Btf:
     def datasec(self, name: str) -> BtfType | None:
         return self.find(name, BtfKind.DATASEC)
 
+    def map_values(self, var_type_id: int) -> tuple[int, int] | None:
+        """``__array(values, T)`` of a BTF-defined map: (type id T points to, byte offset of the member), or None.
+
+        For map-in-map T is the inner map's definition struct (libbpf's inner-map template);
+        for prog arrays it is a function prototype.
+        """
+        t = self.resolve(var_type_id)
+        if t.kind == BtfKind.VAR:
+            t = self.resolve(t.ref)
+        if t.kind != BtfKind.STRUCT:
+            return None
+        for m in t.members:
+            mt = self.resolve(m.type)
+            if m.name == "values" and mt.kind == BtfKind.ARRAY and mt.array is not None:
+                elem = self.resolve(mt.array[0])
+                if elem.kind != BtfKind.PTR:
+                    raise LoadError("map attribute 'values' is not an array of pointers", where=self.where,
+                                    hint="use __array(values, struct inner_map_def) or __array(values, int (void *))")
+                if m.offset % 8:
+                    raise LoadError("map attribute 'values' is not byte-aligned", where=self.where)
+                return self.resolve(elem.ref).id, m.offset // 8
+        return None
+
     def map_attrs(self, var_type_id: int) -> dict[str, int]:
         """Decode a BTF-defined map (the VAR's struct) into ``{"type", "key_size", "value_size", ...}``.
 

@@ -157,6 +157,7 @@ class _Linker:
         self.functions: list[Function] = []
         self.line_info: dict[int, SourceLoc] = {}
         self.map_order: list[int] = []  # object map index, by first reference
+        self.kfuncs: dict[int, str] = {}  # linked pc -> kfunc name
 
     def link(self) -> Program:
         sec = self.obj._sections[self.section]
@@ -185,6 +186,7 @@ class _Linker:
             functions=tuple(self.functions),
             line_info=self.line_info,
             source_path=self.obj.path,
+            kfuncs=self.kfuncs,
         )
 
     def _function_containing(self, sec_name: str, slot: int) -> _Sym:
@@ -226,7 +228,14 @@ class _Linker:
             if slot in lines:
                 self.line_info[pc] = lines[slot]
             reloc = sec.relocs.get(slot)
-            if insn.is_call and insn.src == CallKind.LOCAL:
+            if insn.is_call and insn.src == CallKind.LOCAL and reloc is not None and reloc.type == R_BPF_64_32 \
+                    and reloc.sym.shndx == -1 and reloc.sym.name:
+                # extern function (__ksym): a kfunc call, resolved against the running kernel's BTF
+                from nfpjit.ebpf.kfuncs import resolve_kfunc
+
+                insn = Insn(insn.code, insn.dst, CallKind.KFUNC, 0, resolve_kfunc(reloc.sym.name), 0)
+                self.kfuncs[pc] = reloc.sym.name
+            elif insn.is_call and insn.src == CallKind.LOCAL:
                 tsec, tslot = self._call_target(sec, slot, insn, reloc, here)
                 callee = self._function_containing(tsec, tslot)
                 queue.append((tsec, callee))
@@ -470,9 +479,10 @@ class _Reader:
                 if btf is None:
                     raise LoadError("BTF-defined maps need a .BTF section", where=self._where(".maps"),
                                     hint="compile with -g")
-                for sym in sorted((x for x in symbols if x.shndx == i and x.kind == "STT_OBJECT"),
-                                  key=lambda x: x.value):
+                msyms = sorted((x for x in symbols if x.shndx == i and x.kind == "STT_OBJECT"), key=lambda x: x.value)
+                for sym in msyms:
                     add(i, sym.value, self._btf_map(btf, sym))
+                self._map_in_map_slots(i, msyms, maps, by_name, symbols)
             elif s.name == "maps":
                 data = s.data()
                 syms = sorted((x for x in symbols if x.shndx == i and x.kind in ("STT_OBJECT", "STT_NOTYPE")
@@ -518,14 +528,76 @@ class _Reader:
         var = next((t for t in btf.types if t.kind == BtfKind.VAR and t.name == sym.name), None)
         if var is None:
             raise LoadError(f"map {sym.name!r} has no BTF variable", where=where)
-        attrs = btf.map_attrs(var.id)
+        return self._btf_map_def(btf, var.id, sym.name, where)
+
+    def _btf_map_def(self, btf: Btf, type_id: int, name: str, where: str, *, inner: bool = False) -> MapDef:
+        attrs = btf.map_attrs(type_id)
         if "type" not in attrs:
-            raise LoadError(f"map {sym.name!r} has no type attribute", where=where)
+            raise LoadError(f"map {name!r} has no type attribute", where=where)
         for need in ("key_size", "value_size"):
             if need not in attrs:
                 attrs[need] = 0
-        return MapDef(sym.name, _map_type(attrs["type"], sym.name, where), attrs["key_size"], attrs["value_size"],
-                      attrs.get("max_entries", 0), attrs.get("map_flags", 0), origin="btf")
+        mtype = _map_type(attrs["type"], name, where)
+        inner_def = None
+        values = btf.map_values(type_id)
+        if mtype in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+            # libbpf: the inner map's definition comes from __array(values, struct {...}); the
+            # outer map's value is an inner map id (4 bytes).
+            if inner:
+                raise LoadError(f"map {name!r}: an inner map cannot itself be a map-in-map", where=where)
+            if values is None or btf.type(values[0]).kind != BtfKind.STRUCT:
+                raise LoadError(f"map-in-map {name!r} has no inner map definition", where=where,
+                                hint="declare __array(values, struct { __uint(type, ...); ... }) in the outer map")
+            if attrs["value_size"] not in (0, 4):
+                raise LoadError(f"map-in-map {name!r}: value size {attrs['value_size']} conflicts with 4", where=where)
+            attrs["value_size"] = 4
+            inner_def = self._btf_map_def(btf, values[0], f"{name}.inner", where, inner=True)
+        return MapDef(name, mtype, attrs["key_size"], attrs["value_size"],
+                      attrs.get("max_entries", 0), attrs.get("map_flags", 0), origin="btf", inner=inner_def)
+
+    def _map_in_map_slots(self, shndx: int, msyms: list[_Sym], maps: list[MapDef], by_name: dict[str, int],
+                          symbols: list[_Sym]) -> None:
+        """libbpf's ``.values = { [i] = &inner }``: relocations in ``.maps`` put inner maps into outer slots."""
+        from dataclasses import replace
+
+        from nfpjit.ebpf.elfread import RelocationSection
+
+        btf = self._btf()
+        where = self._where(".maps")
+        for rs in self.elf.iter_sections():
+            if not isinstance(rs, RelocationSection) or rs["sh_info"] != shndx:
+                continue
+            for r in rs.iter_relocations():
+                off, symi = r["r_offset"], r["r_info_sym"]
+                if not 0 <= symi < len(symbols):
+                    raise LoadError(f"relocation at .maps+{off} names symbol {symi}, which does not exist", where=where)
+                outer_sym = next((x for x in msyms if x.value <= off < x.value + max(x.size, 1)), None)
+                target = symbols[symi]
+                if outer_sym is None:
+                    raise LoadError(f"relocation at .maps+{off} is outside every map", where=where)
+                outer_idx = by_name[outer_sym.name]
+                outer = maps[outer_idx]
+                if outer.type == MapType.PROG_ARRAY:
+                    continue  # program slots: tail-call targets are given to the engines separately
+                var = next(t for t in btf.types if t.kind == BtfKind.VAR and t.name == outer_sym.name)
+                values = btf.map_values(var.id)
+                if outer.inner is None or values is None:
+                    raise LoadError(f"relocation at .maps+{off} in map {outer_sym.name!r}, which has no values",
+                                    where=where)
+                rel = off - outer_sym.value - values[1]
+                if rel < 0 or rel % 8:
+                    raise LoadError(f"relocation at .maps+{off} is not a slot of {outer_sym.name!r}.values", where=where)
+                slot = rel // 8
+                if target.name not in by_name or target.shndx != shndx:
+                    raise LoadError(f"{outer_sym.name!r}.values[{slot}] refers to {target.name!r}, which is not a map",
+                                    where=where)
+                if outer.type == MapType.ARRAY_OF_MAPS and slot >= outer.max_entries:
+                    raise LoadError(f"{outer_sym.name!r}.values[{slot}] is beyond max_entries {outer.max_entries}",
+                                    where=where)
+                if outer.type == MapType.HASH_OF_MAPS and outer.key_size != 4:
+                    raise LoadError(f"{outer_sym.name!r}: initial values need a 4-byte key", where=where)
+                key = slot.to_bytes(4, "little") + bytes(max(0, outer.key_size - 4))
+                maps[outer_idx] = replace(outer, slots=outer.slots + ((key, maps[by_name[target.name]]),))
 
     def _license(self) -> str:
         s = self.elf.get_section_by_name("license")

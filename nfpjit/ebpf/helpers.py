@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nfpjit.bits import MASK32, s32, sext, u32, u64
-from nfpjit.ebpf.maps import ArrayMap, Errno, HashMap
+from nfpjit.ebpf.maps import ArrayMap, Errno, HashMap, MapOfMaps, QueueStackMap, RingBufMap
 from nfpjit.ebpf.opcodes import Helper, MapType, ProgType, TcAction, XdpAction
 from nfpjit.ebpf.result import Trap
 
@@ -41,19 +41,35 @@ def _trap(reason: str) -> Trap:
 
 # -- maps ---------------------------------------------------------------------------
 
+# Map types whose elements a program may not touch with the generic helpers (the verifier's
+# check_map_func_compatibility): helper -> types it refuses.
+_NO_LOOKUP = {MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.QUEUE, MapType.STACK, MapType.RINGBUF}
+_NO_UPDATE = _NO_LOOKUP | {MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
+                           MapType.CPUMAP, MapType.XSKMAP}
+
+
+def _refuse(helper: str, bpf_map, refused) -> None:
+    if bpf_map.mapdef.type in refused:
+        raise _trap(f"bpf_{helper} on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}, "
+                    "which the kernel verifier refuses")
+
+
 def map_lookup_elem(m, map_ptr: int, key_ptr: int) -> int:
     bpf_map = m.map_at(map_ptr)
+    _refuse("map_lookup_elem", bpf_map, _NO_LOOKUP)
     key = m.read(key_ptr, bpf_map.key_size)
+    if isinstance(bpf_map, MapOfMaps):
+        inner = bpf_map.inner_of(key)
+        return 0 if inner is None else m.map_ptr(inner)
     value = bpf_map.lookup(key)
     if value is None:
         return 0
-    if bpf_map.mapdef.type == MapType.PROG_ARRAY:
-        raise _trap("bpf_map_lookup_elem on a prog array")
     return m.value_ptr(value, bpf_map.name)
 
 
 def map_update_elem(m, map_ptr: int, key_ptr: int, value_ptr: int, flags: int) -> int:
     bpf_map = m.map_at(map_ptr)
+    _refuse("map_update_elem", bpf_map, _NO_UPDATE)
     key = m.read(key_ptr, bpf_map.key_size)
     value = m.read(value_ptr, bpf_map.value_size)
     return bpf_map.update(key, value, flags)
@@ -61,7 +77,95 @@ def map_update_elem(m, map_ptr: int, key_ptr: int, value_ptr: int, flags: int) -
 
 def map_delete_elem(m, map_ptr: int, key_ptr: int) -> int:
     bpf_map = m.map_at(map_ptr)
+    _refuse("map_delete_elem", bpf_map, _NO_UPDATE)
     return bpf_map.delete(m.read(key_ptr, bpf_map.key_size))
+
+
+def _queue(m, map_ptr: int, helper: str) -> QueueStackMap:
+    bpf_map = m.map_at(map_ptr)
+    if not isinstance(bpf_map, QueueStackMap):
+        raise _trap(f"bpf_{helper} on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}, "
+                    "which the kernel verifier refuses (queue and stack maps only)")
+    return bpf_map
+
+
+def map_push_elem(m, map_ptr: int, value_ptr: int, flags: int) -> int:
+    bpf_map = _queue(m, map_ptr, "map_push_elem")
+    return bpf_map.push(m.read(value_ptr, bpf_map.value_size), flags)
+
+
+def _pop_or_peek(m, map_ptr: int, value_ptr: int, pop: bool) -> int:
+    bpf_map = _queue(m, map_ptr, "map_pop_elem" if pop else "map_peek_elem")
+    got = bpf_map.pop() if pop else bpf_map.peek()
+    if got is None:
+        m.write(value_ptr, bytes(bpf_map.value_size))  # the kernel zeroes the buffer when empty
+        return -Errno.ENOENT
+    m.write(value_ptr, got)
+    return 0
+
+
+def map_pop_elem(m, map_ptr: int, value_ptr: int) -> int:
+    return _pop_or_peek(m, map_ptr, value_ptr, True)
+
+
+def map_peek_elem(m, map_ptr: int, value_ptr: int) -> int:
+    return _pop_or_peek(m, map_ptr, value_ptr, False)
+
+
+# -- ring buffer -------------------------------------------------------------------------
+
+BPF_RB_NO_WAKEUP = 1
+BPF_RB_FORCE_WAKEUP = 2
+
+
+def _ringbuf(m, map_ptr: int, helper: str) -> RingBufMap:
+    bpf_map = m.map_at(map_ptr)
+    if not isinstance(bpf_map, RingBufMap):
+        raise _trap(f"bpf_{helper} on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}, "
+                    "which the kernel verifier refuses (ring buffers only)")
+    return bpf_map
+
+
+def ringbuf_output(m, map_ptr: int, data_ptr: int, size: int, flags: int) -> int:
+    rb = _ringbuf(m, map_ptr, "ringbuf_output")
+    if flags & ~(BPF_RB_NO_WAKEUP | BPF_RB_FORCE_WAKEUP):
+        return -Errno.EINVAL
+    data = m.read(data_ptr, u64(size))
+    rec = rb.reserve(len(data))
+    if rec is None:
+        return -Errno.EAGAIN
+    rec[0][:] = data
+    rec[1] = "done"
+    return 0
+
+
+def ringbuf_reserve(m, map_ptr: int, size: int, flags: int) -> int:
+    rb = _ringbuf(m, map_ptr, "ringbuf_reserve")
+    if flags:
+        return 0
+    rec = rb.reserve(u64(size))
+    if rec is None:
+        return 0
+    return m.ringbuf_record_ptr(rb, rec)
+
+
+def _ringbuf_commit(m, ptr: int, discard: bool) -> int:
+    rb, rec = m.ringbuf_record_at(ptr)
+    rec[1] = "discarded" if discard else "done"
+    return 0
+
+
+def ringbuf_submit(m, ptr: int, flags: int) -> int:
+    return _ringbuf_commit(m, ptr, False)
+
+
+def ringbuf_discard(m, ptr: int, flags: int) -> int:
+    return _ringbuf_commit(m, ptr, True)
+
+
+def ringbuf_query(m, map_ptr: int, flags: int) -> int:
+    rb = _ringbuf(m, map_ptr, "ringbuf_query")
+    return {0: rb.avail_data(), 1: rb.size, 2: rb.cons_pos, 3: rb.prod_pos}.get(u64(flags), 0)
 
 
 # -- time, randomness, cpu ---------------------------------------------------------
@@ -141,7 +245,17 @@ BPF_F_CTXLEN_MASK = 0xFFFFF << 32
 
 
 def perf_event_output(m, ctx: int, map_ptr: int, flags: int, data_ptr: int, size: int) -> int:
-    m.map_at(map_ptr)
+    """The kernel's bpf_xdp/skb_event_output: the sample goes to the perf event in the CPU's slot.
+
+    A slot holds an event when its value is non-zero (user space stored a perf event fd there);
+    without one the kernel returns -ENOENT (an index beyond the array -E2BIG), which is what a
+    test run with an empty perf event array sees.  Samples sent to an event are in
+    ``RunResult.perf_output``.
+    """
+    bpf_map = m.map_at(map_ptr)
+    if bpf_map.mapdef.type != MapType.PERF_EVENT_ARRAY:
+        raise _trap(f"bpf_perf_event_output on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}, "
+                    "which the kernel verifier refuses")
     if flags & ~(BPF_F_CTXLEN_MASK | BPF_F_INDEX_MASK):
         return -Errno.EINVAL
     sample = m.read(data_ptr, u64(size))
@@ -150,6 +264,13 @@ def perf_event_output(m, ctx: int, map_ptr: int, flags: int, data_ptr: int, size
         if m.packet is None or ctx_len > m.packet.length:
             return -Errno.EFAULT
         sample += m.packet.bytes()[:ctx_len]
+    index = flags & BPF_F_INDEX_MASK
+    if index == BPF_F_CURRENT_CPU:
+        index = 0
+    if index >= bpf_map.mapdef.max_entries:
+        return -Errno.E2BIG
+    if not bpf_map.present(index.to_bytes(4, "little")):
+        return -Errno.ENOENT
     m.perf_output.append(sample)
     return 0
 
@@ -382,20 +503,160 @@ def redirect(m, ifindex: int, flags: int) -> int:
 
 
 def redirect_map(m, map_ptr: int, key: int, flags: int) -> int:
+    """__bpf_xdp_redirect_map: devmaps take BPF_F_BROADCAST/EXCLUDE_INGRESS, cpumaps and xskmaps no flag.
+
+    Only the low two bits of other flags are allowed (the action returned when the slot is
+    empty); anything else is XDP_ABORTED.  A broadcast redirects without a lookup.  The test
+    run stops at the verdict (XDP_REDIRECT): nothing is sent, so only the target is recorded.
+    """
     bpf_map = m.map_at(map_ptr)
-    if flags & ~(XDP_ACTION_MASK | BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS):
+    mtype = bpf_map.mapdef.type
+    if mtype not in (MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP):
+        raise _trap(f"bpf_redirect_map on map {bpf_map.name!r} of type {mtype.kernel_name}, "
+                    "which the kernel verifier refuses")
+    allowed = XDP_ACTION_MASK
+    if mtype in (MapType.DEVMAP, MapType.DEVMAP_HASH):
+        allowed |= BPF_F_BROADCAST | BPF_F_EXCLUDE_INGRESS
+    if flags & ~allowed:
         return XdpAction.ABORTED
-    if bpf_map.mapdef.type not in (MapType.DEVMAP, MapType.DEVMAP_HASH, MapType.CPUMAP, MapType.XSKMAP):
-        raise _trap(f"bpf_redirect_map on map {bpf_map.name!r} of type {bpf_map.mapdef.type.kernel_name}")
     key_bytes = u32(key).to_bytes(4, "little")
-    if isinstance(bpf_map, ArrayMap):
-        found = bpf_map.present(key_bytes)
-    else:
-        found = isinstance(bpf_map, HashMap) and bpf_map.lookup(key_bytes) is not None
-    if not found:
+    if bpf_map.lookup(key_bytes) is None and not flags & BPF_F_BROADCAST:
         return flags & XDP_ACTION_MASK
     m.redirect = u32(key)
     return XdpAction.REDIRECT
+
+
+# -- FIB and MTU -----------------------------------------------------------------------------
+
+AF_INET = 2
+AF_INET6 = 10
+BPF_FIB_LOOKUP_DIRECT = 1
+BPF_FIB_LOOKUP_OUTPUT = 2
+BPF_FIB_LOOKUP_SKIP_NEIGH = 4
+BPF_FIB_LOOKUP_TBID = 8
+BPF_FIB_LOOKUP_SRC = 16
+BPF_FIB_LOOKUP_MARK = 32
+BPF_FIB_LOOKUP_MASK = 0x3F
+FIB_PARAMS_SIZE = 64          # sizeof(struct bpf_fib_lookup)
+
+
+class FibRet:
+    SUCCESS = 0
+    BLACKHOLE = 1
+    UNREACHABLE = 2
+    PROHIBIT = 3
+    NOT_FWDED = 4
+    FWD_DISABLED = 5
+    UNSUPP_LWT = 6
+    NO_NEIGH = 7
+    FRAG_NEEDED = 8
+    NO_SRC_ADDR = 9
+
+
+def _v6_strict(addr: bytes) -> bool:
+    """rt6_need_strict: multicast, link-local or loopback addresses are never forwarded."""
+    return addr[0] == 0xFF or (addr[0] == 0xFE and addr[1] & 0xC0 == 0x80) or addr == bytes(15) + b"\x01"
+
+
+def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
+    """bpf_xdp_fib_lookup / bpf_skb_fib_lookup against the run's :class:`~nfpjit.ebpf.net.Net`."""
+    if u32(plen) < FIB_PARAMS_SIZE:
+        return -Errno.EINVAL
+    flags = u32(flags)
+    if flags & ~BPF_FIB_LOOKUP_MASK:
+        return -Errno.EINVAL
+    raw = bytearray(m.read(params_ptr, FIB_PARAMS_SIZE))
+    family = raw[0]
+    if family == AF_INET:
+        v6 = False
+        dst, src = bytes(raw[32:36]), bytes(raw[16:20])
+    elif family == AF_INET6:
+        v6 = True
+        dst, src = bytes(raw[32:48]), bytes(raw[16:32])
+        if _v6_strict(dst) or _v6_strict(src):
+            return FibRet.NOT_FWDED
+    else:
+        return -Errno.EAFNOSUPPORT
+    net = m.net
+    ifindex = int.from_bytes(raw[8:12], "little")
+    dev = net.device(ifindex)
+    if dev is None:
+        return -Errno.ENODEV
+    if not (dev.forwarding6 if v6 else dev.forwarding):
+        return FibRet.FWD_DISABLED
+    if flags & BPF_FIB_LOOKUP_TBID and flags & BPF_FIB_LOOKUP_DIRECT:
+        tbid = int.from_bytes(raw[48:52], "little")
+        if tbid and tbid != 254:
+            return FibRet.NOT_FWDED  # only the main table is modelled
+    route = net.lookup(dst)
+    if route is None:
+        return FibRet.NOT_FWDED
+    if route.type == "blackhole":
+        return FibRet.BLACKHOLE
+    if route.type == "unreachable":
+        return FibRet.UNREACHABLE
+    if route.type == "prohibit":
+        return FibRet.PROHIBIT
+    if route.type != "unicast":
+        return FibRet.NOT_FWDED
+    out = net.device(route.dev)
+    if out is None:
+        return FibRet.NOT_FWDED
+    mtu = 0
+    if m.program.prog_type == ProgType.XDP or int.from_bytes(raw[6:8], "little"):
+        mtu = route.mtu or out.mtu
+        if int.from_bytes(raw[6:8], "little") > mtu:
+            raw[6:8] = mtu.to_bytes(2, "little")
+            m.write(params_ptr, bytes(raw))
+            return FibRet.FRAG_NEEDED
+    raw[12:16] = route.metric.to_bytes(4, "little")
+    raw[8:12] = out.ifindex.to_bytes(4, "little")
+    import ipaddress
+
+    if route.via is not None:
+        gw = ipaddress.ip_address(route.via).packed
+        if len(gw) == 16 and not v6:
+            raw[0] = AF_INET6
+            raw[32:48] = gw
+        else:
+            raw[32:32 + len(gw)] = gw
+    nh = bytes(raw[32:48]) if raw[0] == AF_INET6 else bytes(raw[32:36])
+    ret = FibRet.SUCCESS
+    if not flags & BPF_FIB_LOOKUP_SKIP_NEIGH:
+        mac = net.neighbours.get((out.ifindex, str(ipaddress.ip_address(nh))))
+        if mac is None:
+            m.write(params_ptr, bytes(raw))
+            return FibRet.NO_NEIGH
+        raw[58:64] = mac
+        raw[52:58] = out.mac
+    raw[48:52] = bytes(4)          # h_vlan_proto, h_vlan_TCI
+    if mtu:
+        raw[6:8] = mtu.to_bytes(2, "little")
+    m.write(params_ptr, bytes(raw))
+    return ret
+
+
+BPF_MTU_CHK_RET_SUCCESS = 0
+BPF_MTU_CHK_RET_FRAG_NEEDED = 1
+
+
+def check_mtu(m, ctx: int, ifindex: int, mtu_ptr: int, len_diff: int, flags: int) -> int:
+    """bpf_xdp_check_mtu: the packet (or *mtu_len as an L3 length) plus len_diff against the device MTU."""
+    _need_xdp(m, "check_mtu")
+    if flags:
+        return -Errno.EINVAL
+    ifindex = u32(ifindex)
+    dev = m.net.device(ifindex if ifindex else (m.ctx.pin.ingress_ifindex or 1))
+    if dev is None:
+        return -Errno.ENODEV
+    mtu_len = int.from_bytes(m.read(mtu_ptr, 4), "little")
+    length = m.packet.length
+    if mtu_len:
+        length = mtu_len + dev.hard_header_len
+    length = s32(length + s32(len_diff))
+    ret = BPF_MTU_CHK_RET_FRAG_NEEDED if length > dev.mtu + dev.hard_header_len else BPF_MTU_CHK_RET_SUCCESS
+    m.write(mtu_ptr, dev.mtu.to_bytes(4, "little"))
+    return ret
 
 
 def tail_call(m, ctx: int, map_ptr: int, index: int) -> int:
@@ -470,6 +731,16 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.skb_store_bytes, 5, skb_store_bytes),
         HelperSpec(Helper.l3_csum_replace, 5, l3_csum_replace),
         HelperSpec(Helper.l4_csum_replace, 5, l4_csum_replace),
+        HelperSpec(Helper.map_push_elem, 3, map_push_elem),
+        HelperSpec(Helper.map_pop_elem, 2, map_pop_elem),
+        HelperSpec(Helper.map_peek_elem, 2, map_peek_elem),
+        HelperSpec(Helper.ringbuf_output, 4, ringbuf_output),
+        HelperSpec(Helper.ringbuf_reserve, 3, ringbuf_reserve),
+        HelperSpec(Helper.ringbuf_submit, 2, ringbuf_submit),
+        HelperSpec(Helper.ringbuf_discard, 2, ringbuf_discard),
+        HelperSpec(Helper.ringbuf_query, 2, ringbuf_query),
+        HelperSpec(Helper.fib_lookup, 4, fib_lookup),
+        HelperSpec(Helper.check_mtu, 5, check_mtu),
     )
 }
 

@@ -118,8 +118,12 @@ class Machine:
 
     def __init__(self, program: Program, maps: MapStore, *, budget: int, seed: int, clock_ns: int,
                  clock_step_ns: int, prog_array_programs: dict | None, trace: bool,
-                 strict_registers: bool = True, stack_fill: int = 0):
+                 strict_registers: bool = True, stack_fill: int = 0, net=None):
+        from nfpjit.ebpf.net import Net
+
         self.program = program
+        self.net = net if net is not None else Net.default()
+        self._ringbuf_records: dict[int, tuple] = {}
         self.strict = strict_registers
         self.stack_fill = bytes([stack_fill & 0xFF]) * STACK_SIZE
         self.maps = maps
@@ -175,6 +179,20 @@ class Machine:
     def scratch_ptr(self, data: bytes, name: str) -> int:
         """The address of a fresh read-only-by-convention copy of ``data`` (e.g. a key handed to a callback)."""
         return self.add_region(RegionKind.MAP_VALUE, bytearray(data), name).base
+
+    def ringbuf_record_ptr(self, rb, rec: list) -> int:
+        """The address of a reserved ring buffer record (valid until submit/discard)."""
+        region = self.add_region(RegionKind.MAP_VALUE, rec[0], f"{rb.name} record")
+        self._ringbuf_records[region.base] = (rb, rec, region)
+        return region.base
+
+    def ringbuf_record_at(self, ptr: int | None) -> tuple:
+        got = self._ringbuf_records.pop(ptr or 0, None)
+        if got is None:
+            raise Trap("ring buffer submit/discard of a pointer that bpf_ringbuf_reserve did not return", ptr)
+        rb, rec, region = got
+        self.drop_region(region)
+        return rb, rec
 
     def map_ptr(self, bpf_map: BpfMap) -> int:
         region = self._map_regions.get(id(bpf_map))
@@ -706,7 +724,14 @@ def _call(vm: Machine, i: Insn, pc: int) -> int:
         r[10] = stack.base + STACK_SIZE
         return pc + 1 + i.imm
     if i.src == CallKind.KFUNC:
-        raise Trap(f"kfunc call (btf id {i.imm}) is not supported by the interpreter")
+        from nfpjit.ebpf.kfuncs import call_kfunc
+
+        result = call_kfunc(vm, vm.frames[-1].program, pc, i)
+        r = vm.regs
+        r[0] = result & MASK64
+        if vm.strict:
+            r[1] = r[2] = r[3] = r[4] = r[5] = None
+        return pc + 1
     spec = HELPERS.get(i.imm)
     if spec is None:
         name = Helper(i.imm).name if i.imm in Helper._value2member_map_ else None
@@ -959,15 +984,50 @@ def _prepare(program: Program, maps: MapStore | None, budget: int, kwargs) -> Ma
         raise UsageError(f"expected a Program, got {type(program).__name__}")
     if budget <= 0:
         raise UsageError(f"instruction budget must be positive, not {budget}")
+    check_modelled(program)
     if maps is None:
         maps = MapStore.from_program(program)
     return Machine(program, maps, budget=budget, **kwargs)
 
 
+def check_modelled(program: Program) -> None:
+    """Raise UnsupportedError naming the first kernel helper or kfunc the program calls that is not modelled.
+
+    A program that uses something the interpreter cannot run gets this one clear error before
+    it runs instead of a fault the kernel would never give.  Helper ids the kernel does not
+    know either stay run-time faults (as a kernel would refuse to load them).
+    """
+    from nfpjit.errors import UnsupportedError
+    from nfpjit.ebpf.kfuncs import KFUNCS
+
+    for pc, insn in program.slots():
+        try:
+            if not insn.is_call:
+                continue
+        except (ValueError, TypeError):
+            continue   # a malformed hand-built instruction: it faults when it runs
+        where = f"{program.source_path or program.name}: insn {pc}"
+        loc = program.line_info.get(pc)
+        if loc is not None:
+            where += f" ({loc})"
+        if insn.src == CallKind.HELPER and insn.imm not in HELPERS and insn.imm in Helper._value2member_map_:
+            name = Helper(insn.imm).name
+            hint = ("bpf timers need a kernel clock and deferred callbacks, which a single test run does not "
+                    "have" if name.startswith("timer_") else "docs/interpreter.md lists the helpers it models")
+            raise UnsupportedError(f"helper bpf_{name} (id {insn.imm}) is not modelled by the interpreter",
+                                   where=where, hint=hint)
+        if insn.src == CallKind.KFUNC:
+            name = program.kfuncs.get(pc)
+            if name not in KFUNCS:
+                what = name or f"btf id {insn.imm}"
+                raise UnsupportedError(f"kfunc {what} is not modelled by the interpreter", where=where,
+                                       hint="modelled kfuncs: " + ", ".join(sorted(KFUNCS)))
+
+
 def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = None,
         prog_array_programs: dict | None = None, budget: int = DEFAULT_BUDGET, trace: bool = False,
         seed: int = 0, clock_ns: int = 0, clock_step_ns: int = 0,
-        tailroom: int | None = 256, stack_fill: int = 0) -> RunResult:
+        tailroom: int | None = 256, stack_fill: int = 0, net=None) -> RunResult:
     """Run an XDP or TC (direct-action) program on one packet.
 
     ``maps`` is updated in place (pass one to keep state across packets); the
@@ -979,6 +1039,8 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
     (a 4096-byte frame), which is what the kernel oracle sees.  New stack frames are
     filled with the byte ``stack_fill``: running twice with different fills shows
     whether a program reads stack it never wrote (the kernel gives such reads garbage).
+    ``net`` (a :class:`nfpjit.ebpf.net.Net`) is the network namespace bpf_fib_lookup and
+    bpf_check_mtu see; None is a fresh namespace with only ``lo`` (forwarding off).
     """
     if isinstance(packet, (bytes, bytearray, memoryview)):
         packet = PacketIn(bytes(packet))
@@ -989,7 +1051,7 @@ def run(program: Program, packet: PacketIn | bytes, *, maps: MapStore | None = N
                          hint="use run_raw for programs that take a raw memory block")
     vm = _prepare(program, maps, budget, dict(seed=seed, clock_ns=clock_ns, clock_step_ns=clock_step_ns,
                                               prog_array_programs=prog_array_programs, trace=trace,
-                                              stack_fill=stack_fill))
+                                              stack_fill=stack_fill, net=net))
     vm.setup_packet(packet, tailroom=tailroom)
     return vm.run([vm.ctx_addr])
 

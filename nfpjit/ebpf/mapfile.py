@@ -4,6 +4,10 @@ The format is one table per map::
 
     {"counters": [{"key": "00000000", "value": "2a00000000000000"}, ...]}
 
+An outer map (array/hash of maps) takes ``{"key": K, "map": [inner entries...]}`` (a new inner
+map made from its template, filled with those entries) or ``{"key": K, "map": "name"}`` (a map
+of the program); queue and stack maps take ``{"value": V}`` entries, pushed in file order.
+
 Keys and values are hex strings of exactly the map's key/value size, or
 non-negative integers, which are stored little-endian in that many bytes (as
 the host kernel would).  In TOML the same shape is ``[[counters]]`` array
@@ -17,9 +21,21 @@ import json
 import tomllib
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from nfpjit.errors import LoadError
-from nfpjit.ebpf.maps import MapStore
+from nfpjit.ebpf.maps import MapOfMaps, MapStore, QueueStackMap
+from nfpjit.ebpf.opcodes import MapType
 from nfpjit.ebpf.result import MapState
+
+
+@dataclass(frozen=True)
+class InnerMap:
+    """An outer map's value in a map file: an existing map by ``name``, or a fresh inner map
+    (made from the outer map's template) holding ``entries``."""
+
+    name: str | None = None
+    entries: tuple = ()
 
 
 def _field(raw, size: int, what: str, where: str) -> bytes:
@@ -57,12 +73,48 @@ def parse_entries(doc: object, maps: MapStore, *, source: str = "<map file>") ->
         rows = []
         for n, entry in enumerate(entries):
             where = f"{source}: map {name!r} entry {n}"
+            if isinstance(bpf_map, MapOfMaps):
+                rows.append(_inner_entry(entry, bpf_map, maps, where))
+                continue
+            if isinstance(bpf_map, QueueStackMap):
+                if not isinstance(entry, dict) or set(entry) - {"key", "value"} or "value" not in entry:
+                    raise LoadError("a queue/stack entry needs the field 'value'", where=where)
+                rows.append((b"", _field(entry["value"], bpf_map.value_size, "value", where)))
+                continue
+            if bpf_map.mapdef.type == MapType.RINGBUF:
+                raise LoadError("a ring buffer cannot be preloaded", where=where)
             if not isinstance(entry, dict) or set(entry) != {"key", "value"}:
                 raise LoadError("an entry needs exactly the fields 'key' and 'value'", where=where)
             rows.append((_field(entry["key"], bpf_map.key_size, "key", where),
                          _field(entry["value"], bpf_map.value_size, "value", where)))
         out[name] = rows
     return out
+
+
+def _inner_entry(entry, outer: MapOfMaps, maps: MapStore, where: str) -> tuple[bytes, InnerMap]:
+    if not isinstance(entry, dict) or set(entry) != {"key", "map"}:
+        raise LoadError(f"an entry of map-in-map {outer.name!r} needs exactly the fields 'key' and 'map'",
+                        where=where, hint='"map": "name of a map" or "map": [{"key": ..., "value": ...}, ...]')
+    key = _field(entry["key"], outer.key_size, "key", where)
+    spec = entry["map"]
+    if isinstance(spec, str):
+        inner = maps.get(spec) or maps.hidden.get(spec)
+        if inner is None:
+            raise LoadError(f"no map named {spec!r} to put into {outer.name!r}", where=where)
+        why = outer.compatible(inner)
+        if why is not None:
+            raise LoadError(why, where=where)
+        return key, InnerMap(name=spec)
+    if not isinstance(spec, list):
+        raise LoadError("'map' must be a map name or a list of entries", where=where)
+    template = outer.new_inner(f"{outer.name}[{key.hex()}]")
+    rows = []
+    for n, e in enumerate(spec):
+        w = f"{where}: inner entry {n}"
+        if not isinstance(e, dict) or set(e) != {"key", "value"}:
+            raise LoadError("an entry needs exactly the fields 'key' and 'value'", where=w)
+        rows.append((_field(e["key"], template.key_size, "key", w), _field(e["value"], template.value_size, "value", w)))
+    return key, InnerMap(entries=tuple(rows))
 
 
 def read_map_entries(path: str | Path, maps: MapStore) -> dict[str, list[tuple[bytes, bytes]]]:
@@ -99,7 +151,19 @@ def apply_entries(entries: dict[str, list[tuple[bytes, bytes]]], maps: MapStore,
     for name, rows in entries.items():
         bpf_map = maps.by_name(name)
         for n, (key, value) in enumerate(rows):
-            err = bpf_map.update(key, value, 0)
+            if isinstance(bpf_map, MapOfMaps):
+                if value.name is not None:
+                    inner = maps.get(value.name) or maps.hidden[value.name]
+                else:
+                    inner = bpf_map.new_inner(f"{bpf_map.name}[{key.hex()}]")
+                    for k, v in value.entries:
+                        err = inner.update(k, v, 0)
+                        if err:
+                            raise LoadError(f"the inner map refused the entry (errno {-err})",
+                                            where=f"{source}: map {name!r} entry {n}")
+                err = bpf_map.set_inner(key, inner)
+            else:
+                err = bpf_map.update(key, value, 0)
             if err:
                 raise LoadError(f"the map refused the entry (errno {-err})", where=f"{source}: map {name!r} entry {n}",
                                 hint="array indices must be below max_entries; hashes hold max_entries entries")
@@ -114,4 +178,4 @@ def write_map_file(path: str | Path, state: MapState) -> None:
     Path(path).write_text(json.dumps(state_to_json(state), indent=2) + "\n")
 
 
-__all__ = ["read_map_entries", "load_map_file", "parse_entries", "apply_entries", "state_to_json", "write_map_file"]
+__all__ = ["InnerMap", "read_map_entries", "load_map_file", "parse_entries", "apply_entries", "state_to_json", "write_map_file"]

@@ -33,7 +33,11 @@ class Errno(IntEnum):
     EEXIST = 17
     EINVAL = 22
     ENOSPC = 28
+    ENODEV = 19
+    EAGAIN = 11
+    EOVERFLOW = 75
     EOPNOTSUPP = 95
+    EAFNOSUPPORT = 97
     ENOTSUPP = 524
 
 
@@ -242,8 +246,231 @@ class LpmTrieMap(BpfMap):
         return [(k, bytes(v)) for k, v in self.nodes.values()]
 
 
-_ARRAY_TYPES = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.DEVMAP,
-                MapType.CPUMAP, MapType.XSKMAP, MapType.PERF_EVENT_ARRAY}
+class RedirectArrayMap(ArrayMap):
+    """DEVMAP, CPUMAP, XSKMAP: a slot holds a device (ifindex), a CPU queue (qsize) or an AF_XDP socket.
+
+    The value user space wrote is kept; an all-zero value is an empty slot, and a lookup of an
+    empty slot (from the program or from user space) finds nothing, as in the kernel.  The test
+    run has no AF_XDP sockets: XSKMAP slots stay empty unless a caller fills them on purpose.
+    """
+
+    def lookup(self, key: bytes) -> bytearray | None:
+        v = super().lookup(key)
+        return v if v is not None and any(v) else None
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        if not _flags_ok(flags):
+            return -Errno.EINVAL
+        i = self._index(key)
+        if i >= len(self.values):
+            return -Errno.E2BIG
+        if flags == MapUpdateFlag.NOEXIST and any(self.values[i]):
+            return -Errno.EEXIST
+        if self.mapdef.type == MapType.CPUMAP and int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little") > 16384:
+            return -Errno.EOVERFLOW
+        self.values[i][:] = bytes(value[: self.value_size]).ljust(self.value_size, b"\0")
+        return 0
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return [(i.to_bytes(4, "little"), bytes(v)) for i, v in enumerate(self.values) if any(v)]
+
+
+class QueueStackMap(BpfMap):
+    """QUEUE (FIFO) and STACK (LIFO): no keys, ``push``/``pop``/``peek`` as the kernel's queue_stack_maps.c.
+
+    ``items()`` lists the elements in the order pops would return them, keyed by position (u32).
+    """
+
+    def __init__(self, mapdef: MapDef, *, stack: bool):
+        super().__init__(mapdef)
+        self.stack = stack
+        self.elems: list[bytes] = []   # oldest first
+
+    def push(self, value: bytes, flags: int = 0) -> int:
+        if flags & MapUpdateFlag.NOEXIST or flags > MapUpdateFlag.EXIST:
+            return -Errno.EINVAL
+        value = bytes(value[: self.value_size]).ljust(self.value_size, b"\0")
+        if len(self.elems) >= self.mapdef.max_entries:
+            if flags != MapUpdateFlag.EXIST or not self.elems:
+                return -Errno.E2BIG
+            self.elems.pop(0)  # BPF_EXIST: overwrite the oldest element
+        self.elems.append(value)
+        return 0
+
+    def peek(self) -> bytes | None:
+        if not self.elems:
+            return None
+        return self.elems[-1] if self.stack else self.elems[0]
+
+    def pop(self) -> bytes | None:
+        if not self.elems:
+            return None
+        return self.elems.pop() if self.stack else self.elems.pop(0)
+
+    def lookup(self, key: bytes) -> bytearray | None:
+        got = self.peek()
+        return None if got is None else bytearray(got)
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        return self.push(value, flags)
+
+    def delete(self, key: bytes) -> int:
+        return -Errno.EINVAL
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        order = list(reversed(self.elems)) if self.stack else list(self.elems)
+        return [(i.to_bytes(4, "little"), v) for i, v in enumerate(order)]
+
+
+BPF_RINGBUF_HDR_SZ = 8
+RINGBUF_MAX_RECORD_SZ = (1 << 28) - 1  # UINT_MAX / 4 in the kernel, far beyond any map here
+
+
+class RingBufMap(BpfMap):
+    """RINGBUF: records of ``round_up(size + 8, 8)`` bytes in a ring of ``max_entries`` bytes.
+
+    Nobody consumes during a run (as in a test run with no reader), so the ring fills up: a
+    reservation fails (NULL, or -EAGAIN for bpf_ringbuf_output) once ``producer - consumer``
+    would exceed the size.  ``items()`` lists the submitted records in order, keyed by their
+    position among them (u32); discarded records take space but are not listed.  ``consume()``
+    empties the ring (a reader caught up).
+    """
+
+    def __init__(self, mapdef: MapDef):
+        super().__init__(mapdef)
+        self.size = mapdef.max_entries
+        self.prod_pos = 0
+        self.cons_pos = 0
+        self.records: list[list] = []   # [data bytearray, state] with state "busy"/"done"/"discarded"
+
+    def reserve(self, size: int) -> list | None:
+        if size > RINGBUF_MAX_RECORD_SZ:
+            return None
+        length = (size + BPF_RINGBUF_HDR_SZ + 7) & ~7
+        if length > self.size:
+            return None
+        if self.prod_pos + length - self.cons_pos > self.size:
+            return None
+        rec = [bytearray(size), "busy"]
+        self.prod_pos += length
+        self.records.append(rec)
+        return rec
+
+    def avail_data(self) -> int:
+        return self.prod_pos - self.cons_pos
+
+    def consume(self) -> None:
+        self.cons_pos = self.prod_pos
+        self.records = []
+
+    def lookup(self, key: bytes) -> bytearray | None:
+        return None
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        return -Errno.ENOTSUPP
+
+    def delete(self, key: bytes) -> int:
+        return -Errno.ENOTSUPP
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        done = [bytes(r[0]) for r in self.records if r[1] == "done"]
+        return [(i.to_bytes(4, "little"), d) for i, d in enumerate(done)]
+
+
+class MapOfMaps(BpfMap):
+    """ARRAY_OF_MAPS and HASH_OF_MAPS: the values are maps built from the inner-map template.
+
+    A lookup (from the program) gives the inner :class:`BpfMap` or None; user space stores
+    maps with :meth:`set_inner`.  ``items()`` is empty: the inner maps are dumped on their own
+    as ``outer[key hex]`` (see :meth:`MapStore.dump`).
+    """
+
+    def __init__(self, mapdef: MapDef):
+        super().__init__(mapdef)
+        if mapdef.inner is None:
+            raise UsageError(f"map-in-map {mapdef.name!r} has no inner map definition", where=mapdef.name,
+                             hint="declare __array(values, struct { ... }) in the outer map")
+        self.is_array = mapdef.type == MapType.ARRAY_OF_MAPS
+        self.slots: dict[bytes, BpfMap] = {}
+
+    def _key(self, key: bytes) -> bytes:
+        return bytes(key[: self.key_size]).ljust(self.key_size, b"\0")
+
+    def inner_of(self, key: bytes) -> BpfMap | None:
+        return self.slots.get(self._key(key))
+
+    def compatible(self, inner: BpfMap) -> str | None:
+        """Why ``inner`` cannot go into this map (the kernel's bpf_map_meta_equal), or None."""
+        t, d = self.mapdef.inner, inner.mapdef
+        if d.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.PROG_ARRAY):
+            return f"a {d.type.kernel_name} cannot be an inner map"
+        if (t.type, t.key_size, t.value_size, t.flags & ~BPF_F_INNER_MAP) != \
+                (d.type, d.key_size, d.value_size, d.flags & ~BPF_F_INNER_MAP):
+            return (f"inner map {d.name!r} ({d.type.kernel_name}, key {d.key_size}, value {d.value_size}) does not "
+                    f"match the template ({t.type.kernel_name}, key {t.key_size}, value {t.value_size})")
+        if t.type == MapType.ARRAY and not t.flags & BPF_F_INNER_MAP and t.max_entries != d.max_entries:
+            return f"inner array {d.name!r} has {d.max_entries} entries, the template {t.max_entries}"
+        return None
+
+    def set_inner(self, key: bytes, inner: BpfMap | None, flags: int = 0) -> int:
+        if not _flags_ok(flags):
+            return -Errno.EINVAL
+        key = self._key(key)
+        if inner is None:
+            return self.delete(key)
+        if self.compatible(inner) is not None:
+            return -Errno.EINVAL
+        if self.is_array:
+            i = int.from_bytes(key[:4].ljust(4, b"\0"), "little")
+            if i >= self.mapdef.max_entries:
+                return -Errno.E2BIG
+            if flags == MapUpdateFlag.NOEXIST:
+                return -Errno.EEXIST
+        else:
+            if key in self.slots and flags == MapUpdateFlag.NOEXIST:
+                return -Errno.EEXIST
+            if key not in self.slots and flags == MapUpdateFlag.EXIST:
+                return -Errno.ENOENT
+            if key not in self.slots and len(self.slots) >= self.mapdef.max_entries:
+                return -Errno.E2BIG
+        self.slots[key] = inner
+        return 0
+
+    def new_inner(self, name: str) -> BpfMap:
+        """A fresh map made from the template (what user space creates to fill a slot)."""
+        from dataclasses import replace
+
+        return create_map(replace(self.mapdef.inner, name=name))
+
+    def lookup(self, key: bytes) -> bytearray | None:
+        return None  # not a value: the interpreter's helper asks inner_of()
+
+    def update(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        return -Errno.EINVAL  # values are maps: use set_inner
+
+    def delete(self, key: bytes) -> int:
+        key = self._key(key)
+        if self.is_array:
+            i = int.from_bytes(key[:4].ljust(4, b"\0"), "little")
+            if i >= self.mapdef.max_entries:
+                return -Errno.E2BIG
+            self.slots.pop(key, None)
+            return 0
+        if self.slots.pop(key, None) is None:
+            return -Errno.ENOENT
+        return 0
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def inner_items(self) -> list[tuple[bytes, BpfMap]]:
+        return sorted(self.slots.items())
+
+
+BPF_F_INNER_MAP = 0x1000
+
+_ARRAY_TYPES = {MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY}
+_REDIRECT_TYPES = {MapType.DEVMAP, MapType.CPUMAP, MapType.XSKMAP}
 _HASH_TYPES = {MapType.HASH, MapType.PERCPU_HASH, MapType.DEVMAP_HASH}
 _LRU_TYPES = {MapType.LRU_HASH, MapType.LRU_PERCPU_HASH}
 
@@ -254,6 +481,17 @@ def create_map(mapdef: MapDef) -> BpfMap:
         raise UsageError(f"map {mapdef.name!r} has a negative size", where=mapdef.name)
     if mapdef.type in _ARRAY_TYPES:
         return ArrayMap(mapdef)
+    if mapdef.type in _REDIRECT_TYPES:
+        return RedirectArrayMap(mapdef)
+    if mapdef.type in (MapType.QUEUE, MapType.STACK):
+        return QueueStackMap(mapdef, stack=mapdef.type == MapType.STACK)
+    if mapdef.type == MapType.RINGBUF:
+        if mapdef.max_entries <= 0 or mapdef.max_entries & (mapdef.max_entries - 1) or mapdef.max_entries % 4096:
+            raise UsageError(f"ring buffer {mapdef.name!r} needs a power-of-2 size of at least a page, "
+                             f"not {mapdef.max_entries}", where=mapdef.name)
+        return RingBufMap(mapdef)
+    if mapdef.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS):
+        return MapOfMaps(mapdef)
     if mapdef.type in _HASH_TYPES:
         return HashMap(mapdef)
     if mapdef.type in _LRU_TYPES:
@@ -263,7 +501,8 @@ def create_map(mapdef: MapDef) -> BpfMap:
             raise UsageError(f"LPM trie {mapdef.name!r} needs a key of more than 4 bytes", where=mapdef.name)
         return LpmTrieMap(mapdef)
     raise UnsupportedError(f"map type {mapdef.type.kernel_name} is not modelled by the interpreter",
-                           where=mapdef.name, hint="use array, hash, LRU, LPM trie, per-CPU or redirect maps")
+                           where=mapdef.name, hint="modelled: array, hash, LRU, LPM trie, per-CPU, prog array, devmap(_hash), cpumap, "
+                                "xskmap, perf event array, queue, stack, ringbuf, array/hash of maps")
 
 
 # Maps whose contents a dump shows: the ones holding data user space can read back
@@ -271,6 +510,7 @@ def create_map(mapdef: MapDef) -> BpfMap:
 DUMPED_MAP_TYPES = frozenset({
     MapType.ARRAY, MapType.PERCPU_ARRAY, MapType.HASH, MapType.PERCPU_HASH,
     MapType.LRU_HASH, MapType.LRU_PERCPU_HASH, MapType.LPM_TRIE,
+    MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
 })
 
 
@@ -279,10 +519,30 @@ class MapStore:
 
     def __init__(self, maps: list[BpfMap] | tuple[BpfMap, ...] = ()):
         self.maps: list[BpfMap] = list(maps)
+        self.hidden: dict[str, BpfMap] = {}   # inner maps only reachable through an outer map
 
     @classmethod
     def from_program(cls, program: Program) -> "MapStore":
-        return cls([create_map(m) for m in program.maps])
+        store = cls([create_map(m) for m in program.maps])
+        store.fill_initial_slots()
+        return store
+
+    def fill_initial_slots(self) -> None:
+        """Put the maps named in outer maps' ``__array(values, ...)`` initialisers into their slots."""
+        for m in list(self.maps):
+            if isinstance(m, MapOfMaps):
+                for key, inner_def in m.mapdef.slots:
+                    inner = self.get(inner_def.name) or self.hidden.get(inner_def.name)
+                    if inner is None:
+                        inner = create_map(inner_def)
+                        self.hidden[inner_def.name] = inner
+                    why = m.compatible(inner)
+                    if why is not None:
+                        raise UsageError(f"map {m.name!r}: {why}", where=m.name)
+                    err = m.set_inner(key, inner)
+                    if err:
+                        raise UsageError(f"map {m.name!r}: slot {key.hex()} refuses {inner.name!r} (errno {-err})",
+                                         where=m.name)
 
     def __getitem__(self, index: int) -> BpfMap:
         return self.maps[index]
@@ -316,7 +576,14 @@ class MapStore:
 
     def dump(self) -> MapState:
         """Contents of the data maps (see DUMPED_MAP_TYPES): arrays every index, others present entries."""
-        return {m.name: dict(m.items()) for m in self.maps if m.mapdef.type in DUMPED_MAP_TYPES}
+        out = {m.name: dict(m.items()) for m in self.maps if m.mapdef.type in DUMPED_MAP_TYPES}
+        for m in self.maps:
+            if isinstance(m, MapOfMaps):
+                for key, inner in m.inner_items():
+                    if inner.mapdef.type in DUMPED_MAP_TYPES:
+                        out[f"{m.name}[{key.hex()}]"] = dict(inner.items())
+        return out
 
 
-__all__ = ["DUMPED_MAP_TYPES", "Errno", "BpfMap", "ArrayMap", "HashMap", "LpmTrieMap", "MapStore", "create_map"]
+__all__ = ["DUMPED_MAP_TYPES", "Errno", "BpfMap", "ArrayMap", "HashMap", "LpmTrieMap", "MapStore", "create_map",
+           "RedirectArrayMap", "QueueStackMap", "RingBufMap", "MapOfMaps", "BPF_F_INNER_MAP"]

@@ -39,9 +39,13 @@ class MapDef:
     flags: int = 0
     initial: bytes | None = None
     origin: str = "btf"  # "btf" (.maps), "legacy" (maps section), "global" (.data/.rodata/.bss), "asm"
+    # Map-in-map (ARRAY_OF_MAPS, HASH_OF_MAPS): the inner-map template from BTF
+    # ``__array(values, struct {...})`` and the slots its initialiser fills: (key bytes, inner map).
+    inner: "MapDef | None" = None
+    slots: tuple = ()
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "type": self.type.kernel_name,
             "key_size": self.key_size,
@@ -49,6 +53,10 @@ class MapDef:
             "max_entries": self.max_entries,
             "flags": self.flags,
         }
+        if self.inner is not None:
+            out["inner"] = self.inner.to_json()
+            out["slots"] = {k.hex(): m.name for k, m in self.slots}
+        return out
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,9 @@ class Program:
     functions: tuple[Function, ...] = ()
     line_info: dict[int, SourceLoc] = field(default_factory=dict, compare=False)
     source_path: str = ""
+    # kfunc calls (``call`` with src=KFUNC): pc -> kernel function name.  ``imm`` holds the
+    # function's BTF id in the running kernel's vmlinux BTF (0 when it could not be resolved).
+    kfuncs: dict[int, str] = field(default_factory=dict, compare=False)
 
     @cached_property
     def pcs(self) -> tuple[int, ...]:
