@@ -330,6 +330,8 @@ def lower_ldx(ctx, pc: int, insn: Insn) -> None:
         _load_stack(ctx, pc, insn, mem, facts)
     elif kind == RegKind.PACKET and _pkt_access(ctx, pc) is not None:
         _cached_load(ctx, pc, insn, _pkt_access(ctx, pc))
+    elif kind in (RegKind.PACKET, RegKind.MAP_VALUE) and _gathered(ctx, pc) is not None:
+        _gathered_load(ctx, pc, insn, mem, _gathered(ctx, pc))
     elif kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
         memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
@@ -578,12 +580,15 @@ def _cached_load(ctx, pc: int, insn: Insn, acc) -> None:
     """``R<dst>`` = ``acc.size`` packet bytes at ``acc.off`` from the cache (one instruction; two when straddling)."""
     _pkt_fill(ctx, pc)
     plan = _pkt_plan(ctx)
-    d = insn.dst
-    k, pos = divmod(acc.off, 4)
-    size = acc.size
+    window_load(ctx, insn.dst, lambda k: _pkt_word(plan, k), acc.off, acc.size)
+
+
+def window_load(ctx, d: int, word, off: int, size: int) -> None:
+    """``R<d>`` low word (both words for 8 bytes) = ``size`` bytes at byte ``off`` of registers ``word(k)``."""
+    k, pos = divmod(off, 4)
 
     def w(i):
-        return _pkt_word(plan, k + i)
+        return word(k + i)
 
     if size == 8 and pos == 0:
         ctx.emit(mov(lo_ab(d), w(0)))
@@ -681,6 +686,43 @@ def _pkt_cache_epilogue(ctx) -> None:
 
 
 EPILOGUE = _pkt_cache_epilogue
+
+
+# -- memcpy-gather (passes/memcpy_gather.py): a run of loads through one pointer, one bulk read ---------
+
+
+def _gather_loads(ctx) -> dict:
+    """The plan's gathered loads, less the runs the packet cache serves (computed once per lowering)."""
+    state = ctx.state.setdefault("lower_mem", {})
+    if "gather" not in state:
+        plan = ctx.plan("memcpy-gather") if ctx.enabled("memcpy-gather") else None
+        loads = dict(plan.loads) if plan is not None else {}
+        pkt = _pkt_plan(ctx)
+        if pkt is not None and loads:
+            dropped = {g.first for pc, (g, _) in loads.items() if pc in pkt.accesses}
+            loads = {pc: v for pc, v in loads.items() if v[0].first not in dropped}
+        state["gather"] = loads
+    return state["gather"]
+
+
+def _gathered(ctx, pc: int):
+    return _gather_loads(ctx).get(pc)
+
+
+def _gathered_load(ctx, pc: int, insn: Insn, mem, how) -> None:
+    """A load of a gathered run: the run's bulk read at its first load, then bytes from $in2.."""
+    from nfpjit.passes.memcpy_gather import FIRST_XFER
+
+    g, off = how
+    if pc == g.first:
+        memory, a, b = _mem_target(ctx, pc, g.base, g.ptr, mem, 4, False)
+        count = g.words
+        if count > 8:
+            ctx.emit(mov(NoDest(), Imm(count - 1)))
+            count = 0
+        ctx.emit(Instruction(Op.MEM_READ, mem=memory, xfer=Xfer(XferSide.IN, FIRST_XFER), a=a, b=b, count=count,
+                             ctx_swap=True))
+    window_load(ctx, insn.dst, lambda k: Xfer(XferSide.IN, FIRST_XFER + k), off, insn.size.nbytes)
 
 
 # -- atomics ------------------------------------------------------------------------------------
