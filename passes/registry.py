@@ -19,6 +19,7 @@ BUILTIN: dict[str, str] = {
     "mul-const": "nfpjit.passes.alu_lowering:MulConst",
     "map-cache": "nfpjit.passes.map_cache:MapCache",
     "pkt-cache": "nfpjit.passes.pkt_cache:PacketCache",
+    "memcpy-gather": "nfpjit.passes.memcpy_gather:MemcpyGather",
     # machine level (passes/machine.py is their dataflow)
     "dce": "nfpjit.passes.dce:Dce",
     "copy-prop": "nfpjit.passes.copy_prop:CopyProp",
