@@ -305,19 +305,20 @@ def _matches(text: str, checks, forbidden) -> bool:
 
 
 def golden_case(golden, name: str, source: str, before: str, the_pass: str, checks: list[str],
-                forbidden: list[str] = (), *, order: bool = False) -> tuple[str, str]:
+                forbidden: list[str] = (), *, order: bool = False, lower: str = None) -> tuple[str, str]:
     """Compile ``source`` with LOWER + ``before``, then also ``the_pass``: golden before/after listing + CHECKs.
 
     The CHECK patterns (in order) and CHECK-NOT patterns apply to the listing after the pass and
     must not all hold before it (the case shows the pass at work); both programs run against the
     interpreter on the crafted packets and the pass must not make the code longer.  ``order``:
     list the code in address order (``MProgram.listing``) instead of grouped under each eBPF
-    instruction (for passes that move code).
+    instruction (for passes that move code).  ``lower``: the lowering's passes (default: -O2's).
     """
     program = assemble(source)
-    spec = ",".join(x for x in (LOWER, before) if x)
+    spec = ",".join(x for x in (LOWER if lower is None else lower, before) if x)
     without = compile(program, passes=spec, profile="permissive")
-    with_pass = compile(program, passes=spec + "," + the_pass, profile="permissive", verify_each=True)
+    with_pass = compile(program, passes=",".join(x for x in (spec, the_pass) if x), profile="permissive",
+                        verify_each=True)
     render = (lambda mp: mp.listing()) if order else (lambda mp: listing(program, mp))
     text_before, text_after = render(without.mprogram), render(with_pass.mprogram)
     filecheck(text_after, checks)
