@@ -16,7 +16,7 @@ O1 = "zext-elim,branch-fold,save-live,lm-reuse,shift-range,exit-range"
 PIPELINES: dict[int, str] = {
     0: "",
     1: O1,
-    2: O1 + ",map-cache,subreg,mul-const,pkt-cache",
+    2: O1 + ",map-cache,subreg,mul-const,pkt-cache,memcpy-gather",
 }
 
 #: -O2's machine-level passes (passes/machine.py is their dataflow), after the lowering, in this order:
