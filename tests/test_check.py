@@ -667,11 +667,13 @@ def test_fuzzer_draws_valid_programs():
 # against the NFP offload rules: per-CPU/LPM/prog-array maps, non-NIC helpers, in-place writes to map
 # values (the real driver allows only atomic add there), map flags, context stores on TC.
 CORPUS_EXPECTED = {
+    "af_xdp": {"map-type", "ctx-load", "unsupported-helper"},   # xskmap, rx_queue_index, bpf_redirect_map
     "alu32_heavy": set(),
     "array_counter": {"map-value-write"},         # *packets += 1 through the lookup result
     "atomic_add": set(),                          # __sync_fetch_and_add on a map value: fine
     "bounded_loop": {"map-value-write"},          # *out = sum
     "bpf2bpf_call": set(),
+    "fib_router": {"ctx-load", "unsupported-helper"},  # ingress_ifindex; bpf_fib_lookup, bpf_redirect
     "global_data": {"map-flags", "map-value-write"},  # .data/.bss are mmapable arrays; seen_packets += 1
     "hash_counter": {"map-flags", "map-value-write"},  # BPF_F_NO_PREALLOC; *count += 1
     "ipip_encap": set(),                          # bpf_xdp_adjust_head is offloadable
@@ -682,6 +684,7 @@ CORPUS_EXPECTED = {
     "mac_swap_tx": set(),
     "parse_l2_l3_l4": {"map-value-write"},
     "percpu_array": {"map-type", "map-value-write"},
+    "redirect_maps": {"map-type", "unsupported-helper"},  # devmap, devmap_hash, cpumap; bpf_redirect_map
     "redirect": {"unsupported-helper", "ctx-load"},  # ctx->ingress_ifindex: the NIC gives data/data_end only
     "tail_call": {"tail-call", "map-type", "ctx-load"},  # ctx->rx_queue_index
     # skb->mark and skb->tc_classid; TC_ACT_OK is no verdict the NIC can carry out
@@ -695,7 +698,7 @@ CORPUS_EXPECTED = {
     "xdp_pass": set(),
 }
 
-UNFRIENDLY = {"percpu_array", "lpm_trie", "ktime", "tail_call", "redirect"}
+UNFRIENDLY = {"percpu_array", "lpm_trie", "ktime", "tail_call", "redirect", "af_xdp", "fib_router", "redirect_maps"}
 
 
 def _corpus_programs():

@@ -252,6 +252,21 @@ _HELPER_HINTS = {
     Helper.xdp_adjust_meta: "{name}: the NIC keeps no metadata area: carry the data in the packet",
     Helper.xdp_load_bytes: "{name}: read the packet directly through ctx->data after a bounds check",
     Helper.xdp_store_bytes: "{name}: write the packet directly through ctx->data after a bounds check",
+    Helper.check_mtu: "{name}: the NIC knows no host device MTUs: compare the packet length with a constant",
+    Helper.map_push_elem: "{name}: queue and stack maps live in the host: keep a ring of slots in an ARRAY map",
+    Helper.map_pop_elem: "{name}: queue and stack maps live in the host: keep a ring of slots in an ARRAY map",
+    Helper.map_peek_elem: "{name}: queue and stack maps live in the host: keep a ring of slots in an ARRAY map",
+    Helper.ringbuf_output: "{name}: the NIC has no ring buffer: send events with bpf_perf_event_output",
+    Helper.ringbuf_reserve: "{name}: the NIC has no ring buffer: send events with bpf_perf_event_output",
+    Helper.ringbuf_submit: "{name}: the NIC has no ring buffer: send events with bpf_perf_event_output",
+    Helper.ringbuf_discard: "{name}: the NIC has no ring buffer: send events with bpf_perf_event_output",
+    Helper.ringbuf_query: "{name}: the NIC has no ring buffer: send events with bpf_perf_event_output",
+    Helper.loop: "{name}: the NIC runs no callbacks: write a bounded loop the compiler can unroll",
+    Helper.for_each_map_elem: "{name}: the NIC runs no callbacks: walk the map from the host",
+    Helper.timer_init: "{name}: the NIC has no timers: expire state from the host",
+    Helper.timer_set_callback: "{name}: the NIC has no timers: expire state from the host",
+    Helper.timer_start: "{name}: the NIC has no timers: expire state from the host",
+    Helper.timer_cancel: "{name}: the NIC has no timers: expire state from the host",
 }
 
 _MAP_HINTS = {
@@ -267,11 +282,19 @@ _MAP_HINTS = {
     MapType.CPUMAP: "redirect targets live in the host: return XDP_TX or XDP_PASS",
     MapType.XSKMAP: "AF_XDP sockets live in the host: return XDP_PASS and redirect in a host program",
     MapType.RINGBUF: "use bpf_perf_event_output to send events to the host",
+    MapType.ARRAY_OF_MAPS: ("map-in-map is not offloadable: put the inner maps' index into the key of one "
+                            "HASH map (or one ARRAY with a slot range per inner map)"),
+    MapType.HASH_OF_MAPS: ("map-in-map is not offloadable: put the outer key into the key of one HASH map "
+                           "holding all inner entries"),
+    MapType.QUEUE: "queue maps live in the host: keep a ring of slots and a head index in an ARRAY map",
+    MapType.STACK: "stack maps live in the host: keep slots and a top index in an ARRAY map",
 }
 
 _MAP_HELPERS = {  # helper id -> argument index (0 = r1) that is a map pointer
     Helper.map_lookup_elem: 0, Helper.map_update_elem: 0, Helper.map_delete_elem: 0,
     Helper.tail_call: 1, Helper.redirect_map: 0, Helper.perf_event_output: 1,
+    Helper.map_push_elem: 0, Helper.map_pop_elem: 0, Helper.map_peek_elem: 0,
+    Helper.ringbuf_output: 0, Helper.ringbuf_reserve: 0, Helper.ringbuf_query: 0,
 }
 
 
@@ -365,9 +388,12 @@ def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
             continue
         if insn.src == CallKind.KFUNC:
             if not prof.features.kfuncs:
+                kname = ctx.program.kfuncs.get(pc)
+                what = f"{kname} (kfunc BTF id {insn.imm})" if kname else f"(kfunc BTF id {insn.imm})"
+                hint = ("the NIC fills no XDP metadata: read what you need from the packet or the host"
+                        if kname and kname.startswith("bpf_xdp_metadata_") else "do this part in a host program")
                 yield ctx.diag(Code.KFUNC, Severity.ERROR, pc,
-                               f"call to kernel function (kfunc BTF id {insn.imm}): kfuncs do not exist on the NIC",
-                               "do this part in a host program")
+                               f"call to kernel function {what}: kfuncs do not exist on the NIC", hint)
             continue
         if insn.src == CallKind.LOCAL:
             if not prof.features.bpf_to_bpf_calls:

@@ -168,4 +168,94 @@ struct udphdr {
 #define bpf_htonl(x) ((__be32)__builtin_bswap32(x))
 #define bpf_ntohl(x) ((u32)__builtin_bswap32(x))
 
+/* -- XDP helper set: redirect maps, FIB, MTU, queues, ring buffers, callbacks ----------------- */
+/* Only for sources that ask (#define NFPJIT_XDP_HELPERS before the include): others declare
+ * some of these themselves. */
+#ifdef NFPJIT_XDP_HELPERS
+
+enum {
+	BPF_MAP_TYPE_PERF_EVENT_ARRAY_ = 4,
+	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
+	BPF_MAP_TYPE_HASH_OF_MAPS = 13,
+	BPF_MAP_TYPE_CPUMAP = 16,
+	BPF_MAP_TYPE_XSKMAP = 17,
+	BPF_MAP_TYPE_QUEUE = 22,
+	BPF_MAP_TYPE_STACK = 23,
+	BPF_MAP_TYPE_DEVMAP_HASH = 25,
+	BPF_MAP_TYPE_RINGBUF = 27,
+};
+
+enum { BPF_F_BROADCAST = 1 << 3, BPF_F_EXCLUDE_INGRESS = 1 << 4 };
+enum { BPF_RB_NO_WAKEUP = 1, BPF_RB_FORCE_WAKEUP = 2 };
+enum { BPF_RB_AVAIL_DATA = 0, BPF_RB_RING_SIZE = 1, BPF_RB_CONS_POS = 2, BPF_RB_PROD_POS = 3 };
+enum { BPF_FIB_LOOKUP_DIRECT = 1, BPF_FIB_LOOKUP_OUTPUT = 2, BPF_FIB_LOOKUP_SKIP_NEIGH = 4 };
+enum {
+	BPF_FIB_LKUP_RET_SUCCESS,
+	BPF_FIB_LKUP_RET_BLACKHOLE,
+	BPF_FIB_LKUP_RET_UNREACHABLE,
+	BPF_FIB_LKUP_RET_PROHIBIT,
+	BPF_FIB_LKUP_RET_NOT_FWDED,
+	BPF_FIB_LKUP_RET_FWD_DISABLED,
+	BPF_FIB_LKUP_RET_UNSUPP_LWT,
+	BPF_FIB_LKUP_RET_NO_NEIGH,
+	BPF_FIB_LKUP_RET_FRAG_NEEDED,
+};
+enum { BPF_MTU_CHK_SEGS = 1 };
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_ICMP 1
+
+struct bpf_fib_lookup {
+	u8 family;
+	u8 l4_protocol;
+	__be16 sport;
+	__be16 dport;
+	union {
+		u16 tot_len;
+		u16 mtu_result;
+	};
+	u32 ifindex;
+	union {
+		u8 tos;
+		__be32 flowinfo;
+		u32 rt_metric;
+	};
+	union {
+		__be32 ipv4_src;
+		u32 ipv6_src[4];
+	};
+	union {
+		__be32 ipv4_dst;
+		u32 ipv6_dst[4];
+	};
+	union {
+		struct {
+			__be16 h_vlan_proto;
+			__be16 h_vlan_TCI;
+		};
+		u32 tbid;
+	};
+	u8 smac[6];
+	u8 dmac[6];
+};
+
+static u32 (*bpf_get_smp_processor_id)(void) = (void *)8;
+static long (*bpf_perf_event_output)(void *ctx, void *map, u64 flags, void *data, u64 size) = (void *)25;
+static long (*bpf_redirect_map)(void *map, u64 key, u64 flags) = (void *)51;
+static long (*bpf_fib_lookup)(void *ctx, struct bpf_fib_lookup *params, int plen, u32 flags) = (void *)69;
+static long (*bpf_map_push_elem)(void *map, const void *value, u64 flags) = (void *)87;
+static long (*bpf_map_pop_elem)(void *map, void *value) = (void *)88;
+static long (*bpf_map_peek_elem)(void *map, void *value) = (void *)89;
+static long (*bpf_ringbuf_output)(void *ringbuf, void *data, u64 size, u64 flags) = (void *)130;
+static void *(*bpf_ringbuf_reserve)(void *ringbuf, u64 size, u64 flags) = (void *)131;
+static void (*bpf_ringbuf_submit)(void *data, u64 flags) = (void *)132;
+static void (*bpf_ringbuf_discard)(void *data, u64 flags) = (void *)133;
+static u64 (*bpf_ringbuf_query)(void *ringbuf, u64 flags) = (void *)134;
+static long (*bpf_check_mtu)(void *ctx, u32 ifindex, u32 *mtu_len, s32 len_diff, u64 flags) = (void *)163;
+static long (*bpf_loop)(u32 nr_loops, void *callback_fn, void *callback_ctx, u64 flags) = (void *)181;
+static long (*bpf_xdp_get_buff_len)(void *xdp_md) = (void *)188;
+static long (*bpf_xdp_load_bytes)(void *xdp_md, u32 offset, void *buf, u32 len) = (void *)189;
+static long (*bpf_xdp_store_bytes)(void *xdp_md, u32 offset, void *buf, u32 len) = (void *)190;
+#endif /* NFPJIT_XDP_HELPERS */
+
 #endif
