@@ -319,6 +319,7 @@ class _Planner:
                     changed = True
             if not changed:
                 break
+        self.last_out = out
         return state_in
 
     @staticmethod
@@ -340,14 +341,19 @@ class _Planner:
             need |= cand[pc].words
         need_words = need.bit_length()
         for _ in range(len(pcs) + 2):
-            valid = self.valid_in(fn, order, preds, cand, events, fills)
+            self.valid_in(fn, order, preds, cand, events, fills)
+            prev_out = self.last_out
             changed = False
-            # one sweep in order, tracking validity inside each block as fills are placed
+            # one sweep in order, propagating validity as fills are placed (back edges: the fixpoint's)
+            out: dict[int, int] = {}
             for b in order:
-                block_pcs = self.cfg.blocks[b].pcs
-                v = None
-                for pc in block_pcs:
-                    v = valid.get(pc, 0) if v is None else v
+                if b == fn.start or not preds[b]:
+                    v = 0
+                else:
+                    v = (1 << MAX_WORDS) - 1
+                    for q in preds[b]:
+                        v &= out.get(q, prev_out[q])
+                for pc in self.cfg.blocks[b].pcs:
                     if pc in cand and pc not in fills and cand[pc].words & ~v:
                         n = min(self.fill_limit(pc, heads.get(pc, ORIG)), need_words)
                         if cand[pc].words & ~((1 << n) - 1):
@@ -358,6 +364,7 @@ class _Planner:
                             fills[pc] = n
                         changed = True
                     v = self._step_valid(pc, v, events, fills)
+                out[b] = v
             if not changed:
                 break
         return fills
