@@ -102,7 +102,8 @@ def test_warm_map_cache_across_packets(name):
         assert not problems, "\n".join(problems[:8])
         assert list(ref_cache.entries) == list(got_cache.entries)
         assert (ref_cache.hits, ref_cache.misses) == (got_cache.hits, got_cache.misses)
-        assert sum(r.map_cache_hits for r in ref) > 0 or size == 0
+        if size == 16 and name in ("xdp_drop_tcp_ports", "hash_counter"):
+            assert sum(r.map_cache_hits for r in ref) > 0, "the sequence should hit the cache"
         # and one simulate per packet with the same cache object
         c2 = MapCache(size)
         single = chain(image, CRAFTED[:12], engine=compiled.simulate, cache=c2)
@@ -205,7 +206,11 @@ def _random_code():
 @given(_random_code(), st.binary(min_size=0, max_size=80), st.integers(0, 3000), st.integers(0, 2**32 - 1))
 def test_random_nfp_code(instrs, packet, budget, seed):
     """Arbitrary instruction sequences (most fault somewhere): the same fault, at the same point, same counts."""
-    words = encode_all(instrs + [Instruction(Op.HALT, b=None)]) if instrs else ()
+    from nfpjit.isa.operands import Imm
+
+    words = list(encode_all(instrs + [Instruction(Op.HALT, b=Imm(2))]))
+    if seed % 5 == 0:
+        words.insert(seed % len(words), 0xFF << 56)     # an undecodable word
     image = Image(code=tuple(words))
     ref = interp(image, packet, budget=budget, seed=seed)
     got = compiled.simulate(image, packet, budget=budget, seed=seed)

@@ -50,14 +50,15 @@ _WHY_UNAVAILABLE = ""
 
 
 def _target_machine():
+    """A new target machine: an execution engine owns (and frees) the one it is given."""
     global _TM
-    if _TM is None:
-        import llvmlite.binding as llvm
+    import llvmlite.binding as llvm
 
+    if _TM is None:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
-        _TM = llvm.Target.from_default_triple().create_target_machine(opt=2, jit=True)
-    return _TM
+        _TM = True
+    return llvm.Target.from_default_triple().create_target_machine(opt=2, jit=True)
 
 
 def available() -> bool:
@@ -166,11 +167,10 @@ def _compile(image, key: str) -> CompiledImage:
     t1 = time.perf_counter()
     mod = llvm.parse_assembly(text)
     mod.verify()
-    tm = _target_machine()
     pto = llvm.create_pipeline_tuning_options(speed_level=2)
-    pb = llvm.create_pass_builder(tm, pto)
+    pb = llvm.create_pass_builder(_target_machine(), pto)
     pb.getModulePassManager().run(mod, pb)
-    eng = llvm.create_mcjit_compiler(mod, tm)
+    eng = llvm.create_mcjit_compiler(mod, _target_machine())
     eng.finalize_object()
     t2 = time.perf_counter()
     return CompiledImage(key, tr, eng, eng.get_function_address("nfp_run"), eng.get_function_address("nfp_setup"),
