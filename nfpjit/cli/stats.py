@@ -89,10 +89,17 @@ def _category(resource_name: str) -> str:
 
 
 def simulate_cycles(image, program, frames) -> dict:
-    """Cycles per packet of ``image`` over ``frames`` (maps persisting), by category and resource."""
+    """Cycles per packet of ``image`` over ``frames`` (maps persisting), by category and resource.
+
+    As on the NIC, the map contents and the NIC-side map lookup cache stay from packet to packet.
+    """
     from nfpjit.driver import simulate_image
     from nfpjit.ebpf.maps import MapStore
     from nfpjit.ebpf.result import PacketIn
+    from nfpjit.isa.sim import DEFAULT_MAP_CACHE_SIZE
+    from nfpjit.isa.sim.firmware import MapCache
+
+    cache = MapCache(DEFAULT_MAP_CACHE_SIZE)
 
     names = {m.name for m in image.maps}
     state = {k: v for k, v in MapStore.from_program(program).dump().items() if k in names}
@@ -100,7 +107,7 @@ def simulate_cycles(image, program, frames) -> dict:
     by_resource: dict[str, int] = {}
     insns = 0
     for frame in frames:
-        sim = simulate_image(image, PacketIn(frame), maps_in=state)
+        sim = simulate_image(image, PacketIn(frame), maps_in=state, map_cache=cache)
         state = sim.maps
         per_packet.append(sim.cycles)
         insns += sim.insns
