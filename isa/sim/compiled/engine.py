@@ -187,6 +187,26 @@ _BATCH = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctype
 # -- native state -------------------------------------------------------------------------------------------
 
 
+_RNG_INIT: dict[int, object] = {}
+
+
+def _rng_init(seed: int):
+    got = _RNG_INIT.get(seed)
+    if got is None:
+        if len(_RNG_INIT) > 64:
+            _RNG_INIT.clear()
+        got = _RNG_INIT[seed] = rt.rng_initial_state(seed)
+    return got
+
+
+def _validated_tables(image, maps_in) -> list[MapTable]:
+    """The interpreter's own map tables for ``maps_in`` (its checks, its errors, its slot allocation)."""
+    probe = object.__new__(Machine)
+    probe.image = image
+    Machine._build_maps(probe, maps_in or {})
+    return probe.tables
+
+
 def _fnv(key: bytes) -> int:
     h = 0x811C9DC5
     for byte in key:
@@ -208,15 +228,10 @@ class Session:
     def __init__(self, image, compiled: CompiledImage, *, maps_in=None, budget: int = DEFAULT_BUDGET,
                  map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
                  rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None):
-        self.image = image
         self.compiled = compiled
-        self.options = dict(budget=budget, map_cache_size=map_cache_size, seed=seed,
-                            ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory)
-        self.user_cache = map_cache
-        cache_size = map_cache.size if map_cache is not None else map_cache_size
-        # the interpreter's own constructor validates maps_in and builds the tables' initial state
-        probe = Machine(image, b"", maps_in=maps_in, budget=budget, map_cache_size=cache_size, seed=seed,
-                        trace=False, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index)
+        self.raw_memory = raw_memory
+        self.cache_capacity = map_cache.size if map_cache is not None else map_cache_size
+        tables = _validated_tables(image, maps_in)
         self.ctx = (ctypes.c_int64 * rt.CTX_SIZE)()
         ctx = self.ctx
         self.state = (ctypes.c_int64 * (compiled.translation.nslots + 1))()
@@ -232,29 +247,42 @@ class Session:
         for mem in range(4):
             ctx[rt.C_DIRTY + 2 * mem] = rt.DIRTY_EMPTY
         self.tables = [rt.NativeTable(t.name, t.is_hash, t.key_size, t.value_size, t.max_entries, t.table_id)
-                       for t in probe.tables]
+                       for t in tables]
         self.desc = (ctypes.c_int64 * (rt.T_SIZE * max(1, len(self.tables))))()
         for i, t in enumerate(self.tables):
             t.fill(self.desc, rt.T_SIZE * i)
         ctx[rt.C_TABLES], ctx[rt.C_NTABLES] = a(self.desc), len(self.tables)
-        ctx[rt.C_BUDGET] = budget
         ctx[rt.C_RAW] = int(raw_memory)
-        ctx[rt.C_RXQ] = rx_queue_index & 0xFFFFFFFF
-        ctx[rt.C_IFINDEX] = ingress_ifindex & 0xFFFFFFFF
-        self.rng_init = rt.rng_initial_state(seed)
         self.rng_state = (ctypes.c_uint32 * 624)()
-        ctx[rt.C_RNG_INIT], ctx[rt.C_RNG_STATE], ctx[rt.C_RNG_IDX] = a(self.rng_init), a(self.rng_state), -1
-        self.cache_list = (ctypes.c_int64 * (cache_size + 1))()
-        ctx[rt.C_CACHE_SIZE], ctx[rt.C_CACHE_LIST] = cache_size, a(self.cache_list)
-        ctx[rt.C_CACHE_COLD] = 0 if map_cache is not None else 1
-        self._import_tables(probe.tables)
-        if map_cache is not None:
-            self._import_cache(map_cache)
+        ctx[rt.C_RNG_STATE], ctx[rt.C_RNG_IDX] = a(self.rng_state), -1
+        self.cache_list = (ctypes.c_int64 * (self.cache_capacity + 1))()
+        ctx[rt.C_CACHE_SIZE], ctx[rt.C_CACHE_LIST] = self.cache_capacity, a(self.cache_list)
         self._run = _RUN(compiled.run_addr)
         self._setup = _SETUP(compiled.setup_addr)
         self._batch = _BATCH(compiled.batch_addr)
-        self._maps = None          # the last dump (shared by results whose run left the maps alone)
         self.handoffs = 0
+        self.configure(image, tables, budget=budget, map_cache_size=map_cache_size, seed=seed,
+                       ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, map_cache=map_cache)
+
+    def configure(self, image, tables, *, budget, map_cache_size, seed, ingress_ifindex, rx_queue_index,
+                  map_cache) -> None:
+        """Start over: run options, maps (the interpreter's validated MapTables), the map cache."""
+        self.image = image
+        self.options = dict(budget=budget, map_cache_size=map_cache_size, seed=seed,
+                            ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index,
+                            raw_memory=self.raw_memory)
+        self.user_cache = map_cache
+        ctx = self.ctx
+        ctx[rt.C_BUDGET] = budget
+        ctx[rt.C_RXQ] = rx_queue_index & 0xFFFFFFFF
+        ctx[rt.C_IFINDEX] = ingress_ifindex & 0xFFFFFFFF
+        self.rng_init = _rng_init(seed)
+        ctx[rt.C_RNG_INIT] = ctypes.addressof(self.rng_init)
+        ctx[rt.C_CACHE_COLD] = 0 if map_cache is not None else 1
+        self._import_tables(tables)
+        if map_cache is not None:
+            self._import_cache(map_cache)
+        self._maps = None          # the last dump (shared by results whose run left the maps alone)
 
     # -- tables and cache <-> the interpreter's objects ------------------------------------------------------
 
@@ -542,6 +570,9 @@ def _check_packet(packet) -> bytes:
 # -- the public API ----------------------------------------------------------------------------------------------
 
 
+_POOL: dict = {}        # (image key, raw, cache size) -> a Session to reuse (taken out while in use)
+
+
 @dataclass(frozen=True)
 class Run:
     """A :func:`run` result: the SimResult, which engine produced it, and why when not the compiled one."""
@@ -603,11 +634,26 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
         except Untranslatable as exc:
             reason = f"not translated: {exc}"
         else:
+            _check_packet(packet)           # the interpreter checks the packet before the maps
+            cache_size = map_cache.size if map_cache is not None else map_cache_size
+            pool_key = (compiled.key, raw_memory, cache_size)
+            s = _POOL.pop(pool_key, None)
             try:
-                s = Session(image, compiled, **kw)
-                return Run(s.run(packet), "compiled")
+                if s is None or s.compiled is not compiled:
+                    s = Session(image, compiled, **kw)
+                else:
+                    s.configure(image, _validated_tables(image, maps_in), budget=budget,
+                                map_cache_size=map_cache_size, seed=seed, ingress_ifindex=ingress_ifindex,
+                                rx_queue_index=rx_queue_index, map_cache=map_cache)
+                result = s.run(packet)
             except _NeedsInterpreter as exc:
                 reason = str(exc)
+                s = None
+            else:
+                if len(_POOL) > 32:
+                    _POOL.clear()
+                _POOL[pool_key] = s
+                return Run(result, "compiled")
     return Run(interp_simulate(image_or_program, packet, trace=trace, **kw), "interp", reason)
 
 
