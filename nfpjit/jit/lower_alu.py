@@ -61,6 +61,18 @@ def hi32_live_out(ctx: LowerCtx, reg: int) -> bool:
     return f is None or f.hi32_live_out
 
 
+def half_live_out(ctx: LowerCtx, pc: int, reg: int, half: int) -> bool:
+    """May half ``half`` (``nfpjit.analysis.LO``/``HI``) of ``reg`` be read after ``pc``?
+
+    The ``subreg`` liveness when the pass is on (never more than the analysis' liveness), else the
+    analysis' own: e.g. for the halves of R6..R9 a BPF-to-BPF call saves.
+    """
+    plan = subreg_plan(ctx)
+    if plan is not None:
+        return bool(plan.live_out.get(pc, 0) & (1 << (2 * reg + half)))
+    return ctx.analysis.liveness.is_live_out(pc, reg, half)
+
+
 def _hi_dead(ctx: LowerCtx, insn: Insn) -> bool:
     """A 64-bit result's high word need not be written: nobody reads it (``zext-elim`` or ``subreg``)."""
     plan = subreg_plan(ctx)
