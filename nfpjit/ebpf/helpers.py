@@ -43,7 +43,8 @@ def _trap(reason: str) -> Trap:
 
 # Map types whose elements a program may not touch with the generic helpers (the verifier's
 # check_map_func_compatibility): helper -> types it refuses.
-_NO_LOOKUP = {MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.QUEUE, MapType.STACK, MapType.RINGBUF}
+_NO_LOOKUP = {MapType.PROG_ARRAY, MapType.PERF_EVENT_ARRAY, MapType.QUEUE, MapType.STACK, MapType.RINGBUF,
+              MapType.CPUMAP}
 _NO_UPDATE = _NO_LOOKUP | {MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS, MapType.DEVMAP, MapType.DEVMAP_HASH,
                            MapType.CPUMAP, MapType.XSKMAP}
 
@@ -312,6 +313,8 @@ def xdp_load_bytes(m, ctx: int, offset: int, buf: int, length: int) -> int:
     _need_xdp(m, "xdp_load_bytes")
     offset, length = u32(offset), u32(length)
     pkt = m.packet
+    if offset > 0xFFFF or length > 0xFFFF:   # bpf_xdp_pointer
+        return -Errno.EFAULT
     if offset + length > pkt.length:
         return -Errno.EINVAL
     m.write(buf, bytes(pkt.buf[pkt.data + offset : pkt.data + offset + length]))
@@ -322,6 +325,8 @@ def xdp_store_bytes(m, ctx: int, offset: int, buf: int, length: int) -> int:
     _need_xdp(m, "xdp_store_bytes")
     offset, length = u32(offset), u32(length)
     pkt = m.packet
+    if offset > 0xFFFF or length > 0xFFFF:   # bpf_xdp_pointer
+        return -Errno.EFAULT
     if offset + length > pkt.length:
         return -Errno.EINVAL
     data = m.read(buf, length)
@@ -604,7 +609,8 @@ def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
         return FibRet.NOT_FWDED
     mtu = 0
     if m.program.prog_type == ProgType.XDP or int.from_bytes(raw[6:8], "little"):
-        mtu = route.mtu or out.mtu
+        # ip_mtu_from_fib_result: an IPv4 route's MTU counts only when locked ("mtu lock N")
+        mtu = route.mtu if route.mtu and (v6 or route.mtu_lock) else out.mtu
         if int.from_bytes(raw[6:8], "little") > mtu:
             raw[6:8] = mtu.to_bytes(2, "little")
             m.write(params_ptr, bytes(raw))

@@ -331,7 +331,7 @@ class RingBufMap(BpfMap):
 
     Nobody consumes during a run (as in a test run with no reader), so the ring fills up: a
     reservation fails (NULL, or -EAGAIN for bpf_ringbuf_output) once ``producer - consumer``
-    would exceed the size.  ``items()`` lists the submitted records in order, keyed by their
+    would reach the size (the kernel compares with ``size - 1``).  ``items()`` lists the submitted records in order, keyed by their
     position among them (u32); discarded records take space but are not listed.  ``consume()``
     empties the ring (a reader caught up).
     """
@@ -349,7 +349,7 @@ class RingBufMap(BpfMap):
         length = (size + BPF_RINGBUF_HDR_SZ + 7) & ~7
         if length > self.size:
             return None
-        if self.prod_pos + length - self.cons_pos > self.size:
+        if self.prod_pos + length - self.cons_pos > self.size - 1:   # the kernel's "> rb->mask"
             return None
         rec = [bytearray(size), "busy"]
         self.prod_pos += length

@@ -45,7 +45,8 @@ class Route:
     via: str | None = None          # gateway address
     type: str = "unicast"
     metric: int = 0
-    mtu: int = 0                    # route MTU (0: the device's)
+    mtu: int = 0                    # route MTU (0: the device's); IPv4 uses it only when locked
+    mtu_lock: bool = False          # ip route ... mtu lock N
 
     @property
     def network(self):
@@ -97,7 +98,7 @@ class Net:
                 net.devices[dev.ifindex] = dev
             for r in doc.get("routes", []):
                 route = Route(str(r["dst"]), int(r.get("dev", 0)), r.get("via"), str(r.get("type", "unicast")),
-                              int(r.get("metric", 0)), int(r.get("mtu", 0)))
+                              int(r.get("metric", 0)), int(r.get("mtu", 0)), bool(r.get("mtu_lock", False)))
                 if route.type not in ROUTE_TYPES:
                     raise ValueError(f"route type {route.type!r} is not one of {', '.join(ROUTE_TYPES)}")
                 route.network  # noqa: B018 - validates the prefix
