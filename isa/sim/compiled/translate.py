@@ -122,6 +122,7 @@ class _Gen:
     def fault(self, site: int, pc, aux0=None, aux1=None, mem=None) -> None:
         """Leave with a fault (the builder continues in a fresh unreachable block)."""
         b, e, R = self.b, self.e, rt.C_R
+        self.flush(clear=False)
         e.st(self.ctx, R + rt.R_FSITE, c64(site))
         e.st(self.ctx, R + rt.R_FPC, pc if isinstance(pc, ir.Value) else c64(pc))
         e.st(self.ctx, R + rt.R_AUX0, self._i64(aux0) if aux0 is not None else c64(0))
@@ -147,16 +148,34 @@ class _Gen:
         return self.b.zext(v, i64)
 
     def charge(self, res: Resource, cycles, accesses=1) -> None:
+        """Book a charge: static amounts accumulate (per straight-line run) until :meth:`flush`."""
         b = self.b
         r = int(res)
         if accesses:
-            p = self.usage[2 * r]
-            b.store(b.add(self.ld(p, i64), c64(accesses)), p)
-        if not (isinstance(cycles, int) and cycles == 0):
-            cyc = self._i64(cycles)
-            p = self.usage[2 * r + 1]
-            b.store(b.add(self.ld(p, i64), cyc), p)
-            b.store(b.add(self.ld(self.cycles, i64), cyc), self.cycles)
+            self.pend[2 * r] = self.pend.get(2 * r, 0) + accesses
+        if isinstance(cycles, int):
+            if cycles:
+                self.pend[2 * r + 1] = self.pend.get(2 * r + 1, 0) + cycles
+                self.pend["cycles"] = self.pend.get("cycles", 0) + cycles
+            return
+        cyc = self._i64(cycles)
+        p = self.usage[2 * r + 1]
+        b.store(b.add(self.ld(p, i64), cyc), p)
+        b.store(b.add(self.ld(self.cycles, i64), cyc), self.cycles)
+
+    def now(self):
+        """The cycle count at this point (memory plus what is pending)."""
+        return self.b.add(self.ld(self.cycles, i64), c64(self.pend.get("cycles", 0)))
+
+    def flush(self, clear: bool = True) -> None:
+        """Store the pending static charges (at a block end, and in every exit block without clearing)."""
+        b = self.b
+        for k, d in sorted(self.pend.items(), key=lambda kv: str(kv[0])):
+            if d:
+                p = self.cycles if k == "cycles" else self.insns if k == "insns" else self.usage[k]
+                b.store(b.add(self.ld(p, i64), c64(d)), p)
+        if clear:
+            self.pend = {}
 
     def block(self, key):
         """The IR block of a (pc, context) key, created on first use and queued for translation."""
@@ -177,6 +196,7 @@ class _Gen:
         self.nslots = 0
         self.layout: dict[str, int] = {}
         self.leaders, self.bound = self._leaders()
+        self.pend: dict = {}
         init = self.f.append_basic_block("init")
         self.b = b = ir.IRBuilder(init)
         e = self.e = Emit(self.m, b)
@@ -224,7 +244,9 @@ class _Gen:
         while self.work:
             key, blk = self.work.pop()
             b.position_at_end(blk)
-            self.emit(key)
+            self.pend = {}
+            while key is not None:        # a straight-line run: the successors only it reaches, inline
+                key = self.emit(key)
         self._emit_finish()
         rt.build_driver(self.m, self.f)
         return Translation(self.m, tuple(self.sites), frozenset(self.uses), tuple(self.targets), dict(self.layout),
@@ -284,7 +306,7 @@ class _Gen:
     def lm_address(self, op: LMem, pc):
         b = self.b
         p = op.pointer
-        cyc = self.ld(self.cycles, i64)
+        cyc = self.now()
         ready = self.ld(self.lmr[p], i64)
         site = self.site(FaultKind.LM_POINTER_TOO_SOON,
                          lambda a0, a1, _p=p: f"LM index pointer {_p} used {a0 - (1 << 64) if a0 >> 63 else a0} "
@@ -431,8 +453,9 @@ class _Gen:
 
     # -- instructions --------------------------------------------------------------------------------------
 
-    def emit(self, key) -> None:
-        """Translate the instruction of ``key`` = (pc,) or (pc, target, slots left) (a defer slot)."""
+    def emit(self, key):
+        """Translate the instruction of ``key`` = (pc,) or (pc, target, slots left) (a defer slot); returns
+        the key to translate next in the same straight-line run, or None (the run ended in a branch)."""
         pc = key[0]
         b = self.b
         defer_ctx = len(key) > 1
@@ -442,7 +465,7 @@ class _Gen:
             self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, f"pc {pc:#x} is outside the code ({self.ncode} words)"),
                        pc)
             b.unreachable()
-            return
+            return None
         if not defer_ctx and pc in self.leaders:
             # exact watchdog: if this straight-line run could cross the budget, the interpreter runs it
             over, ok = self.new_block(f"over{pc}"), self.new_block(f"run{pc}")
@@ -454,7 +477,7 @@ class _Gen:
         if isinstance(ins, str):
             self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, ins), pc)
             b.unreachable()
-            return
+            return None
         op = ins.op
         taken = None        # (condition value or None for always, target or "dyn", defer)
         halted = False
@@ -464,7 +487,7 @@ class _Gen:
             if defer_ctx:
                 self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, "branch in the defer slot of another branch"), pc)
                 b.unreachable()
-                return
+                return None
             if op == Op.BR:
                 cond = None if ins.cond == Cond.ALWAYS else self.cond(ins.cond)
                 taken = (cond, ins.target, ins.defer)
@@ -480,42 +503,51 @@ class _Gen:
         else:
             self.semantic(ins, pc)
         # the instruction completed: count it, charge its issue cycle (and a taken branch's cost)
-        self.st(b.add(self.ld(self.insns, i64), c64(1)), self.insns)
+        self.pend["insns"] = self.pend.get("insns", 0) + 1
         self.charge(Resource.ISSUE, CYCLES["issue"])
         if halted:
+            self.flush()
             self.e.st(self.ctx, rt.C_R + rt.R_STATUS, c64(rt.STATUS_HALT))
             b.branch(self.finish)
-            return
+            return None
         if taken is None:
-            self.after(pc, key, None)
-            return
+            return self.after(pc, key, None)
         if taken[0] is not None:
+            self.flush()
             tb, nb = self.new_block(f"taken{pc}"), self.new_block(f"fall{pc}")
             b.cbranch(taken[0], tb, nb)
             b.position_at_end(nb)
-            self.after(pc, key, None)
+            nk = self.after(pc, key, None)
+            while nk is not None:
+                nk = self.emit(nk)
+            self.pend = {}
             b.position_at_end(tb)
         self.charge(Resource.BRANCH, max(0, CYCLES["branch_taken"] - taken[2]))
-        self.after(pc, key, taken)
+        return self.after(pc, key, taken)
 
-    def after(self, pc, key, taken) -> None:
-        """Budget check, then the next instruction (fall-through, defer slot, or the branch target)."""
-        b = self.b
+    def after(self, pc, key, taken):
+        """The next instruction: a defer slot or a fall-through only this run reaches (returned, to be
+        translated inline), else a jump to the block of a leader, the branch target or a dynamic target."""
         if taken is not None:
             _, target, defer = taken
             if defer:
-                b.branch(self.block((pc + 1, target, defer)))
-            else:
-                self.jump(target)
-            return
+                return (pc + 1, target, defer)
+            self.flush()
+            self.jump(target)
+            return None
         if len(key) > 1:
             _, target, left = key
             if left > 1:
-                b.branch(self.block((pc + 1, target, left - 1)))
-            else:
-                self.jump(target)
-            return
-        b.branch(self.goto(pc + 1))
+                return (pc + 1, target, left - 1)
+            self.flush()
+            self.jump(target)
+            return None
+        nxt = pc + 1
+        if nxt < self.ncode and nxt not in self.leaders and (nxt,) not in self.blocks:
+            return (nxt,)
+        self.flush()
+        self.b.branch(self.goto(nxt))
+        return None
 
     def jump(self, target) -> None:
         if target == "dyn":
@@ -558,6 +590,7 @@ class _Gen:
 
     def handoff(self, pc) -> None:
         """Leave at an instruction boundary: Python finishes the run in the interpreter from the state block."""
+        self.flush(clear=False)
         self.e.st(self.ctx, rt.C_R + rt.R_FPC, pc if isinstance(pc, ir.Value) else c64(pc))
         self.e.st(self.ctx, rt.C_R + rt.R_STATUS, c64(rt.STATUS_HANDOFF))
         self.b.branch(self.finish)
@@ -704,7 +737,7 @@ class _Gen:
                 FaultKind.WATCHDOG, f"ctx_wait on signal {s}, which no command in flight will raise"), pc)
             self.st(ir.Constant(i1, 0), self.sig_on[s])
             ready = self.ld(self.sig_ready[s], i64)
-            left = b.sub(ready, b.add(self.ld(self.cycles, i64), c64(1)))
+            left = b.sub(ready, b.add(self.now(), c64(1)))
             cost = b.select(b.icmp_signed(">", left, c64(0)), left, c64(0))
             res = self.ld(self.sig_res[s])
             for r in (Resource.CTM, Resource.EMEM, Resource.IMEM, Resource.CLS):
@@ -729,9 +762,9 @@ class _Gen:
         if csr == Csr.PSEUDO_RANDOM:
             return b.call(self.fns["rng_next"], [self.ctx])
         if csr == Csr.TIMESTAMP_LO:
-            return b.trunc(self.ld(self.cycles, i64), i32)
+            return b.trunc(self.now(), i32)
         if csr == Csr.TIMESTAMP_HI:
-            return b.trunc(b.lshr(self.ld(self.cycles, i64), c64(32)), i32)
+            return b.trunc(b.lshr(self.now(), c64(32)), i32)
         if csr == Csr.PKT_ADDR:
             return b.trunc(self.ld(self.pkt_addr, i64), i32)
         if csr == Csr.PKT_LEN:
@@ -752,7 +785,7 @@ class _Gen:
         if csr in (Csr.ACTIVE_LM_ADDR_0, Csr.ACTIVE_LM_ADDR_1, Csr.ACTIVE_LM_ADDR_2, Csr.ACTIVE_LM_ADDR_3):
             p = int(csr)
             self.st(value, self.lmp[p])
-            self.st(b.add(self.ld(self.cycles, i64), c64(1 + LM_POINTER_DELAY)), self.lmr[p])
+            self.st(b.add(self.now(), c64(1 + LM_POINTER_DELAY)), self.lmr[p])
         elif csr in (Csr.PKT_ADDR, Csr.PKT_LEN):
             v = b.zext(value, i64)
             addr = v if csr == Csr.PKT_ADDR else self.ld(self.pkt_addr, i64)
@@ -841,7 +874,7 @@ class _Gen:
             if ins.signal:
                 s = ins.signal
                 self.st(ir.Constant(i1, 1), self.sig_on[s])
-                self.st(b.add(self.ld(self.cycles, i64), c64(1 + latency)), self.sig_ready[s])
+                self.st(b.add(self.now(), c64(1 + latency)), self.sig_ready[s])
                 self.st(c32(int(resource)), self.sig_res[s])
         op = ins.op
         if op == Op.MEM_READ:
@@ -973,6 +1006,7 @@ class _Gen:
             self.set_result(b.zext(b.call(self.fns["rng_next"], [self.ctx]), i64))
         else:
             raise Untranslatable(f"routine {routine.name}")
+        self.flush()
         self.fault_if(b.icmp_signed(">", self.ld(self.cycles, i64), self.budget), self.watchdog(True), address,
                       aux0=self.budget)
         self.dispatch(b.zext(b.and_(self.ld(self.ga[RETURN_ADDRESS_REG.index]), c32(0x3FFF)), i64))
