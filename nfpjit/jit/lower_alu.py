@@ -18,7 +18,15 @@ loop (the default profile rejects such programs; the permissive one does
 not).  Division by a register is
 lowered only when the analysis proves the register constant (the capability
 report rejects the other cases).  Byte swaps are two
-``ld_field`` rotates per word.
+``ld_field`` rotates per word (a 16-bit swap in place: no scratch copy).
+
+With the ``subreg`` pass (``nfpjit.passes.subreg``) an ALU64 operation its plan proves
+decidable on the low words is done in 32 bits, and its high word is written only where the
+pass's refined liveness says it is read (one ``immed`` of the known value, or nothing when it
+is dead or already that value); a result no half of which is read is not computed at all.
+``mul-const`` (``nfpjit.passes.alu_lowering``) turns multiplies by suitable constants into
+shifts and adds.  :func:`hi32_live_out` / :func:`half_live_out` give other lowering modules
+the same liveness.
 """
 
 from __future__ import annotations

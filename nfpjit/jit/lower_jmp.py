@@ -10,6 +10,11 @@ as b < a and b >= a (against a constant k: as a >= k + 1 and a < k + 1),
 and equality compares both XORs.  Subtracting a small negative constant is
 an add of its magnitude, which sets C, N and V the same way.
 
+With the ``subreg`` pass, a 64-bit compare whose operands' high words are proven equal is one
+32-bit ``sub`` (signed conditions become unsigned: equal high words leave the order to the low
+words) or, for ``jset``, one ``and``; a NULL check of a map lookup result is one
+``br_bclr``/``br_bset`` on a bit of the value's high word (its EMEM table bits, never 0).
+
 Exit from the entry function ends the program with ``halt``: for XDP the
 action is R0's low word, and a value above XDP_REDIRECT (4) halts with
 XDP_ABORTED (0) as the real NFP does (at -O1 and above the check is left out
