@@ -44,19 +44,19 @@ def _legal(ins) -> bool:
     return True
 
 
-def rewrite_sources(ins, state: dict, pos: int):
-    """``ins`` with each GPR source read from its oldest equal holder (None if nothing changes)."""
+def rewrite_sources(ins, state: dict, pos: int, loops: bool = True):
+    """``ins`` with each GPR, NN or $in source read from its oldest equal holder (None if nothing changes)."""
     new = ins
     for role in ("a", "b"):
         op = getattr(new, role)
-        if op.__class__ is not Gpr:
+        loc = M.value_loc(op) if op is not None else None
+        if loc is None:
             continue
-        loc = M.gpr_loc(op)
-        vid = M.vn_of(state, loc, pos)
+        vid = M.vn_of(state, loc, pos, loops)
         here = state[loc][1]
         cands = sorted((v[1], k) for k, v in state.items() if v[0] == vid and v[1] < here and k != loc)
         for _, cand in cands:
-            trial = replace(new, **{role: M.loc_gpr(cand)})
+            trial = replace(new, **{role: M.value_operand(cand)})
             if _legal(trial):
                 new = trial
                 break
@@ -95,14 +95,14 @@ class CopyProp(Pass):
                 for i in b.idx:
                     m = body[i]
                     if m.reloc is None and m.instr.op != Op.LOAD_ADDR:
-                        if _redundant_copy(m.instr, state, i, lv.after(i)):
+                        if _redundant_copy(m.instr, state, i, lv.after(i), cfg.loops):
                             edits[i] = None
                             continue
-                        new = rewrite_sources(m.instr, state, i)
+                        new = rewrite_sources(m.instr, state, i, cfg.loops)
                         if new is not None:
                             m = replace(m, instr=new)
                             edits[i] = m
-                    M.vn_step(state, m, i)
+                    M.vn_step(state, m, i, None, cfg.loops)
             changed |= M.apply_edits(fn, edits)
         if self.coalesce:                # and again: the forward rewrites free some copies of their uses
             for _ in range(4):
@@ -112,14 +112,18 @@ class CopyProp(Pass):
         return changed
 
 
-def _redundant_copy(ins, state: dict, pos: int, live_after: int) -> bool:
-    """A mov whose destination registers already hold its source's value, flags unread."""
-    if ins.op != Op.MOV or ins.b.__class__ is not Gpr or ins.dest.__class__ not in (Gpr, GprBoth):
+def _redundant_copy(ins, state: dict, pos: int, live_after: int, loops: bool = True) -> bool:
+    """A mov (or a csr_rd) whose destination registers already hold its value, flags unread."""
+    if ins.op == Op.CSR_RD:
+        vid = ("csr", int(ins.csr))
+    elif ins.op == Op.MOV and M.value_loc(ins.b) is not None:
+        if live_after & (M.BIT_CC | M.BIT_PREV):
+            return False
+        vid = M.vn_of(state, M.value_loc(ins.b), pos, loops)
+    else:
         return False
-    if live_after & (M.BIT_CC | M.BIT_PREV):
-        return False
-    vid = M.vn_of(state, M.gpr_loc(ins.b), pos)
-    return all(state.get(loc, (None,))[0] == vid for loc in M._gpr_dests(ins.dest))
+    dests = M._vn_dests(ins.dest)
+    return bool(dests) and all(state.get(loc, (None,))[0] == vid for loc in dests)
 
 
 def _rename(ins, x: int, y: int):
@@ -166,7 +170,7 @@ def coalesce(unit) -> bool:
                             edits.update(plan)
                             edits[k] = None
                             touched.update((x, y))
-                M.vn_step(state, m, k)
+                M.vn_step(state, m, k, None, cfg.loops)
         changed |= M.apply_edits(fn, edits)
     return changed
 

@@ -386,6 +386,7 @@ class CFG:
     label_block: dict
     rpo: list
     _where: dict | None = None
+    loops: bool = True               # some edge goes back (to a block at or before it in RPO)
 
     def block_of(self, index: int) -> Block:
         """The block holding body entry ``index``."""
@@ -537,7 +538,9 @@ def build_cfg(fn, returns: dict[str, bool] | None = None, refs: set[str] | None 
             blocks[s].preds.append(b.index)
     # BPF-to-BPF return points: labels a non-firmware load_addr names are entries (set above)
     rpo = _rpo(blocks)
-    return CFG(body, blocks, label_block, rpo)
+    order = {b: k for k, b in enumerate(rpo)}
+    loops = any(order.get(s, -1) <= order[b] for b in rpo for s in blocks[b].succs)
+    return CFG(body, blocks, label_block, rpo, loops=loops)
 
 
 def _rpo(blocks) -> list[int]:
@@ -820,12 +823,28 @@ def _gpr_dests(dest) -> tuple[int, ...]:
     return ()
 
 
+def _drop(state: dict, mask: int, tracked: int = GPRS) -> None:
+    """Delete the ``tracked`` locations of ``mask`` from a state (whichever is smaller to walk)."""
+    mask &= tracked
+    if not mask or not state:
+        return
+    if mask & (mask - 1) == 0 or len(state) > 8:
+        n = mask.bit_count() if hasattr(mask, "bit_count") else bin(mask).count("1")
+        if n <= len(state):
+            while mask:
+                low = mask & -mask
+                state.pop(low.bit_length() - 1, None)
+                mask ^= low
+            return
+    for loc in [k for k in state if mask >> k & 1]:
+        del state[loc]
+
+
 def _kill(state: dict, clob: int) -> None:
     if not state:
         return
     if clob & GPRS:
-        for loc in [k for k in state if k < XIN0 and clob >> k & 1]:
-            del state[loc]
+        _drop(state, clob)
     if clob & BIT_CC:
         state.pop(CC, None)
     if clob & BIT_PREV:
@@ -901,52 +920,112 @@ def _vn_drop_holders(state: dict, vid) -> None:
         del state[k]
 
 
-def vn_of(state: dict, loc: int, pos: int):
+def vn_of(state: dict, loc: int, pos: int, loops: bool = True):
     """The value id of ``loc`` before instruction ``pos`` (created when unknown)."""
     got = state.get(loc)
     if got is None:
         vid = ("e", pos, loc)
-        _vn_drop_holders(state, vid)
+        if loops:
+            _vn_drop_holders(state, vid)
         got = state[loc] = (vid, -1)
     return got[0]
 
 
-def vn_step(state: dict, m, pos: int, du: DefUse | None = None) -> None:
-    """Advance a value-number state over the MInstr at ``pos``."""
+#: locations value numbers track: GPRs, next-neighbour registers, read transfer registers
+VN_LOCS = GPRS | (GPR_A << NN0) | XIN_ALL
+
+
+def value_loc(op) -> int | None:
+    """The value-numbered location an operand names (GPR, NN, $in), else None."""
+    t = op.__class__
+    if t is Gpr:
+        return gpr_loc(op)
+    if t is NN:
+        return NN0 + op.index
+    if t is Xfer and op.side == XferSide.IN:
+        return XIN0 + op.index
+    return None
+
+
+def value_operand(loc: int):
+    """The source operand reading value-numbered location ``loc``."""
+    if loc < XIN0:
+        return loc_gpr(loc)
+    if loc < XOUT0:
+        return Xfer(XferSide.IN, loc - XIN0)
+    return NN(loc - NN0)
+
+
+def _vn_dests(dest) -> tuple[int, ...]:
+    t = dest.__class__
+    if t is GprBoth:
+        return (dest.index, B0 + dest.index)
+    if t is Gpr:
+        return (gpr_loc(dest),)
+    if t is NN:
+        return (NN0 + dest.index,)
+    return ()
+
+
+def vn_kill(state: dict, clobbers: int) -> None:
+    """Forget what ``clobbers`` may change (CSR state kills the ``csr_rd`` values too)."""
+    _drop(state, clobbers, VN_LOCS)
+    if clobbers & BIT_CSR:
+        for k in [k for k, v in state.items() if v[0][0] == "csr"]:
+            del state[k]
+
+
+def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = True) -> None:
+    """Advance a value-number state over the MInstr at ``pos``.
+
+    ``loops``: the CFG has a cycle, so an instruction may run again while copies of its last
+    value are still around (they are dropped then); without cycles that cannot happen.
+    """
     ins = m.instr
     du = du or def_use(ins)
-    clob = du.clobbers & GPRS
+    clob = du.clobbers & VN_LOCS
+    if du.clobbers & BIT_CSR:
+        vn_kill(state, du.clobbers & BIT_CSR)
     if not clob:
         return
     op = ins.op
     dest = ins.dest
-    if m.reloc is None and op == Op.MOV and ins.b.__class__ is Gpr and dest.__class__ in (Gpr, GprBoth):
-        vid = vn_of(state, gpr_loc(ins.b), pos)
-        for loc in _gpr_dests(dest):
-            state[loc] = (vid, pos)
-        return
-    if m.reloc is None and op == Op.IMMED and ins.width == Width.WORD and dest.__class__ in (Gpr, GprBoth):
+    if m.reloc is None and op == Op.MOV:
+        src = value_loc(ins.b)
+        dests = _vn_dests(dest)
+        if src is not None and dests:
+            vid = vn_of(state, src, pos, loops)
+            _drop(state, clob & ~sum(1 << d for d in dests), VN_LOCS)
+            for loc in dests:
+                state[loc] = (vid, pos)
+            return
+    if m.reloc is None and op == Op.IMMED and ins.width == Width.WORD and _vn_dests(dest):
         v = ins.imm << (8 * ins.byte)
         if ins.invert:
             v = ~v & MASK32
-        for loc in _gpr_dests(dest):
+        for loc in _vn_dests(dest):
             state[loc] = (("k", v), pos)
         return
+    if op == Op.CSR_RD and ins.csr in _CSR_STATE and _vn_dests(dest):
+        for loc in _vn_dests(dest):                  # the same CSR value until something changes it
+            state[loc] = (("csr", int(ins.csr)), pos)
+        return
     partial = _partial_write(ins)
-    old = {loc: state.get(loc, (None,))[0] for loc in _gpr_dests(dest)} if partial else None
-    for loc in [k for k in state if clob >> k & 1]:
-        del state[loc]
-    dests = _gpr_dests(dest)
+    dests = _vn_dests(dest)
+    old = {loc: state.get(loc, (None,))[0] for loc in dests} if partial else None
+    _drop(state, clob, VN_LOCS)
     if dests and not (clob & ~sum(1 << d for d in dests)):
         if len(dests) == 2 and (not partial or (old[dests[0]] is not None and old[dests[0]] == old[dests[1]])):
             vid = ("p", pos)
-            _vn_drop_holders(state, vid)
+            if loops:
+                _vn_drop_holders(state, vid)
             for loc in dests:
                 state[loc] = (vid, pos)
         else:
             for loc in dests:
                 vid = ("p", pos, loc)
-                _vn_drop_holders(state, vid)
+                if loops:
+                    _vn_drop_holders(state, vid)
                 state[loc] = (vid, pos)
 
 
@@ -984,11 +1063,11 @@ def value_numbers(cfg: CFG) -> list:
             if new != ins[bi] or outs[bi] is None:
                 ins[bi] = new
                 st = dict(new)
-                for i in b.instrs(body):
-                    vn_step(st, body[i], i)
+                loops = cfg.loops
+                for i in b.idx:
+                    vn_step(st, body[i], i, None, loops)
                 if b.call is not None:
-                    for loc in [k for k in st if b.call.clobbers >> k & 1]:
-                        del st[loc]
+                    vn_kill(st, b.call.clobbers)
                 outs[bi] = st
                 changed = True
     return ins
@@ -1167,7 +1246,7 @@ __all__ = [
     "BIT_CC", "BIT_PREV", "Effect", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
     "Block", "CFG", "build_cfg", "program_cfgs", "return_labels", "liveness", "Liveness",
     "known_bits", "step", "evaluate", "const_of", "operand_value", "operand_bits", "gpr_loc", "loc_gpr",
-    "analyses", "FunctionAnalysis", "apply_edits", "repair_lm_timing", "value_numbers", "vn_step", "vn_of", "banks_equal",
+    "analyses", "FunctionAnalysis", "apply_edits", "repair_lm_timing", "value_numbers", "value_loc", "value_operand", "vn_kill", "vn_step", "vn_of", "banks_equal",
     "both", "lmp", "loc_name", "locs_text", "flags_dead", "is_nop",
     "FALL", "JUMP", "COND", "CALL", "ESCAPE", "HALT", "RETURN",
 ]

@@ -27,8 +27,8 @@ out:
         ["add ab6, a2, 14", "sub ab0, a6, b2"],
         ["add ab6, a6, 14", "sub ab8, a8", "mov ab0, b8"],
     ),
-    # be32 of a copy, in a scratch register, then copied back: the byte swap reads the original
-    # (forward) and writes the destination directly (coalesced)
+    # be32 of a copy, in a scratch register, then copied back: the byte swap reads the loaded word
+    # where the load left it (forward, $in12) and writes the destination directly (coalesced)
     "copy_prop_coalesce": (
         """.type xdp
     ldxw r2, [r1+4]
@@ -48,7 +48,7 @@ out:
     exit
 """,
         "",
-        ["ld_field ab0, 0b1010, a10, 8, clear", "ld_field ab0, 0b0101, a10, 24", "add ab0, a0, b10",
+        ["ld_field ab0, 0b1010, $in12, 8, clear", "ld_field ab0, 0b0101, $in12, 24", "add ab0, a0, $in12",
          "and ab0, a0, 3"],
         ["mov ab8, b22", "mov ab0, b8"],
     ),
