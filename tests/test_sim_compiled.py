@@ -437,3 +437,19 @@ def test_columns_fast_path_matches_results():
         o = ooffs[k]
         assert out.raw[o:o + rec[rt.R_PKT_LEN]] == r.packet
     assert s.maps() == ref[-1].maps
+
+
+def test_columns_finish_handed_off_runs():
+    from nfpjit.isa.sim.compiled import runtime as rt
+    from nfpjit.isa.sim.compiled.engine import pack
+
+    image = _asm(".prog_type xdp\n" + CORNERS["rtn_to_a_computed_address"])
+    frames = CRAFTED[:7]
+    s = compiled.session(image)
+    done, recs, out, ooffs = s.run_columns(*pack(frames))
+    assert done == len(frames) and s.handoffs == len(frames)
+    for k, frame in enumerate(frames):
+        ref = interp(image, frame)
+        rec = recs[k * rt.R_SIZE:(k + 1) * rt.R_SIZE]
+        assert (rec[rt.R_ACTION], rec[rt.R_CYCLES], rec[rt.R_INSNS]) == (ref.action, ref.cycles, ref.insns)
+        assert out.raw[ooffs[k]:ooffs[k] + rec[rt.R_PKT_LEN]] == ref.packet

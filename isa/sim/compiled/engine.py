@@ -104,7 +104,8 @@ class CompiledImage:
         return self.translate_seconds + self.compile_seconds
 
 
-_CACHE: dict[str, CompiledImage | str] = {}     # key -> compiled image, or the reason it is not translatable
+_CACHE: dict[str, CompiledImage | str] = {}
+MAX_CACHED_IMAGES = 64     # key -> compiled image, or the reason it is not translatable
 
 
 def image_key(image) -> str:
@@ -151,6 +152,8 @@ def compile_image(image) -> CompiledImage:
         except Untranslatable as exc:
             _CACHE[key] = str(exc)
             raise
+        if len(_CACHE) >= MAX_CACHED_IMAGES:
+            _CACHE.pop(next(iter(_CACHE)))          # the oldest (sessions keep theirs alive)
         _CACHE[key] = compiled
         return compiled
 
@@ -464,17 +467,55 @@ class Session:
 
     def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None):
         """The fast path for throughput: packets packed in ``data`` (``offsets``/``lengths``: ctypes
-        ``c_int64`` arrays), no SimResult objects.  Returns ``(count, records, out, out_offsets)``: the
-        raw records (``R_SIZE`` int64 per packet, see runtime.R_*), the output packets packed in ``out``.
-        Stops early at a hand-off (the caller finishes that packet with :meth:`finish_handoff`)."""
+        ``c_int64`` arrays, see :func:`pack`), no SimResult objects.  Returns ``(count, records, out,
+        out_offsets)``: ``R_SIZE`` int64 per packet (``runtime.R_*``: status, action, r0, cycles, insns,
+        pkt_addr, pkt_len, fault site..., hits, misses, usage, calls) and the output packets packed in
+        ``out`` (``out_offsets[k]`` = -1: no packet).  ``count`` < n when ``out`` filled up.  A run
+        handed to the interpreter is finished here (its record is rewritten from its SimResult)."""
         n = len(offsets)
         self.ctx[rt.C_STOP_ON_DIRTY] = 0
         cap = out_capacity or (len(data) + 8192 * 4)
         recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
         obuf = ctypes.create_string_buffer(cap)
         ooffs = (ctypes.c_int64 * n)()
-        done = self._batch(ctypes.addressof(self.ctx), n, data, offsets, lengths, recs, obuf, ooffs, cap)
-        return done, recs, obuf, ooffs
+        k = used = 0
+        ctx, obase = ctypes.addressof(self.ctx), ctypes.addressof(obuf)
+        while k < n and used + 8192 <= cap:
+            done = self._batch(ctx, n - k, data, ctypes.byref(offsets, 8 * k), ctypes.byref(lengths, 8 * k),
+                               ctypes.byref(recs, 8 * rt.R_SIZE * k), obase + used, ctypes.byref(ooffs, 8 * k),
+                               cap - used)
+            top = used
+            for j in range(k, k + done):
+                if ooffs[j] >= 0:
+                    ooffs[j] += used
+                    top = max(top, ooffs[j] + recs[j * rt.R_SIZE + rt.R_PKT_LEN])
+            used = top
+            k += done
+            last = k - 1
+            if done and recs[last * rt.R_SIZE + rt.R_STATUS] == rt.STATUS_HANDOFF:
+                base = last * rt.R_SIZE
+                packet = bytes(data[offsets[last]:offsets[last] + lengths[last]])
+                res = self._handoff(packet, recs[base:base + rt.R_SIZE], export_cache=False)
+                self._write_record(recs, base, res)
+                ctypes.memmove(obase + used, res.packet, len(res.packet))
+                ooffs[last] = used
+                used += len(res.packet)
+        return k, recs, obuf, ooffs
+
+    @staticmethod
+    def _write_record(recs, base: int, res: SimResult) -> None:
+        f = res.fault
+        vals = {rt.R_STATUS: rt.STATUS_FAULT if f else rt.STATUS_HALT, rt.R_ACTION: res.action,
+                rt.R_R0: res.r0 - (1 << 64) if res.r0 >> 63 else res.r0, rt.R_CYCLES: res.cycles,
+                rt.R_INSNS: res.insns, rt.R_PKT_LEN: len(res.packet), rt.R_HITS: res.map_cache_hits,
+                rt.R_MISSES: res.map_cache_misses, rt.R_FSITE: -1, rt.R_FPC: f.address if f else 0}
+        for i, r in enumerate(_RESOURCES):
+            vals[rt.R_USAGE + 2 * i] = res.breakdown[r].accesses
+            vals[rt.R_USAGE + 2 * i + 1] = res.breakdown[r].cycles
+        for i, r in enumerate(_ROUTINES):
+            vals[rt.R_CALLS + i] = res.routine_calls.get(r.symbol, 0)
+        for slot, v in vals.items():
+            recs[base + slot] = v
 
     # -- hand-off to the interpreter ---------------------------------------------------------------------------
 
