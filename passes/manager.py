@@ -23,7 +23,6 @@ names one, the instruction.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import re
 import time
@@ -88,6 +87,7 @@ def register(name: str, target: str) -> None:
 
 def available_passes() -> list[str]:
     _load_builtin_registry()
+    _load_plugins()
     return sorted(REGISTRY)
 
 
@@ -98,8 +98,14 @@ ENTRY_POINT_GROUP = "nfpjit.passes"
 
 
 def _load_builtin_registry() -> None:
+    builtin = importlib.import_module("nfpjit.passes.registry").BUILTIN
+    for name, target in builtin.items():  # (again, should someone have cleared REGISTRY)
+        REGISTRY.setdefault(name, target)
+
+
+def _load_plugins() -> None:
+    """Add the passes other packages declare (scanned once, only when a name is not built in: it is slow)."""
     global _PLUGINS_LOADED
-    importlib.import_module("nfpjit.passes.registry")
     if not _PLUGINS_LOADED:
         _PLUGINS_LOADED = True
         from importlib.metadata import entry_points
@@ -111,6 +117,10 @@ def _load_builtin_registry() -> None:
 def pass_class(name: str) -> type[Pass]:
     _load_builtin_registry()
     if name not in REGISTRY:
+        _load_plugins()
+    if name not in REGISTRY:
+        import difflib
+
         near = difflib.get_close_matches(name, REGISTRY, n=3)
         hint = f"did you mean {', '.join(near)}?" if near else f"known passes: {', '.join(sorted(REGISTRY)) or 'none'}"
         raise UsageError(f"unknown pass '{name}'", hint=hint)
