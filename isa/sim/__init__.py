@@ -14,6 +14,7 @@ from .firmware import (
     ARG_MAP_ID,
     ARG_VALUE,
     FIRMWARE_BASE,
+    MapCache,
     RETURN_ADDRESS_REG,
     ROUTINE_ADDRESSES,
     Routine,
@@ -25,7 +26,7 @@ from .semantics import HANDLERS, semantics
 
 __all__ = [
     "CYCLES", "DEFAULT_BUDGET", "DEFAULT_MAP_CACHE_SIZE", "Resource",
-    "ARG_DELTA", "ARG_FLAGS", "ARG_KEY", "ARG_MAP_ID", "ARG_VALUE", "FIRMWARE_BASE", "RETURN_ADDRESS_REG",
+    "ARG_DELTA", "ARG_FLAGS", "ARG_KEY", "ARG_MAP_ID", "ARG_VALUE", "FIRMWARE_BASE", "MapCache", "RETURN_ADDRESS_REG",
     "ROUTINE_ADDRESSES", "Routine",
     "LM_POINTER_DELAY", "Machine", "simulate",
     "CTM_BASE", "EMEM_MAP_BASE", "HEADROOM", "LM_SIZE",

@@ -107,60 +107,21 @@ def _parse_map_file(path: str, program: Program) -> dict:
     return parse_entries(doc, MapStore.from_program(program), source=path)
 
 
-class SimEngine:
-    """The program compiled by nfpjit (default profile; -O2 or ``compile_options``) and run in the NFP-32 simulator."""
-
-    def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False,
-                 compile_options: dict | None = None):
-        from nfpjit.driver import compile
-        from nfpjit.ebpf.mapfile import load_map_file
-        from nfpjit.ebpf.maps import MapStore
-
-        # raw-context programs (uBPF convention) compile in raw mode under the permissive profile
-        self.raw_context = raw_context
-        options = dict(compile_options or {})
-        self.result = (compile(program, profile="permissive", raw_context=True, **options) if raw_context
-                       else compile(program, **options))
-        self.image = self.result.image
-        store = MapStore.from_program(program)
-        if maps_file:
-            load_map_file(maps_file, store)
-        names = {m.name for m in self.image.maps}
-        self.state = {k: v for k, v in store.dump().items() if k in names}
-
-    def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
-        from nfpjit.driver import run_sim
-
-        res = run_sim(self.image, packet, maps_in=self.state, trace=trace)
-        self.state = res.maps
-        return res
-
-    def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
-        from nfpjit.driver import run_sim_raw
-
-        if not self.raw_context:
-            raise UnsupportedError("this simulator engine was built for packets, not raw memory",
-                                   hint="construct it with raw_context=True")
-        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace)
-        self.state = res.maps
-        return res
-
-    def maps(self) -> MapState:
-        return self.state
-
-    def close(self) -> None:
-        pass
-
-
 class ImageEngine:
-    """An NFP firmware image (``nfpjit compile -o``), run in the simulator as it is: no eBPF object needed."""
+    """An NFP firmware image run in the simulator as it is (``nfpjit compile -o``: no eBPF object needed).
+
+    Maps persist across packets, and so does the NIC-side map cache (a hot key costs a cached
+    lookup on the next packet, as on the NIC).
+    """
 
     def __init__(self, image, maps_file: str | None, *, raw_context: bool = False):
         from nfpjit.ebpf.opcodes import ProgType
+        from nfpjit.isa.sim import DEFAULT_MAP_CACHE_SIZE, MapCache
 
         self.image = image
         self.raw_context = raw_context
         self.prog_type = ProgType(int(image.metadata.prog_type))
+        self.map_cache = MapCache(DEFAULT_MAP_CACHE_SIZE)
         self.state: MapState = {}
         if maps_file:
             from nfpjit.ebpf.mapfile import load_map_file
@@ -178,14 +139,17 @@ class ImageEngine:
     def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
         from nfpjit.driver import run_sim
 
-        res = run_sim(self.image, packet, maps_in=self.state, trace=trace)
+        res = run_sim(self.image, packet, maps_in=self.state, trace=trace, map_cache=self.map_cache)
         self.state = res.maps
         return res
 
     def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
         from nfpjit.driver import run_sim_raw
 
-        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace)
+        if not self.raw_context:
+            raise UnsupportedError("this simulator engine was built for packets, not raw memory",
+                                   hint="construct it with raw_context=True")
+        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace, map_cache=self.map_cache)
         self.state = res.maps
         return res
 
@@ -194,6 +158,27 @@ class ImageEngine:
 
     def close(self) -> None:
         pass
+
+
+class SimEngine(ImageEngine):
+    """The program compiled by nfpjit (default profile; -O2 or ``compile_options``) and run in the NFP-32 simulator."""
+
+    def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False,
+                 compile_options: dict | None = None):
+        from nfpjit.driver import compile
+        from nfpjit.ebpf.mapfile import load_map_file
+        from nfpjit.ebpf.maps import MapStore
+
+        # raw-context programs (uBPF convention) compile in raw mode under the permissive profile
+        options = dict(compile_options or {})
+        self.result = (compile(program, profile="permissive", raw_context=True, **options) if raw_context
+                       else compile(program, **options))
+        super().__init__(self.result.image, None, raw_context=raw_context)
+        store = MapStore.from_program(program)
+        if maps_file:
+            load_map_file(maps_file, store)
+        names = {m.name for m in self.image.maps}
+        self.state = {k: v for k, v in store.dump().items() if k in names}
 
 
 def _image_engine(args) -> ImageEngine:

@@ -35,6 +35,7 @@ from rich.table import Table
 
 import nfpjit
 from nfpjit.driver import compile, run_sim
+from nfpjit.isa.sim import DEFAULT_MAP_CACHE_SIZE, MapCache
 from nfpjit.ebpf.loader import list_programs
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import ProgType
@@ -75,8 +76,9 @@ def bench_one(program, *, opt_level: int, profile: str, frames: list[bytes], rep
     image = result.image
     state = {k: v for k, v in MapStore.from_program(program).dump().items() if k in {m.name for m in image.maps}}
     cycles = insns = faults = 0
+    cache = MapCache(DEFAULT_MAP_CACHE_SIZE)  # warm across packets, as on the NIC
     for frame in frames:
-        res = run_sim(image, frame, maps_in=state)
+        res = run_sim(image, frame, maps_in=state, map_cache=cache)
         state = res.maps
         cycles += res.cycles or 0
         insns += res.insns
