@@ -45,7 +45,11 @@ def _legal(ins) -> bool:
 
 
 def rewrite_sources(ins, state: dict, pos: int, loops: bool = True):
-    """``ins`` with each GPR, NN or $in source read from its oldest equal holder (None if nothing changes)."""
+    """``ins`` with each GPR, NN, $in or LM-word source read from its oldest equal holder (None if nothing changes).
+
+    An LM word stored from a register and read back while the register still holds the value is
+    read from the register (store-to-load forwarding through the value numbers).
+    """
     new = ins
     for role in ("a", "b"):
         op = getattr(new, role)
@@ -54,7 +58,9 @@ def rewrite_sources(ins, state: dict, pos: int, loops: bool = True):
             continue
         vid = M.vn_of(state, loc, pos, loops)
         here = state[loc][1]
-        cands = sorted((v[1], k) for k, v in state.items() if v[0] == vid and v[1] < here and k != loc)
+        # never an LM word as the replacement: that would add an LM access (and its pointer wait)
+        cands = sorted((v[1], k) for k, v in state.items()
+                       if v[0] == vid and v[1] < here and k != loc and k < M.LM_KEY0)
         for _, cand in cands:
             trial = replace(new, **{role: M.value_operand(cand)})
             if _legal(trial):

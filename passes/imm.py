@@ -13,7 +13,13 @@ the cheapest single form).  With known register contents (:func:`nfpjit.passes.m
 * a source register holding a larger constant that an older register already holds reads that
   register instead (the second ``immed ab23, 0x5000`` of a program dies);
 * a two-instruction constant within 255 of a value some register holds becomes one ``add`` or
-  ``sub`` from that register, when nobody reads the flags it sets.
+  ``sub`` from that register, when nobody reads the flags it sets; when the destination already
+  holds the constant's low half, the high-half ``immed`` alone does;
+* masks need no constant: ``xor x, ~0`` is ``not x``; ``and x, 0xffff`` (any mask of whole
+  bytes) is ``ld_field x, 0b0011, x, 0, clear`` when nobody reads the flags::
+
+      immed ab22, 0xffff
+      and ab14, a14, b22        ->    ld_field ab14, 0b0011, a14, 0, clear
 
 ``dce`` removes the ``immed``\\ s nobody reads afterwards.
 """
@@ -84,7 +90,10 @@ class ImmMaterialise(Pass):
                         skip_next = False
                     elif m.reloc is None:
                         pair = _immed_pair(body, b.idx, k)
-                        if pair is not None:
+                        if pair is not None and _low_half_there(pair, state):
+                            edits[i] = None          # the high-half immed alone finishes the value
+                            skip_next = True
+                        elif pair is not None:
                             lv = lv or fa.live
                             new = _pair_from_register(pair, state, lv.after(b.idx[k + 1]))
                             if new is not None:
@@ -95,6 +104,10 @@ class ImmMaterialise(Pass):
                             new = _sources(m.instr, state, since, i)
                             if new is not None:
                                 edits[i] = replace(m, instr=new)
+                            lv = lv or fa.live
+                            form = _mask_form(new or m.instr, state, lv.after(i))
+                            if form is not None:
+                                edits[i] = replace(m, instr=form)
                     du = M.def_use(m.instr)
                     M.step(state, m, du)
                     clob = du.clobbers & M.GPRS
@@ -138,6 +151,48 @@ def _sources(ins: Instruction, state: dict, since: dict, pos: int):
         if best is not None:
             new = best[1]
     return None if new is ins else new
+
+
+def _low_half_there(pair, state: dict) -> bool:
+    """The destination already holds the constant's low half (in every bank the pair writes)."""
+    dest, value = pair
+    locs = M._gpr_dests(dest)
+    return all(M.const_of(state, loc) is not None and M.const_of(state, loc) & 0xFFFF == value & 0xFFFF
+               for loc in locs)
+
+
+def _byte_mask(k: int) -> int | None:
+    """The ld_field byte mask equal to the 32-bit AND mask ``k`` (whole bytes only), else None."""
+    mask = 0
+    for i in range(4):
+        byte = (k >> (8 * i)) & 0xFF
+        if byte == 0xFF:
+            mask |= 1 << i
+        elif byte:
+            return None
+    return mask or None
+
+
+def _mask_form(ins: Instruction, state: dict, live_after: int):
+    """``xor x, ~0`` -> ``not x`` (same flags); ``and x, K`` with K whole bytes -> a clearing
+    ``ld_field`` (no immed for K; only when nobody reads the flags, which ld_field leaves)."""
+    op = ins.op
+    if op not in (Op.XOR, Op.AND) or ins.a is None:
+        return None
+    for const, other in ((ins.b, ins.a), (ins.a, ins.b)):
+        k = M.operand_value(state, const)
+        if k is None or const.__class__ is Imm or other.__class__ is Imm:
+            continue
+        if op == Op.XOR and k == MASK32:
+            new = Instruction(Op.NOT, dest=ins.dest, b=other)
+        elif op == Op.AND and _byte_mask(k) not in (None, 0xF) and k > MAX_ALU_IMM \
+                and not live_after & (M.BIT_CC | M.BIT_PREV) and ins.dest.__class__ in (Gpr, GprBoth):
+            new = Instruction(Op.LD_FIELD, dest=ins.dest, b=other, mask=_byte_mask(k), amount=0, clear=True)
+        else:
+            continue
+        if _legal(new):
+            return new
+    return None
 
 
 def _pair_from_register(pair, state: dict, live_after: int):

@@ -933,10 +933,16 @@ def vn_of(state: dict, loc: int, pos: int, loops: bool = True):
 
 #: locations value numbers track: GPRs, next-neighbour registers, read transfer registers
 VN_LOCS = GPRS | (GPR_A << NN0) | XIN_ALL
+LMP_ALL = 0xF << LMP0
+
+
+#: value-number keys of LM words: LM_KEY0 + 16 * pointer + offset (words at distinct offsets of one
+#: pointer do not overlap; a pointer write or a write through another pointer forgets them)
+LM_KEY0 = 1000
 
 
 def value_loc(op) -> int | None:
-    """The value-numbered location an operand names (GPR, NN, $in), else None."""
+    """The value-numbered location an operand names (GPR, NN, $in, an LM word), else None."""
     t = op.__class__
     if t is Gpr:
         return gpr_loc(op)
@@ -944,11 +950,15 @@ def value_loc(op) -> int | None:
         return NN0 + op.index
     if t is Xfer and op.side == XferSide.IN:
         return XIN0 + op.index
+    if t is LMem and not op.postinc:
+        return LM_KEY0 + 16 * op.pointer + op.offset
     return None
 
 
 def value_operand(loc: int):
     """The source operand reading value-numbered location ``loc``."""
+    if loc >= LM_KEY0:
+        return LMem((loc - LM_KEY0) // 16, (loc - LM_KEY0) % 16)
     if loc < XIN0:
         return loc_gpr(loc)
     if loc < XOUT0:
@@ -964,15 +974,29 @@ def _vn_dests(dest) -> tuple[int, ...]:
         return (gpr_loc(dest),)
     if t is NN:
         return (NN0 + dest.index,)
+    if t is LMem and not dest.postinc:
+        return (LM_KEY0 + 16 * dest.pointer + dest.offset,)
     return ()
 
 
+def _drop_lm(state: dict, pointer: int | None) -> None:
+    """Forget the LM words seen through ``pointer`` (None: through every pointer)."""
+    lo, hi = (LM_KEY0, LM_KEY0 + 64) if pointer is None else (LM_KEY0 + 16 * pointer, LM_KEY0 + 16 * pointer + 16)
+    for k in [k for k in state if lo <= k < hi]:
+        del state[k]
+
+
 def vn_kill(state: dict, clobbers: int) -> None:
-    """Forget what ``clobbers`` may change (CSR state kills the ``csr_rd`` values too)."""
+    """Forget what ``clobbers`` may change (CSR state kills the ``csr_rd`` values, LM the LM words)."""
     _drop(state, clobbers, VN_LOCS)
     if clobbers & BIT_CSR:
         for k in [k for k, v in state.items() if v[0][0] == "csr"]:
             del state[k]
+    if clobbers & BIT_LM:
+        _drop_lm(state, None)
+    for p in range(4):
+        if clobbers >> lmp(p) & 1:
+            _drop_lm(state, p)
 
 
 def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = True) -> None:
@@ -984,12 +1008,27 @@ def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = Tr
     ins = m.instr
     du = du or def_use(ins)
     clob = du.clobbers & VN_LOCS
-    if du.clobbers & BIT_CSR:
-        vn_kill(state, du.clobbers & BIT_CSR)
-    if not clob:
-        return
     op = ins.op
     dest = ins.dest
+    other = du.clobbers & (BIT_CSR | LMP_ALL)
+    if du.clobbers & BIT_LM:
+        # a write through one pointer keeps what the other words of that pointer hold
+        if dest.__class__ is LMem and not dest.postinc and ins.op not in BRANCH_OPS:
+            for k in [k for k in state if k >= LM_KEY0 and (k - LM_KEY0) // 16 != dest.pointer]:
+                del state[k]
+            state.pop(LM_KEY0 + 16 * dest.pointer + dest.offset, None)
+        else:
+            other |= BIT_LM
+    if other:
+        vn_kill(state, other)
+    if dest.__class__ is LMem and not dest.postinc and m.reloc is None:
+        key = _vn_dests(dest)[0]
+        if op == Op.MOV and value_loc(ins.b) is not None and not _partial_write(ins):
+            state[key] = (vn_of(state, value_loc(ins.b), pos, loops), pos)
+        if not clob:
+            return
+    if not clob:
+        return
     if m.reloc is None and op == Op.MOV:
         src = value_loc(ins.b)
         dests = _vn_dests(dest)
