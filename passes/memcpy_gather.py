@@ -4,7 +4,7 @@ Copies (``__builtin_memcpy``, struct assignments) compile to runs of loads from 
 pointer, each followed by a store elsewhere.  Lowered one by one, every load from a map value is
 an EMEM command (about 250 cycles) and every packet load that the packet cache does not serve a
 CTM command (about 50).  This pass reads the bytes of the whole run with one command (at most
-14 words: ``$in2..$in15``) before its first load; each load of the run is then one or two ALU
+10 words: ``$in2..$in11``) before its first load; each load of the run is then one or two ALU
 instructions on those registers.  The stores stay as they are (packet stores go to the packet
 cache, stack stores to local memory).
 
@@ -29,7 +29,7 @@ A run is a sequence of instructions in one basic block, starting at a load throu
 packet pointer register ``P``, with at least two such loads
 from ``P`` at constant offsets from it, and ending at the first instruction that writes ``P``, a
 store into the same kind of memory (it could write bytes the run reads later), an atomic, a
-call, ``ld_abs``/``ld_ind``, a jump or an exit.  Its bytes span at most 56.  A map-value run must
+call, ``ld_abs``/``ld_ind``, a jump or an exit.  Its bytes span at most 40.  A map-value run must
 stay inside the value's 8-byte-rounded slot (the bulk read moves whole words); a packet run's read
 starts with its first byte when the analysis proves every byte read in the packet, else it ends
 with its last byte and starts at most 3 bytes before its first (inside the headroom, which
@@ -48,8 +48,8 @@ from nfpjit.passes.manager import Pass
 
 #: first transfer register of a gather ($in0/$in1 stay free for the stores' read-modify-writes)
 FIRST_XFER = 2
-#: words one gather may read ($in2..$in15; $in16.. belong to the packet cache)
-MAX_WORDS = 14
+#: words one gather may read ($in2..$in11; $in12.. belong to the packet cache)
+MAX_WORDS = 10
 
 
 @dataclass(frozen=True)
@@ -188,13 +188,13 @@ class _Planner:
 
 @dataclass(frozen=True)
 class MemcpyGather(Pass):
-    """Switch of the load gather; ``max_bytes`` caps one bulk read (at most 56)."""
+    """Switch of the load gather; ``max_bytes`` caps one bulk read (at most 40)."""
 
     name: ClassVar[str] = "memcpy-gather"
     level: ClassVar[str] = "lower"
     summary: ClassVar[str] = "runs of loads through one map-value/packet pointer read with one bulk command"
 
-    max_bytes: int = 56
+    max_bytes: int = 40
 
     def plan(self, program, analysis) -> GatherPlan | None:
         if analysis is None or getattr(analysis, "cfg", None) is None or getattr(analysis, "raw_context", False):

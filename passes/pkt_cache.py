@@ -2,12 +2,14 @@
 
 Without it every packet access is its own CTM command with a context swap (about 50 cycles),
 and a 1- or 2-byte store is a read-modify-write (two commands).  With it the first packet access
-of a region reads the window (packet bytes ``[0, 4n)`` from ``data``, ``n`` <= 16 words) into
-``$in16..$in31`` with one command; every later access at a constant offset inside the window is
-one or two ALU instructions on those registers.  Stores go to a copy of the stored words kept in
-next-neighbour registers ``n0..n15`` and are written back with one ``mem_write`` before anything
-that needs the packet in memory (exit, helper calls that take a packet pointer or move the packet,
-uncached packet accesses, BPF-to-BPF calls) or before leaving the region where the cache is valid.
+of a region reads the window (packet bytes ``[0, 4n)`` from ``data``, ``n`` <= 20 words) into
+``$in12..$in31`` with one command (an indirect count above 8 words); every later access at a
+constant offset inside the window is one instruction on those registers (two when it straddles
+two words).  Stores go to a copy of the stored words kept in next-neighbour registers ``n0..n19``
+and are written back with one ``mem_write`` before anything that needs the packet in memory
+(exit, helper calls that move the packet, uncached packet accesses, BPF-to-BPF calls) or before
+leaving the region where the cache is valid.  A load at a variable offset whose possible values
+are 4 apart (a TCP port after a variable IHL) picks its register with a tree of bit tests.
 
 Before (``-O1``), ``r2 = *(u8 *)(r1 + 13)`` and ``*(u8 *)(r1 + 2) = r2``::
 
@@ -23,35 +25,41 @@ Before (``-O1``), ``r2 = *(u8 *)(r1 + 13)`` and ``*(u8 *)(r1 + 2) = r2``::
 After (``pkt-cache``)::
 
     csr_rd ab22, pkt_addr                            ; the fill, once per region
-    mem_read.ctm $in16, a22, 0, 3, ctx_swap
-    mov n0, $in16                                    ; stored words: NN copy
-    ld_field ab4, 0x2, $in19, 8, clear               ; the load: one instruction
+    mem_read.ctm $in12, a22, 0, 4, ctx_swap
+    mov n0, $in12                                    ; stored words: NN copy
+    ld_field ab4, 0b0010, $in15, 8, clear            ; the load: one instruction
     ...
     mov ab22, n0                                     ; the store: merge into n0
-    ld_field ab22, 0x4, b4, 16
+    ld_field ab22, 0b0100, b4, 16
     mov n0, b22
     ...
-    mov $out16, n0                                   ; write-back before exit
-    csr_rd ab22, pkt_addr
-    mem_write.ctm $out16, a22, 0, 1, ctx_swap
+    csr_rd ab22, pkt_addr                            ; write-back before exit
+    mov $out12, n0
+    mem_write.ctm $out12, a22, 0, 1, ctx_swap
 
 What is cached, and when
 ------------------------
 - Loads and stores through a packet pointer (not ``data_meta``) whose offset from ``data`` the
-  analysis proves constant, inside the window (``window`` bytes, at most 64), 1/2/4 bytes at any
-  byte position (a read straddling two words is a ``dbl_shf``), 8 bytes when it straddles at most
-  the words it needs (loads) or is word-aligned (stores).  Variable offsets (a TCP header after
-  a variable IHL) stay CTM commands.
+  analysis proves constant, inside the window (``window`` bytes, at most 80: the TCP ports after
+  the largest IPv4 header), 1/2/4 bytes at any byte position, 8 bytes when word-aligned (stores)
+  or at any position (loads).  Loads at a variable offset whose low two bits the analysis knows
+  (so every possible offset is the same byte of a different word), at most 32 possible words,
+  one to four bytes not straddling a word.  Other variable offsets stay CTM commands.
 - The cache state is a forward data-flow over the CFG (must-valid per word, may-dirty per word),
   so it stays valid across basic blocks, jumps and joins as long as every path into a point has
   filled it and nothing invalidated it since: unlike the kernel's NFP JIT it is not reset at
-  jump targets.  A fill goes before the first cached access that finds its words invalid.
+  jump targets.  A fill goes before the first cached access that finds its words invalid, and
+  reads every word any cached access of the function needs (one command costs the same).
 - Invalidated (after a write-back) by: ``xdp_adjust_head``/``xdp_adjust_tail`` and every helper
   that is not a map helper or ``get_prandom_u32`` (those do not move or change the packet, and
   the firmware routines leave transfer and NN registers alone), BPF-to-BPF calls (the callee may
   do anything; its own cache starts empty), and a packet store the cache cannot take (the words
   it may touch).  Uncached packet loads, ``ld_abs``/``ld_ind`` and map helpers whose key or value
   points into the packet only need the dirty words written back first.
+- Written back: the dirty words (one run, clean valid words in between included) before such
+  events and the exit, and at the end of a block whose successor does not hold them valid (a
+  join with a path that never filled the cache); a flush is placed "before pc" right after the
+  instruction's label, or after a cached store that ends its block.
 
 The fill never faults where the program would not
 --------------------------------------------------
@@ -59,12 +67,13 @@ The simulator (like the NIC) allows reads past the packet end inside the 8 KiB C
 faults outside it.  The fill reads ``[data, data + 4n)``:
 
 - where no ``xdp_adjust_head`` can have run, ``data`` is the buffer's packet start (256 bytes in)
-  and the buffer holds at least 7936 bytes after it: any window up to 64 bytes is inside;
+  and the buffer holds at least 7936 bytes after it: any window up to 80 bytes is inside;
 - after an adjust_head whose deltas are all constant multiples of 4, ``data`` is word-aligned and
   so is the buffer end, so the proven range rounded up to words is inside (``data + range <=
   data_end <= buffer end``);
 - otherwise only the whole words inside the proven range are filled.
 
+A write-back rewrites bytes past the packet end only with the values the fill read there.
 Raw-context programs (uBPF-style memory blocks, analysed with an unchecked 64 KiB range, run with
 exact block bounds) are not cached.
 """
@@ -78,12 +87,15 @@ from nfpjit.analysis import RegKind
 from nfpjit.ebpf.opcodes import Helper, InsnClass, JmpOp, Mode
 from nfpjit.passes.manager import Pass
 
-#: words of the largest window (transfer registers $in16..$in31, NN n0..n15)
-MAX_WORDS = 16
+#: words of the largest window (transfer registers $in12..$in31, NN n0..n19): 80 bytes reach the TCP
+#: ports after the largest IPv4 header (14 + 60 + 4)
+MAX_WORDS = 20
 #: first transfer register ($in and $out side) of the window
-FIRST_XFER = 16
+FIRST_XFER = 12
 #: first next-neighbour register holding stored words
 FIRST_NN = 0
+#: most possible offsets of a variable-offset load served by a branch tree (5 levels)
+MAX_DISPATCH = 32
 
 #: helpers that neither move nor change the packet (the cache stays valid across them)
 PACKET_SAFE_HELPERS = frozenset({Helper.map_lookup_elem, Helper.map_update_elem, Helper.map_delete_elem,
@@ -102,11 +114,13 @@ class Access:
     off: int
     size: int
     write: bool
+    #: a variable offset: one of ``off, off + 4, ..., off + 4 * (count - 1)`` (a load, chosen at run time)
+    count: int = 1
 
     @property
     def words(self) -> int:
-        """Bit mask of the window words the access touches."""
-        first, last = self.off // 4, (self.off + self.size - 1) // 4
+        """Bit mask of the window words the access may touch."""
+        first, last = self.off // 4, (self.off + 4 * (self.count - 1) + self.size - 1) // 4
         return ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
 
 
@@ -187,8 +201,11 @@ class _Planner:
                       and insn.mode in (Mode.MEM, Mode.MEMSX))
                 if ok and write and (no_stores or (size == 8 and lo % 4)):
                     ok = False
+                var = self._variable(f, insn, lo, hi, size) if not ok and not write else None
                 if ok:
                     cand[pc] = Access(lo, size, write)
+                elif var is not None:
+                    cand[pc] = var
                 elif write:
                     if mem.kind == RegKind.PACKET and lo >= 0:
                         first, last = lo // 4, min((hi + size - 1) // 4, MAX_WORDS - 1)
@@ -221,6 +238,21 @@ class _Planner:
                     head = d.var.value if d.kind == RegKind.SCALAR and d.var.is_const else UNKNOWN_DELTA
                 events[pc] = Event(flush=True, kill=all_words, head=head)
         return cand, events
+
+    def _variable(self, f, insn, lo: int, hi: int, size: int) -> Access | None:
+        """A load at a variable offset whose possible offsets step by 4 inside the window (one word each)."""
+        if f.mem.kind != RegKind.PACKET or insn.mode not in (Mode.MEM, Mode.MEMSX) or size > 4 or lo < 0:
+            return None
+        r = f.regs[insn.src]
+        tn = r.var.full.tnum
+        if r.kind != RegKind.PACKET or tn.mask & 3:
+            return None                        # the offset's low bits vary: bytes move within words
+        residue = (r.off + insn.off + tn.value) % 4
+        first = lo + (residue - lo) % 4
+        count = (hi - first) // 4 + 1
+        if first % 4 + size > 4 or count > MAX_DISPATCH or first + 4 * (count - 1) + size > 4 * self.window_words:
+            return None
+        return Access(first, size, False, count)
 
     # -- CFG order ----------------------------------------------------------------------------
 
@@ -488,13 +520,13 @@ class _Planner:
 
 @dataclass(frozen=True)
 class PacketCache(Pass):
-    """Switch of the packet cache; ``window`` bytes from ``data`` (at most 64), ``stores`` caches stores too."""
+    """Switch of the packet cache; ``window`` bytes from ``data`` (at most 80), ``stores`` caches stores too."""
 
     name: ClassVar[str] = "pkt-cache"
     level: ClassVar[str] = "lower"
     summary: ClassVar[str] = "packet reads/writes at constant offsets served from transfer registers filled once"
 
-    window: int = 64
+    window: int = 80
     stores: bool = True
 
     def plan(self, program, analysis) -> PktCachePlan | None:

@@ -527,13 +527,14 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
 
 # -- pkt-cache (passes/pkt_cache.py): packet bytes in transfer / next-neighbour registers ------------
 #
-# The window is packet bytes [0, 4n) from ``data`` in $in16..$in31 (filled by one CTM read);
-# words some cached store writes are copied to n0..n15 at each fill and updated there, and
-# written back through $out16..$out31 with one mem_write where the plan says.  Other code uses
-# $in0..$in15 / $out0..$out15 (map-cache: n24..n31), so the cache survives it.
+# The window is packet bytes [0, 4n) from ``data`` in $in12..$in31 (filled by one CTM read);
+# words some cached store writes are copied to n0..n19 at each fill and updated there, and
+# written back through $out12..$out31 with one mem_write where the plan says.  Other code uses
+# $in0..$in11 / $out0..$out11 (memcpy-gather: $in2..$in11; map-cache: n24..n31), so the cache
+# survives it.
 
 #: first transfer register ($in and $out) and NN register of the packet cache
-PKT_XFER, PKT_NN = 16, 0
+PKT_XFER, PKT_NN = 12, 0
 
 
 def _pkt_plan(ctx):
@@ -580,7 +581,45 @@ def _cached_load(ctx, pc: int, insn: Insn, acc) -> None:
     """``R<dst>`` = ``acc.size`` packet bytes at ``acc.off`` from the cache (one instruction; two when straddling)."""
     _pkt_fill(ctx, pc)
     plan = _pkt_plan(ctx)
+    if acc.count > 1:
+        _dispatch_load(ctx, pc, insn, acc, lambda k: _pkt_word(plan, k))
+        return
     window_load(ctx, insn.dst, lambda k: _pkt_word(plan, k), acc.off, acc.size)
+
+
+def _dispatch_load(ctx, pc: int, insn: Insn, acc, word) -> None:
+    """A load at one of ``acc.count`` offsets 4 apart: a tree of bit tests on the offset picks the register.
+
+    ``t`` = (pointer - data) + insn.off - acc.off = 4 * index; bits 2.. of ``t`` choose the leaf, which
+    extracts the bytes in the defer slot of its jump to the end (about 15 cycles instead of a CTM read).
+    """
+    d, p = insn.dst, insn.src
+    s, t = scratch(ctx), scratch(ctx)
+    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR))
+    ctx.emit(alu(Op.SUB, GprBoth(t), lo_a(p), Gpr(Bank.B, s)))
+    if insn.off != acc.off:
+        add_const(ctx, t, Gpr(Bank.A, t), insn.off - acc.off)
+    done = ctx.new_label(f"pkd{pc}_")
+    levels = (acc.count - 1).bit_length()
+
+    def tree(prefix: int, level: int, last: bool) -> None:
+        if level < 0:
+            if not last:
+                ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS, defer=1), target=done)
+            window_load(ctx, d, word, acc.off + 4 * prefix, acc.size)
+            return
+        right = prefix | 1 << level
+        if right >= acc.count:               # no offset has this bit set: only the left side
+            tree(prefix, level - 1, last)
+            return
+        label = ctx.new_label(f"pkd{pc}b{level}_")
+        ctx.emit(Instruction(Op.BR_BSET, a=Gpr(Bank.A, t), bit=2 + level), target=label)
+        tree(prefix, level - 1, False)
+        ctx.emit.label(label)
+        tree(right, level - 1, last)
+
+    tree(0, levels - 1, True)
+    ctx.emit.label(done)
 
 
 def window_load(ctx, d: int, word, off: int, size: int) -> None:
