@@ -156,7 +156,7 @@ def _update_flag_src(flag_src: set, m, du) -> None:
     if du.clobbers & (M.BIT_CC | M.BIT_PREV):
         flag_src.clear()
         if _writes_logic_flags(ins) and isinstance(ins.dest, (Gpr, GprBoth)):
-            flag_src.update(M._gpr_dests(ins.dest))
+            flag_src.update(M.gpr_dests(ins.dest))
         return
     if flag_src and du.clobbers & M.GPRS:
         for loc in [k for k in flag_src if du.clobbers >> k & 1]:

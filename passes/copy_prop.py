@@ -128,7 +128,7 @@ def _redundant_copy(ins, state: dict, pos: int, live_after: int, loops: bool = T
         vid = M.vn_of(state, M.value_loc(ins.b), pos, loops)
     else:
         return False
-    dests = M._vn_dests(ins.dest)
+    dests = M.vn_dests(ins.dest)
     return bool(dests) and all(state.get(loc, (None,))[0] == vid for loc in dests)
 
 

@@ -48,7 +48,7 @@ LM_DELAY = 3
 
 
 def _lm_write(ins) -> int | None:
-    return M._lm_pointer_of_write(ins)
+    return M.lm_pointer_written(ins)
 
 
 def dependences(body, nodes: list, live_after: list) -> tuple[list, list]:

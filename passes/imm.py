@@ -156,7 +156,7 @@ def _sources(ins: Instruction, state: dict, since: dict, pos: int):
 def _low_half_there(pair, state: dict) -> bool:
     """The destination already holds the constant's low half (in every bank the pair writes)."""
     dest, value = pair
-    locs = M._gpr_dests(dest)
+    locs = M.gpr_dests(dest)
     return all(M.const_of(state, loc) is not None and M.const_of(state, loc) & 0xFFFF == value & 0xFFFF
                for loc in locs)
 

@@ -748,32 +748,32 @@ def evaluate(ins: Instruction, state: dict):
     return m.out, cc, prev
 
 
-def _bits_transfer(ins: Instruction, state: dict) -> dict | None:
-    """Known bits of the GPRs ``ins`` writes when some inputs are unknown (a few shapes); None: nothing known."""
+def _bits_transfer(ins: Instruction, state: dict) -> tuple[int, int] | None:
+    """(known zero, known one) of the value ``ins`` writes when some inputs are unknown (a few shapes)."""
     op = ins.op
     if op == Op.AND:
         za, oa = operand_bits(state, ins.a)
         zb, ob = operand_bits(state, ins.b)
-        return {"v": ((za | zb) & MASK32, oa & ob)}
+        return ((za | zb) & MASK32, oa & ob)
     if op == Op.OR:
         za, oa = operand_bits(state, ins.a)
         zb, ob = operand_bits(state, ins.b)
-        return {"v": (za & zb, (oa | ob) & MASK32)}
+        return (za & zb, (oa | ob) & MASK32)
     if op == Op.MOV:
-        return {"v": operand_bits(state, ins.b)}
+        return operand_bits(state, ins.b)
     if op == Op.ALU_SHF and ins.alu == AluOp.MOV and not ins.indirect:
         z, o = operand_bits(state, ins.b)
         n = ins.amount
         if ins.shift == ShiftKind.SHR:
-            return {"v": ((z >> n) | (MASK32 << (32 - n) & MASK32), o >> n)}
+            return ((z >> n) | (MASK32 << (32 - n) & MASK32), o >> n)
         if ins.shift == ShiftKind.SHL:
-            return {"v": ((z << n | ((1 << n) - 1)) & MASK32, (o << n) & MASK32)}
+            return ((z << n | ((1 << n) - 1)) & MASK32, (o << n) & MASK32)
         return None
     if op == Op.DBL_SHF and not ins.indirect:
         za, oa = operand_bits(state, ins.a)
         zb, ob = operand_bits(state, ins.b)
         n = ins.amount
-        return {"v": (((za << 32 | zb) >> n) & MASK32, ((oa << 32 | ob) >> n) & MASK32)}
+        return (((za << 32 | zb) >> n) & MASK32, ((oa << 32 | ob) >> n) & MASK32)
     if op == Op.LD_FIELD and ins.clear:
         bytemask = 0
         for i in range(4):
@@ -783,7 +783,7 @@ def _bits_transfer(ins: Instruction, state: dict) -> dict | None:
         r = ins.amount
         z = ((z >> r) | (z << (32 - r))) & MASK32 if r else z
         o = ((o >> r) | (o << (32 - r))) & MASK32 if r else o
-        return {"v": ((z & bytemask) | (~bytemask & MASK32), o & bytemask)}
+        return ((z & bytemask) | (~bytemask & MASK32), o & bytemask)
     return None
 
 
@@ -807,15 +807,15 @@ def step(state: dict, m, du: DefUse | None = None) -> None:
         bits = _bits_transfer(ins, state)
         _kill(state, clob)
         if bits is not None:
-            v = bits["v"]
+            v = bits
             if v[0] or v[1]:
-                for loc in _gpr_dests(ins.dest):
+                for loc in gpr_dests(ins.dest):
                     state[loc] = v
         return
     _kill(state, clob)
 
 
-def _gpr_dests(dest) -> tuple[int, ...]:
+def gpr_dests(dest) -> tuple[int, ...]:
     if isinstance(dest, GprBoth):
         return (dest.index, B0 + dest.index)
     if isinstance(dest, Gpr):
@@ -966,7 +966,7 @@ def value_operand(loc: int):
     return NN(loc - NN0)
 
 
-def _vn_dests(dest) -> tuple[int, ...]:
+def vn_dests(dest) -> tuple[int, ...]:
     t = dest.__class__
     if t is GprBoth:
         return (dest.index, B0 + dest.index)
@@ -1022,7 +1022,7 @@ def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = Tr
     if other:
         vn_kill(state, other)
     if dest.__class__ is LMem and not dest.postinc and m.reloc is None:
-        key = _vn_dests(dest)[0]
+        key = vn_dests(dest)[0]
         if op == Op.MOV and value_loc(ins.b) is not None and not _partial_write(ins):
             state[key] = (vn_of(state, value_loc(ins.b), pos, loops), pos)
         if not clob:
@@ -1031,26 +1031,26 @@ def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = Tr
         return
     if m.reloc is None and op == Op.MOV:
         src = value_loc(ins.b)
-        dests = _vn_dests(dest)
+        dests = vn_dests(dest)
         if src is not None and dests:
             vid = vn_of(state, src, pos, loops)
             _drop(state, clob & ~sum(1 << d for d in dests), VN_LOCS)
             for loc in dests:
                 state[loc] = (vid, pos)
             return
-    if m.reloc is None and op == Op.IMMED and ins.width == Width.WORD and _vn_dests(dest):
+    if m.reloc is None and op == Op.IMMED and ins.width == Width.WORD and vn_dests(dest):
         v = ins.imm << (8 * ins.byte)
         if ins.invert:
             v = ~v & MASK32
-        for loc in _vn_dests(dest):
+        for loc in vn_dests(dest):
             state[loc] = (("k", v), pos)
         return
-    if op == Op.CSR_RD and ins.csr in _CSR_STATE and _vn_dests(dest):
-        for loc in _vn_dests(dest):                  # the same CSR value until something changes it
+    if op == Op.CSR_RD and ins.csr in _CSR_STATE and vn_dests(dest):
+        for loc in vn_dests(dest):                  # the same CSR value until something changes it
             state[loc] = (("csr", int(ins.csr)), pos)
         return
     partial = _partial_write(ins)
-    dests = _vn_dests(dest)
+    dests = vn_dests(dest)
     old = {loc: state.get(loc, (None,))[0] for loc in dests} if partial else None
     _drop(state, clob, VN_LOCS)
     if dests and not (clob & ~sum(1 << d for d in dests)):
@@ -1159,7 +1159,7 @@ def apply_edits(fn, edits: dict) -> bool:
     return True
 
 
-def _lm_pointer_of_write(ins) -> int | None:
+def lm_pointer_written(ins) -> int | None:
     if ins is not None and ins.op == Op.CSR_WR and ins.csr in _LM_CSRS:
         return _LM_CSRS[ins.csr]
     return None
@@ -1177,7 +1177,7 @@ def repair_lm_timing(fn, delay: int = 3) -> bool:
     inserts = {}
     n = len(body)
     for i, m in enumerate(body):
-        p = _lm_pointer_of_write(m.instr)
+        p = lm_pointer_written(m.instr)
         if p is None:
             continue
         bit = 1 << lmp(p)
@@ -1271,21 +1271,12 @@ def analyses(unit) -> list[FunctionAnalysis]:
 # -- rewriting helpers ------------------------------------------------------------------------------
 
 
-def flags_dead(live_after: int, du: DefUse) -> bool:
-    """True when the CC and prev an instruction writes are read by nobody."""
-    return not (live_after & du.defs & (BIT_CC | BIT_PREV))
-
-
-def is_nop(m) -> bool:
-    return m.instr is not None and m.instr.op == Op.NOP
-
-
 __all__ = [
     "A0", "B0", "XIN0", "XOUT0", "NN0", "CC", "PREV", "MUL", "LMP0", "LM", "MEM", "CSR", "ALL", "GPRS",
     "BIT_CC", "BIT_PREV", "Effect", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
     "Block", "CFG", "build_cfg", "program_cfgs", "return_labels", "liveness", "Liveness",
     "known_bits", "step", "evaluate", "const_of", "operand_value", "operand_bits", "gpr_loc", "loc_gpr",
     "analyses", "FunctionAnalysis", "apply_edits", "repair_lm_timing", "value_numbers", "value_loc", "value_operand", "vn_kill", "vn_step", "vn_of", "banks_equal",
-    "both", "lmp", "loc_name", "locs_text", "flags_dead", "is_nop",
+    "both", "lmp", "loc_name", "locs_text", "gpr_dests", "vn_dests", "lm_pointer_written",
     "FALL", "JUMP", "COND", "CALL", "ESCAPE", "HALT", "RETURN",
 ]
