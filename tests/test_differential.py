@@ -68,10 +68,11 @@ def test_corpus_program_agrees_with_kernel(obj, section):
     assert not problems, "\n".join(problems[:10])
 
 
-def _generated(prog_type: ProgType, examples: int, subprograms: bool = True):
+def _generated(prog_type: ProgType, examples: int, subprograms: bool = True, xdp_helpers: bool = False):
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(programs(prog_type, subprograms=subprograms), st.lists(packets(max_len=200), min_size=1, max_size=3),
+    @given(programs(prog_type, subprograms=subprograms, xdp_helpers=xdp_helpers),
+           st.lists(packets(max_len=200), min_size=1, max_size=3),
            st.lists(st.sampled_from(CRAFTED), min_size=1, max_size=3))
     def check(program, generated, crafted):
         try:
@@ -97,6 +98,27 @@ def test_generated_programs_agree_with_kernel_big_run():
     _generated(ProgType.XDP, 8000)
     _generated(ProgType.SCHED_CLS, 1000)
     _generated(ProgType.SCHED_CLS, 1000, subprograms=False)
+
+
+def test_generated_xdp_helper_programs_agree_with_kernel():
+    # redirect maps, fib_lookup, check_mtu, queue/stack, ring buffer, perf events, array of maps
+    _generated(ProgType.XDP, 100, xdp_helpers=True)
+
+
+@pytest.mark.slow
+def test_generated_xdp_helper_programs_agree_with_kernel_many():
+    _generated(ProgType.XDP, 2000, xdp_helpers=True)
+
+
+PENDING = sorted((CORPUS / "analysis_pending").glob("*.o"))
+
+
+@pytest.mark.parametrize("obj", PENDING, ids=lambda p: p.stem)
+def test_pending_corpus_program_agrees_with_kernel(obj):
+    """The XDP-helper corpus programs the analysis does not know yet (tests/corpus/analysis_pending)."""
+    program = nfpjit.load(obj)
+    problems = differential(program, CRAFTED)
+    assert not problems, "\n".join(problems[:10])
 
 
 @pytest.mark.parametrize("mutation", ["r0", "packet", "map"])

@@ -42,7 +42,7 @@ from nfpjit.ebpf.opcodes import (
 )
 from nfpjit.ebpf.program import Function, MapDef, Program
 
-__all__ = ["programs", "GENERATED_MAPS", "ProgramShape"]
+__all__ = ["programs", "GENERATED_MAPS", "XDP_HELPER_MAPS", "ProgramShape"]
 
 CTX, DATA, DATA_END, FP = 6, 7, 8, 10
 SCALARS = (0, 1, 2, 3, 4, 5, 9)
@@ -53,6 +53,22 @@ GENERATED_MAPS = (
     MapDef("glb", MapType.ARRAY, 4, VALUE_SIZE, 1, initial=bytes(range(1, VALUE_SIZE + 1)), origin="global"),
 )
 _ARR, _HSH, _GLB = 0, 1, 2
+# With programs(xdp_helpers=True): redirect maps, queue/stack, ring buffer, perf events, map-in-map.
+_INNER = MapDef("inn", MapType.ARRAY, 4, VALUE_SIZE, 4, origin="asm")
+XDP_HELPER_MAPS = (
+    MapDef("dev", MapType.DEVMAP, 4, 4, 4, origin="asm"),
+    MapDef("xsk", MapType.XSKMAP, 4, 4, 4, origin="asm"),
+    MapDef("cpu", MapType.CPUMAP, 4, 4, 4, origin="asm"),
+    MapDef("que", MapType.QUEUE, 0, 8, 4, origin="asm"),
+    MapDef("stk", MapType.STACK, 0, 8, 4, origin="asm"),
+    MapDef("rb", MapType.RINGBUF, 0, 0, 4096, origin="asm"),
+    MapDef("ev", MapType.PERF_EVENT_ARRAY, 4, 4, 4, origin="asm"),
+    MapDef("mim", MapType.ARRAY_OF_MAPS, 4, 4, 2, origin="asm",
+           inner=MapDef("mim.inner", MapType.ARRAY, 4, VALUE_SIZE, 4, origin="asm"),
+           slots=((bytes(4), _INNER),)),
+)
+_DEV, _XSK, _CPU, _QUE, _STK, _RB, _EV, _MIM = range(3, 11)
+_FIB, _MTU, _QVAL = -200, -208, -136     # stack: fib params (64 bytes), mtu_len, a queue/ring value
 # (data, data_end) offsets in the context struct; extra readable u32 scalar fields.
 # (xdp_md.egress_ifindex is readable only by devmap programs.)
 _CTX = {ProgType.XDP: (0, 4, (12, 16)),
@@ -77,6 +93,7 @@ class ProgramShape:
     max_depth: int = 2
     subprograms: bool = True
     adjust: bool = True      # XDP: bpf_xdp_adjust_head/tail blocks
+    xdp_helpers: bool = False  # XDP: redirect maps, fib_lookup, check_mtu, queues, ring buffer, map-in-map
 
 
 # -- emission --------------------------------------------------------------------------------
@@ -393,6 +410,150 @@ class _Gen:
         self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
         self.reinit([1, 2, 3, 4, 5])
 
+    # -- the XDP helper set (programs(xdp_helpers=True)) ----------------------------------------
+    def _stack_words(self, start: int, n: int, values=None) -> None:
+        for i in range(n):
+            v = values[i] if values is not None and i < len(values) else self.d(_IMMS)
+            v &= 0xFFFF_FFFF
+            self.e.emit(_st(Size.W, FP, start + 4 * i, v - (1 << 32) if v >> 31 else v))
+        if self.depth == 0:
+            self.stack_init |= set(range(start, start + 4 * n))
+
+    def xdp_redirect(self) -> None:
+        which = self.d(st.sampled_from([_DEV, _XSK, _CPU]))
+        flags = self.d(st.sampled_from([0, 1, 2, 3, 8, 16, 24, 10, 4, 0x20]))
+        self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
+        if self.d(st.booleans()):
+            self.e.emit(_mov(2, self.d(st.integers(0, 5))))
+        else:
+            self.e.emit(_movr(2, self.d(st.sampled_from(SCALARS))))
+        self.e.emit(_mov(3, flags))
+        self.e.emit(_call_helper(Helper.redirect_map))
+        if self.depth == 0 and self.d(st.booleans()):
+            skip = _Label()
+            self.e.emit(_jmp(JmpOp.JNE, 0, imm=4), skip)   # XDP_REDIRECT: the verdict
+            self.e.emit(_EXIT)
+            self.e.mark(skip)
+        self.reinit([1, 2, 3, 4, 5])
+
+    def xdp_map_lookup(self) -> None:
+        """Lookups of redirect maps (empty in a test run: NULL) and of the map-in-map (the inner map)."""
+        which = self.d(st.sampled_from([_DEV, _XSK, _MIM, _MIM]))
+        null = _Label()
+        self.e.emit(_st(Size.W, FP, -4, self.d(st.integers(0, 2))))
+        self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
+        self.e.emit(_movr(2, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
+        self.e.emit(_call_helper(Helper.map_lookup_elem))
+        self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
+        if which == _MIM:   # r0 = the inner map: look up in it
+            self.e.emit(_st(Size.W, FP, -4, self.d(st.integers(0, 5))))
+            self.e.emit(_movr(1, 0))
+            self.e.emit(_movr(2, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
+            self.e.emit(_call_helper(Helper.map_lookup_elem))
+            self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
+            self.e.emit(_movr(1, 0))
+            self.reinit([0, 2, 3, 4, 5])
+            self.value_ops(1)
+        elif which == _DEV:
+            self.e.emit(_ldx(Size.W, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), 0, 0))
+        self.e.mark(null)
+        self.reinit([0, 1, 2, 3, 4, 5])
+
+    def fib_lookup(self) -> None:
+        family = self.d(st.sampled_from([2, 2, 10, 10, 0, 7]))
+        ifindex = self.d(st.sampled_from([0, 1, 1, 1, 0x7FFF0001]))
+        words = [family | (self.d(st.sampled_from([6, 17, 1])) << 8) | (self.d(st.integers(0, 0xFFFF)) << 16),
+                 self.d(st.integers(0, 0xFFFF)) | (self.d(st.sampled_from([0, 64, 1500, 9000, 65535])) << 16),
+                 ifindex]
+        dst6 = self.d(st.sampled_from([0x000080FE, 0x000002FF, 0, 0xB80D0120]))   # fe80::, ff02::, ::, 2001:db8::
+        words += [self.d(_IMMS)] + [self.d(_IMMS) for _ in range(4)] + [dst6] + [self.d(_IMMS) for _ in range(3)]
+        self._stack_words(_FIB, 16, words)
+        self.e.emit(_movr(1, CTX))
+        self.e.emit(_movr(2, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=_FIB))
+        self.e.emit(_mov(3, self.d(st.sampled_from([64, 64, 64, 32]))))
+        self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 1, 2, 4, 5, 0x40]))))
+        self.e.emit(_call_helper(Helper.fib_lookup))
+        for _ in range(self.d(st.integers(0, 2))):
+            self.e.emit(_ldx(Size.W, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), FP,
+                             _FIB + 4 * self.d(st.integers(0, 15))))
+        self.reinit([1, 2, 3, 4, 5])
+
+    def check_mtu(self) -> None:
+        self._stack_words(_MTU, 1, [self.d(st.sampled_from([0, 0, 100, 1500, 65535, 70000]))])
+        self.e.emit(_movr(1, CTX))
+        self.e.emit(_mov(2, self.d(st.sampled_from([0, 0, 1, 0x7FFF0001]))))
+        self.e.emit(_movr(3, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 3, imm=_MTU))
+        self.e.emit(_mov(4, self.d(st.sampled_from([0, 14, -100, 65536, 0x7FFFFFFF]))))
+        self.e.emit(_mov(5, self.d(st.sampled_from([0, 0, 0, 1]))))
+        self.e.emit(_call_helper(Helper.check_mtu))
+        self.e.emit(_ldx(Size.W, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), FP, _MTU))
+        self.reinit([1, 2, 3, 4, 5])
+
+    def queue_op(self) -> None:
+        which = self.d(st.sampled_from([_QUE, _STK]))
+        op = self.d(st.sampled_from([Helper.map_push_elem, Helper.map_push_elem, Helper.map_pop_elem,
+                                     Helper.map_peek_elem]))
+        self._stack_words(_QVAL, 2)
+        self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
+        self.e.emit(_movr(2, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=_QVAL))
+        if op == Helper.map_push_elem:
+            self.e.emit(_mov(3, self.d(st.sampled_from([0, 0, 2, 2, 1, 3]))))
+        self.e.emit(_call_helper(op))
+        if op != Helper.map_push_elem:
+            self.e.emit(_ldx(Size.DW, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), FP, _QVAL))
+        self.reinit([1, 2, 3, 4, 5])
+
+    def ringbuf(self) -> None:
+        what = self.d(st.integers(0, 3))
+        if what == 0:
+            self._stack_words(_QVAL, 2)
+            self.e.emit(Insn.ld_imm64(1, _RB, PseudoSrc.MAP_FD))
+            self.e.emit(_movr(2, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=_QVAL))
+            self.e.emit(_mov(3, self.d(st.sampled_from([4, 8]))))
+            self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 1, 2, 4]))))
+            self.e.emit(_call_helper(Helper.ringbuf_output))
+        elif what == 1:
+            self.e.emit(Insn.ld_imm64(1, _RB, PseudoSrc.MAP_FD))
+            self.e.emit(_mov(2, self.d(st.sampled_from([0, 1, 2, 3, 7]))))
+            self.e.emit(_call_helper(Helper.ringbuf_query))
+        else:
+            skip = _Label()
+            size = self.d(st.sampled_from([8, 16, 16, 40]))
+            self.e.emit(Insn.ld_imm64(1, _RB, PseudoSrc.MAP_FD))
+            self.e.emit(_mov(2, size))
+            self.e.emit(_mov(3, self.d(st.sampled_from([0, 0, 0, 1]))))
+            self.e.emit(_call_helper(Helper.ringbuf_reserve))
+            self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), skip)
+            for off in range(0, size, 8):
+                if self.d(st.booleans()):
+                    self.e.emit(_st(Size.DW, 0, off, self.d(_IMMS)))
+                else:
+                    self.e.emit(_stx(Size.DW, 0, 9, off))   # r1-r5 were clobbered by the call
+            self.e.emit(_movr(1, 0))
+            self.e.emit(_mov(2, self.d(st.sampled_from([0, 1, 2]))))
+            self.e.emit(_call_helper(Helper.ringbuf_submit if what == 2 else Helper.ringbuf_discard))
+            self.e.mark(skip)
+            self.reinit([0])
+        self.reinit([1, 2, 3, 4, 5])
+
+    def perf_output(self) -> None:
+        self._stack_words(_QVAL, 2)
+        self.e.emit(_movr(1, CTX))
+        self.e.emit(Insn.ld_imm64(2, _EV, PseudoSrc.MAP_FD))
+        flags = self.d(st.sampled_from([0, 1, 3, 7, 0xFFFFFFFF, 14 << 32, (1 << 32) | 0xFFFFFFFF, 1 << 52]))
+        self.e.emit(Insn.ld_imm64(3, flags))
+        self.e.emit(_movr(4, FP))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 4, imm=_QVAL))
+        self.e.emit(_mov(5, 8))
+        self.e.emit(_call_helper(Helper.perf_event_output))
+        self.reinit([1, 2, 3, 4, 5])
+
     def ld_abs(self) -> None:
         """Legacy packet loads (TC): r0 = ntoh(*(size *)(skb->data + [src +] imm)); out of bounds ends the program with 0."""
         size = self.d(st.sampled_from([Size.B, Size.H, Size.W]))
@@ -499,6 +660,9 @@ class _Gen:
         kinds += ["helper"]
         if self.shape.prog_type == ProgType.XDP and self.shape.adjust:
             kinds += ["adjust"]
+        if self.shape.prog_type == ProgType.XDP and self.shape.xdp_helpers:
+            kinds += ["xdp_redirect", "xdp_map_lookup", "fib_lookup", "check_mtu", "queue_op", "ringbuf",
+                      "perf_output", "xdp_map_lookup", "queue_op", "ringbuf"]
         if self.shape.prog_type == ProgType.SCHED_CLS and not self.shape.subprograms:
             kinds += ["ld_abs"]   # the verifier refuses ld_abs/ld_ind mixed with BPF-to-BPF calls
         if self.depth == 0:
@@ -551,16 +715,26 @@ class _Gen:
             pc += insn.width
         starts = [Function(f.name, pcs[f.start_pc]) for f in funcs]
         return Program(name="gen_main", insns=insns, section="xdp" if self.shape.prog_type == ProgType.XDP else "tc",
-                       prog_type=self.shape.prog_type, maps=GENERATED_MAPS, license="GPL",
+                       prog_type=self.shape.prog_type,
+                       maps=GENERATED_MAPS + (XDP_HELPER_MAPS if self.shape.xdp_helpers else ()), license="GPL",
                        functions=tuple(starts), source_path="<generated>")
 
 
 def programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 12, max_depth: int = 2,
-             subprograms: bool = True, adjust: bool = True) -> st.SearchStrategy[Program]:
-    """Verifier-acceptable XDP (or ``ProgType.SCHED_CLS``) programs using the maps in :data:`GENERATED_MAPS`."""
+             subprograms: bool = True, adjust: bool = True, xdp_helpers: bool = False) -> st.SearchStrategy[Program]:
+    """Verifier-acceptable XDP (or ``ProgType.SCHED_CLS``) programs using the maps in :data:`GENERATED_MAPS`.
+
+    ``xdp_helpers=True`` (XDP) adds :data:`XDP_HELPER_MAPS` and blocks using them: bpf_redirect_map
+    on a devmap/xskmap/cpumap with every kind of flags, lookups of redirect maps and of an
+    array-of-maps (then of its inner array), bpf_fib_lookup and bpf_check_mtu with in- and
+    out-of-range arguments, queue/stack push/pop/peek, ring buffer output/reserve/submit/discard/query
+    and bpf_perf_event_output.
+    """
     if prog_type not in _CTX:
         raise ValueError(f"programs() builds XDP or SCHED_CLS programs, not {prog_type!r}")
-    shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms, adjust)
+    if xdp_helpers and prog_type != ProgType.XDP:
+        raise ValueError("xdp_helpers=True builds XDP programs only")
+    shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms, adjust, xdp_helpers)
 
     @st.composite
     def build(draw) -> Program:
