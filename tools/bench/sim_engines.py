@@ -93,10 +93,15 @@ def measure(label: str, image, seconds: float, npackets: int) -> dict:
     s = compiled.session(image)
     stream = (frames * (npackets // len(frames) + 1))[:npackets]
     packed = engine.pack(stream)
-    out_cap = len(packed[0]) + 8192 * 4
+    import ctypes
+
+    from nfpjit.isa.sim.compiled import runtime
+
+    recs = (ctypes.c_int64 * (runtime.R_SIZE * npackets))()
+    out = ctypes.create_string_buffer(len(packed[0]) + 8192 * 4)
 
     def native():
-        done, *_ = s.run_columns(*packed, out_capacity=out_cap)
+        done, *_ = s.run_columns(*packed, records=recs, out=out)
         return done
 
     native_pps = _rate(native, seconds)

@@ -441,6 +441,7 @@ class Session:
             ooffs = (ctypes.c_int64 * n)()
             k = 0
             while k < n:
+                self.ctx[rt.C_OUT_USED] = 0
                 done = self._batch(ctypes.addressof(self.ctx), n - k, data, ctypes.byref(offs, 8 * k),
                                    ctypes.byref(lens, 8 * k), ctypes.byref(recs, 8 * rt.R_SIZE * k), obuf,
                                    ctypes.byref(ooffs, 8 * k), cap)
@@ -465,31 +466,29 @@ class Session:
                                sum(r.map_cache_misses for r in out))
         return out
 
-    def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None):
+    def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None, records=None,
+                    out=None):
         """The fast path for throughput: packets packed in ``data`` (``offsets``/``lengths``: ctypes
         ``c_int64`` arrays, see :func:`pack`), no SimResult objects.  Returns ``(count, records, out,
         out_offsets)``: ``R_SIZE`` int64 per packet (``runtime.R_*``: status, action, r0, cycles, insns,
         pkt_addr, pkt_len, fault site..., hits, misses, usage, calls) and the output packets packed in
         ``out`` (``out_offsets[k]`` = -1: no packet).  ``count`` < n when ``out`` filled up.  A run
-        handed to the interpreter is finished here (its record is rewritten from its SimResult)."""
+        handed to the interpreter is finished here (its record is rewritten from its SimResult, fault
+        site -1).  ``records``/``out``: buffers to reuse (ctypes int64 array of ``R_SIZE * n``, a
+        ``create_string_buffer``)."""
         n = len(offsets)
-        self.ctx[rt.C_STOP_ON_DIRTY] = 0
-        cap = out_capacity or (len(data) + 8192 * 4)
-        recs = (ctypes.c_int64 * (rt.R_SIZE * n))()
-        obuf = ctypes.create_string_buffer(cap)
+        ctx = self.ctx
+        ctx[rt.C_STOP_ON_DIRTY] = 0
+        recs = records if records is not None else (ctypes.c_int64 * (rt.R_SIZE * n))()
+        obuf = out if out is not None else ctypes.create_string_buffer(out_capacity or (len(data) + 8192 * 4))
+        cap = ctypes.sizeof(obuf)
         ooffs = (ctypes.c_int64 * n)()
-        k = used = 0
-        ctx, obase = ctypes.addressof(self.ctx), ctypes.addressof(obuf)
-        while k < n and used + 8192 <= cap:
-            done = self._batch(ctx, n - k, data, ctypes.byref(offsets, 8 * k), ctypes.byref(lengths, 8 * k),
-                               ctypes.byref(recs, 8 * rt.R_SIZE * k), obase + used, ctypes.byref(ooffs, 8 * k),
-                               cap - used)
-            top = used
-            for j in range(k, k + done):
-                if ooffs[j] >= 0:
-                    ooffs[j] += used
-                    top = max(top, ooffs[j] + recs[j * rt.R_SIZE + rt.R_PKT_LEN])
-            used = top
+        ctx[rt.C_OUT_USED] = 0
+        k = 0
+        pctx, obase = ctypes.addressof(ctx), ctypes.addressof(obuf)
+        while k < n and ctx[rt.C_OUT_USED] + 8192 <= cap:
+            done = self._batch(pctx, n - k, data, ctypes.byref(offsets, 8 * k), ctypes.byref(lengths, 8 * k),
+                               ctypes.byref(recs, 8 * rt.R_SIZE * k), obase, ctypes.byref(ooffs, 8 * k), cap)
             k += done
             last = k - 1
             if done and recs[last * rt.R_SIZE + rt.R_STATUS] == rt.STATUS_HANDOFF:
@@ -497,9 +496,13 @@ class Session:
                 packet = bytes(data[offsets[last]:offsets[last] + lengths[last]])
                 res = self._handoff(packet, recs[base:base + rt.R_SIZE], export_cache=False)
                 self._write_record(recs, base, res)
-                ctypes.memmove(obase + used, res.packet, len(res.packet))
-                ooffs[last] = used
-                used += len(res.packet)
+                used = ctx[rt.C_OUT_USED]
+                if used + len(res.packet) <= cap:
+                    ctypes.memmove(obase + used, res.packet, len(res.packet))
+                    ooffs[last] = used
+                    ctx[rt.C_OUT_USED] = used + len(res.packet)
+            elif not done:
+                break
         return k, recs, obuf, ooffs
 
     @staticmethod

@@ -38,6 +38,7 @@ C_RAW_END = 34
 C_CACHE_COLD = 35                 # 1: every run starts with an empty map cache
 C_STOP_ON_DIRTY = 36              # 1: the batch loop returns after a run that changed the maps
 C_STATE = 37                      # the machine-state block (registers, counters: translate's layout)
+C_OUT_USED = 38                   # nfp_batch: bytes of the output buffer used (read at entry, written back)
 # result record of the last run
 C_R = 40
 R_STATUS, R_ACTION, R_R0, R_CYCLES, R_INSNS, R_PKT_ADDR, R_PKT_LEN = 0, 1, 2, 3, 4, 5, 6
@@ -764,13 +765,14 @@ def build_driver(m: ir.Module, run: ir.Function) -> None:
     b = ir.IRBuilder(f.append_basic_block("entry"))
     e = Emit(m, b)
     head, body, done = e.loop("pkt")
+    used_start = e.ld(ctx, C_OUT_USED)
     entry = b.block
     b.branch(head)
     b.position_at_end(head)
     k = b.phi(i64)
     used = b.phi(i64)
     k.add_incoming(c64(0), entry)
-    used.add_incoming(c64(0), entry)
+    used.add_incoming(used_start, entry)
     room = b.icmp_signed("<=", b.add(used, c64(8192)), out_cap)
     b.cbranch(b.and_(b.icmp_signed("<", k, n), room), body, done)
     b.position_at_end(body)
@@ -803,10 +805,12 @@ def build_driver(m: ir.Module, run: ir.Function) -> None:
                         b.icmp_signed("!=", e.ld(ctx, C_MAPS_DIRTY), c64(0)))
     b.cbranch(b.or_(b.icmp_signed("==", status, c64(STATUS_HANDOFF)), dirty_stop), stop, cont)
     b.position_at_end(stop)
+    e.st(ctx, C_OUT_USED, used2)
     b.ret(k1)
     b.position_at_end(cont)
     k.add_incoming(k1, cont)
     used.add_incoming(used2, cont)
     b.branch(head)
     b.position_at_end(done)
+    e.st(ctx, C_OUT_USED, used)
     b.ret(k)
