@@ -398,6 +398,8 @@ def test_trace_falls_back_with_a_reason():
     assert r.engine == "interp" and "trace" in r.reason and r.result.trace
     r = compiled.run(image, CRAFTED[0])
     assert r.engine == "compiled" and r.reason is None
+    r = compiled.run(_asm(".prog_type xdp\n" + CORNERS["rtn_to_a_computed_address"]), CRAFTED[0])
+    assert r.engine == "compiled" and "hand-off" in r.reason
 
 
 def test_maps_in_and_errors_like_the_interpreter():

@@ -38,6 +38,8 @@ from . import runtime as rt
 from .translate import Translation, Untranslatable, translate
 
 _ROUTINES = list(Routine)
+_BREAKDOWNS: dict = {}      # usage tuple -> the (immutable) breakdown mapping, shared by equal results
+_CALLS: dict = {}
 _RESOURCES = list(Resource)
 _LOCK = threading.Lock()
 
@@ -388,7 +390,19 @@ class Session:
         if self._maps is None or rec[rt.R_DIRTY]:
             self._maps = self.maps()
         u = rt.R_USAGE
-        calls = {r.symbol: rec[rt.R_CALLS + i] for i, r in enumerate(_ROUTINES) if rec[rt.R_CALLS + i]}
+        ukey = tuple(rec[u:u + 18])
+        breakdown = _BREAKDOWNS.get(ukey)
+        if breakdown is None:
+            if len(_BREAKDOWNS) > 4096:
+                _BREAKDOWNS.clear()
+            breakdown = _BREAKDOWNS[ukey] = MappingProxyType(
+                {r: Usage(ukey[2 * i], ukey[2 * i + 1]) for i, r in enumerate(_RESOURCES)})
+        ckey = tuple(rec[rt.R_CALLS:rt.R_CALLS + len(_ROUTINES)])
+        calls = _CALLS.get(ckey)
+        if calls is None:
+            if len(_CALLS) > 4096:
+                _CALLS.clear()
+            calls = _CALLS[ckey] = MappingProxyType({r.symbol: n for r, n in zip(_ROUTINES, ckey) if n})
         return SimResult(
             action=rec[rt.R_ACTION] & 0xFFFFFFFF if fault is None else 0,
             r0=rec[rt.R_R0] & 0xFFFF_FFFF_FFFF_FFFF,
@@ -396,9 +410,9 @@ class Session:
             maps=self._maps,
             insns=rec[rt.R_INSNS],
             cycles=rec[rt.R_CYCLES],
-            breakdown=MappingProxyType({r: Usage(rec[u + 2 * i], rec[u + 2 * i + 1]) for i, r in enumerate(_RESOURCES)}),
+            breakdown=breakdown,
             fault=fault,
-            routine_calls=MappingProxyType(calls),
+            routine_calls=calls,
             map_cache_hits=rec[rt.R_HITS],
             map_cache_misses=rec[rt.R_MISSES],
             trace=None,
@@ -689,6 +703,7 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
                     s.configure(image, _validated_tables(image, maps_in), budget=budget,
                                 map_cache_size=map_cache_size, seed=seed, ingress_ifindex=ingress_ifindex,
                                 rx_queue_index=rx_queue_index, map_cache=map_cache)
+                before = s.handoffs
                 result = s.run(packet)
             except _NeedsInterpreter as exc:
                 reason = str(exc)
@@ -697,6 +712,9 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
                 if len(_POOL) > 32:
                     _POOL.clear()
                 _POOL[pool_key] = s
+                if s.handoffs != before:
+                    return Run(result, "compiled", "finished in the interpreter after a hand-off (a jump to an "
+                                                   "address no load_addr names, or a budget about to run out)")
                 return Run(result, "compiled")
     return Run(interp_simulate(image_or_program, packet, trace=trace, **kw), "interp", reason)
 
