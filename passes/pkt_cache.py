@@ -49,7 +49,10 @@ What is cached, and when
   so it stays valid across basic blocks, jumps and joins as long as every path into a point has
   filled it and nothing invalidated it since: unlike the kernel's NFP JIT it is not reset at
   jump targets.  A fill goes before the first cached access that finds its words invalid, and
-  reads every word any cached access of the function needs (one command costs the same).
+  reads every word any cached access of the function needs (one command costs the same).  When
+  that access is the first packet business on every path from the entry (outside loops), the read
+  is issued in the background at the entry and the fill only waits for it (``ctx_wait``): the
+  prologue and the bounds checks run while the read is in flight.
 - Invalidated (after a write-back) by: ``xdp_adjust_head``/``xdp_adjust_tail`` and every helper
   that is not a map helper or ``get_prandom_u32`` (those do not move or change the packet, and
   the firmware routines leave transfer and NN registers alone), BPF-to-BPF calls (the callee may
@@ -96,6 +99,8 @@ FIRST_XFER = 12
 FIRST_NN = 0
 #: most possible offsets of a variable-offset load served by a branch tree (5 levels)
 MAX_DISPATCH = 32
+#: the completion signal of a fill issued at the program's entry
+EARLY_SIGNAL = 1
 
 #: helpers that neither move nor change the packet (the cache stays valid across them)
 PACKET_SAFE_HELPERS = frozenset({Helper.map_lookup_elem, Helper.map_update_elem, Helper.map_delete_elem,
@@ -139,6 +144,10 @@ class PktCachePlan:
     flush_before: dict = field(default_factory=dict)
     flush_after: dict = field(default_factory=dict)
     mirrored: int = 0
+    #: fills whose read is issued in the background at the program's entry (``early_words`` words);
+    #: the fill itself only waits for it (``ctx_wait EARLY_SIGNAL``)
+    early: frozenset = frozenset()
+    early_words: int = 0
 
     def words_of(self, mask: int) -> list[int]:
         return [k for k in range(MAX_WORDS) if mask >> k & 1]
@@ -164,6 +173,8 @@ def _span(dirty: int, valid: int) -> int:
 
 class _Planner:
     def __init__(self, opts: "PacketCache", program, analysis):
+        self.opts = opts
+        self._events: dict = {}
         self.p = program
         self.a = analysis
         self.window_words = max(1, min(MAX_WORDS, opts.window // 4))
@@ -490,6 +501,11 @@ class _Planner:
             if result is None:
                 continue
             cand, fills, fb, fa = result
+            if fn.start == 0 and self.opts.early:
+                early = self._early(fn, order, preds, cand, fills)
+                if early:
+                    plan.early = frozenset(early)
+                    plan.early_words = max(fills[pc] for pc in early)
             plan.accesses.update(cand)
             plan.fills.update(fills)
             plan.flush_before.update(fb)
@@ -499,6 +515,36 @@ class _Planner:
                     plan.mirrored |= a.words
         return plan
 
+    def _early(self, fn, order, preds, cand, fills) -> list[int]:
+        """Fills of the entry function whose read can start at the entry: the first cache business on
+        every path to them (no access, event or fill before, so ``data`` and the bytes are still the
+        entry's), outside every loop, with an entry block nothing jumps back to."""
+        if preds.get(fn.start):
+            return []
+        in_loop = set()
+        for loop in self.cfg.loops:
+            in_loop |= set(loop.blocks)
+        busy = set(cand) | set(self._events) | set(fills)
+        out = []
+        for f in fills:
+            b = self.cfg.block_at(f).start
+            if b in in_loop:
+                continue
+            block_pcs = self.cfg.blocks[b].pcs
+            if any(pc in busy for pc in block_pcs[:block_pcs.index(f)]):
+                continue
+            seen, todo, ok = {b}, list(preds[b]), True
+            while todo and ok:
+                q = todo.pop()
+                if q in seen:
+                    continue
+                seen.add(q)
+                ok = not any(pc in busy for pc in self.cfg.blocks[q].pcs)
+                todo += preds[q]
+            if ok:
+                out.append(f)
+        return out
+
     def _function(self, fn, order, succs, preds, *, no_stores: bool):
         cand_all, events_all = self.classify(no_stores)
         pcs = {pc for b in order for pc in self.cfg.blocks[b].pcs}
@@ -507,6 +553,7 @@ class _Planner:
         if not cand:
             return {}, {}, {}, {}
         fills = self.place_fills(fn, order, preds, cand, events)
+        self._events = events
         valid = self.valid_in(fn, order, preds, cand, events, fills)
         # every cached access finds its words valid (after its own fill)
         for pc, a in cand.items():
@@ -520,7 +567,8 @@ class _Planner:
 
 @dataclass(frozen=True)
 class PacketCache(Pass):
-    """Switch of the packet cache; ``window`` bytes from ``data`` (at most 80), ``stores`` caches stores too."""
+    """Switch of the packet cache; ``window`` bytes from ``data`` (at most 80), ``stores`` caches stores too,
+    ``early`` starts the first fill's read at the program's entry."""
 
     name: ClassVar[str] = "pkt-cache"
     level: ClassVar[str] = "lower"
@@ -528,6 +576,7 @@ class PacketCache(Pass):
 
     window: int = 80
     stores: bool = True
+    early: bool = True
 
     def plan(self, program, analysis) -> PktCachePlan | None:
         if analysis is None or getattr(analysis, "cfg", None) is None or getattr(analysis, "raw_context", False):

@@ -99,7 +99,7 @@ CASES = {
     "pkt_cache_loads": (
         _check(34) + "ldxb r4, [r7+12]\nxor r9, r4\nldxh r4, [r7+12]\nxor r9, r4\nldxw r4, [r7+14]\nxor r9, r4\n"
         "ldxdw r4, [r7+1]\nxor r9, r4\nldxh r4, [r7+23]\nxor r9, r4\n",
-        ["csr_rd ab{t}, pkt_addr", "mem_read.ctm $in12, a{t}, 0, 7, ctx_swap", "ld_field ab8, 0b0001, $in15, 0, clear",
+        ["csr_rd ab{t}, pkt_addr", "mem_read.ctm $in12, a{t}, 0, 7, signal=1", "ctx_wait 1", "ld_field ab8, 0b0001, $in15, 0, clear",
          "ld_field ab8, 0b0011, $in15, 0, clear", "ld_field ab8, 0b0011, $in15, 16, clear",
          "ld_field ab8, 0b1100, $in16, 16", "ld_field ab8, 0b0001, $in17, 24, clear", "ld_field ab8, 0b0010, $in18, 24"],
         "mem_read.ctm $in0",
@@ -108,7 +108,7 @@ CASES = {
     "pkt_cache_stores": (
         _check(14) + "ldxb r4, [r7+0]\nldxb r5, [r7+6]\nstxb [r7+0], r5\nstxb [r7+6], r4\n"
         "ldxh r4, [r7+2]\nldxh r5, [r7+8]\nstxh [r7+2], r5\nstxh [r7+8], r4\nsth [r7+12], 0x0008\n",
-        ["mem_read.ctm $in12", "mov n0, $in12", "mov n1, $in13", "mov n2, $in14", "mov n3, $in15",
+        ["mem_read.ctm $in12", "ctx_wait 1", "mov n0, $in12", "mov n1, $in13", "mov n2, $in14", "mov n3, $in15",
          "ld_field ab{t}, 0b0001, b10, 0", "mov n0, b{t}", "ld_field ab{t}, 0b0100, b8, 16", "mov n1, b{t}",
          "mov $out12, n0", "mov $out15, n3", "mem_write.ctm $out12, a{t}, 0, 4, ctx_swap", "halt"],
         "mem_read.ctm $in0",
@@ -117,7 +117,7 @@ CASES = {
     "pkt_cache_join": (
         _check(20) + "ldxb r4, [r7+9]\njne r4, 6, skip\nldxb r5, [r7+19]\nxor r9, r5\n"
         "skip:\nldxh r5, [r7+16]\nxor r9, r5\nldxb r5, [r7+0]\nxor r9, r5\n",
-        ["mem_read.ctm $in12, a{t}, 0, 5, ctx_swap", "ld_field ab8, 0b0001, $in14, 8, clear",
+        ["mem_read.ctm $in12, a{t}, 0, 5, signal=1", "ctx_wait 1", "ld_field ab8, 0b0001, $in14, 8, clear",
          "alu_shf ab10, --, mov, $in16, shr 24", "ld_field ab10, 0b0011, $in16, 0, clear",
          "ld_field ab10, 0b0001, $in12, 0, clear"],
         "mem_read.ctm $in0",
@@ -127,7 +127,7 @@ CASES = {
         _check(14) + "ldxb r4, [r7+13]\nstxb [r7+0], r4\nmov r1, r6\nmov r2, -4\ncall 44\n"
         "ldxw r7, [r6]\nldxw r8, [r6+4]\n" + _check(18) + "ldxw r4, [r7+4]\nstxw [r7+0], r4\nldxb r5, [r7+17]\n"
         "xor r9, r5\n",
-        ["mem_read.ctm $in12, a{t}, 0, 5, ctx_swap", "mem_write.ctm $out12, a{t}, 0, 1, ctx_swap",
+        ["mem_read.ctm $in12, a{t}, 0, 5, signal=1", "ctx_wait 1", "mem_write.ctm $out12, a{t}, 0, 1, ctx_swap",
          "fw_adjust_head_fast", "mem_read.ctm $in12, a{t}, 0, 5, ctx_swap", "mov n0, b8",
          "mem_write.ctm $out12, a{t}, 0, 1, ctx_swap"],
         "mem_read.ctm $in0",
@@ -136,7 +136,7 @@ CASES = {
     "pkt_cache_variable": (
         _check(34) + "ldxb r4, [r7+14]\nand r4, 15\nlsh r4, 2\nmov r5, r7\nadd r5, r4\nmov r3, r5\n"
         "add r3, 18\njgt r3, r8, out\nldxh r4, [r5+16]\nxor r9, r4\n",
-        ["mov --, 19", "mem_read.ctm $in12, a{t}, 0, indirect, ctx_swap", "sub ab{t}, a10, b{t}", "br_bset a{t}, 5,",
+        ["mov --, 19", "mem_read.ctm $in12, a{t}, 0, indirect, signal=1", "ctx_wait 1", "sub ab{t}, a10, b{t}", "br_bset a{t}, 5,",
          "br_bset a{t}, 4,", "br_bset a{t}, 3,", "br_bset a{t}, 2,", "br.always .pkd", "ld_field ab8, 0b0011, $in16, 0, clear",
          "ld_field ab8, 0b0011, $in31, 0, clear"],
         "mem_read.ctm $in0",
@@ -224,6 +224,21 @@ def test_variable_offsets_that_move_bytes_within_words_stay_commands():
     plan = plan_of(program)
     assert len(plan.accesses) == 2 and plan.flush_before
     assert not mismatches(program, FRAMES + [bytes([k] + [0] * 40) for k in range(8)])
+
+
+def test_first_fill_starts_at_the_entry_unless_in_a_loop_or_after_packet_business():
+    frame = bytes(range(64))
+    body = CASES["pkt_cache_join"][0]
+    program = _program(body)
+    assert plan_of(program).early and not plan_of(program, early=False).early
+    assert cycles(program, WITH, frame) < cycles(program, O1 + ",pkt-cache{early=false}", frame)
+    # a fill inside a loop waits for its own read; so does the one after adjust_head
+    looped = _program("mov r5, 0\nagain:\n" + _check(20) + "ldxb r4, [r7+3]\nxor r9, r4\nadd r5, 1\n"
+                      "jlt r5, 3, again\n")
+    assert not plan_of(looped).early
+    adjust = plan_of(_program(CASES["pkt_cache_adjust"][0]))
+    assert len(adjust.early) == 1 and len(adjust.fills) == 2
+    assert not mismatches(looped, FRAMES)
 
 
 def test_raw_context_programs_are_not_cached():

@@ -565,16 +565,27 @@ def _pkt_fill(ctx, pc: int) -> None:
     n = plan.fills.get(pc)
     if not n:
         return
-    s = scratch(ctx)
-    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR))
-    count = n
-    if n > 8:                          # more than a direct count: (prev & 31) + 1 words
-        ctx.emit(mov(NoDest(), Imm(n - 1)))
-        count = 0
-    ctx.emit(Instruction(Op.MEM_READ, mem=Memory.CTM, xfer=_pkt_in(0), a=Gpr(Bank.A, s), b=Imm(0), count=count,
-                         ctx_swap=True))
+    if pc in plan.early:
+        from nfpjit.passes.pkt_cache import EARLY_SIGNAL
+
+        ctx.emit(Instruction(Op.CTX_WAIT, signal=EARLY_SIGNAL))
+        n = plan.early_words
+    else:
+        emit_all(ctx, _pkt_read(n, scratch(ctx), None))
     for k in plan.words_of(plan.mirrored & ((1 << n) - 1)):
         ctx.emit(mov(NN(PKT_NN + k), _pkt_in(k)))
+
+
+def _pkt_read(n: int, s: int, signal: int | None) -> list[Instruction]:
+    """Read window words [0, n) into $in12..: waiting for it, or in the background with ``signal``."""
+    code = [Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR)]
+    count = n
+    if n > 8:                          # more than a direct count: (prev & 31) + 1 words
+        code.append(mov(NoDest(), Imm(n - 1)))
+        count = 0
+    code.append(Instruction(Op.MEM_READ, mem=Memory.CTM, xfer=_pkt_in(0), a=Gpr(Bank.A, s), b=Imm(0), count=count,
+                            ctx_swap=signal is None, signal=signal or 0))
+    return code
 
 
 def _cached_load(ctx, pc: int, insn: Insn, acc) -> None:
@@ -711,13 +722,19 @@ def pkt_flush_code(plan, mask: int, s: int) -> list[Instruction]:
 def _pkt_cache_epilogue(ctx) -> None:
     """Put the plan's write-backs "before pc" right after the label of each such instruction."""
     plan = _pkt_plan(ctx)
-    if plan is None or not plan.flush_before:
+    if plan is None or not (plan.flush_before or plan.early and ctx.is_entry):
         return
     at = {ctx.label_for(pc): pc for pc in plan.flush_before}
+    start = ctx.label_for(ctx.function.start_pc)
     body = ctx.function.body
     out = []
     for m in body:
         out.append(m)
+        if m.label == start and plan.early and ctx.is_entry:
+            from nfpjit.passes.pkt_cache import EARLY_SIGNAL
+
+            out.extend(MInstr(ins, pc=ctx.function.start_pc)
+                       for ins in _pkt_read(plan.early_words, SCRATCH_GPRS[0], EARLY_SIGNAL))
         pc = at.get(m.label) if m.label is not None else None
         if pc is not None:
             out.extend(MInstr(ins, pc=pc) for ins in pkt_flush_code(plan, plan.flush_before[pc], SCRATCH_GPRS[0]))
