@@ -60,6 +60,8 @@ def xlated_json(program: Program) -> dict:
             entry["map"] = ref[0]
             if ref[1] is not None:
                 entry["map_offset"] = ref[1]
+        if pc in program.kfuncs:
+            entry["kfunc"] = program.kfuncs[pc]
         insns.append(entry)
     return {"section": program.section, "name": program.name, "insns": insns,
             "maps": [m.to_json() for m in program.maps]}
@@ -72,6 +74,11 @@ def xlated_text(program: Program, *, opcodes: bool = False, linum: bool = False)
         for i, m in enumerate(program.maps):
             lines.append(f"  [{i}] {m.name}: {m.type.kernel_name}  key {m.key_size}B  value {m.value_size}B  "
                          f"max_entries {m.max_entries}  flags 0x{m.flags:x}")
+            if m.inner is not None:
+                t = m.inner
+                slots = ", ".join(f"[{k.hex()}] = {inner.name}" for k, inner in m.slots)
+                lines.append(f"      inner: {t.type.kernel_name}  key {t.key_size}B  value {t.value_size}B  "
+                             f"max_entries {t.max_entries}" + (f"  values {{{slots}}}" if slots else ""))
         lines.append("")
     starts = {fn.start_pc: fn.name for fn in program.functions}
     last_loc = None
@@ -91,6 +98,8 @@ def xlated_text(program: Program, *, opcodes: bool = False, linum: bool = False)
         ref = map_ref(program, insn)
         if ref is not None:
             text += f"  ; map {ref[0]}" + (f" + {ref[1]}" if ref[1] is not None else "")
+        if pc in program.kfuncs:   # bpftool: call <kfunc name>#<btf id>
+            text += f"  ; {program.kfuncs[pc]}#{insn.imm}"
         lines.append(f"{pc:4d}: ({insn.code:02x}) {text}")
         if opcodes:
             lines.append("      " + " ".join(f"{b:02x}" for b in insn.encode()))
