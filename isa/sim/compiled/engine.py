@@ -266,6 +266,9 @@ class Session:
         self._setup = _SETUP(compiled.setup_addr)
         self._batch = _BATCH(compiled.batch_addr)
         self.handoffs = 0
+        #: after a run that deleted hash entries, renumber the slots as simulate(maps_in=<its maps>) would
+        #: (False: keep the NIC's allocation, as a long-running device does; EMEM addresses then differ)
+        self.compact = True
         self.configure(image, tables, budget=budget, map_cache_size=map_cache_size, seed=seed,
                        ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, map_cache=map_cache)
 
@@ -353,6 +356,34 @@ class Session:
         self.ctx[rt.C_CACHE_CLOCK] = len(entries)
 
     def _export_cache(self, cache: MapCache, hits: int, misses: int) -> None:
+        cache.entries = OrderedDict((k, None) for k in self._cache_entries())
+        cache.hits += hits
+        cache.misses += misses
+
+    # -- control plane (the NIC daemon's map commands) ---------------------------------------------------------
+
+    def _table_index(self, name: str) -> int:
+        for i, nt in enumerate(self.tables):
+            if nt.name == name:
+                return i
+        raise UsageError(f"the image has no map {name!r}",
+                         hint="image maps: " + ", ".join(t.name for t in self.tables) if self.tables else None)
+
+    def _edit(self, name: str, fn):
+        """Apply ``fn(MapTable)`` with the interpreter's semantics; the key leaves the map cache (as the
+        firmware routines do)."""
+        i = self._table_index(name)
+        tables = _validated_tables(self.image, None)
+        self._export_tables(tables)
+        t = tables[i]
+        result = fn(t)
+        cached = list(self._cache_entries())
+        self._import_tables(tables)
+        self._restore_cache([e for e in cached if t.table_id != e[0] or e[1] in t.slots or not t.is_hash])
+        return result
+
+    def _cache_entries(self):
+        """(table id, key) of the cache, least recently used first."""
         items = []
         for k in range(self.ctx[rt.C_CACHE_COUNT]):
             ent = self.cache_list[k]
@@ -361,9 +392,45 @@ class Session:
             key = (bytes(nt.keys[slot * nt.key_size:(slot + 1) * nt.key_size]) if nt.is_hash
                    else slot.to_bytes(4, "little"))
             items.append((nt.stamp[slot], (nt.table_id, key)))
-        cache.entries = OrderedDict((k, None) for _, k in sorted(items))
-        cache.hits += hits
-        cache.misses += misses
+        return [k for _, k in sorted(items)]
+
+    def _restore_cache(self, entries) -> None:
+        c = MapCache(self.cache_capacity)
+        c.entries = OrderedDict((e, None) for e in entries)
+        self._import_cache(c)
+
+    def map_lookup(self, name: str, key: bytes) -> bytes | None:
+        """The value of ``key`` in map ``name`` (None: absent), as the maps are now."""
+        i = self._table_index(name)
+        return self.tables[i].dump(self.desc, rt.T_SIZE * i).get(bytes(key))
+
+    def _compact(self) -> None:
+        """Rebuild the tables from their dump, as ``simulate(maps_in=<previous result's maps>)`` does:
+        after a delete, the present entries take slots 0..n-1 in slot order (EMEM addresses move)."""
+        cached, snapshot = self._cache_entries(), self._maps
+        self._import_tables(_validated_tables(self.image, self.maps()))
+        self._restore_cache(cached)
+        self._maps = snapshot          # same contents: results still share the last dump
+
+    def map_update(self, name: str, key: bytes, value: bytes, flags: int = 0) -> int:
+        """Update from the control plane: 0 or -errno (the kernel's rules, the interpreter's MapTable.update)."""
+        i = self._table_index(name)
+        nt = self.tables[i]
+        key, value = bytes(key), bytes(value)
+        if len(key) != nt.key_size or len(value) != nt.value_size:
+            raise UsageError(f"map {name!r}: key/value must be {nt.key_size}/{nt.value_size} bytes")
+        evicted = (nt.table_id, key)
+        res = self._edit(name, lambda t: t.update(key, value, flags))
+        self._restore_cache([e for e in self._cache_entries() if e != evicted])
+        return res
+
+    def map_delete(self, name: str, key: bytes) -> int:
+        """Delete from the control plane: 0 or -errno."""
+        i = self._table_index(name)
+        evicted = (self.tables[i].table_id, bytes(key))
+        res = self._edit(name, lambda t: t.delete(bytes(key)))
+        self._restore_cache([e for e in self._cache_entries() if e != evicted])
+        return res
 
     def maps(self) -> dict[str, dict[bytes, bytes]]:
         """The maps now: name -> {key: value} (as ``SimResult.maps``)."""
@@ -435,6 +502,8 @@ class Session:
         if status == rt.STATUS_HANDOFF:
             return self._handoff(packet, rec)
         res = self._result(rec, self._out_packet(rec[rt.R_PKT_ADDR], rec[rt.R_PKT_LEN], len(packet)))
+        if rec[rt.R_DIRTY] & rt.DIRTY_DELETED and self.compact:
+            self._compact()
         if self.user_cache is not None:
             self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
         return res
@@ -443,7 +512,8 @@ class Session:
         """Packets in order, the loop in native code; one SimResult each (maps as after its packet)."""
         out: list[SimResult] = []
         packets = [_check_packet(p) for p in packets]
-        self.ctx[rt.C_STOP_ON_DIRTY] = 1     # the native loop pauses after a packet that changed the maps
+        # the native loop pauses after a packet that changed the maps (its snapshot; a compaction after deletes)
+        self.ctx[rt.C_STOP_ON_DIRTY] = rt.DIRTY_CHANGED | rt.DIRTY_DELETED
         raw = self.options["raw_memory"]
         for c0 in range(0, len(packets), chunk):
             batch = packets[c0:c0 + chunk]
@@ -474,6 +544,8 @@ class Session:
                     else:
                         pkt = b""
                     out.append(self._result(rec, pkt))
+                    if rec[rt.R_DIRTY] & rt.DIRTY_DELETED and self.compact:
+                        self._compact()
                 k += done
         if self.user_cache is not None:
             self._export_cache(self.user_cache, sum(r.map_cache_hits for r in out),
@@ -492,7 +564,7 @@ class Session:
         ``create_string_buffer``)."""
         n = len(offsets)
         ctx = self.ctx
-        ctx[rt.C_STOP_ON_DIRTY] = 0
+        ctx[rt.C_STOP_ON_DIRTY] = rt.DIRTY_DELETED if self.compact else 0
         recs = records if records is not None else (ctypes.c_int64 * (rt.R_SIZE * n))()
         obuf = out if out is not None else ctypes.create_string_buffer(out_capacity or (len(data) + 8192 * 4))
         cap = ctypes.sizeof(obuf)
@@ -515,6 +587,8 @@ class Session:
                     ctypes.memmove(obase + used, res.packet, len(res.packet))
                     ooffs[last] = used
                     ctx[rt.C_OUT_USED] = used + len(res.packet)
+            elif done and self.compact and recs[last * rt.R_SIZE + rt.R_DIRTY] & rt.DIRTY_DELETED:
+                self._compact()
             elif not done:
                 break
         return k, recs, obuf, ooffs
@@ -600,6 +674,8 @@ class Session:
         if self.user_cache is not None and export_cache:
             self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
         self._maps = None
+        if self.compact:
+            self._compact()
         return dataclasses.replace(res, maps=self.maps())
 
 

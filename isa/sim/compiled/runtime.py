@@ -36,9 +36,10 @@ C_DIRTY = 25                      # lo/hi byte offsets per memory: LM 25/26, CTM
 C_MAPS_DIRTY = 33
 C_RAW_END = 34
 C_CACHE_COLD = 35                 # 1: every run starts with an empty map cache
-C_STOP_ON_DIRTY = 36              # 1: the batch loop returns after a run that changed the maps
+C_STOP_ON_DIRTY = 36              # mask of C_MAPS_DIRTY bits after which the batch loop returns
 C_STATE = 37                      # the machine-state block (registers, counters: translate's layout)
 C_OUT_USED = 38                   # nfp_batch: bytes of the output buffer used (read at entry, written back)
+DIRTY_CHANGED, DIRTY_DELETED = 1, 2   # C_MAPS_DIRTY bits: a map changed; a hash entry was deleted
 # result record of the last run
 C_R = 40
 R_STATUS, R_ACTION, R_R0, R_CYCLES, R_INSNS, R_PKT_ADDR, R_PKT_LEN = 0, 1, 2, 3, 4, 5, 6
@@ -619,7 +620,7 @@ def _build_fw_maps(m, fns):
             s = b.call(fns["find"], [t, key])
             b.call(fns["cache_evict"], [ctx, ti, s])
             e.st(ctx, C_FW_COST, c64(1000))
-            e.st(ctx, C_MAPS_DIRTY, c64(1))
+            e.st(ctx, C_MAPS_DIRTY, b.or_(e.ld(ctx, C_MAPS_DIRTY), c64(DIRTY_CHANGED)))
             b.ret(b.call(fns["update"], [t, key, val, flags]))
         else:
             s = b.call(fns["find"], [t, key])
@@ -636,7 +637,7 @@ def _build_fw_maps(m, fns):
             b.ret(c64(-ENOENT))
             b.position_at_end(rm)
             b.call(fns["remove"], [t, s])
-            e.st(ctx, C_MAPS_DIRTY, c64(1))
+            e.st(ctx, C_MAPS_DIRTY, b.or_(e.ld(ctx, C_MAPS_DIRTY), c64(DIRTY_CHANGED | DIRTY_DELETED)))
             b.ret(c64(0))
         out.append(f)
     return out
@@ -681,16 +682,16 @@ class NativeTable:
 
     def dump(self, desc, base: int) -> dict[bytes, bytes]:
         stride, vs = self.stride, self.value_size
-        raw = bytes(self.values)
         if not self.is_hash:
+            raw = bytes(self.values)
             return {i.to_bytes(4, "little"): raw[i * stride:i * stride + vs] for i in range(self.max_entries)}
         live = bytes(self.live)
-        keys = bytes(self.keys)
         ks = self.key_size
+        kbase, vbase = ctypes.addressof(self.keys), ctypes.addressof(self.values)
         out = {}
         pos = live.find(1)
         while pos >= 0:
-            out[keys[pos * ks:(pos + 1) * ks]] = raw[pos * stride:pos * stride + vs]
+            out[ctypes.string_at(kbase + pos * ks, ks)] = ctypes.string_at(vbase + pos * stride, vs)
             pos = live.find(1, pos + 1)
         return out
 
@@ -801,8 +802,7 @@ def build_driver(m: ir.Module, run: ir.Function) -> None:
     used2.add_incoming(used, skip)
     k1 = b.add(k, c64(1))
     stop, cont = f.append_basic_block("stop"), f.append_basic_block("cont")
-    dirty_stop = b.and_(b.icmp_signed("!=", e.ld(ctx, C_STOP_ON_DIRTY), c64(0)),
-                        b.icmp_signed("!=", e.ld(ctx, C_MAPS_DIRTY), c64(0)))
+    dirty_stop = b.icmp_signed("!=", b.and_(e.ld(ctx, C_STOP_ON_DIRTY), e.ld(ctx, C_MAPS_DIRTY)), c64(0))
     b.cbranch(b.or_(b.icmp_signed("==", status, c64(STATUS_HANDOFF)), dirty_stop), stop, cont)
     b.position_at_end(stop)
     e.st(ctx, C_OUT_USED, used2)

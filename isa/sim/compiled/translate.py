@@ -818,7 +818,7 @@ class _Gen:
             self.fault_if(b.icmp_unsigned(">", b.add(off, length), e.ld(t, rt.T_VALUES_LEN)), site, pc,
                           aux0=length, mem=address)
             if write:
-                e.st(self.ctx, rt.C_MAPS_DIRTY, c64(1))
+                e.st(self.ctx, rt.C_MAPS_DIRTY, self.b.or_(e.ld(self.ctx, rt.C_MAPS_DIRTY), c64(rt.DIRTY_CHANGED)))
             return e.byte_ptr(e.ldp(t, rt.T_VALUES), off)
         name, base, size, slot, dmem = _FLAT[mem]
         if mem == Memory.CTM:
