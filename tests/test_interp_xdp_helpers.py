@@ -284,6 +284,23 @@ def test_check_mtu():
     assert {0, 1, neg(19), neg(22)} <= {w.r0 for w in want}
 
 
+TC_MTU = MTU.replace('SEC("xdp") int p(struct xdp_md *ctx)', 'SEC("tc") int p(struct __sk_buff *ctx)')
+
+
+def test_check_mtu_tc():
+    program = build(TC_MTU, name="tcmtu")
+    frames = []
+    for ifx in (0, 1, 4242):
+        for mtu_len in (0, 100, 65537):
+            for diff in (0, 100, -50, 65600):
+                for flags in (0, 1, 2):   # (bytes 12-13, the EtherType, are the flags: no IP header needed)
+                    frames.append(struct.pack("<IIiI", ifx, mtu_len, diff, flags) + bytes(44))
+    with fresh_netns() as ns:
+        problems, want, _ = both(program, frames, netns=ns, ingress_ifindex=0)
+    assert not problems, problems[:5]
+    assert {0, 1, neg(19), neg(22)} <= {w.r0 for w in want}
+
+
 # -- queue and stack maps --------------------------------------------------------------------------
 
 QUEUE = """

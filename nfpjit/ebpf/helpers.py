@@ -646,9 +646,16 @@ BPF_MTU_CHK_RET_SUCCESS = 0
 BPF_MTU_CHK_RET_FRAG_NEEDED = 1
 
 
+BPF_MTU_CHK_SEGS = 1
+
+
 def check_mtu(m, ctx: int, ifindex: int, mtu_ptr: int, len_diff: int, flags: int) -> int:
-    """bpf_xdp_check_mtu: the packet (or *mtu_len as an L3 length) plus len_diff against the device MTU."""
-    _need_xdp(m, "check_mtu")
+    """bpf_xdp_check_mtu / bpf_skb_check_mtu: the packet (or *mtu_len as an L3 length) plus len_diff
+    against the device MTU.  The test run's skb is never GSO, so BPF_MTU_CHK_SEGS changes nothing."""
+    if m.packet is None:
+        raise _trap("bpf_check_mtu needs a packet")
+    if m.program.prog_type != ProgType.XDP:
+        return _skb_check_mtu(m, ifindex, mtu_ptr, len_diff, flags)
     if flags:
         return -Errno.EINVAL
     ifindex = u32(ifindex)
@@ -661,6 +668,22 @@ def check_mtu(m, ctx: int, ifindex: int, mtu_ptr: int, len_diff: int, flags: int
         length = mtu_len + dev.hard_header_len
     length = s32(length + s32(len_diff))
     ret = BPF_MTU_CHK_RET_FRAG_NEEDED if length > dev.mtu + dev.hard_header_len else BPF_MTU_CHK_RET_SUCCESS
+    m.write(mtu_ptr, dev.mtu.to_bytes(4, "little"))
+    return ret
+
+
+def _skb_check_mtu(m, ifindex: int, mtu_ptr: int, len_diff: int, flags: int) -> int:
+    mtu_len = int.from_bytes(m.read(mtu_ptr, 4), "little")
+    flags = u64(flags)
+    if flags & ~BPF_MTU_CHK_SEGS or (flags & BPF_MTU_CHK_SEGS and (s32(len_diff) or mtu_len)):
+        return -Errno.EINVAL
+    ifindex = u32(ifindex)
+    dev = m.net.device(ifindex if ifindex else 1)   # the test run's skb->dev is lo
+    if dev is None:
+        return -Errno.ENODEV
+    length = mtu_len + dev.hard_header_len if mtu_len else m.packet.length
+    length = s32(length + s32(len_diff))
+    ret = BPF_MTU_CHK_RET_SUCCESS if length <= dev.mtu + dev.hard_header_len else BPF_MTU_CHK_RET_FRAG_NEEDED
     m.write(mtu_ptr, dev.mtu.to_bytes(4, "little"))
     return ret
 
