@@ -266,6 +266,7 @@ class Session:
         self._setup = _SETUP(compiled.setup_addr)
         self._batch = _BATCH(compiled.batch_addr)
         self.handoffs = 0
+        self.last_handoffs: dict[int, SimResult] = {}
         #: after a run that deleted hash entries, renumber the slots as simulate(maps_in=<its maps>) would
         #: (False: keep the NIC's allocation, as a long-running device does; EMEM addresses then differ)
         self.compact = True
@@ -438,7 +439,7 @@ class Session:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def _result(self, rec, packet: bytes) -> SimResult:
+    def _result(self, rec, packet: bytes, maps=None) -> SimResult:
         """The SimResult of a native run's record (``rec``: sequence of R_SIZE ints)."""
         image, sites = self.image, self.compiled.translation.sites
         fault = None
@@ -454,8 +455,10 @@ class Session:
             entry = image.line_for(where) if where < self.compiled.ncode else None
             fault = SimFault(site.kind, pc, message, rec[rt.R_MEM] if site.has_mem else None,
                              entry.insn_index if entry else None, entry.source() if entry else None)
-        if self._maps is None or rec[rt.R_DIRTY]:
-            self._maps = self.maps()
+        if maps is None:
+            if self._maps is None or rec[rt.R_DIRTY]:
+                self._maps = self.maps()
+            maps = self._maps
         u = rt.R_USAGE
         ukey = tuple(rec[u:u + 18])
         breakdown = _BREAKDOWNS.get(ukey)
@@ -474,7 +477,7 @@ class Session:
             action=rec[rt.R_ACTION] & 0xFFFFFFFF if fault is None else 0,
             r0=rec[rt.R_R0] & 0xFFFF_FFFF_FFFF_FFFF,
             packet=packet,
-            maps=self._maps,
+            maps=maps,
             insns=rec[rt.R_INSNS],
             cycles=rec[rt.R_CYCLES],
             breakdown=breakdown,
@@ -570,6 +573,7 @@ class Session:
         cap = ctypes.sizeof(obuf)
         ooffs = (ctypes.c_int64 * n)()
         ctx[rt.C_OUT_USED] = 0
+        self.last_handoffs = {}
         k = 0
         pctx, obase = ctypes.addressof(ctx), ctypes.addressof(obuf)
         while k < n and ctx[rt.C_OUT_USED] + 8192 <= cap:
@@ -581,6 +585,7 @@ class Session:
                 base = last * rt.R_SIZE
                 packet = bytes(data[offsets[last]:offsets[last] + lengths[last]])
                 res = self._handoff(packet, recs[base:base + rt.R_SIZE], export_cache=False)
+                self.last_handoffs[last] = res
                 self._write_record(recs, base, res)
                 used = ctx[rt.C_OUT_USED]
                 if used + len(res.packet) <= cap:
@@ -592,6 +597,17 @@ class Session:
             elif not done:
                 break
         return k, recs, obuf, ooffs
+
+    def result_of(self, recs, k: int, out, out_offsets, *, maps: bool = False) -> SimResult:
+        """The SimResult of packet ``k`` of the last :meth:`run_columns` call; its ``maps`` are the maps now
+        with ``maps=True``, else empty (run_columns keeps no per-packet snapshots)."""
+        got = self.last_handoffs.get(k)
+        if got is not None:
+            return got
+        rec = recs[k * rt.R_SIZE:(k + 1) * rt.R_SIZE]
+        o = out_offsets[k]
+        packet = ctypes.string_at(ctypes.addressof(out) + o, rec[rt.R_PKT_LEN]) if o >= 0 else b""
+        return self._result(rec, packet, maps=self.maps() if maps else {})
 
     @staticmethod
     def _write_record(recs, base: int, res: SimResult) -> None:
