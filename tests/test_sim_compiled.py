@@ -509,3 +509,23 @@ def test_control_plane_map_edits():
     assert s.maps() == {"t": {b: b"\2" * 8}}
     with pytest.raises(nfpjit.errors.UsageError):
         s.map_update("nope", a, b"\0" * 8)
+
+
+def test_result_of_columns_records():
+    from nfpjit.isa.sim.compiled.engine import pack
+
+    image = _compile(Path(__file__).parent / "corpus" / "parse_l2_l3_l4.o", None, 2)
+    frames = CRAFTED[:20]
+    ref = chain(image, frames, engine=interp)
+    s = compiled.session(image)
+    done, recs, out, ooffs = s.run_columns(*pack(frames))
+    for k, r in enumerate(ref):
+        got = s.result_of(recs, k, out, ooffs)
+        assert not differences(dataclasses_replace(r, maps={}), got)
+    assert s.result_of(recs, done - 1, out, ooffs, maps=True).maps == ref[-1].maps
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
