@@ -118,7 +118,7 @@ def fold_instruction(m, state: dict, live_after: int, flag_src: set):
     if m.reloc is not None:
         return m
     du = M.def_use(ins)
-    if du.effects & M.Effect.BRANCH:
+    if du.effects & M.E_BRANCH:
         taken = branch_outcome(ins, state)
         if taken is None:
             return m

@@ -58,6 +58,8 @@ def rewrite_sources(ins, state: dict, pos: int, loops: bool = True):
             continue
         vid = M.vn_of(state, loc, pos, loops)
         here = state[loc][1]
+        if here < 0:
+            continue                     # held since before anything this walk knows: none older
         # never an LM word as the replacement: that would add an LM access (and its pointer wait)
         cands = sorted((v[1], k) for k, v in state.items()
                        if v[0] == vid and v[1] < here and k != loc and k < M.LM_KEY0)
@@ -149,34 +151,35 @@ def _rename(ins, x: int, y: int):
 
 
 def coalesce(unit) -> bool:
-    """One round of backward copy coalescing over every function (see the module docstring)."""
+    """One round of backward copy coalescing over every function (see the module docstring).
+
+    The chain from x's full definition to the copy writes x only as ``ab<x>`` (checked by the
+    plan), so both banks of x are equal at the copy and the copy may read either.
+    """
     changed = False
     for fa in M.analyses(unit):
         fn, cfg = fa.fn, fa.cfg
         body = cfg.body
         lv = fa.live
-        vn = fa.vn
         edits = {}
         touched: set = set()
+        reach = cfg.reachable()
         for b in cfg.blocks:
-            if vn[b.index] is None:
+            if b.index not in reach:
                 continue
-            state = dict(vn[b.index])
             for k in b.idx:
                 m = body[k]
                 ins = m.instr
-                cand = (m.reloc is None and ins.op == Op.MOV and ins.dest.__class__ is GprBoth
-                        and ins.b.__class__ is Gpr and ins.b.index != ins.dest.index)
-                if cand:
+                if m.reloc is None and ins.op == Op.MOV and ins.dest.__class__ is GprBoth \
+                        and ins.b.__class__ is Gpr and ins.b.index != ins.dest.index:
                     x, y = ins.b.index, ins.dest.index
-                    if x not in touched and y not in touched and M.banks_equal(state, x) and \
+                    if x not in touched and y not in touched and \
                             not lv.after(k) & (M.BIT_CC | M.BIT_PREV | M.both(x)):
                         plan = _coalesce_plan(body, b, k, x, y)
                         if plan is not None:
                             edits.update(plan)
                             edits[k] = None
                             touched.update((x, y))
-                M.vn_step(state, m, k, None, cfg.loops)
         changed |= M.apply_edits(fn, edits)
     return changed
 

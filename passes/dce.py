@@ -28,28 +28,23 @@ from nfpjit.passes.manager import Pass
 from . import machine as M
 
 
-def _target_position(cfg: M.CFG, label: str) -> int | None:
-    """Index of the first instruction at or after ``label`` in the body (None at the end)."""
-    body = cfg.body
-    for i, m in enumerate(body):
-        if m.label == label:
-            for j in range(i + 1, len(body)):
-                if body[j].instr is not None:
-                    return j
-            return len(body)
-    return None
+def _first_instruction_at(body) -> dict:
+    """label -> index of the first instruction at or after it (len(body) at the end)."""
+    out = {}
+    nxt = len(body)
+    for i in range(len(body) - 1, -1, -1):
+        m = body[i]
+        if m.instr is not None:
+            nxt = i
+        else:
+            out[m.label] = nxt
+    return out
 
 
 def _thread_jumps(fn, cfg: M.CFG) -> dict:
     """Retarget branches whose target is an unconditional ``br`` without defer slots."""
     body = cfg.body
-    first_at: dict[str, int] = {}
-    for i, m in enumerate(body):
-        if m.label is not None:
-            j = i + 1
-            while j < len(body) and body[j].instr is None:
-                j += 1
-            first_at[m.label] = j
+    first_at = _first_instruction_at(body)
     edits = {}
     for i, m in enumerate(body):
         ins = m.instr
@@ -74,12 +69,13 @@ def _thread_jumps(fn, cfg: M.CFG) -> dict:
 
 def _branches_to_next(cfg: M.CFG) -> dict:
     body = cfg.body
+    first_at = _first_instruction_at(body)
     edits = {}
     for b in cfg.blocks:
         if b.term is None or b.kind not in (M.JUMP, M.COND):
             continue
         m = body[b.term]
-        pos = _target_position(cfg, m.target)
+        pos = first_at.get(m.target)
         nxt = b.term + 1 + m.instr.defer
         while nxt < len(body) and body[nxt].instr is None:
             nxt += 1
@@ -103,7 +99,7 @@ def _dead(cfg: M.CFG, lv: M.Liveness) -> dict:
         for i in reversed(b.idx):
             m = body[i]
             du = M.def_use(m.instr)
-            if not (du.effects & ~M.Effect.LM_READ) and not (du.clobbers & live) and m.reloc is None \
+            if not (du.effects & ~M.E_LM_READ) and not (du.clobbers & live) and m.reloc is None \
                     and m.instr.op != Op.LOAD_ADDR:
                 edits[i] = None          # nops included: repair_lm_timing puts back the ones a pointer needs
                 continue

@@ -138,7 +138,7 @@ class DefUse:
     uses: int = 0
     defs: int = 0
     clobbers: int = 0
-    effects: Effect = Effect.NONE
+    effects: int = 0                  # Effect bits, as a plain int (hot paths test them)
 
 
 # -- def/use of one instruction ---------------------------------------------------------------
@@ -283,7 +283,7 @@ def _compute(ins: Instruction) -> DefUse:
         acc[2] |= Effect.BRANCH
         if op == Op.RTN:
             acc[0] |= ALL
-    return DefUse(acc[0], acc[1], acc[1] | acc[3], acc[2])
+    return DefUse(acc[0], acc[1], acc[1] | acc[3], int(acc[2]))
 
 
 _CACHE: dict[Instruction, DefUse] = {}
@@ -332,17 +332,20 @@ def routine_def_use(symbol: str | None) -> DefUse:
     """
     address = ROUTINE_ADDRESSES.get(symbol or "")
     if address is None:
-        return DefUse(ALL, 0, ALL, Effect.CALL | Effect.MEMORY)
+        return DefUse(ALL, 0, ALL, int(Effect.CALL | Effect.MEMORY))
     uses = 1 << gpr_loc(RETURN_ADDRESS_REG) | BIT_LM | BIT_MEM | BIT_CSR
     for reg in _ARG_BITS[Routine(address)]:
         uses |= 1 << gpr_loc(reg)
     defs = R0_REGS
     clobbers = defs | _ARG_CLOBBERS | BIT_CC | BIT_PREV | BIT_MUL | XIN_ALL | XOUT_ALL | BIT_MEM | BIT_CSR
-    return DefUse(uses, defs, clobbers, Effect.CALL | Effect.MEMORY)
+    return DefUse(uses, defs, clobbers, int(Effect.CALL | Effect.MEMORY))
 
+
+#: effects as plain ints for the hot paths
+E_BRANCH, E_LM_READ = int(Effect.BRANCH), int(Effect.LM_READ)
 
 #: a call we know nothing about (BPF-to-BPF, unknown routine): reads and may write everything
-UNKNOWN_CALL = DefUse(ALL, 0, ALL, Effect.CALL | Effect.MEMORY)
+UNKNOWN_CALL = DefUse(ALL, 0, ALL, int(Effect.CALL | Effect.MEMORY))
 
 
 # -- the CFG -------------------------------------------------------------------------------------
@@ -635,7 +638,9 @@ def liveness(cfg: CFG) -> Liveness:
     live_out = [0] * nb
     exits = [_exit_live(b) for b in blocks]
     changed = True
-    order = list(reversed(range(nb)))
+    reach = set(cfg.rpo)
+    order = list(reversed(cfg.rpo)) + [b for b in reversed(range(nb)) if b not in reach]
+    exact = not cfg.loops and len(reach) == nb     # successors first: one pass is the fixed point
     while changed:
         changed = False
         for bi in order:
@@ -646,6 +651,8 @@ def liveness(cfg: CFG) -> Liveness:
             if out != live_out[bi] or inn != live_in[bi]:
                 live_out[bi], live_in[bi] = out, inn
                 changed = True
+        if exact:
+            break
     return Liveness(cfg, live_in, live_out)
 
 
@@ -900,6 +907,8 @@ def known_bits(cfg: CFG) -> list:
                 ins[bi] = new
                 outs[bi] = block_transfer(cfg, b, dict(new))
                 changed = True
+        if not cfg.loops:                  # predecessors first (RPO): one pass is the fixed point
+            break
     return ins
 
 
@@ -1109,6 +1118,8 @@ def value_numbers(cfg: CFG) -> list:
                     vn_kill(st, b.call.clobbers)
                 outs[bi] = st
                 changed = True
+        if not cfg.loops:
+            break
     return ins
 
 
@@ -1273,7 +1284,7 @@ def analyses(unit) -> list[FunctionAnalysis]:
 
 __all__ = [
     "A0", "B0", "XIN0", "XOUT0", "NN0", "CC", "PREV", "MUL", "LMP0", "LM", "MEM", "CSR", "ALL", "GPRS",
-    "BIT_CC", "BIT_PREV", "Effect", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
+    "BIT_CC", "BIT_PREV", "Effect", "E_BRANCH", "E_LM_READ", "DefUse", "def_use", "routine_def_use", "UNKNOWN_CALL",
     "Block", "CFG", "build_cfg", "program_cfgs", "return_labels", "liveness", "Liveness",
     "known_bits", "step", "evaluate", "const_of", "operand_value", "operand_bits", "gpr_loc", "loc_gpr",
     "analyses", "FunctionAnalysis", "apply_edits", "repair_lm_timing", "value_numbers", "value_loc", "value_operand", "vn_kill", "vn_step", "vn_of", "banks_equal",
