@@ -26,7 +26,7 @@ from nfpjit.testing import compare_results, crafted_packets, packets
 
 from tests.test_jit_golden import filecheck, listing
 
-WITH = O1 + ",pkt-cache"
+WITH = O1 + ",pkt-cache{early=true}"
 WITHOUT = O1
 CTM_BUFFER, HEADROOM = 8192, 256
 FRAMES = [bytes((i * 7 + k) & 0xFF for i in range(k)) for k in (0, 5, 13, 14, 15, 33, 34, 35, 60, 64, 65, 99, 128)]
@@ -161,7 +161,7 @@ def test_golden_listing(name, golden):
     if gone is not None:
         assert gone not in after, after
     assert not mismatches(program, FRAMES)
-    golden(f"passes/{name}.txt", f"; before (-O1)\n{before}; after (-O1 + pkt-cache)\n{after}")
+    golden(f"passes/{name}.txt", f"; before (-O1)\n{before}; after (-O1 + pkt-cache{{early=true}})\n{after}")
 
 
 def test_nothing_changes_without_the_pass():
@@ -230,13 +230,13 @@ def test_first_fill_starts_at_the_entry_unless_in_a_loop_or_after_packet_busines
     frame = bytes(range(64))
     body = CASES["pkt_cache_join"][0]
     program = _program(body)
-    assert plan_of(program).early and not plan_of(program, early=False).early
-    assert cycles(program, WITH, frame) < cycles(program, O1 + ",pkt-cache{early=false}", frame)
+    assert plan_of(program, early=True).early and not plan_of(program).early
+    assert cycles(program, WITH, frame) < cycles(program, O1 + ",pkt-cache", frame)
     # a fill inside a loop waits for its own read; so does the one after adjust_head
     looped = _program("mov r5, 0\nagain:\n" + _check(20) + "ldxb r4, [r7+3]\nxor r9, r4\nadd r5, 1\n"
                       "jlt r5, 3, again\n")
-    assert not plan_of(looped).early
-    adjust = plan_of(_program(CASES["pkt_cache_adjust"][0]))
+    assert not plan_of(looped, early=True).early
+    adjust = plan_of(_program(CASES["pkt_cache_adjust"][0]), early=True)
     assert len(adjust.early) == 1 and len(adjust.fills) == 2
     assert not mismatches(looped, FRAMES)
 
