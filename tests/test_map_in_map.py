@@ -181,3 +181,17 @@ def test_usage_error_for_map_in_map_without_template():
 
     with pytest.raises(UsageError, match="inner map definition"):
         create_map(MapDef("o", MapType.ARRAY_OF_MAPS, 4, 4, 2))
+
+
+def test_a_dump_reads_back_as_a_map_file(tmp_path):
+    from nfpjit.ebpf.mapfile import write_map_file
+
+    program = nfpjit.load(KATRAN)
+    store = MapStore.from_program(program)
+    for frame in crafted_packets()[:20]:
+        run(program, frame, maps=store)
+    path = tmp_path / "dump.json"
+    write_map_file(path, store.dump())
+    again = MapStore.from_program(program)
+    load_map_file(path, again)
+    assert again.dump() == store.dump()

@@ -63,7 +63,7 @@ def parse_entries(doc: object, maps: MapStore, *, source: str = "<map file>") ->
     if not isinstance(doc, dict):
         raise LoadError("a map file must be a table of map names", where=source)
     out: dict[str, list[tuple[bytes, bytes]]] = {}
-    for name, entries in doc.items():
+    for name, entries in _inner_map_tables(doc, maps):
         bpf_map = maps.get(name)
         if bpf_map is None:
             known = ", ".join(m.name for m in maps) or "none"
@@ -89,6 +89,23 @@ def parse_entries(doc: object, maps: MapStore, *, source: str = "<map file>") ->
                          _field(entry["value"], bpf_map.value_size, "value", where)))
         out[name] = rows
     return out
+
+
+def _inner_map_tables(doc: dict, maps: MapStore):
+    """The document's tables, with dump-style ``"outer[key hex]": [entries]`` tables (what
+    write_map_file writes for inner maps) turned into ``outer`` entries, so a dump reads back."""
+    import re
+
+    merged: dict[str, list] = {}
+    for name, entries in doc.items():
+        m = re.fullmatch(r"(.+)\[([0-9a-fA-F]+)\]", name) if isinstance(name, str) else None
+        if m and maps.get(name) is None and isinstance(maps.get(m.group(1)), MapOfMaps) and isinstance(entries, list):
+            merged.setdefault(m.group(1), []).append({"key": m.group(2), "map": entries})
+        else:
+            merged.setdefault(name, [])
+            merged[name] = (entries if not merged[name] else merged[name] + list(entries)) \
+                if isinstance(entries, list) else entries
+    return merged.items()
 
 
 def _inner_entry(entry, outer: MapOfMaps, maps: MapStore, where: str) -> tuple[bytes, InnerMap]:
