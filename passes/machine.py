@@ -1077,12 +1077,24 @@ def vn_step(state: dict, m, pos: int, du: DefUse | None = None, loops: bool = Tr
                 state[loc] = (vid, pos)
 
 
-def _vn_meet(a: dict, b: dict) -> dict:
+def _vn_meet(a: dict, b: dict, block: int) -> dict:
+    """What both states agree on; a GPR whose two banks are equal on both sides (by different
+    values) keeps its banks equal under a value id of the join (``("m", block, n)``)."""
     out = {}
     for k, v in a.items():
         w = b.get(k)
         if w is not None and w[0] == v[0]:
             out[k] = v if v[1] >= w[1] else w
+    for n in range(32):
+        if n in out:
+            continue
+        xa, ya, xb, yb = a.get(n), a.get(B0 + n), b.get(n), b.get(B0 + n)
+        if xa is not None and ya is not None and xb is not None and yb is not None and \
+                xa[0] == ya[0] and xb[0] == yb[0]:
+            vid = ("m", block, n)
+            for k in [k for k, v in out.items() if v[0] == vid]:
+                del out[k]
+            out[n] = out[B0 + n] = (vid, -1)          # held since the join
     return out
 
 
@@ -1105,7 +1117,7 @@ def value_numbers(cfg: CFG) -> list:
                     o = outs[p]
                     if o is None:
                         continue
-                    new = dict(o) if new is None else _vn_meet(new, o)
+                    new = dict(o) if new is None else _vn_meet(new, o, bi)
                 if new is None:
                     continue
             if new != ins[bi] or outs[bi] is None:
