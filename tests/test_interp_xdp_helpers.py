@@ -253,6 +253,23 @@ def test_fib_lookup_against_a_configured_router_namespace():
     assert {0, 1, 2, 3, 4, 7, 8} <= {w.r0 for w in want}   # success, the three drops, not forwarded, neigh, frag
 
 
+def test_fib_lookup_tc_against_a_configured_router_namespace():
+    program = build(FIB.replace('SEC("xdp") int p(struct xdp_md *ctx)', 'SEC("tc") int p(struct __sk_buff *ctx)'),
+                    name="tcfib")
+    with fresh_netns(_router_setup()) as ns:
+        for key in ("net.ipv4.conf.all.forwarding", "net.ipv6.conf.all.forwarding"):
+            sysctl_in(ns, key, "1")
+        r0, r1 = netns_ifindex(ns, "r0"), netns_ifindex(ns, "r1")
+        frames = []
+        for d in (bytes([192, 168, 5, 5]), bytes([10, 0, 0, 9]), bytes([10, 66, 1, 1]), bytes([10, 0, 0, 1])):
+            for flags, tot in ((0, 0), (4, 0), (0, 100), (0, 1450), (4, 1450)):
+                for pad in (0, 1400):
+                    frames.append(fib_params(2, r1, d, bytes([10, 0, 0, 2]), tot_len=tot, flags=flags) + bytes(pad))
+        problems, want, _ = both(program, frames, netns=ns, net=_router_net(r0, r1), ingress_ifindex=0)
+    assert not problems, "\n".join(problems[:8])
+    assert {0, 1, 4, 7, 8} <= {w.r0 for w in want}
+
+
 # -- bpf_check_mtu --------------------------------------------------------------------------------
 
 MTU = """

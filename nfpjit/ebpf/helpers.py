@@ -638,6 +638,11 @@ def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
     raw[48:52] = bytes(4)          # h_vlan_proto, h_vlan_TCI
     if mtu:
         raw[6:8] = mtu.to_bytes(2, "little")
+    elif m.program.prog_type != ProgType.XDP:
+        # bpf_skb_fib_lookup without tot_len: the skb itself against the output device (is_skb_forwardable)
+        if m.packet.length > out.mtu + out.hard_header_len + 4:
+            ret = FibRet.FRAG_NEEDED
+        raw[6:8] = (out.mtu & 0xFFFF).to_bytes(2, "little")
     m.write(params_ptr, bytes(raw))
     return ret
 
