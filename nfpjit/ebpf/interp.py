@@ -985,6 +985,9 @@ def _prepare(program: Program, maps: MapStore | None, budget: int, kwargs) -> Ma
     if budget <= 0:
         raise UsageError(f"instruction budget must be positive, not {budget}")
     check_modelled(program)
+    for target in (kwargs.get("prog_array_programs") or {}).values():
+        if isinstance(target, Program):
+            check_modelled(target)
     if maps is None:
         maps = MapStore.from_program(program)
     return Machine(program, maps, budget=budget, **kwargs)
