@@ -124,6 +124,7 @@ class AluNarrow:
     hi: int | None = None
     keep: bool = False
     from_hi: bool = False        # the low word comes from the destination's high word (rsh/arsh by >= 32)
+    lo: int | None = None        # the low word is this constant (both operands known: folded)
 
 
 @dataclass
@@ -223,8 +224,50 @@ def _imm_scalar(v: int):
 # -- ALU64 ------------------------------------------------------------------------------------------
 
 
+def _const_result(insn: Insn, facts) -> int | None:
+    """The result of an ALU/ALU64 instruction whose operands the analysis knows exactly (else None)."""
+    op = insn.alu_op
+    if op == EAlu.END or (op == EAlu.MOV and insn.off) or not facts.regs:
+        return None
+    if insn.source == Source.X and 10 in (insn.src, insn.dst):
+        return None
+    wide = insn.cls == InsnClass.ALU64
+    d = facts.regs[insn.dst]
+    if op == EAlu.MOV:
+        dv = None
+    elif d.kind != RegKind.SCALAR or not d.var.is_const:
+        return None
+    else:
+        dv = d.var
+    if insn.source == Source.K:
+        sv = _imm_scalar(u64(insn.imm) if wide else insn.imm & MASK32)
+    else:
+        s = facts.regs[insn.src]
+        if s.kind != RegKind.SCALAR or not s.var.is_const:
+            return None
+        sv = s.var
+    try:
+        if op == EAlu.MOV:
+            res = sv.alu(op, sv, wide=wide) if wide else _imm_scalar(sv.value & MASK32)
+        elif op == EAlu.NEG:
+            res = dv.neg(wide=wide)
+        else:
+            res = dv.alu(op, sv, wide=wide, signed=insn.off == 1)
+    except Exception:  # noqa: BLE001 - no fold, no proof
+        return None
+    if res is None or not res.is_const:
+        return None
+    v = res.value
+    return v if wide else v & MASK32
+
+
 def _alu_plan(program, insn: Insn, facts, pc_ctx: _Ctx) -> AluNarrow | None:
     op = insn.alu_op
+    if insn.cls in (InsnClass.ALU, InsnClass.ALU64) and facts.regs:
+        v = _const_result(insn, facts)
+        if v is not None:
+            old_hi = reg_hi(facts.regs[insn.dst], pc_ctx) if op != EAlu.MOV else None
+            return AluNarrow(hi=v >> 32, keep=insn.cls == InsnClass.ALU64 and old_hi == v >> 32, lo=v & MASK32)
     if insn.cls != InsnClass.ALU64 or op in (EAlu.END, EAlu.DIV, EAlu.MOD):
         return None
     if op == EAlu.MOV and insn.off:
@@ -404,7 +447,9 @@ def _transfer(program, pc: int, insn: Insn, facts, plan: SubregPlan, *, callee_a
     dec = plan.alu.get(pc)
     if dec is not None:
         d = insn.dst
-        if dec.from_hi:
+        if dec.lo is not None:
+            use = 0
+        elif dec.from_hi:
             use = bit(d, HI)
         else:
             use = 0
@@ -514,7 +559,7 @@ def make_plan(program, analysis) -> SubregPlan | None:
         facts = analysis.facts.get(pc)
         if facts is None or not facts.reachable:
             continue
-        if insn.cls == InsnClass.ALU64:
+        if insn.cls in (InsnClass.ALU64, InsnClass.ALU):
             dec = _alu_plan(program, insn, facts, pc_ctx)
             if dec is not None:
                 plan.alu[pc] = dec

@@ -94,6 +94,20 @@ drop:
         ["immed ab4,", "sub ab4, a4, 4", "reloc routine_addr fw_map_lookup"],
         ["subc", "immed ab5"],
     ),
+    # operands the analysis knows exactly: the result is a constant, and unread results vanish
+    "subreg_fold": (
+        """.type xdp
+    mov r1, 1000
+    lsh r1, 3
+    mov32 r2, 5
+    mul32 r2, r1
+    mov r0, r2
+    div r0, 7
+    exit
+""",
+        ["immed ab0, 0x1652", "halt"],
+        ["mul_", "ab2", "ab4"],
+    ),
     # mul-const: a multiply by 9 is one alu_shf, by 7 a shift and a sub
     "mul_const": (
         _BOUNDS + """    ldxb r4, [r1+0]
@@ -378,3 +392,31 @@ def test_without_an_analysis_the_pass_changes_nothing():
 def test_mul_const_random(k, width, shape, a):
     source = f"ldxdw r3, [r1+0]\n{shape.format(r='r3')}\n{width} r3, {k}\nmov r0, r3\nexit\n"
     _raw_agree(source, a, 0, passes=(WITH + ",mul-const", WITH))
+
+
+# -- the conformance cases (raw context: all 64 bits of r0 against the expected result) -------------
+
+from pathlib import Path  # noqa: E402
+
+from nfpjit.testing.conformance import load_data_file  # noqa: E402
+
+CONFORMANCE = sorted((Path(__file__).resolve().parent / "conformance").glob("*.data"))
+
+
+@pytest.mark.parametrize("path", CONFORMANCE, ids=lambda p: p.stem)
+def test_conformance_cases_through_the_pass(path):
+    case = load_data_file(path)
+    want = run_raw(case.program, case.memory, strict_registers=False)
+    for passes in (WITH + ",mul-const", "O2"):
+        try:
+            image = compile(case.program, profile="permissive", raw_context=True,
+                            **({"opt_level": 2} if passes == "O2" else {"passes": passes})).image
+        except nfpjit.errors.UnsupportedError:
+            pytest.skip("not compiled (atomics on the memory block, or an error case refused)")
+        got = run_sim_raw(image, case.memory)
+        if case.error is not None:
+            assert got.fault is not None and want.fault is not None, case.name
+            continue
+        assert got.fault is None, f"{case.name} ({passes}): {got.fault}"
+        assert got.r0 == case.result == want.r0, f"{case.name} ({passes}): r0={got.r0:#x}, expected {case.result:#x}"
+        assert got.packet == want.packet, f"{case.name} ({passes}): memory block differs"

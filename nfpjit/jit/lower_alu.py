@@ -284,6 +284,13 @@ def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     e = ctx.emit
     if _unread(ctx, insn):
         return
+    plan = subreg_plan(ctx)
+    folded = plan.alu.get(pc) if plan is not None else None
+    if folded is not None and folded.lo is not None and insn.alu_op != EAlu.END:
+        if plan.lo_live_out(pc, insn.dst):
+            e.const(lo(insn.dst), folded.lo)           # both operands known: the folded result
+        _zext(ctx, insn)
+        return
     op = insn.alu_op
     d = lo(insn.dst)
     if op == EAlu.MOV:
@@ -675,6 +682,9 @@ def _alu64_low(ctx: LowerCtx, insn: Insn, narrow) -> None:
     e = ctx.emit
     op = insn.alu_op
     d = lo(insn.dst)
+    if narrow.lo is not None:                        # both operands known: the folded result
+        e.const(d, narrow.lo)
+        return
     if narrow.from_hi:                               # rsh/arsh by 32..63: the old high word, shifted
         n = (insn.imm & 63) - 32
         kind = ShiftKind.SHR if op == EAlu.RSH else ShiftKind.ASR
