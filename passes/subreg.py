@@ -72,7 +72,9 @@ equality against a sign-extended immediate in 32 bits when the register's high w
 ``jgt``/``jge`` on packet pointers as one ``sub`` + ``br``; constants and ``mov64`` with a
 known-zero high word written as one ``immed``/``mov`` (nothing for the high word when it is
 dead); ``rsh``/``arsh`` by 32..63 computed from the high word alone (``r3 >>= 56`` is one
-``alu_shf``, and the low word of the ``mov64`` before it need not be written); an ALU result
+``alu_shf``, and the low word of the ``mov64`` before it need not be written); an ALU/ALU64 result
+whose operands the analysis knows exactly is a constant (one ``immed``; division and modulo
+too, which the analysis itself leaves unknown); an ALU result
 no half of which is read is not computed at all (a context pointer copied to r6 and only used
 for context loads, which read CSRs); a callee's exit returns only the halves of R0 its callers
 read.  Other lowering modules can ask :func:`nfpjit.jit.lower_alu.hi32_live_out` (this
