@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Iterable, Sequence
 
-from nfpjit.errors import UsageError
+from nfpjit.errors import UnsupportedError, UsageError
 
 from ..cycles import DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, Resource
 from ..firmware import MapCache, Routine
@@ -219,8 +219,11 @@ def _fnv(key: bytes) -> int:
     return h
 
 
-class _NeedsInterpreter(Exception):
-    """Internal: this run is the interpreter's (e.g. a given map cache names an absent entry)."""
+class _NeedsInterpreter(UnsupportedError):
+    """This run is the interpreter's (e.g. a given map cache names an absent entry)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, hint="run it with nfpjit.isa.sim.simulate, or give a MapCache of these maps")
 
 
 class Session:

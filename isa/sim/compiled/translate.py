@@ -21,6 +21,8 @@ from typing import Callable
 
 from llvmlite import ir
 
+from nfpjit.errors import UnsupportedError
+
 from nfpjit.isa.image import Image, ImageMapType
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
@@ -43,8 +45,12 @@ _X_MASK = {MulStep.M24X8: 0xFF_FFFF, MulStep.M16X16: 0xFFFF, MulStep.M32X32: 0xF
 ROUTINE_INDEX = {r: i for i, r in enumerate(Routine)}
 
 
-class Untranslatable(Exception):
-    """Internal: the image uses something the compiled engine does not translate (the caller falls back)."""
+class Untranslatable(UnsupportedError):
+    """The image uses something the compiled engine does not translate (``simulate`` falls back)."""
+
+    def __init__(self, message: str, **kw):
+        kw.setdefault("hint", "the interpreting simulator (nfpjit.isa.sim.simulate) runs it")
+        super().__init__(message, **kw)
 
 
 @dataclass(frozen=True)
