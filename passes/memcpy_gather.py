@@ -1,4 +1,5 @@
-"""``memcpy-gather``: a run of loads through one map-value or packet pointer becomes one bulk read.
+"""``memcpy-gather``: a run of loads through one map-value or packet pointer becomes one bulk read;
+a run of packet-to-packet load/store pairs becomes a word-by-word merge in the packet cache.
 
 Copies (``__builtin_memcpy``, struct assignments) compile to runs of loads from one source
 pointer, each followed by a store elsewhere.  Lowered one by one, every load from a map value is
@@ -24,6 +25,22 @@ After (``memcpy-gather``)::
     ... (stack store) ...
     ld_field ab4, 0b0001, $in2, 8, clear
     ...
+
+Packet-to-packet copies (a MAC address moved within the Ethernet header) are a run of
+consecutive load/store pairs through packet pointers at constant offsets, one register each,
+all moving bytes by the same distance, source and destination bytes disjoint.  When the packet
+cache serves every access of such a run, the lowering merges the moved bytes word by word into
+the cached copy at the run's first load (one ``ld_field`` per source word and destination word,
+instead of a load and a three-instruction merge per pair) and keeps only the last load of each
+register, whose value the program may read after the run::
+
+    ldxb r3, [r1+8]; stxb [r1+2], r3; ... 6 pairs     ld_field ab23, 0b0011, n1, 16, clear
+                                                      ld_field ab23, 0b1100, $in14, 16
+                                                      mov n0, b23
+                                                      mov ab23, n1
+                                                      ld_field ab23, 0b0011, $in14, 16
+                                                      mov n1, b23
+                                                      alu_shf ab6, --, mov, $in14, shr 24   ; r3
 
 A run is a sequence of instructions in one basic block, starting at a load through a map-value or
 packet pointer register ``P``, with at least two such loads
@@ -63,12 +80,28 @@ class Gather:
     kind: RegKind
 
 
+@dataclass(frozen=True)
+class Copy:
+    """A run of packet-to-packet load/store pairs moving bytes ``src`` (offsets from ``data``) by ``delta``.
+
+    ``pairs``: (load pc, store pc, source offset, size, register) in program order.  With the packet
+    cache serving every access, the lowering merges the bytes word by word into the cached copy at
+    the first load and keeps only the last load of each register (its value after the run).
+    """
+
+    first: int
+    delta: int
+    pairs: tuple
+
+
 @dataclass
 class GatherPlan:
-    """``gathers``: first load pc -> Gather; ``loads``: load pc -> (Gather, byte offset from ``base``)."""
+    """``gathers``: first load pc -> Gather; ``loads``: load pc -> (Gather, byte offset from ``base``);
+    ``copies``: first load pc -> Copy."""
 
     gathers: dict = field(default_factory=dict)
     loads: dict = field(default_factory=dict)
+    copies: dict = field(default_factory=dict)
 
 
 def _round8(n: int) -> int:
@@ -141,7 +174,56 @@ class _Planner:
                     j += 1
                 self._add(plan, members, insns, ptr, kind)
                 i = max(j, i + 1)
+            self._copies(plan, pcs, insns)
         return plan
+
+    # -- packet-to-packet copies ---------------------------------------------------------------------
+
+    def _pair(self, pcs, i, insns):
+        """(load pc, store pc, source offset, destination offset, size, register) of a pair at ``pcs[i]``."""
+        if i + 1 >= len(pcs):
+            return None
+        lpc, spc = pcs[i], pcs[i + 1]
+        ld, stx = insns[lpc], insns[spc]
+        if ld.cls != InsnClass.LDX or ld.mode not in (Mode.MEM, Mode.MEMSX):
+            return None
+        if stx.cls != InsnClass.STX or stx.mode != Mode.MEM or stx.src != ld.dst or stx.size != ld.size:
+            return None
+        if ld.dst in (ld.src, stx.dst):
+            return None
+        fl, fs = self.a.facts.get(lpc), self.a.facts.get(spc)
+        if fl is None or fs is None or fl.mem is None or fs.mem is None:
+            return None
+        if fl.mem.kind != RegKind.PACKET or fs.mem.kind != RegKind.PACKET:
+            return None
+        (a, a2), (b, b2) = fl.mem.offset, fs.mem.offset
+        if a != a2 or b != b2:
+            return None
+        return lpc, spc, a, b, ld.size.nbytes, ld.dst
+
+    def _copies(self, plan, pcs, insns) -> None:
+        i = 0
+        while i < len(pcs):
+            first = self._pair(pcs, i, insns)
+            if first is None:
+                i += 1
+                continue
+            delta = first[3] - first[2]
+            run = [first]
+            j = i + 2
+            while True:
+                nxt = self._pair(pcs, j, insns)
+                if nxt is None or nxt[3] - nxt[2] != delta:
+                    break
+                run.append(nxt)
+                j += 2
+            src = {x for p in run for x in range(p[2], p[2] + p[4])}
+            dst = {x + delta for x in src}
+            if len(run) >= 2 and not src & dst:
+                plan.copies[run[0][0]] = Copy(run[0][0], delta, tuple((p[0], p[1], p[2], p[4], p[5]) for p in run))
+                i = j
+            else:
+                i += 1
 
     def _add(self, plan, members, insns, ptr, kind) -> None:
         """Keep the longest prefixes of ``members`` that fit one gather, as gathers of two loads or more."""
@@ -202,4 +284,4 @@ class MemcpyGather(Pass):
         return _Planner(self, program, analysis).run()
 
 
-__all__ = ["MemcpyGather", "GatherPlan", "Gather", "FIRST_XFER", "MAX_WORDS"]
+__all__ = ["MemcpyGather", "GatherPlan", "Gather", "Copy", "FIRST_XFER", "MAX_WORDS"]

@@ -28,7 +28,7 @@ from nfpjit.testing import compare_results
 
 WITH = O1 + ",memcpy-gather"
 WITHOUT = O1
-SPECS = (WITHOUT, WITH, O1 + ",pkt-cache", O1 + ",pkt-cache,memcpy-gather")
+SPECS = (WITHOUT, WITH, O1 + ",pkt-cache", O1 + ",pkt-cache,memcpy-gather", O1 + ",pkt-cache{early=true},memcpy-gather")
 
 HEAD = (".type xdp\n.map arr array key=4 value=24 entries=4\n"
         "mov r6, r1\nmov r9, 0\nstw [r10-4], 1\nlddw r1, map:arr\nmov r2, r10\nadd r2, -4\ncall 1\n"
@@ -194,6 +194,73 @@ def _agree(program, frames):
     except nfpjit.errors.UnsupportedError:
         return
     assert not problems, "\n".join(problems)
+
+
+# -- packet-to-packet copies inside the packet cache ---------------------------------------------
+
+PKT_COPY = O1 + ",pkt-cache,memcpy-gather"
+
+
+def test_packet_copy_merges_words_in_the_cache(golden):
+    # a MAC-address move (6 bytes, 6 down) as clang writes it, then r3 must hold the last byte
+    body = ("ldxb r3, [r1+8]\nstxb [r1+2], r3\nldxb r3, [r1+9]\nstxb [r1+3], r3\nldxb r3, [r1+6]\nstxb [r1+0], r3\n"
+            "ldxb r3, [r1+7]\nstxb [r1+1], r3\nldxb r3, [r1+10]\nstxb [r1+4], r3\nldxb r3, [r1+11]\nstxb [r1+5], r3\n"
+            "xor r9, r3\n")
+    program = _program(body)
+    assert [len(c.pairs) for c in plan_of(program).copies.values()] == [6]
+    before = listing(program, compile(program, passes=O1 + ",pkt-cache", profile="permissive").mprogram)
+    after = listing(program, compile(program, passes=PKT_COPY, profile="permissive").mprogram)
+    filecheck(after, ["mov n0, $in12", "mov n1, $in13", "ld_field ab{t}, 0b0011, n1, 16, clear",
+                      "ld_field ab{t}, 0b1100, $in14, 16", "mov n0, b{t}", "mov ab{t}, n1",
+                      "ld_field ab{t}, 0b0011, $in14, 16", "mov n1, b{t}", "alu_shf ab6, --, mov, $in14, shr 24"])
+    assert after.count("ld_field") < before.count("ld_field")
+    assert not mismatches(program, FRAMES)
+    frames = FRAMES[6:]
+    assert cycles(program, PKT_COPY, frames) < cycles(program, O1 + ",pkt-cache", frames)
+    golden("passes/memcpy_gather_packet_copy.txt",
+           f"; before (-O1 + pkt-cache)\n{before}; after (-O1 + pkt-cache + memcpy-gather)\n{after}")
+
+
+def test_overlapping_packet_copies_stay_pairs():
+    body = "ldxb r3, [r1+0]\nstxb [r1+1], r3\nldxb r3, [r1+1]\nstxb [r1+2], r3\n"
+    assert not plan_of(_program(body)).copies
+    assert not mismatches(_program(body), FRAMES)
+
+
+@st.composite
+def packet_copies(draw):
+    """Runs of load/store pairs inside 40 proven bytes: any delta and size, sometimes overlapping,
+    with different temporaries, stores around the run and reads of the temporaries after it."""
+    lines = []
+    for _ in range(draw(st.integers(1, 3))):
+        size = draw(st.sampled_from([1, 1, 2, 4, 8]))
+        n = draw(st.integers(2, 6))
+        src = draw(st.integers(0, 40 - size))
+        delta = draw(st.integers(-20, 20))
+        if draw(st.booleans()):
+            lines.append(f"stb [r1+{draw(st.integers(0, 39))}], {draw(st.integers(0, 255))}")
+        for i in range(n):
+            a = src + i * size * draw(st.sampled_from([1, 1, -1]))
+            b = a + delta
+            if not (0 <= a <= 40 - size and 0 <= b <= 40 - size):
+                continue
+            reg = draw(st.sampled_from(["r3", "r3", "r4"]))
+            lines += [f"ldx{_SIZES[size]} {reg}, [r1+{a}]", f"stx{_SIZES[size]} [r1+{b}], {reg}"]
+        lines += ["xor r9, r3", "xor r9, r4"]
+    return _program("mov r3, 0\nmov r4, 0\n" + "\n".join(lines) + "\n")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=packet_copies(), frames=st.lists(packets(max_len=100), min_size=1, max_size=2))
+def test_generated_packet_copies_agree(program, frames):
+    _agree(program, frames)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(program=packet_copies(), frames=st.lists(packets(max_len=100), min_size=1, max_size=2))
+def test_many_generated_packet_copies_agree(program, frames):
+    _agree(program, frames)
 
 
 def test_check_pass_on_corpus_and_generated_programs():

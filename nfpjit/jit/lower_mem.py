@@ -329,7 +329,19 @@ def lower_ldx(ctx, pc: int, insn: Insn) -> None:
     if kind == RegKind.STACK:
         _load_stack(ctx, pc, insn, mem, facts)
     elif kind == RegKind.PACKET and _pkt_access(ctx, pc) is not None:
-        _cached_load(ctx, pc, insn, _pkt_access(ctx, pc))
+        role = _copy_roles(ctx).get(pc)
+        if role is None:
+            _cached_load(ctx, pc, insn, _pkt_access(ctx, pc))
+        else:
+            copy, keep = role
+            if copy is not None:
+                _pkt_fill(ctx, pc)
+                _pkt_copy(ctx, copy)
+            if not keep:
+                return                 # a later load of the run sets the register
+            plan = _pkt_plan(ctx)
+            acc = _pkt_access(ctx, pc)
+            window_load(ctx, d, lambda k: _pkt_word(plan, k), acc.off, acc.size)
     elif kind in (RegKind.PACKET, RegKind.MAP_VALUE) and _gathered(ctx, pc) is not None:
         _gathered_load(ctx, pc, insn, mem, _gathered(ctx, pc))
     elif kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
@@ -503,6 +515,11 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
             ctx.emit(mov(w0, Gpr(Bank.B, s)))
         return
     if kind == RegKind.PACKET and _pkt_access(ctx, pc) is not None:
+        if pc in _copy_roles(ctx):      # done by the run's copy at its first load
+            mask = _pkt_plan(ctx).flush_after.get(pc)
+            if mask:
+                emit_all(ctx, pkt_flush_code(_pkt_plan(ctx), mask, scratch(ctx)))
+            return
         _cached_store(ctx, pc, _pkt_access(ctx, pc), vlo, vhi)
         return
     if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
@@ -779,6 +796,51 @@ def _gathered_load(ctx, pc: int, insn: Insn, mem, how) -> None:
         ctx.emit(Instruction(Op.MEM_READ, mem=memory, xfer=Xfer(XferSide.IN, FIRST_XFER), a=a, b=b, count=count,
                              ctx_swap=True))
     window_load(ctx, insn.dst, lambda k: Xfer(XferSide.IN, FIRST_XFER + k), off, insn.size.nbytes)
+
+
+def _copy_roles(ctx) -> dict:
+    """memcpy-gather's packet-to-packet copies the packet cache serves: pc -> (Copy at its first load or
+    None, whether the load must still set its register); stores of a copy map to (None, False)."""
+    state = ctx.state.setdefault("lower_mem", {})
+    if "copies" in state:
+        return state["copies"]
+    roles: dict = {}
+    plan = ctx.plan("memcpy-gather") if ctx.enabled("memcpy-gather") else None
+    pkt = _pkt_plan(ctx)
+    for c in (plan.copies.values() if plan is not None and pkt is not None else ()):
+        pcs = [x for pair in c.pairs for x in pair[:2]]
+        if not all(pc in pkt.accesses and pkt.accesses[pc].count == 1 for pc in pcs):
+            continue
+        if any(pc in pkt.fills for pc in pcs if pc != c.first):
+            continue
+        if any(pc in pkt.flush_after for pc in pcs if pc != c.pairs[-1][1]):
+            continue
+        last = {reg: load for load, _, _, _, reg in c.pairs}
+        for load, store, _, _, reg in c.pairs:
+            roles[load] = (c if load == c.first else None, last[reg] == load)
+            roles[store] = (None, False)
+    state["copies"] = roles
+    return roles
+
+
+def _pkt_copy(ctx, copy) -> None:
+    """The bytes of a packet-to-packet copy, merged word by word into the NN copies of the window."""
+    plan = _pkt_plan(ctx)
+    moved = {x + copy.delta: x for _, _, off, size, _ in copy.pairs for x in range(off, off + size)}
+    rotate = (-8 * copy.delta) % 32        # destination byte j takes source byte j - delta
+    s = scratch(ctx)
+    for w in sorted({b // 4 for b in moved}):
+        groups: dict[int, int] = {}
+        for j in range(4):
+            if 4 * w + j in moved:
+                k = moved[4 * w + j] // 4
+                groups[k] = groups.get(k, 0) | 1 << j
+        full = sum(bin(m).count("1") for m in groups.values()) == 4
+        if not full:
+            ctx.emit(mov(GprBoth(s), NN(PKT_NN + w)))
+        for i, (k, mask) in enumerate(sorted(groups.items())):
+            ctx.emit(ld_field(GprBoth(s), mask, _pkt_word(plan, k), rotate, clear=full and i == 0))
+        ctx.emit(mov(NN(PKT_NN + w), Gpr(Bank.B, s)))
 
 
 # -- atomics ------------------------------------------------------------------------------------
