@@ -45,6 +45,7 @@ __all__ = [
     "DUMPABLE_MAP_TYPES",
     "tc_test_run_accepts",
     "kernel_tailroom",
+    "perf_raw_payload",
 ]
 
 _SYSCALL_NR = {"x86_64": 321, "amd64": 321, "aarch64": 280, "arm64": 280}
@@ -433,7 +434,8 @@ class KernelProgram:
     into the maps before the first run.  Maps persist across :meth:`run` calls.
     """
 
-    def __init__(self, program: Program, *, maps_in: dict | None = None, netns: str | None = None):
+    def __init__(self, program: Program, *, maps_in: dict | None = None, netns: str | None = None,
+                 perf_events: bool = False):
         if not isinstance(program, Program):
             raise UsageError(f"expected a Program, got {type(program).__name__}")
         self.program = program
@@ -443,12 +445,15 @@ class KernelProgram:
         self.btf_fd = -1
         self.log = ""
         self.netns = netns
+        self.perf: list[_PerfEvent] = []
         self.last_duration_ns = 0   # BPF_PROG_TEST_RUN's average run time of the last run()
         where = program.source_path or program.name
         try:
             for mapdef in program.maps:
                 self.maps.append(_KMap(mapdef))
             self._fill_initial_slots()
+            if perf_events:
+                self._attach_perf_events()
             if maps_in:
                 self.write_maps(maps_in)
             self._load(where)
@@ -467,6 +472,20 @@ class KernelProgram:
                 err = kmap.update_raw(key, struct.pack("<I", inner.fd))
                 if err:
                     raise KernelError(f"putting map {inner_def.name!r} into {kmap.mapdef.name!r} failed: "
+                                      f"{os.strerror(-err)}", errno_=-err, where=kmap.mapdef.name)
+
+    def _attach_perf_events(self) -> None:
+        """A BPF_OUTPUT perf event per possible CPU in every perf event array (slot i = CPU i), as a reader
+        such as ``perf`` or libbpf's perf_buffer sets up; run() then returns the samples in perf_output."""
+        for kmap in self.maps:
+            if kmap.mapdef.type != MapType.PERF_EVENT_ARRAY:
+                continue
+            for cpu in range(min(_ncpus(), kmap.mapdef.max_entries)):
+                ev = _PerfEvent(cpu)
+                self.perf.append(ev)
+                err = kmap.update_raw(struct.pack("<I", cpu), struct.pack("<I", ev.fd))
+                if err:
+                    raise KernelError(f"attaching a perf event to {kmap.mapdef.name!r}[{cpu}] failed: "
                                       f"{os.strerror(-err)}", errno_=-err, where=kmap.mapdef.name)
 
     # -- public map access (user-space view, like bpftool map ...) --------------------------------
@@ -633,7 +652,9 @@ class KernelProgram:
             _check(ret, err, "BPF_PROG_TEST_RUN", where)
         retval, _, size_out = struct.unpack_from("<III", attr, 4)
         self.last_duration_ns = struct.unpack_from("<I", attr, 36)[0]
-        return RunResult(r0=retval, packet=dout.raw[: min(size_out, len(dout))], maps=self.dump_maps(cpu or 0))
+        samples = [rec for ev in self.perf for rec in ev.read()]
+        return RunResult(r0=retval, packet=dout.raw[: min(size_out, len(dout))], maps=self.dump_maps(cpu or 0),
+                         perf_output=samples)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -642,6 +663,9 @@ class KernelProgram:
         if self.btf_fd >= 0:
             _close(self.btf_fd)
             self.btf_fd = -1
+        for ev in getattr(self, "perf", []):
+            ev.close()
+        self.perf = []
         for m in self.maps + getattr(self, "hidden", []):
             m.close()
         self.maps = []
@@ -656,6 +680,74 @@ class KernelProgram:
     def __del__(self):
         if hasattr(self, "maps"):  # __init__ may have failed before any fd existed
             self.close()
+
+
+_PERF_EVENT_OPEN_NR = {"x86_64": 298, "amd64": 298, "aarch64": 241, "arm64": 241}
+_PERF_TYPE_SOFTWARE = 1
+_PERF_COUNT_SW_BPF_OUTPUT = 10
+_PERF_SAMPLE_RAW = 1 << 10
+_PERF_RECORD_SAMPLE = 9
+_PERF_PAGES = 8
+
+
+class _PerfEvent:
+    """A BPF_OUTPUT software perf event on one CPU with its mmap'ed ring; read() takes the RAW samples out."""
+
+    def __init__(self, cpu: int):
+        import mmap
+
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("<IIQQQ", attr, 0, _PERF_TYPE_SOFTWARE, 128, _PERF_COUNT_SW_BPF_OUTPUT, 1,
+                         _PERF_SAMPLE_RAW)
+        struct.pack_into("<I", attr, 48, 1)   # wakeup_events
+        nr = _PERF_EVENT_OPEN_NR.get(platform.machine().lower())
+        if nr is None:
+            raise UnsupportedError(f"no perf_event_open number known for {platform.machine()}")
+        libc = _libc()
+        fd = libc.syscall(ctypes.c_long(nr), attr, ctypes.c_int(-1), ctypes.c_int(cpu), ctypes.c_int(-1),
+                          ctypes.c_ulong(8))   # PERF_FLAG_FD_CLOEXEC
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise KernelError(f"perf_event_open on CPU {cpu} failed: {os.strerror(err)}", errno_=err)
+        self.fd = fd
+        self.page = mmap.PAGESIZE
+        self.size = self.page * _PERF_PAGES
+        try:
+            self.mm = mmap.mmap(fd, self.page + self.size, flags=mmap.MAP_SHARED,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError:
+            _close(fd)
+            raise
+
+    def read(self) -> list[bytes]:
+        """The RAW payloads (with the kernel's zero padding to 8 bytes after the u32 size) since the last read."""
+        head = struct.unpack_from("<Q", self.mm, 1024)[0]    # perf_event_mmap_page.data_head
+        tail = struct.unpack_from("<Q", self.mm, 1032)[0]    # data_tail
+        out = []
+        while tail < head:
+            def at(off: int, n: int) -> bytes:
+                start = (tail + off) % self.size
+                first = self.mm[self.page + start: self.page + min(start + n, self.size)]
+                return first + self.mm[self.page: self.page + n - len(first)]
+            rtype, _misc, rsize = struct.unpack("<IHH", at(0, 8))
+            if rtype == _PERF_RECORD_SAMPLE:
+                (raw_size,) = struct.unpack("<I", at(8, 4))
+                out.append(at(12, raw_size))
+            tail += rsize
+        struct.pack_into("<Q", self.mm, 1032, tail)
+        return out
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.mm.close()
+            _close(self.fd)
+            self.fd = -1
+
+
+def perf_raw_payload(sample: bytes) -> bytes:
+    """How a perf RAW record carries ``sample``: padded with zeros so that 4 + size is a multiple of 8."""
+    size = ((len(sample) + 4 + 7) & ~7) - 4
+    return sample + bytes(size - len(sample))
 
 
 _CLONE_NEWNET = 0x40000000

@@ -415,6 +415,26 @@ def test_perf_event_output_without_events():
     assert all(g.perf_output == [] for g in got)
 
 
+def test_perf_event_output_with_events_attached():
+    from nfpjit.kernel import KernelProgram, _ncpus, perf_raw_payload
+
+    program = build(PERF.replace("&sample, sizeof(sample)", "&sample, *in >> 60 ? 5 : 8").replace(
+        "*in, &sample", "*in & ~(1ULL << 60), &sample"), name="perfev")
+    store = MapStore.from_program(program)
+    store.attach_perf_events(_ncpus())
+    flags = [0, 1, 2, 0xFFFFFFFF, (3 << 32) | 0xFFFFFFFF, (1 << 60) | 0xFFFFFFFF, 9 << 32, 1 << 52]
+    with KernelProgram(program, perf_events=True) as kp:
+        if min(__import__("os").sched_getaffinity(0)) != 0:
+            pytest.skip("the kernel oracle runs on CPU 0 only when this process may use it")
+        for f in flags:
+            frame = struct.pack("<Q", f) + bytes(52)
+            want = kp.run(PacketIn(frame))
+            got = run(program, PacketIn(frame), maps=store)
+            assert want.r0 == got.r0 & M32, hex(f)
+            assert want.perf_output == [perf_raw_payload(x) for x in got.perf_output], hex(f)
+    assert got.perf_output == [] and want.r0 == neg(22)
+
+
 BYTES = """
 struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, u64); } out SEC(".maps");
 SEC("xdp") int p(struct xdp_md *ctx) {

@@ -272,6 +272,8 @@ def perf_event_output(m, ctx: int, map_ptr: int, flags: int, data_ptr: int, size
         return -Errno.E2BIG
     if not bpf_map.present(index.to_bytes(4, "little")):
         return -Errno.ENOENT
+    if index != 0:
+        return -Errno.EOPNOTSUPP   # the event in that slot belongs to another CPU (the run is on CPU 0)
     m.perf_output.append(sample)
     return 0
 

@@ -574,6 +574,14 @@ class MapStore:
             self.maps.append(m)
         return m
 
+    def attach_perf_events(self, cpus: int = 1) -> None:
+        """Put a perf event into slots 0..cpus-1 of every perf event array (as KernelProgram(perf_events=True)
+        does with one BPF_OUTPUT event per CPU); the run is on CPU 0, so only slot 0 takes samples."""
+        for m in self.maps:
+            if m.mapdef.type == MapType.PERF_EVENT_ARRAY:
+                for i in range(min(cpus, m.mapdef.max_entries)):
+                    m.values[i][:4] = (i + 1).to_bytes(4, "little")
+
     def dump(self) -> MapState:
         """Contents of the data maps (see DUMPED_MAP_TYPES): arrays every index, others present entries."""
         out = {m.name: dict(m.items()) for m in self.maps if m.mapdef.type in DUMPED_MAP_TYPES}
