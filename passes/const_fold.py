@@ -13,6 +13,8 @@ evaluates an instruction whose inputs are all known, so folding is exact by cons
   holds that value (a redundant ``immed`` of a value the register holds);
 * ``br.<cc>`` on known flags and ``br_bset``/``br_bclr`` on a known bit become ``br.always`` or
   fall through (``dce`` then removes the unreachable side);
+* ``csr_wr active_lm_addr_N`` of the address pointer N already holds goes;
+* ``csr_wr active_lm_addr_N`` of the address LM pointer N already holds goes;
 * ``or``/``xor``/``add`` with a known 0 (and ``and`` with all ones) are ``mov``\\ s — the same
   result, flags and ``prev``; a ``mov --, x`` (a test of x) right after the logic instruction that
   wrote x sets nothing new and goes.
@@ -125,6 +127,11 @@ def fold_instruction(m, state: dict, live_after: int, flag_src: set):
         if taken:
             return replace(m, instr=Instruction(Op.BR, cond=Cond.ALWAYS, defer=ins.defer))
         return None
+    if ins.op == Op.CSR_WR and M.lm_pointer_written(ins) is not None:
+        p = M.lm_pointer_written(ins)
+        if M.operand_value(state, ins.b) is not None and state.get(M.lmp(p)) == M.operand_value(state, ins.b):
+            return None                # the pointer already holds that address
+        return m
     if du.effects:
         return m
     flags_live = live_after & du.defs & (M.BIT_CC | M.BIT_PREV)

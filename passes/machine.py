@@ -49,6 +49,7 @@ from nfpjit.isa.sim.firmware import (
 )
 from nfpjit.isa.sim.semantics import HANDLERS
 from nfpjit.jit.mir import MInstr
+from nfpjit.jit.regs import SCRATCH_GPRS
 from nfpjit.isa.table import BY_OP, AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width
 
 #: ops that may change the pc (and have defer slots)
@@ -68,6 +69,9 @@ GPRS = GPR_A | GPR_B
 XIN_ALL = GPR_A << XIN0
 XOUT_ALL = GPR_A << XOUT0
 ALL = (1 << NLOCS) - 1
+#: the lowering's scratch GPRs (both banks): valid only within one eBPF instruction's code, so never
+#: live into a BPF-to-BPF callee or back to its caller
+SCRATCH = sum((1 << n) | (1 << (B0 + n)) for n in SCRATCH_GPRS)
 BIT_CC, BIT_PREV, BIT_MUL, BIT_LM, BIT_MEM, BIT_CSR = (1 << CC, 1 << PREV, 1 << MUL, 1 << LM, 1 << MEM,
                                                       1 << CSR)
 
@@ -281,8 +285,6 @@ def _compute(ins: Instruction) -> DefUse:
         acc[2] |= Effect.WAIT
     if e.is_branch:
         acc[2] |= Effect.BRANCH
-        if op == Op.RTN:
-            acc[0] |= ALL
     return DefUse(acc[0], acc[1], acc[1] | acc[3], int(acc[2]))
 
 
@@ -376,6 +378,7 @@ class Block:
     call: DefUse | None = None
     entry: bool = False
     idx: list = field(default_factory=list)
+    exit_live: int = ALL              # live when the block leaves the function (escape, return)
 
     def instrs(self, body=None) -> list:
         """Indices of the block's instructions in order (labels skipped)."""
@@ -509,6 +512,7 @@ def build_cfg(fn, returns: dict[str, bool] | None = None, refs: set[str] | None 
             b.kind = HALT
         elif ins.op == Op.RTN:
             b.kind = RETURN
+            b.exit_live = ALL & ~SCRATCH
         elif _is_routine_call(m):
             ret = None
             for j in range(b.term + 1, b.end):
@@ -521,8 +525,14 @@ def build_cfg(fn, returns: dict[str, bool] | None = None, refs: set[str] | None 
                 b.succs = [label_block[ret]]
             else:
                 b.kind = ESCAPE
+                if ins.cond != Cond.ALWAYS and nxt is not None:
+                    b.succs = [nxt]
         elif m.target is None or m.target not in label_block:
             b.kind = ESCAPE                 # BPF-to-BPF call or a branch to a fixed address
+            if (ins.op != Op.BR or ins.cond != Cond.ALWAYS) and nxt is not None:
+                b.succs = [nxt]             # a conditional one may fall through
+            elif m.target is not None and m.reloc is None:
+                b.exit_live = ALL & ~SCRATCH
         else:
             tgt = label_block[m.target]
             if ins.op == Op.BR and ins.cond == Cond.ALWAYS:
@@ -613,7 +623,7 @@ class Liveness:
 
 def _exit_live(b: Block) -> int:
     if b.kind in (ESCAPE, RETURN):
-        return ALL
+        return b.exit_live
     return 0
 
 
@@ -658,7 +668,8 @@ def liveness(cfg: CFG) -> Liveness:
 
 # -- known bits (constants) ---------------------------------------------------------------------
 
-#: a state maps GPR locations (0..63) to (known zero bits, known one bits); CC -> (z, n, c, v); PREV -> int.
+#: a state maps GPR locations (0..63) to (known zero bits, known one bits); CC -> (z, n, c, v); PREV -> int;
+#: an LM pointer's location -> the address it was set to.
 #: Missing keys are unknown.  A value is a constant when zero | one == MASK32 (its value is ``one``).
 
 
@@ -820,6 +831,10 @@ def step(state: dict, m, du: DefUse | None = None) -> None:
                     state[loc] = v
         return
     _kill(state, clob)
+    if ins.op == Op.CSR_WR and ins.csr in _LM_CSRS:
+        v = operand_value(state, ins.b)      # an LM pointer set to a known address
+        if v is not None:
+            state[lmp(_LM_CSRS[ins.csr])] = v
 
 
 def gpr_dests(dest) -> tuple[int, ...]:
@@ -856,6 +871,10 @@ def _kill(state: dict, clob: int) -> None:
         state.pop(CC, None)
     if clob & BIT_PREV:
         state.pop(PREV, None)
+    if clob & LMP_ALL:
+        for p in range(4):
+            if clob >> lmp(p) & 1:
+                state.pop(lmp(p), None)
 
 
 def _meet(a: dict, b: dict) -> dict:
