@@ -78,7 +78,7 @@ def _rate(fn, seconds: float) -> float:
 def measure(label: str, image, seconds: float, npackets: int) -> dict:
     frames = crafted_packets()
     # compile to native (first time for this image in this process)
-    engine._CACHE.pop(engine.image_key(engine._prepare(image, 0, 0, None)), None)
+    engine._CACHE.pop(engine.image_key(engine._prepare(image, 0, 0, None)), None)   # measure a first compile
     c = compiled.compile_image(engine._prepare(image, 0, 0, None))
 
     state = {"maps": None, "k": 0}

@@ -137,9 +137,10 @@ def _key_of(image) -> str:
     return key
 
 
-def compile_image(image) -> CompiledImage:
-    """Translate and compile a relocated image (cached); raises :class:`Untranslatable`."""
-    key = _key_of(image)
+def compile_image(image, *, raw_memory: bool = False) -> CompiledImage:
+    """Translate and compile a relocated image (cached; ``raw_memory``: the uBPF-style raw block variant,
+    with its CTM bounds); raises :class:`Untranslatable`."""
+    key = _key_of(image) + ("/raw" if raw_memory else "")
     got = _CACHE.get(key)
     if isinstance(got, CompiledImage):
         return got
@@ -150,7 +151,7 @@ def compile_image(image) -> CompiledImage:
         if isinstance(got, CompiledImage):
             return got
         try:
-            compiled = _compile(image, key)
+            compiled = _compile(image, key, raw_memory)
         except Untranslatable as exc:
             _CACHE[key] = str(exc)
             raise
@@ -160,14 +161,14 @@ def compile_image(image) -> CompiledImage:
         return compiled
 
 
-def _compile(image, key: str) -> CompiledImage:
+def _compile(image, key: str, raw: bool) -> CompiledImage:
     import llvmlite.binding as llvm
 
     if not available():
         raise Untranslatable(_WHY_UNAVAILABLE or "llvmlite JIT unavailable")
     t0 = time.perf_counter()
     instrs = _decode_code(image.code)
-    tr = translate(image, instrs)
+    tr = translate(image, instrs, raw)
     text = str(tr.module)
     t1 = time.perf_counter()
     mod = llvm.parse_assembly(text)
@@ -749,11 +750,11 @@ def _prepare(image_or_program, budget, map_cache_size, map_cache):
     return image
 
 
-def why_not(image_or_program) -> str | None:
+def why_not(image_or_program, *, raw_memory: bool = False) -> str | None:
     """Why the compiled engine would not run this image (None: it will)."""
     image = _prepare(image_or_program, 0, 0, None)
     try:
-        compile_image(image)
+        compile_image(image, raw_memory=raw_memory)
     except Untranslatable as exc:
         return str(exc)
     return None
@@ -764,7 +765,7 @@ def session(image_or_program, *, maps_in=None, budget: int = DEFAULT_BUDGET,
             rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None) -> Session:
     """A native :class:`Session` for an image (raises ``Untranslatable`` when it cannot be compiled)."""
     image = _prepare(image_or_program, budget, map_cache_size, map_cache)
-    compiled = compile_image(image)
+    compiled = compile_image(image, raw_memory=raw_memory)
     return Session(image, compiled, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
                    ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
                    map_cache=map_cache)
@@ -783,7 +784,7 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
     else:
         image = _prepare(image_or_program, budget, map_cache_size, map_cache)
         try:
-            compiled = compile_image(image)
+            compiled = compile_image(image, raw_memory=raw_memory)
         except Untranslatable as exc:
             reason = f"not translated: {exc}"
         else:
@@ -841,7 +842,7 @@ def run_batch(image_or_program, packets: Iterable[bytes], maps_in=None, *, budge
     if not trace:
         image = _prepare(image_or_program, budget, map_cache_size, map_cache)
         try:
-            compiled = compile_image(image)
+            compiled = compile_image(image, raw_memory=raw_memory)
             s = Session(image, compiled, maps_in=maps_in, map_cache=map_cache, **kw)
         except (Untranslatable, _NeedsInterpreter):
             pass

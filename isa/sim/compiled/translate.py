@@ -36,6 +36,7 @@ from . import runtime as rt
 from .runtime import Emit, c32, c64, i1, i8, i32, i64, ptr
 
 LM_POINTER_DELAY = 3
+_PEND_KEYS = ("cycles", "insns") + tuple(range(18))      # the counters static charges accumulate in
 _MEM_RES = {Memory.CTM: (Resource.CTM, "ctm"), Memory.EMEM: (Resource.EMEM, "emem"),
             Memory.IMEM: (Resource.IMEM, "imem"), Memory.CLS: (Resource.CLS, "cls")}
 _FLAT = {Memory.CTM: ("CTM", CTM_BASE, CTM_BUFFER_SIZE, rt.C_CTM, rt.MEM_CTM),
@@ -72,7 +73,8 @@ class Translation:
 
 
 class _Gen:
-    def __init__(self, image: Image, instrs):
+    def __init__(self, image: Image, instrs, raw: bool = False):
+        self.raw_mode = raw
         self.image = image
         self.instrs = instrs
         self.ncode = len(instrs)
@@ -128,12 +130,20 @@ class _Gen:
     def fault(self, site: int, pc, aux0=None, aux1=None, mem=None) -> None:
         """Leave with a fault (the builder continues in a fresh unreachable block)."""
         b, e, R = self.b, self.e, rt.C_R
-        self.flush(clear=False)
+        # the static charges pending here are the site's: the finish block adds them from a table
+        pend = tuple(self.pend.get(k, 0) for k in _PEND_KEYS)
+        known = self.site_pend.get(site)
+        if known is None:
+            self.site_pend[site] = pend
+        elif known != pend:
+            self.sites.append(self.sites[site])
+            site = len(self.sites) - 1
+            self.site_pend[site] = pend
         e.st(self.ctx, R + rt.R_FSITE, c64(site))
         e.st(self.ctx, R + rt.R_FPC, pc if isinstance(pc, ir.Value) else c64(pc))
-        e.st(self.ctx, R + rt.R_AUX0, self._i64(aux0) if aux0 is not None else c64(0))
-        e.st(self.ctx, R + rt.R_AUX1, self._i64(aux1) if aux1 is not None else c64(0))
-        e.st(self.ctx, R + rt.R_MEM, self._i64(mem) if mem is not None else c64(0))
+        for slot, v in ((rt.R_AUX0, aux0), (rt.R_AUX1, aux1), (rt.R_MEM, mem)):
+            if v is not None:
+                e.st(self.ctx, R + slot, self._i64(v))
         e.st(self.ctx, R + rt.R_STATUS, c64(rt.STATUS_FAULT))
         b.branch(self.finish)
         b.position_at_end(self.new_block("dead"))
@@ -203,6 +213,7 @@ class _Gen:
         self.layout: dict[str, int] = {}
         self.leaders, self.bound = self._leaders()
         self.pend: dict = {}
+        self.site_pend: dict[int, tuple] = {}
         init = self.f.append_basic_block("init")
         self.b = b = ir.IRBuilder(init)
         e = self.e = Emit(self.m, b)
@@ -243,7 +254,6 @@ class _Gen:
         self.budget = e.ld(self.ctx, rt.C_BUDGET)
         self.hits0 = e.ld(self.ctx, rt.C_CACHE_HITS)
         self.misses0 = e.ld(self.ctx, rt.C_CACHE_MISSES)
-        self.raw = b.icmp_unsigned("!=", e.ld(self.ctx, rt.C_RAW), c64(0))
         self.finish = self.new_block("finish")
         self.dispatch_block = None
         b.branch(self.goto(self.image.metadata.entry))
@@ -279,6 +289,23 @@ class _Gen:
         b, e, ctx = self.b, self.e, self.ctx
         b.position_at_end(self.finish)
         R = rt.C_R
+        # a fault: add the static charges pending at its site (a constant table, one row per site)
+        n = len(_PEND_KEYS)
+        rows = [self.site_pend.get(k, (0,) * n) for k in range(len(self.sites))] or [(0,) * n]
+        table = ir.GlobalVariable(self.m, ir.ArrayType(i64, n * len(rows)), "site_pending")
+        table.initializer = ir.Constant(ir.ArrayType(i64, n * len(rows)), [v for row in rows for v in row])
+        table.global_constant = True
+        table.linkage = "internal"
+        add, done = self.new_block("finish.fault"), self.new_block("finish.record")
+        b.cbranch(b.icmp_signed("==", e.ld(ctx, R + rt.R_STATUS), c64(rt.STATUS_FAULT)), add, done)
+        b.position_at_end(add)
+        base = b.mul(e.ld(ctx, R + rt.R_FSITE), c64(n))
+        for i, k in enumerate(_PEND_KEYS):
+            p = self.cycles if k == "cycles" else self.insns if k == "insns" else self.usage[k]
+            d = b.load(b.gep(table, [b.add(base, c64(i))], source_etype=i64), typ=i64)
+            b.store(b.add(self.ld(p, i64), d), p)
+        b.branch(done)
+        b.position_at_end(done)
 
         def put(slot, v):
             e.st(ctx, R + slot, self._i64(v))
@@ -827,7 +854,7 @@ class _Gen:
                 e.st(self.ctx, rt.C_MAPS_DIRTY, self.b.or_(e.ld(self.ctx, rt.C_MAPS_DIRTY), c64(rt.DIRTY_CHANGED)))
             return e.byte_ptr(e.ldp(t, rt.T_VALUES), off)
         name, base, size, slot, dmem = _FLAT[mem]
-        if mem == Memory.CTM:
+        if mem == Memory.CTM and self.raw_mode:
             start = CTM_BASE + HEADROOM
             site = self.site(FaultKind.OUT_OF_BOUNDS,
                              lambda a0, a1: f"CTM access of {a0} bytes outside the {a1}-byte memory block at {start:#x}",
@@ -836,7 +863,7 @@ class _Gen:
             outside = b.or_(b.or_(b.icmp_signed("<", address, c64(start)),
                                   b.icmp_signed(">=", address, b.add(c64(start), raw_len))),
                             b.icmp_signed(">", b.add(address, length), e.ld(self.ctx, rt.C_RAW_END)))
-            bad = b.and_(b.and_(self.raw, b.icmp_unsigned("!=", length, c64(0))), outside)
+            bad = b.and_(b.icmp_unsigned("!=", length, c64(0)), outside)
             self.fault_if(bad, site, pc, aux0=length, aux1=raw_len, mem=address)
         site = self.site(FaultKind.OUT_OF_BOUNDS, lambda a0, a1: f"{name} access of {a0} bytes outside {name} "
                                                                  f"[{base:#x}, {base + size:#x})", has_mem=True)
@@ -1032,6 +1059,9 @@ class _Gen:
         where = b.add(addr, old_len)
         start = CTM_BASE + HEADROOM
         e = self.e
+        self.uses.add(Memory.CTM)
+        if not self.raw_mode:
+            return e.byte_ptr(e.ldp(self.ctx, rt.C_CTM), self._dirty_off(where, n))
         site = self.site(FaultKind.OUT_OF_BOUNDS,
                          lambda a0, a1: f"CTM access of {a0} bytes outside the {a1}-byte memory block at {start:#x}",
                          has_mem=True, firmware=True)
@@ -1039,13 +1069,15 @@ class _Gen:
         outside = b.or_(b.or_(b.icmp_signed("<", where, c64(start)),
                               b.icmp_signed(">=", where, b.add(c64(start), raw_len))),
                         b.icmp_signed(">", b.add(where, n), e.ld(self.ctx, rt.C_RAW_END)))
-        self.fault_if(b.and_(self.raw, outside), site, address, aux0=n, aux1=raw_len, mem=where)
-        off = b.sub(where, c64(CTM_BASE))
+        self.fault_if(outside, site, address, aux0=n, aux1=raw_len, mem=where)
+        return e.byte_ptr(e.ldp(self.ctx, rt.C_CTM), self._dirty_off(where, n))
+
+    def _dirty_off(self, where, n):
+        off = self.b.sub(where, c64(CTM_BASE))
         self.dirty(rt.MEM_CTM, off, n)
-        self.uses.add(Memory.CTM)
-        return e.byte_ptr(e.ldp(self.ctx, rt.C_CTM), off)
+        return off
 
 
-def translate(image: Image, instrs) -> Translation:
+def translate(image: Image, instrs, raw: bool = False) -> Translation:
     """The IR module of ``image`` (already relocated); raises :class:`Untranslatable`."""
-    return _Gen(image, instrs).build()
+    return _Gen(image, instrs, raw).build()
