@@ -216,6 +216,14 @@ def test_variable_offsets_4_apart_take_a_branch_tree_and_see_cached_stores():
                                              bytes([12] + [0] * 40)])
 
 
+def test_variable_option_leaves_variable_offsets_to_commands():
+    program = _program(CASES["pkt_cache_variable"][0])
+    assert any(a.count > 1 for a in plan_of(program).accesses.values())
+    assert not any(a.count > 1 for a in plan_of(program, variable=False).accesses.values())
+    text = compile(program, passes=O1 + ",pkt-cache{variable=false}", profile="permissive").mprogram.listing()
+    assert "br_bset" not in text and "mem_read.ctm $in0" in text
+
+
 def test_variable_offsets_that_move_bytes_within_words_stay_commands():
     # byte 0 & 7: the offset's low bits vary; the store before it must be in memory by then
     body = (_check(40) + "stb [r7+4], 0x55\nldxb r4, [r7+0]\nand r4, 7\nmov r5, r7\nadd r5, r4\n"
