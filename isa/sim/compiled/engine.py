@@ -315,8 +315,7 @@ class Session:
                     while nt.index[cell] >= 0:
                         cell = (cell + 1) & mask
                     nt.index[cell] = slot
-                for k, s in enumerate(t.free):
-                    nt.free[k] = s
+                nt.free[:len(t.free)] = t.free
                 self.desc[rt.T_SIZE * self.tables.index(nt) + rt.T_FREE_TOP] = len(t.free)
             ctypes.memset(nt.stamp, 0, ctypes.sizeof(nt.stamp))
         self.ctx[rt.C_CACHE_COUNT] = 0
