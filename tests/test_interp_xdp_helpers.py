@@ -530,3 +530,53 @@ def test_net_from_dict():
 
     with pytest.raises(LoadError):
         Net.from_dict({"routes": [{"dst": "10.0.0.0/8", "type": "weird"}]})
+
+
+# -- generated programs in a router namespace, with filled redirect maps and attached perf events --------
+
+@pytest.fixture(scope="module")
+def router_ns():
+    setup = _router_setup() + [["route", "add", "default", "via", "10.0.0.2", "dev", "r0"],
+                               ["-6", "route", "add", "default", "via", "2001:db8::2", "dev", "r0"]]
+    with fresh_netns(setup) as ns:
+        for key in ("net.ipv4.conf.all.forwarding", "net.ipv6.conf.all.forwarding"):
+            sysctl_in(ns, key, "1")
+        r0, r1 = netns_ifindex(ns, "r0"), netns_ifindex(ns, "r1")
+        net = _router_net(r0, r1)
+        net.routes += [Route("0.0.0.0/0", r0, "10.0.0.2"), Route("::/0", r0, "2001:db8::2", metric=1024)]
+        yield ns, net
+
+
+def test_generated_xdp_helper_programs_in_a_router_namespace(router_ns):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from nfpjit.kernel import KernelProgram, _ncpus, kernel_tailroom, perf_raw_payload
+    from nfpjit.testing import compare_results, packets, programs
+
+    ns, net = router_ns
+    # dev[1] = lo, cpu[0] = a CPU queue: redirects that hit, devmap lookups that read a value
+    maps_in = {"dev": [((1).to_bytes(4, "little"), (1).to_bytes(4, "little"))],
+               "cpu": [(bytes(4), (64).to_bytes(4, "little"))]}
+    if min(__import__("os").sched_getaffinity(0)) != 0:
+        pytest.skip("the kernel oracle runs on CPU 0 only when this process may use it")
+
+    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(programs(xdp_helpers=True), st.lists(packets(max_len=200), min_size=1, max_size=3))
+    def check(program, frames):
+        store = MapStore.from_program(program)
+        from nfpjit.ebpf.mapfile import apply_entries
+
+        apply_entries(maps_in, store)
+        store.attach_perf_events(_ncpus())
+        with KernelProgram(program, maps_in=maps_in, netns=ns, perf_events=True) as kp:
+            for frame in crafted_packets()[:4] + frames:
+                pin = PacketIn(frame)
+                want = kp.run(pin)
+                got = run(program, pin, maps=store, tailroom=kernel_tailroom(program.prog_type, len(frame)), net=net)
+                problems = compare_results(want, got)
+                if want.perf_output != [perf_raw_payload(x) for x in got.perf_output]:
+                    problems.append(f"perf samples differ: {want.perf_output} != {got.perf_output}")
+                assert not problems, (frame.hex(), problems)
+
+    check()

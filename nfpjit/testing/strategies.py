@@ -465,7 +465,7 @@ class _Gen:
         family = self.d(st.sampled_from([2, 2, 10, 10, 0, 7]))
         ifindex = self.d(st.sampled_from([0, 1, 1, 1, 0x7FFF0001]))
         words = [family | (self.d(st.sampled_from([6, 17, 1])) << 8) | (self.d(st.integers(0, 0xFFFF)) << 16),
-                 self.d(st.integers(0, 0xFFFF)) | (self.d(st.sampled_from([0, 64, 1500, 9000, 65535])) << 16),
+                 self.d(st.integers(0, 0xFFFF)) | (self.d(st.sampled_from([0, 0, 64, 100, 1500, 65535])) << 16),
                  ifindex]
         dst6 = self.d(st.sampled_from([0x000080FE, 0x000002FF, 0, 0xB80D0120]))   # fe80::, ff02::, ::, 2001:db8::
         words += [self.d(_IMMS)] + [self.d(_IMMS) for _ in range(4)] + [dst6] + [self.d(_IMMS) for _ in range(3)]
@@ -474,7 +474,7 @@ class _Gen:
         self.e.emit(_movr(2, FP))
         self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=_FIB))
         self.e.emit(_mov(3, self.d(st.sampled_from([64, 64, 64, 32]))))
-        self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 1, 2, 4, 5, 0x40]))))
+        self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 0, 1, 2, 4, 5, 0x40]))))
         self.e.emit(_call_helper(Helper.fib_lookup))
         for _ in range(self.d(st.integers(0, 2))):
             self.e.emit(_ldx(Size.W, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), FP,
