@@ -580,3 +580,24 @@ def test_generated_xdp_helper_programs_in_a_router_namespace(router_ns):
                 assert not problems, (frame.hex(), problems)
 
     check()
+
+
+# -- the three reported failures, as a user meets them: nfpjit run --engine ref / kernel -----------------
+
+@pytest.mark.parametrize("obj", ["analysis_pending/katran_lb.o", "af_xdp.o", "fib_router.o"])
+def test_reported_programs_run_from_the_cli(obj, tmp_path, capsys):
+    import json
+
+    from nfpjit.cli import main
+
+    frames = [f.hex() for f in crafted_packets()[:6]]
+    outs = {}
+    for engine in ("ref", "kernel"):
+        args = ["run", str(CORPUS / obj), "--engine", engine, "--json"]
+        for f in frames:
+            args += ["--packet", f]
+        assert main(args) == 0, capsys.readouterr().err
+        outs[engine] = json.loads(capsys.readouterr().out)
+    ref, kern = outs["ref"], outs["kernel"]
+    assert "FAULT" not in json.dumps(ref)
+    assert [p.get("action") for p in ref["packets"]] == [p.get("action") for p in kern["packets"]]
