@@ -550,9 +550,13 @@ class KernelProgram:
                     kmap.update(bytes(key), bytes(value))
 
     def _put_inner(self, outer: _KMap, key: bytes, value) -> None:
-        target = getattr(value, "name", None) if not isinstance(value, str) else value
-        entries = getattr(value, "entries", None) if not isinstance(value, (str, list, tuple)) else \
-            (value if not isinstance(value, str) else None)
+        """``value``: a map name, a list of inner (key, value) rows, or an ``InnerMap`` (name or entries)."""
+        if isinstance(value, str):
+            target, entries = value, ()
+        elif isinstance(value, (list, tuple)):
+            target, entries = None, value
+        else:
+            target, entries = getattr(value, "name", None), getattr(value, "entries", ())
         if target:
             inner = next((m for m in self.maps + self.hidden if m.mapdef.name == target), None)
             if inner is None:

@@ -96,16 +96,18 @@ def _inner_map_tables(doc: dict, maps: MapStore):
     write_map_file writes for inner maps) turned into ``outer`` entries, so a dump reads back."""
     import re
 
-    merged: dict[str, list] = {}
+    tables: dict = {}
+    inner: dict[str, list] = {}
     for name, entries in doc.items():
         m = re.fullmatch(r"(.+)\[([0-9a-fA-F]+)\]", name) if isinstance(name, str) else None
         if m and maps.get(name) is None and isinstance(maps.get(m.group(1)), MapOfMaps) and isinstance(entries, list):
-            merged.setdefault(m.group(1), []).append({"key": m.group(2), "map": entries})
+            inner.setdefault(m.group(1), []).append({"key": m.group(2), "map": entries})
         else:
-            merged.setdefault(name, [])
-            merged[name] = (entries if not merged[name] else merged[name] + list(entries)) \
-                if isinstance(entries, list) else entries
-    return merged.items()
+            tables[name] = entries
+    for outer, rows in inner.items():
+        given = tables.get(outer, [])
+        tables[outer] = given + rows if isinstance(given, list) else given   # a bad table keeps its error
+    return tables.items()
 
 
 def _inner_entry(entry, outer: MapOfMaps, maps: MapStore, where: str) -> tuple[bytes, InnerMap]:
