@@ -121,9 +121,15 @@ def test_generated_xdp_helper_programs_agree_with_kernel():
     _generated(ProgType.XDP, 100, xdp_helpers=True)
 
 
+def test_generated_tc_helper_programs_agree_with_kernel():
+    # the skb variants of fib_lookup/check_mtu/perf output, queue/stack, ring buffer, array of maps
+    _generated(ProgType.SCHED_CLS, 60, xdp_helpers=True)
+
+
 @pytest.mark.slow
 def test_generated_xdp_helper_programs_agree_with_kernel_many():
     _generated(ProgType.XDP, 1000, xdp_helpers=True)   # ~30 s; the big run above has the 10,000
+    _generated(ProgType.SCHED_CLS, 300, xdp_helpers=True)
 
 
 PENDING = sorted((CORPUS / "analysis_pending").glob("*.o"))

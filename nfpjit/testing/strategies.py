@@ -438,7 +438,8 @@ class _Gen:
 
     def xdp_map_lookup(self) -> None:
         """Lookups of redirect maps (empty in a test run: NULL) and of the map-in-map (the inner map)."""
-        which = self.d(st.sampled_from([_DEV, _XSK, _MIM, _MIM]))
+        xdp = self.shape.prog_type == ProgType.XDP
+        which = self.d(st.sampled_from([_DEV, _XSK, _MIM, _MIM] if xdp else [_MIM]))
         null = _Label()
         self.e.emit(_st(Size.W, FP, -4, self.d(st.integers(0, 2))))
         self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
@@ -660,9 +661,11 @@ class _Gen:
         kinds += ["helper"]
         if self.shape.prog_type == ProgType.XDP and self.shape.adjust:
             kinds += ["adjust"]
-        if self.shape.prog_type == ProgType.XDP and self.shape.xdp_helpers:
-            kinds += ["xdp_redirect", "xdp_map_lookup", "fib_lookup", "check_mtu", "queue_op", "ringbuf",
-                      "perf_output", "xdp_map_lookup", "queue_op", "ringbuf"]
+        if self.shape.xdp_helpers:
+            kinds += ["xdp_map_lookup", "fib_lookup", "check_mtu", "queue_op", "ringbuf", "perf_output",
+                      "xdp_map_lookup", "queue_op", "ringbuf"]
+            if self.shape.prog_type == ProgType.XDP:
+                kinds += ["xdp_redirect", "xdp_redirect"]
         if self.shape.prog_type == ProgType.SCHED_CLS and not self.shape.subprograms:
             kinds += ["ld_abs"]   # the verifier refuses ld_abs/ld_ind mixed with BPF-to-BPF calls
         if self.depth == 0:
@@ -724,16 +727,14 @@ def programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 12, max_de
              subprograms: bool = True, adjust: bool = True, xdp_helpers: bool = False) -> st.SearchStrategy[Program]:
     """Verifier-acceptable XDP (or ``ProgType.SCHED_CLS``) programs using the maps in :data:`GENERATED_MAPS`.
 
-    ``xdp_helpers=True`` (XDP) adds :data:`XDP_HELPER_MAPS` and blocks using them: bpf_redirect_map
-    on a devmap/xskmap/cpumap with every kind of flags, lookups of redirect maps and of an
-    array-of-maps (then of its inner array), bpf_fib_lookup and bpf_check_mtu with in- and
+    ``xdp_helpers=True`` adds :data:`XDP_HELPER_MAPS` and blocks using them: (XDP) bpf_redirect_map
+    on a devmap/xskmap/cpumap with every kind of flags and lookups of redirect maps; (both) lookups
+    of an array-of-maps (then of its inner array), bpf_fib_lookup and bpf_check_mtu with in- and
     out-of-range arguments, queue/stack push/pop/peek, ring buffer output/reserve/submit/discard/query
-    and bpf_perf_event_output.
+    and bpf_perf_event_output (TC: the skb variants).
     """
     if prog_type not in _CTX:
         raise ValueError(f"programs() builds XDP or SCHED_CLS programs, not {prog_type!r}")
-    if xdp_helpers and prog_type != ProgType.XDP:
-        raise ValueError("xdp_helpers=True builds XDP programs only")
     shape = ProgramShape(prog_type, max_blocks, max_depth, subprograms, adjust, xdp_helpers)
 
     @st.composite
