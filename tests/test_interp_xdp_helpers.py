@@ -601,3 +601,36 @@ def test_reported_programs_run_from_the_cli(obj, tmp_path, capsys):
     ref, kern = outs["ref"], outs["kernel"]
     assert "FAULT" not in json.dumps(ref)
     assert [p.get("action") for p in ref["packets"]] == [p.get("action") for p in kern["packets"]]
+
+
+SPIN = """
+struct bpf_spin_lock_ { u32 val; };
+struct counter { struct bpf_spin_lock_ lock; u32 n; u64 bytes; };
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, u32); __type(value, struct counter); } c SEC(".maps");
+static long (*bpf_spin_lock)(void *lock) = (void *)93;
+static long (*bpf_spin_unlock)(void *lock) = (void *)94;
+static u64 (*bpf_jiffies64)(void) = (void *)118;
+SEC("xdp") int p(struct xdp_md *ctx) {
+    u32 zero = 0;
+    struct counter *v = bpf_map_lookup_elem(&c, &zero);
+    if (!v) return XDP_ABORTED;
+    bpf_spin_lock(&v->lock);
+    v->n++;
+    v->bytes += ctx->data_end - ctx->data;
+    bpf_spin_unlock(&v->lock);
+    return bpf_jiffies64() > 1000 ? XDP_PASS : XDP_DROP;
+}
+"""
+
+
+def test_spin_lock_and_jiffies_in_the_interpreter():
+    # (the kernel oracle creates maps without BTF, which bpf_spin_lock needs: interpreter only)
+    program = build(SPIN, name="spin")
+    store = MapStore.from_program(program)
+    res = None
+    for n, frame in enumerate(crafted_packets()[:5]):
+        res = run(program, frame, maps=store, clock_ns=2_000_000_000 * n)
+        assert res.fault is None
+    value = res.maps["c"][bytes(4)]
+    assert value[:4] == bytes(4) and int.from_bytes(value[4:8], "little") == 5   # unlocked, five increments
+    assert res.r0 == 2 and run(program, bytes(60), maps=store).r0 == 1        # jiffies of the controllable clock

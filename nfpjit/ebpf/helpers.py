@@ -183,6 +183,29 @@ def get_smp_processor_id(m) -> int:
     return 0
 
 
+def get_numa_node_id(m) -> int:
+    return 0
+
+
+JIFFY_NS = 4_000_000   # CONFIG_HZ=250, as the machine this was checked on
+
+
+def jiffies64(m) -> int:
+    """Jiffies from the controllable clock (a nondeterministic value, masked in kernel comparisons)."""
+    return m.clock() // JIFFY_NS
+
+
+def spin_lock(m, lock_ptr: int) -> int:
+    """bpf_spin_lock: one CPU, no contention: the lock word is taken (the verifier pairs lock and unlock)."""
+    m.write(lock_ptr, (1).to_bytes(4, "little"))
+    return 0
+
+
+def spin_unlock(m, lock_ptr: int) -> int:
+    m.write(lock_ptr, bytes(4))
+    return 0
+
+
 # -- output --------------------------------------------------------------------------
 
 _CONV = re.compile(rb"%([-+ 0#]*)(\d*)(ll|l|h|hh|z)?([diuxXpcs%])|%")
@@ -750,6 +773,10 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.trace_printk, 5, trace_printk, required=2),
         HelperSpec(Helper.get_prandom_u32, 0, get_prandom_u32),
         HelperSpec(Helper.get_smp_processor_id, 0, get_smp_processor_id),
+        HelperSpec(Helper.get_numa_node_id, 0, get_numa_node_id),
+        HelperSpec(Helper.jiffies64, 0, jiffies64),
+        HelperSpec(Helper.spin_lock, 1, spin_lock),
+        HelperSpec(Helper.spin_unlock, 1, spin_unlock),
         HelperSpec(Helper.tail_call, 3, tail_call),
         HelperSpec(Helper.loop, 4, loop),
         HelperSpec(Helper.for_each_map_elem, 4, for_each_map_elem),
