@@ -26,6 +26,16 @@ result read by nothing else) goes::
     alu_shf ab6, --, mov, b6, shl 16          ->    mov ab6, b6           (b6 < 65536 known)
     alu_shf ab6, --, mov, b6, shr 16
 
+``ld-shift`` also collapses byte assembly: with a byte map per register (each byte: 0, or byte j
+of some value), an instruction whose result is bytes of one value, rotated by whole bytes and
+zero elsewhere, becomes one clearing ``ld_field`` from a register holding that value (the shifts,
+ors and masks before it then die)::
+
+    ld_field ab8, 0b0001, $in15, 8, clear
+    alu_shf ab8, --, mov, b8, shl 8               (p[1] << 8) | p[0]
+    ld_field ab10, 0b0001, $in15, 0, clear
+    or ab8, a8, b10                         ->    ld_field ab8, 0b0011, $in15, 0, clear
+
 ``reg-init`` — the real JIT's first pass skips the leading ``r6 = r1`` copies of the context
 pointer.  Our lowering gives the context no register at all (its fields are CSR reads), so the
 copies copy a register nothing has written.  Liveness already removes those nobody reads
@@ -241,14 +251,181 @@ def live_after_of(ctx, j: int) -> int:
 
 @dataclass(frozen=True)
 class LdShift(Pass):
-    """shl/shr (and shr/shl) pairs that give back the original value become a mov of it."""
+    """shl/shr pairs that give back the original value become a mov of it; byte assembly from one
+    word (shifts, ors and byte masks of its bytes) becomes one ld_field."""
 
     name: ClassVar[str] = "ld-shift"
     level: ClassVar[str] = "nfp"
-    summary: ClassVar[str] = "shift pairs made redundant by known-zero bits become movs"
+    summary: ClassVar[str] = "shift pairs made redundant by known-zero bits become movs; byte assembly one ld_field"
+
+    bytes: bool = True
 
     def run(self, unit) -> bool:
-        return _walk(unit, _ld_shift, need_live=True, need_states=True)
+        changed = _walk(unit, _ld_shift, need_live=True, need_states=True)
+        if self.bytes:
+            changed |= byte_fields(unit)
+        return changed
+
+
+# -- byte fields ----------------------------------------------------------------------------------------
+#
+# A byte map says, for each byte of a register's value: 0, byte j of the value with id v (the
+# value numbers' ids), or None (unknown).  A value nothing better is known about is the
+# identity map of its own id.
+
+
+def _const_of_vid(vid) -> int | None:
+    return vid[1] if vid is not None and vid[0] == "k" else None
+
+
+def _src_bytes(op, bm: dict, vn: dict, pos: int, loops: bool):
+    if op is None:
+        return None
+    if op.__class__ is Imm:
+        return tuple(0 if not (op.value >> (8 * i)) & 0xFF else None for i in range(4))
+    loc = M.value_loc(op)
+    if loc is None or loc >= M.LM_KEY0:
+        return None
+    got = bm.get(loc)
+    if got is not None:
+        return got
+    vid = M.vn_of(vn, loc, pos, loops)
+    k = _const_of_vid(vid)
+    if k is not None:
+        return tuple(0 if not (k >> (8 * i)) & 0xFF else None for i in range(4))
+    return tuple((vid, i) for i in range(4))
+
+
+def _or_byte(x, y):
+    if x == 0:
+        return y
+    if y == 0 or x == y:
+        return x
+    return None
+
+
+def _result_bytes(ins, bm: dict, vn: dict, pos: int, loops: bool, dest_loc: int):
+    """The byte map of what ``ins`` writes into ``dest_loc`` (None: nothing known)."""
+    op = ins.op
+    if op == Op.LD_FIELD:
+        src = _src_bytes(ins.b, bm, vn, pos, loops)
+        if src is None or ins.amount % 8:
+            return None
+        r = ins.amount // 8
+        old = None if ins.clear else _src_bytes(M.loc_gpr(dest_loc), bm, vn, pos, loops)
+        out = []
+        for i in range(4):
+            if ins.mask >> i & 1:
+                out.append(src[(i + r) % 4])
+            else:
+                out.append(0 if ins.clear else (old[i] if old is not None else None))
+        return tuple(out)
+    if op == Op.ALU_SHF and ins.alu == AluOp.MOV and not ins.indirect and ins.a is None:
+        src = _src_bytes(ins.b, bm, vn, pos, loops)
+        if src is None or ins.amount % 8:
+            return None
+        k = ins.amount // 8
+        if ins.shift == ShiftKind.SHL:
+            return tuple(src[i - k] if i >= k else 0 for i in range(4))
+        if ins.shift == ShiftKind.SHR:
+            return tuple(src[i + k] if i + k < 4 else 0 for i in range(4))
+        if ins.shift == ShiftKind.ROR:
+            return tuple(src[(i + k) % 4] for i in range(4))
+        return None
+    if op == Op.MOV:
+        return _src_bytes(ins.b, bm, vn, pos, loops)
+    if op == Op.OR:
+        x, y = _src_bytes(ins.a, bm, vn, pos, loops), _src_bytes(ins.b, bm, vn, pos, loops)
+        if x is None or y is None:
+            return None
+        return tuple(_or_byte(x[i], y[i]) for i in range(4))
+    if op == Op.AND:
+        for const, other in ((ins.b, ins.a), (ins.a, ins.b)):
+            if const.__class__ is Imm:
+                k = const.value
+            else:
+                loc = M.value_loc(const)
+                k = _const_of_vid(vn.get(loc, (None,))[0]) if loc is not None else None
+            if k is None or any(((k >> (8 * i)) & 0xFF) not in (0, 0xFF) for i in range(4)):
+                continue
+            src = _src_bytes(other, bm, vn, pos, loops)
+            if src is None:
+                return None
+            return tuple(src[i] if (k >> (8 * i)) & 0xFF else 0 for i in range(4))
+        return None
+    return None
+
+
+def _as_ld_field(ins, R, vn: dict):
+    """One clearing ld_field giving byte map ``R`` from a location holding its source, else None."""
+    if R is None or any(b is None for b in R) or all(b == 0 for b in R):
+        return None
+    vids = {b[0] for b in R if b != 0}
+    if len(vids) != 1:
+        return None
+    vid = vids.pop()
+    shifts = {(b[1] - i) % 4 for i, b in enumerate(R) if b != 0}
+    if len(shifts) != 1:
+        return None
+    s = shifts.pop()
+    mask = sum(1 << i for i, b in enumerate(R) if b != 0)
+    holders = sorted(k for k, v in vn.items() if v[0] == vid and k < M.LM_KEY0)
+    if not holders:
+        return None
+    # nothing to gain when the instruction already reads the source itself
+    if any(M.value_loc(op) in holders for op in (ins.a, ins.b) if op is not None):
+        return None
+    for h in holders:
+        new = Instruction(Op.LD_FIELD, dest=ins.dest, mask=mask, b=M.value_operand(h), amount=(8 * s) % 32,
+                          clear=True)
+        if _legal(new):
+            return new
+    return None
+
+
+def byte_fields(unit) -> bool:
+    """Rewrite instructions whose result is bytes of one value into one ld_field (see LdShift)."""
+    changed = False
+    for fa in M.analyses(unit):
+        fn, cfg = fa.fn, fa.cfg
+        body = cfg.body
+        vns = fa.vn
+        lv = fa.live
+        loops = cfg.loops
+        edits = {}
+        for b in cfg.blocks:
+            if vns[b.index] is None:
+                continue
+            vn = dict(vns[b.index])
+            bm: dict = {}
+            for i in b.idx:
+                m = body[i]
+                ins = m.instr
+                du = M.def_use(ins)
+                dests = M.gpr_dests(ins.dest) if ins.dest is not None else ()
+                results = {}
+                if m.reloc is None and dests and not du.effects:
+                    for loc in dests:
+                        results[loc] = _result_bytes(ins, bm, vn, i, loops, loc)
+                    R = results[dests[0]]
+                    if all(results[loc] == R for loc in dests) and \
+                            not lv.after(i) & du.defs & (M.BIT_CC | M.BIT_PREV):
+                        new = _as_ld_field(ins, R, vn)
+                        if new is not None:
+                            m = replace(m, instr=new)
+                            edits[i] = m
+                            du = M.def_use(new)
+                clob = du.clobbers & M.GPRS
+                while clob:
+                    low = clob & -clob
+                    bm.pop(low.bit_length() - 1, None)
+                    clob ^= low
+                for loc, R in results.items():
+                    if R is not None and any(x is not None for x in R):
+                        bm[loc] = R
+                M.vn_step(vn, m, i, du, loops)
+        changed |= M.apply_edits(fn, edits)
+    return changed
 
 
 # -- reg-init -----------------------------------------------------------------------------------------
