@@ -529,3 +529,78 @@ def dataclasses_replace(obj, **kw):
     import dataclasses
 
     return dataclasses.replace(obj, **kw)
+
+
+# -- random straight-line-ish code that mostly runs: ALU, shifts, fields, multiplier, packet and LM traffic ----
+
+_REGS = [f"a{i}" for i in range(2, 12)] + [f"b{i}" for i in range(2, 12)]
+_ALU = ["add", "addc", "sub", "subc", "and", "or", "xor", "andnot"]
+
+
+@st.composite
+def _running_program(draw):
+    lines = ["csr_rd a20, pkt_addr", "csr_rd b20, pkt_len", "immed a21, 256", "csr_wr active_lm_addr_2, a21",
+             "immed b3, 0x1234", "immed a3, 0xbeef, width=hi"]
+    n = draw(st.integers(1, 30))
+    labels = []
+    for k in range(n):
+        kind = draw(st.sampled_from(["alu", "alu", "shf", "dbl", "ldf", "imm", "br", "ctm", "lm", "mul", "csr"]))
+        a = draw(st.sampled_from([r for r in _REGS if r[0] == "a"]))
+        b_ = draw(st.sampled_from([r for r in _REGS if r[0] == "b"]))
+        d = draw(st.sampled_from(_REGS + ["--"]))
+        if kind == "alu":
+            lines.append(f"{draw(st.sampled_from(_ALU))} {d}, {a}, {draw(st.sampled_from([b_, str(draw(st.integers(0, 255)))]))}")
+        elif kind == "shf":
+            sh = draw(st.sampled_from(["shl", "shr", "asr", "ror"]))
+            amt = "indirect" if draw(st.booleans()) else str(draw(st.integers(0, 31)))
+            lines.append(f"alu_shf {d}, {a}, {draw(st.sampled_from(_ALU + ['mov', 'not']))}, {b_}, {sh} {amt}"
+                         .replace(f"{a}, mov", "--, mov").replace(f"{a}, not", "--, not"))
+        elif kind == "dbl":
+            lines.append(f"dbl_shf {d}, {a}, {b_}, {draw(st.integers(0, 31))}")
+        elif kind == "ldf":
+            clear = ", clear" if draw(st.booleans()) else ""
+            lines.append(f"ld_field {d if d != '--' else 'a5'}, {draw(st.integers(1, 15))}, {b_}, "
+                         f"{draw(st.integers(0, 31))}{clear}")
+        elif kind == "imm":
+            w = draw(st.sampled_from(["", ", width=lo", ", width=hi", ", invert", ", byte=1"]))
+            lines.append(f"immed {d if d != '--' else 'b5'}, {draw(st.integers(0, 0xFFFF))}{w}")
+        elif kind == "br":
+            cond = draw(st.sampled_from(["eq", "ne", "mi", "pl", "hs", "lo", "vs", "vc", "ge", "lt", "gt", "le",
+                                         "hi", "ls"]))
+            labels.append(f"L{k}")
+            lines.append(f"br.{cond} L{k}, defer={draw(st.integers(0, 2))}")
+        elif kind == "ctm":
+            off = draw(st.integers(0, 40))
+            op = draw(st.sampled_from(["mem_read.ctm $in0", "mem_write.ctm $out0", "mem_add32.ctm $out0"]))
+            cnt = 1 if "add32" in op else draw(st.integers(1, 4))
+            lines.append(f"mov $out0, {b_}")
+            lines.append(f"{op}, a20, {off}, {cnt}, ctx_swap")
+            lines.append(f"mov {d if d != '--' else 'a6'}, $in0")
+        elif kind == "lm":
+            lines.append(f"mov *l$index2[{draw(st.integers(0, 15))}], {b_}")
+            lines.append(f"add {d}, {a}, *l$index2[{draw(st.integers(0, 15))}]")
+        elif kind == "mul":
+            mode = draw(st.sampled_from([("24x8", 1), ("16x16", 2), ("32x32", 4)]))
+            lines.append(f"mul_start {a}, {b_}")
+            lines += [f"mul_step {mode[0]}"] * mode[1]
+            lines.append(f"mul_last {d}")
+            lines.append(f"mul_last2 {d}")
+        else:
+            lines.append(f"csr_rd {d if d != '--' else 'a7'}, {draw(st.sampled_from(['timestamp_lo', 'pseudo_random', 'pkt_len']))}")
+        if labels and draw(st.booleans()):
+            lines.append(f"{labels.pop()}:")
+    lines += [f"{label}:" for label in labels]
+    lines += ["mov ab0, a3", "mov ab1, b3", "halt 2"]
+    return ".prog_type xdp\n.stack 512\n" + "\n".join("    " + l if not l.endswith(":") else l for l in lines) + "\n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_running_program(), st.sampled_from(CRAFTED), st.integers(0, 5))
+def test_random_running_code(text, frame, seed):
+    try:
+        image = _asm(text)
+    except nfpjit.errors.NfpjitError:
+        assume(False)
+    ref = interp(image, frame, seed=seed)
+    got = compiled.simulate(image, frame, seed=seed)
+    assert not differences(ref, got), (differences(ref, got), text)
