@@ -21,6 +21,9 @@ and nothing between x's definition and the copy touches y, the definition writes
     ld_field ab22, 0b0001, a2, 8, clear         ld_field ab4, 0b0001, a2, 8, clear
     ld_field ab22, 0b0010, a2, 24         ->    ld_field ab4, 0b0010, a2, 24
     mov ab4, b22
+
+and a value computed only to be copied into a transfer or next-neighbour register is computed
+there (``add ab2, $in0, 1; mov $out0, b2`` -> ``add $out0, $in0, 1``).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from nfpjit.isa.encoding import check
-from nfpjit.isa.operands import Gpr, GprBoth, IllegalOperands
+from nfpjit.isa.operands import NN, Gpr, GprBoth, IllegalOperands, Xfer
 from nfpjit.isa.table import Op
 from nfpjit.passes.manager import Pass
 
@@ -180,8 +183,40 @@ def coalesce(unit) -> bool:
                             edits.update(plan)
                             edits[k] = None
                             touched.update((x, y))
+                elif m.reloc is None and ins.op == Op.MOV and ins.dest.__class__ in (Xfer, NN) \
+                        and ins.b.__class__ is Gpr and ins.b.index not in touched and \
+                        not lv.after(k) & (M.BIT_CC | M.BIT_PREV | M.both(ins.b.index)):
+                    plan = _into_register_plan(body, b, k)
+                    if plan is not None:
+                        edits.update(plan)
+                        edits[k] = None
+                        touched.add(ins.b.index)
         changed |= M.apply_edits(fn, edits)
     return changed
+
+
+def _into_register_plan(body, b, k: int) -> dict | None:
+    """``D: op ab<x>, ...; ...; mov $out<n>|n<n>, b<x>`` with x read by nobody else: D writes the register."""
+    mv = body[k].instr
+    x = mv.b.index
+    bx = M.both(x)
+    target = M.def_use(mv).defs & ~(M.BIT_CC | M.BIT_PREV)     # the $out / NN register
+    pos = b.idx.index(k)
+    for j in reversed(b.idx[:pos]):
+        m = body[j]
+        du = M.def_use(m.instr)
+        if (du.uses | du.clobbers) & target:
+            return None
+        if du.clobbers & bx:
+            ins = m.instr
+            if m.reloc is not None or du.uses & bx or du.defs & bx != bx or ins.dest.__class__ is not GprBoth \
+                    or ins.op in M.BRANCH_OPS:
+                return None              # not a full definition of x alone
+            new = replace(ins, dest=mv.dest)
+            return {j: replace(m, instr=new)} if _legal(new) else None
+        if du.uses & bx:
+            return None
+    return None
 
 
 def _coalesce_plan(body, b, k: int, x: int, y: int) -> dict | None:

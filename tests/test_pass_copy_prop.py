@@ -50,6 +50,28 @@ out:
          "and ab0, a0, 3"],
         ["mov ab8, b22", "mov ab0, b8"],
     ),
+    # a map value incremented in place: the add writes the transfer registers the store sends
+    "copy_prop_into_xfer": (
+        """.type xdp
+.map counts hash key=4 value=8 entries=4
+    mov r6, 1
+    stxw [r10-4], r6
+    mov r2, r10
+    add r2, -4
+    lddw r1, map:counts
+    call 1
+    jeq r0, 0, out
+    ldxdw r1, [r0+0]
+    add r1, 1
+    stxdw [r0+0], r1
+out:
+    mov r0, 2
+    exit
+""",
+        "",
+        ["add $out0, $in0, 1", "addc $out1, $in1, 0", "mem_write.emem $out0"],
+        ["mov $out0, b2", "mov $out1, b3"],
+    ),
 }
 
 
