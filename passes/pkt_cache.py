@@ -88,7 +88,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nfpjit.analysis import RegKind
-from nfpjit.ebpf.opcodes import Helper, InsnClass, JmpOp, Mode
+from nfpjit.ebpf.opcodes import Helper, InsnClass, Mode
 from nfpjit.passes.manager import Pass
 
 #: words of the largest window (transfer registers $in12..$in31, NN n0..n19): 80 bytes reach the TCP

@@ -36,7 +36,7 @@ from nfpjit.isa.operands import MAX_LM_OFFSET, NN, Bank, Gpr, GprBoth, Imm, LMem
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
 from .mir import MInstr, MReloc
-from .regs import SCRATCH_GPRS, G
+from .regs import SCRATCH_GPRS
 
 # -- registers and layout constants --------------------------------------------------
 
