@@ -57,3 +57,30 @@ def test_update_lookup_delete_next_key_agree():
         assert kp.lookup("d", k(0))[:4] == k(1) and bytes(store.by_name("d").lookup(k(0))) == k(1)
         assert kp.update("d", k(0), k(0)) == 0 == store.by_name("d").update(k(0), k(0))
         assert kp.lookup("d", k(0)) is None and store.by_name("d").lookup(k(0)) is None
+
+
+def test_redirect_map_updates_from_user_space_agree():
+    program = assemble(".map c cpumap key=4 value=4 entries=4\n.map x xskmap key=4 value=4 entries=4\n"
+                       ".map d devmap key=4 value=4 entries=4\n"
+                       "lddw r1, map:c\nlddw r1, map:x\nlddw r1, map:d\nmov r0, 2\nexit", filename="redir")
+    store = MapStore.from_program(program)
+    ops = [("c", 0, 64, 0), ("c", 1, 0, 0), ("c", 3, 64, 0), ("c", 4, 64, 0), ("c", 0, 20000, 0), ("c", 0, 64, 1),
+           ("d", 0, 1, 0), ("d", 0, 1, 1), ("d", 5, 1, 0), ("x", 0, 0, 0), ("x", 0, 3, 0), ("x", 9, 3, 0)]
+    with KernelProgram(program) as kp:
+        for name, key, value, flags in ops:   # (cpumap key 3: -ENODEV on a machine with fewer CPUs)
+            assert kp.update(name, k(key), k(value), flags) == \
+                store.by_name(name).update(k(key), k(value), flags), (name, key, value, flags)
+
+
+def test_modelled_bound_xsk_socket():
+    import nfpjit
+    from nfpjit.ebpf.interp import run
+
+    from conftest import CORPUS
+
+    program = nfpjit.load(CORPUS / "af_xdp.o")
+    store = MapStore.from_program(program)
+    store.by_name("xsks_map").bind_socket(k(0), 0)
+    res = run(program, bytes(60), maps=store)
+    assert res.r0 == 4 and res.redirect == 0          # bound: XDP_REDIRECT to the socket
+    assert run(program, bytes(60), maps=MapStore.from_program(program)).r0 == 2   # none bound: XDP_PASS

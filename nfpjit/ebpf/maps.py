@@ -36,6 +36,7 @@ class Errno(IntEnum):
     ENODEV = 19
     EAGAIN = 11
     EOVERFLOW = 75
+    ENOTSOCK = 88
     EOPNOTSUPP = 95
     EAFNOSUPPORT = 97
     ENOTSUPP = 524
@@ -254,11 +255,13 @@ class RedirectArrayMap(ArrayMap):
     run has no AF_XDP sockets: XSKMAP slots stay empty unless a caller fills them on purpose.
     """
 
-    def lookup(self, key: bytes) -> bytearray | None:
-        v = super().lookup(key)
-        return v if v is not None and any(v) else None
+    def __init__(self, mapdef: MapDef):
+        super().__init__(mapdef)
+        self.bound: dict[int, int] = {}   # XSKMAP: slot -> queue id of a modelled bound socket
 
     def update(self, key: bytes, value: bytes, flags: int = 0) -> int:
+        """User space's update: a devmap takes an ifindex (not checked against devices here), a cpumap a
+        queue size for a possible CPU, an xskmap only an AF_XDP socket — which no run has (-ENOTSOCK)."""
         if not _flags_ok(flags):
             return -Errno.EINVAL
         i = self._index(key)
@@ -266,13 +269,50 @@ class RedirectArrayMap(ArrayMap):
             return -Errno.E2BIG
         if flags == MapUpdateFlag.NOEXIST and any(self.values[i]):
             return -Errno.EEXIST
-        if self.mapdef.type == MapType.CPUMAP and int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little") > 16384:
-            return -Errno.EOVERFLOW
+        if self.mapdef.type == MapType.XSKMAP:
+            return -Errno.ENOTSOCK
+        if self.mapdef.type == MapType.CPUMAP:
+            if int.from_bytes(bytes(value[:4]).ljust(4, b"\0"), "little") > 16384:
+                return -Errno.EOVERFLOW
+            if i >= possible_cpus():
+                return -Errno.ENODEV
         self.values[i][:] = bytes(value[: self.value_size]).ljust(self.value_size, b"\0")
         return 0
 
+    def bind_socket(self, key: bytes, queue_id: int) -> None:
+        """Model an AF_XDP socket bound to ``queue_id`` in an XSKMAP slot (lookups then see
+        ``struct bpf_xdp_sock { u32 queue_id; }`` and redirects hit); the kernel's test run cannot have one."""
+        i = self._index(key)
+        self.values[i][:] = (queue_id + 1).to_bytes(4, "little")[: self.value_size].ljust(self.value_size, b"\0")
+        self.bound[i] = queue_id
+
+    def lookup(self, key: bytes) -> bytearray | None:
+        v = super().lookup(key)
+        if v is None or not any(v):
+            return None
+        if self.mapdef.type == MapType.XSKMAP:
+            return bytearray(self.bound.get(self._index(key), 0).to_bytes(4, "little"))
+        return v
+
     def items(self) -> list[tuple[bytes, bytes]]:
         return [(i.to_bytes(4, "little"), bytes(v)) for i, v in enumerate(self.values) if any(v)]
+
+
+def possible_cpus() -> int:
+    """The kernel's nr_cpu_ids on this machine (cpumap keys name real CPUs)."""
+    global _POSSIBLE
+    if _POSSIBLE is None:
+        import os
+
+        try:
+            text = open("/sys/devices/system/cpu/possible").read().strip()
+            _POSSIBLE = max(int(part.split("-")[-1]) for part in text.split(",")) + 1
+        except (OSError, ValueError):
+            _POSSIBLE = os.cpu_count() or 1
+    return _POSSIBLE
+
+
+_POSSIBLE: int | None = None
 
 
 class QueueStackMap(BpfMap):
