@@ -13,6 +13,7 @@ Anything a helper needs from the machine: ``read``/``write``/``read_cstring``,
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -616,8 +617,10 @@ def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
         return FibRet.FWD_DISABLED
     if flags & BPF_FIB_LOOKUP_TBID and flags & BPF_FIB_LOOKUP_DIRECT:
         tbid = int.from_bytes(raw[48:52], "little")
+        raw[48:52] = bytes(4)          # the kernel zeroes tbid (it shares room with the VLAN output)
+        m.write(params_ptr, bytes(raw))
         if tbid and tbid != 254:
-            return FibRet.NOT_FWDED  # only the main table is modelled
+            return FibRet.NOT_FWDED  # only the main table is modelled (a missing table: NOT_FWDED)
     route = net.lookup(dst)
     if route is None:
         return FibRet.NOT_FWDED
@@ -642,8 +645,6 @@ def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
             return FibRet.FRAG_NEEDED
     raw[12:16] = route.metric.to_bytes(4, "little")
     raw[8:12] = out.ifindex.to_bytes(4, "little")
-    import ipaddress
-
     if route.via is not None:
         gw = ipaddress.ip_address(route.via).packed
         if len(gw) == 16 and not v6:
