@@ -244,10 +244,12 @@ def test_fib_lookup_against_a_configured_router_namespace():
             for d in dsts:
                 for flags, tot in ((0, 100), (4, 100), (0, 1300), (0, 1450), (1, 100)):
                     frames.append(fib_params(2, ifx, d, bytes([10, 0, 0, 2]), tot_len=tot, flags=flags))
+                for flags in (16, 20):       # BPF_FIB_LOOKUP_SRC (and SKIP_NEIGH)
+                    frames.append(fib_params(2, ifx, d, bytes([9, 9, 9, 9]), flags=flags))
                 for tbid in (0, 254, 100):   # BPF_FIB_LOOKUP_TBID: the main table, a missing one
                     frames.append(fib_params(2, ifx, d, bytes([10, 0, 0, 2]), flags=9, tbid=tbid))
             for d in v6:
-                for flags, tot in ((0, 100), (4, 100), (0, 1420)):
+                for flags, tot in ((0, 100), (4, 100), (0, 1420), (16, 100), (20, 100)):
                     frames.append(fib_params(10, ifx, d, bytes.fromhex("20010db8000000000000000000000002"),
                                              tot_len=tot, flags=flags))
         problems, want, _ = both(program, frames, netns=ns, net=_router_net(r0, r1))

@@ -645,6 +645,17 @@ def fib_lookup(m, ctx: int, params_ptr: int, plen: int, flags: int) -> int:
             return FibRet.FRAG_NEEDED
     raw[12:16] = route.metric.to_bytes(4, "little")
     raw[8:12] = out.ifindex.to_bytes(4, "little")
+    if flags & BPF_FIB_LOOKUP_SRC:
+        # the output device's address (fib_result_prefsrc / ipv6_dev_get_saddr)
+        mine = [ipaddress.ip_address(a) for a in out.addrs]
+        mine = [a for a in mine if a.version == (6 if v6 else 4) and not (v6 and a.is_link_local)]
+        if v6:
+            if not mine:
+                m.write(params_ptr, bytes(raw))
+                return FibRet.NO_SRC_ADDR
+            raw[16:32] = mine[0].packed
+        else:
+            raw[16:20] = mine[0].packed if mine else bytes(4)
     if route.via is not None:
         gw = ipaddress.ip_address(route.via).packed
         if len(gw) == 16 and not v6:
