@@ -475,7 +475,7 @@ class _Gen:
         self.e.emit(_movr(2, FP))
         self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=_FIB))
         self.e.emit(_mov(3, self.d(st.sampled_from([64, 64, 64, 32]))))
-        self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 0, 1, 2, 4, 5, 0x40]))))
+        self.e.emit(_mov(4, self.d(st.sampled_from([0, 0, 0, 1, 2, 4, 5, 16, 20, 9, 0x40]))))
         self.e.emit(_call_helper(Helper.fib_lookup))
         for _ in range(self.d(st.integers(0, 2))):
             self.e.emit(_ldx(Size.W, self.d(st.sampled_from((1, 2, 3, 4, 5, 9))), FP,
