@@ -146,4 +146,60 @@ def test_check_reports_kfuncs_by_name():
 
 def test_modelled_kfuncs_are_listed():
     assert {"bpf_xdp_metadata_rx_timestamp", "bpf_xdp_metadata_rx_hash", "bpf_xdp_metadata_rx_vlan_tag",
-            "bpf_xdp_flow_lookup"} == set(KFUNCS)
+            "bpf_xdp_flow_lookup", "bpf_dynptr_from_xdp", "bpf_dynptr_slice", "bpf_dynptr_slice_rdwr",
+            "bpf_dynptr_size", "bpf_dynptr_adjust", "bpf_dynptr_is_null", "bpf_dynptr_is_rdonly"} == set(KFUNCS)
+
+
+DYNPTR = """struct bpf_dynptr { u64 __opaque[2]; } __attribute__((aligned(8)));
+extern int bpf_dynptr_from_xdp(struct xdp_md *x, u64 flags, struct bpf_dynptr *ptr__uninit) __attribute__((section(".ksyms")));
+extern void *bpf_dynptr_slice(const struct bpf_dynptr *p, u32 offset, void *buffer__opt, u32 buffer__szk) __attribute__((section(".ksyms")));
+extern void *bpf_dynptr_slice_rdwr(const struct bpf_dynptr *p, u32 offset, void *buffer__opt, u32 buffer__szk) __attribute__((section(".ksyms")));
+extern u32 bpf_dynptr_size(const struct bpf_dynptr *p) __attribute__((section(".ksyms")));
+extern int bpf_dynptr_adjust(const struct bpf_dynptr *p, u32 start, u32 end) __attribute__((section(".ksyms")));
+static long (*bpf_dynptr_read)(void *dst, u32 len, const struct bpf_dynptr *src, u32 offset, u64 flags) = (void *)201;
+static long (*bpf_dynptr_write)(const struct bpf_dynptr *dst, u32 offset, void *src, u32 len, u64 flags) = (void *)202;
+struct { __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 4); __type(key, u32); __type(value, u64); } out SEC(".maps");
+SEC("xdp") int p(struct xdp_md *ctx) {
+    struct bpf_dynptr d;
+    u8 buf[8] = {};
+    u32 k0 = 0, k1 = 1, k2 = 2, k3 = 3;
+    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+    u8 *b = data;
+    if (b + 4 > (u8 *)end) return XDP_ABORTED;
+    u32 off = b[0], flags = b[1], a0 = b[2], a1 = b[3];
+    long rc = bpf_dynptr_from_xdp(ctx, flags & 1, &d);
+    u64 v = rc & 0xffff;
+    bpf_map_update_elem(&out, &k0, &v, BPF_ANY);
+    if (flags & 2) {
+        rc = bpf_dynptr_adjust(&d, a0, a1);
+        v = (rc & 0xffff) | ((u64)bpf_dynptr_size(&d) << 32);
+        bpf_map_update_elem(&out, &k3, &v, BPF_ANY);
+    }
+    u8 *s = bpf_dynptr_slice(&d, off, buf, sizeof(buf));
+    v = s ? (s[0] | (u64)s[7] << 8 | (u64)(s == buf) << 16) : 0xdead;
+    bpf_map_update_elem(&out, &k1, &v, BPF_ANY);
+    __builtin_memset(buf, 0x5a, sizeof(buf));
+    rc = bpf_dynptr_read(buf, 4, &d, off, 0);
+    v = (rc & 0xffff) | ((u64)buf[0] << 16) | ((u64)buf[3] << 24);
+    bpf_map_update_elem(&out, &k2, &v, BPF_ANY);
+    rc = bpf_dynptr_write(&d, off + 1, buf, 2, 0);
+    u8 *w = bpf_dynptr_slice_rdwr(&d, 4, 0, 2);
+    if (w) w[1] = 0x77;
+    return rc < 0 ? XDP_DROP : XDP_PASS;
+}
+"""
+
+
+@pytest.mark.skipif(not KERNEL_OK, reason="kernel bpf() unusable")
+def test_xdp_dynptrs_agree_with_the_kernel():
+    from xdp_cases import both
+
+    program = build(DYNPTR, name="dyn")
+    assert {"bpf_dynptr_from_xdp", "bpf_dynptr_slice", "bpf_dynptr_adjust"} <= set(program.kfuncs.values())
+    # byte 0: offset, byte 1: flags (1: a bad from_xdp flag, 2: adjust), bytes 2-3: adjust's start/end
+    frames = [bytes([off, flags, a0, a1]) + bytes(range(56)) for off in (0, 3, 10, 52, 56, 58, 60, 255)
+              for flags in (0, 1, 2, 3) for a0, a1 in ((1, 5), (3, 20), (0, 60), (9, 4), (0, 61))]
+    problems, want, _ = both(program, frames)
+    assert not problems, problems[:5]
+    codes = {int.from_bytes(w.maps["out"][(3).to_bytes(4, "little")][:2], "little") for w in want}
+    assert {0, 0x10000 - 34, 0x10000 - 22} <= codes   # adjust: ok, -ERANGE, -EINVAL

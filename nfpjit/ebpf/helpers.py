@@ -557,6 +557,50 @@ def redirect_map(m, map_ptr: int, key: int, flags: int) -> int:
     return XdpAction.REDIRECT
 
 
+# -- dynptrs (the XDP packet ones: see nfpjit.ebpf.kfuncs) ------------------------------------
+
+def dynptr_read(m, dst: int, length: int, src: int, offset: int, flags: int) -> int:
+    from nfpjit.ebpf.kfuncs import _dyn_check, dynptr_get
+
+    data, size, off = dynptr_get(m, src)
+    length, offset = u32(length), u32(offset)
+    if not data or flags:
+        return -Errno.EINVAL
+    err = _dyn_check(size, offset, length)
+    if err:
+        return err
+    pkt = m.packet
+    at = off + offset
+    if at > 0xFFFF or length > 0xFFFF:
+        return -Errno.EFAULT
+    if at + length > pkt.length:
+        return -Errno.EINVAL
+    m.write(dst, bytes(pkt.buf[pkt.data + at: pkt.data + at + length]))
+    return 0
+
+
+def dynptr_write(m, dst: int, offset: int, src: int, length: int, flags: int) -> int:
+    from nfpjit.ebpf.kfuncs import _dyn_check, dynptr_get
+
+    data, size, off = dynptr_get(m, dst)
+    offset, length = u32(offset), u32(length)
+    if not data:
+        return -Errno.EINVAL
+    err = _dyn_check(size, offset, length)
+    if err:
+        return err
+    if flags:
+        return -Errno.EINVAL
+    pkt = m.packet
+    at = off + offset
+    if at > 0xFFFF or length > 0xFFFF:
+        return -Errno.EFAULT
+    if at + length > pkt.length:
+        return -Errno.EINVAL
+    pkt.buf[pkt.data + at: pkt.data + at + length] = m.read(src, length)
+    return 0
+
+
 # -- FIB and MTU -----------------------------------------------------------------------------
 
 AF_INET = 2
@@ -816,6 +860,8 @@ HELPERS: dict[int, HelperSpec] = {
         HelperSpec(Helper.ringbuf_query, 2, ringbuf_query),
         HelperSpec(Helper.fib_lookup, 4, fib_lookup),
         HelperSpec(Helper.check_mtu, 5, check_mtu),
+        HelperSpec(Helper.dynptr_read, 5, dynptr_read),
+        HelperSpec(Helper.dynptr_write, 5, dynptr_write),
     )
 }
 

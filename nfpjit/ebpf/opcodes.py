@@ -239,6 +239,8 @@ class Helper(IntEnum):
     xdp_get_buff_len = 188
     xdp_load_bytes = 189
     xdp_store_bytes = 190
+    dynptr_read = 201
+    dynptr_write = 202
     loop = 181
     for_each_map_elem = 164
     ktime_get_tai_ns = 208
