@@ -604,3 +604,15 @@ def test_random_running_code(text, frame, seed):
     ref = interp(image, frame, seed=seed)
     got = compiled.simulate(image, frame, seed=seed)
     assert not differences(ref, got), (differences(ref, got), text)
+
+
+def test_packet_context_per_run_and_the_no_llvmlite_fallback():
+    image = _asm(".prog_type xdp\ncsr_rd a0, rx_queue\ncsr_rd a1, ingress_ifindex\nhalt 2\n")
+    s = compiled.session(image)
+    s.set_packet_context(ingress_ifindex=7, rx_queue_index=3)
+    assert not differences(interp(image, b"", ingress_ifindex=7, rx_queue_index=3), s.run(b""))
+    from nfpjit.isa.sim.compiled import _fallback
+
+    r = _fallback.run(image, b"", rx_queue_index=5)
+    assert r.engine == "interp" and "llvmlite" in r.reason and r.result.r0 & 0xFFFFFFFF == 5
+    assert _fallback.run_batch(image, [b"", b""]) == [interp(image, b"")] * 2 and not _fallback.available()

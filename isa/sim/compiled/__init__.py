@@ -8,9 +8,14 @@ native state for streaming callers; ``available()`` says whether llvmlite's JIT 
 "Compiled engine".
 """
 
-from .engine import (CompiledImage, Run, Session, available, compile_image, image_key, run, run_batch, session,
-                     simulate, why_not)
-from .translate import Untranslatable
+try:
+    from .engine import (CompiledImage, Run, Session, available, compile_image, image_key, run, run_batch, session,
+                         simulate, why_not)
+    from .translate import Untranslatable
+except ImportError as _exc:          # no llvmlite: everything runs in the interpreting simulator
+    from ._fallback import (CompiledImage, Run, Session, Untranslatable, available, compile_image, image_key,  # noqa
+                            run, run_batch, session, simulate, why_not)
+    _IMPORT_ERROR = _exc
 
 __all__ = ["CompiledImage", "Run", "Session", "Untranslatable", "available", "compile_image", "image_key", "run",
            "run_batch", "session", "simulate", "why_not"]

@@ -380,6 +380,15 @@ class Session:
         cache.hits += hits
         cache.misses += misses
 
+    def set_packet_context(self, *, ingress_ifindex: int | None = None, rx_queue_index: int | None = None) -> None:
+        """The ``ingress_ifindex``/``rx_queue`` CSRs of the next runs (a NIC daemon's per-port/queue values)."""
+        if ingress_ifindex is not None:
+            self.ctx[rt.C_IFINDEX] = ingress_ifindex & 0xFFFFFFFF
+            self.options["ingress_ifindex"] = ingress_ifindex
+        if rx_queue_index is not None:
+            self.ctx[rt.C_RXQ] = rx_queue_index & 0xFFFFFFFF
+            self.options["rx_queue_index"] = rx_queue_index
+
     # -- control plane (the NIC daemon's map commands) ---------------------------------------------------------
 
     def _table_index(self, name: str) -> int:
