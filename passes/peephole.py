@@ -51,7 +51,7 @@ from typing import ClassVar
 
 from nfpjit.bits import MASK32
 from nfpjit.isa.encoding import check
-from nfpjit.isa.operands import MAX_ALU_IMM, Gpr, GprBoth, IllegalOperands, Imm, NoDest
+from nfpjit.isa.operands import MAX_ALU_IMM, Gpr, GprBoth, IllegalOperands, Imm
 from nfpjit.isa.table import AluOp, Instruction, Op, ShiftKind
 from nfpjit.passes.manager import Pass
 
