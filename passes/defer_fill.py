@@ -29,7 +29,8 @@ pointer write, never across a label) into its defer slots::
     immed ab7, 0x0             ->    br.lo L51, defer=1
     br.lo L51                        immed ab7, 0x0
 
-Firmware calls and BPF-to-BPF calls keep their branch and defer slots as they are; a block is
+The branch of a firmware call fills its second slot with the instruction before it (the
+``load_addr a30`` stays the last slot); a BPF-to-BPF call's branch takes up to two.  A block is
 only rewritten when it gets shorter or fills more defer slots.
 """
 
@@ -242,8 +243,13 @@ def _block(body, b, lv, slots: bool):
         return None
     old_len = len(work)
     old_defer = body[term].instr.defer if term_node is not None else 0
-    if (len(order), -defer) >= (old_len, -old_defer):
-        return None
+    tail = [body[i] for i in fixed_tail]
+    filled = defer
+    if fixed_tail and slots:
+        order, tail, gained = _call_slots(body, b, order, tail)
+        filled += gained
+    if (len(order) + len(tail), -filled) >= (old_len + len(fixed_tail), -old_defer):
+        return None                      # neither shorter nor more slots filled
     labels = [body[j] for j in range(b.start, b.end) if body[j].instr is None]
     seq = []
     pc = None
@@ -257,4 +263,38 @@ def _block(body, b, lv, slots: bool):
             m = replace(m, instr=replace(m.instr, defer=defer))
         seq.append(m)
     # nops get the eBPF pc of the instruction before them (the pointer write they wait for)
-    return labels + seq + [body[i] for i in fixed_tail]
+    return labels + seq + tail
+
+
+def _call_slots(body, b, order: list, tail: list):
+    """Fill the free defer slots of a call's branch with the instructions just before it.
+
+    A firmware call keeps its ``load_addr a30`` as the last slot (the routine's faults are
+    attributed through it); a BPF-to-BPF call's branch takes up to two.  The routine or the
+    callee runs after the slots, so any instruction before the branch may sit in them, except
+    an LM pointer write (the code after the call may use the pointer at once).
+    Returns the shortened order, the new tail and how many slots were filled.
+    """
+    br = tail[0]
+    ins = br.instr
+    if ins.op != Op.BR or ins.cond.name != "ALWAYS":
+        return order, tail, 0
+    if b.kind == M.CALL:
+        if len(tail) != 2 or ins.defer != 1:
+            return order, tail, 0
+        room = ins.entry.max_defer - 1
+    elif br.reloc is None and br.target is not None and len(tail) == 1 + ins.defer:
+        room = ins.entry.max_defer - ins.defer
+    else:
+        return order, tail, 0
+    moved = []
+    while room and order and order[-1] is not None and _lm_write(body[order[-1]].instr) is None \
+            and body[order[-1]].instr.op not in M.BRANCH_OPS and body[order[-1]].instr.op != Op.HALT:
+        moved.insert(0, body[order.pop()])
+        room -= 1
+    if not moved:
+        return order, tail, 0
+    new_br = replace(br, instr=replace(ins, defer=ins.defer + len(moved)))
+    if b.kind == M.CALL:
+        return order, [new_br] + moved + tail[1:], len(moved)
+    return order, [new_br] + tail[1:] + moved, len(moved)

@@ -12,7 +12,8 @@ from nfpjit.passes.dce import Dce
 from test_pass_machine import differential_case, golden_case
 
 CASES = {
-    # the high words of packet pointers (zero extension), a copy copy-prop made dead, a jump to the next insn
+    # a copy copy-prop made dead and a jump to the next instruction (the packet pointers' high words,
+    # the case the name recalls, the lowering's zext-elim no longer emits; dce would remove them)
     "dce_dead_high_words": (
         """.type xdp
     ldxw r2, [r1+4]

@@ -15,7 +15,8 @@ from test_pass_machine import differential_case, golden_case
 BEFORE = MACHINE.replace(",defer-fill", "")
 
 CASES = {
-    # the key store's LM pointer write moves up; the packet read fills its wait
+    # the key store's LM pointer write moves up; the packet read fills its wait; the map id goes
+    # into the call's second defer slot (the load_addr of the return address stays the last)
     "defer_fill_lm_wait": (
         """.type xdp
 .map counts hash key=2 value=8 entries=4
@@ -34,7 +35,8 @@ out:
     mov r0, 2
     exit
 """,
-        ["csr_wr active_lm_addr_0, 78", "mem_read.ctm", "mov ab23, *l$index0[8]"],
+        ["csr_wr active_lm_addr_0, 78", "mem_read.ctm", "mov ab23, *l$index0[8]",
+         "br.always 0, defer=2    ; reloc routine_addr fw_map_lookup", "reloc map_id counts", "load_addr a30"],
         ["nop"],
     ),
     # an unconditional jump takes the stack store before it into its defer slot
@@ -102,3 +104,37 @@ def test_differential_generated():
 @pytest.mark.slow
 def test_differential_corpus():
     differential_case("defer-fill", examples=0, corpus=True)
+
+
+def test_bpf_to_bpf_calls_fill_their_slots():
+    """A BPF-to-BPF call's branch takes the instructions before it into its slots; the result still agrees."""
+    from nfpjit.driver import compile
+    from nfpjit.ebpf.asm import assemble
+
+    from test_jit_differential import CRAFTED, differential
+
+    program = assemble(""".type xdp
+    mov r6, 5
+    ldxw r2, [r1+4]
+    ldxw r1, [r1+0]
+    mov r3, r1
+    add r3, 2
+    jgt r3, r2, out
+    ldxb r1, [r1+0]
+    call twice
+    add r0, r6
+    exit
+out:
+    mov r0, 1
+    exit
+twice:
+    mov r0, r1
+    add r0, r1
+    exit
+""")
+    result = compile(program, profile="permissive", verify_each=True)
+    mprog = result.mprogram
+    callee_labels = set(mprog.functions[1].labels())
+    calls = [m for m in mprog.functions[0].body if m.instr is not None and m.target in callee_labels]
+    assert calls and calls[0].instr.defer >= 1, mprog.listing()
+    assert not differential(program, result.image, CRAFTED[:20])
