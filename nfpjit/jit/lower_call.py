@@ -33,6 +33,7 @@ from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Op, ShiftKind
 
 from . import lower_mem as lm
+from .lower_alu import half_live_out
 from .mir import MReloc
 
 #: LM index pointer the call sequences use (pointer 0 belongs to stack loads/stores)
@@ -256,7 +257,7 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
     back = ctx.new_label(f"ret{pc}_")
     # save R6..R9 of the caller: every half at -O0, from -O1 the halves read after the call
     saved = [(2 * i + half, r, half) for i, r in enumerate(CALLEE_SAVED) for half in (LO, HI)
-             if not ctx.enabled("save-live") or ctx.analysis.liveness.is_live_out(pc, r, half)]
+             if not ctx.enabled("save-live") or half_live_out(ctx, pc, r, half)]
     if saved:
         lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
     for word, r, half in saved:

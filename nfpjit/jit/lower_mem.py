@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nfpjit.analysis import RegKind
+from nfpjit.analysis import HI, RegKind
 from nfpjit.bits import MASK32, u32
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, Size
@@ -163,6 +163,17 @@ def offset_operand(ctx, value: int):
 
 def zero_hi(ctx, r: int) -> None:
     ctx.emit(Instruction(Op.IMMED, dest=hi_ab(r), imm=0))
+
+
+def zero_hi_if_read(ctx, r: int) -> None:
+    """The high word of a 32-bit (or narrower) result ``r`` of the current instruction is zero:
+    with ``zext-elim`` or ``subreg``, written only when some path reads it."""
+    if ctx.enabled("zext-elim") or ctx.enabled("subreg"):
+        from .lower_alu import half_live_out
+
+        if not half_live_out(ctx, ctx.pc, r, HI):
+            return
+    zero_hi(ctx, r)
 
 
 # -- stack layout ----------------------------------------------------------------------
@@ -354,7 +365,7 @@ def lower_ldx(ctx, pc: int, insn: Insn) -> None:
     if insn.mode == Mode.MEMSX:
         _sign_extend(ctx, d, size)
     elif size < 8:
-        zero_hi(ctx, d)
+        zero_hi_if_read(ctx, d)
 
 
 def _extract(ctx, d: int, w0, w1, size: int, byte_shift: int) -> None:
@@ -449,7 +460,7 @@ def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
             ctx.emit(shf(lo_ab(d), lo_b(d), ShiftKind.SHR, shift))
         else:
             ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, lo_b(d), shift, clear=True))
-    zero_hi(ctx, d)
+    zero_hi_if_read(ctx, d)
 
 
 def layout_of(ctx) -> StackLayout:
@@ -973,7 +984,7 @@ def lower_ld_imm64_map(ctx, pc: int, insn: Insn) -> None:
     mdef = ctx.program.maps[insn.imm]
     if insn.src in (PseudoSrc.MAP_FD, PseudoSrc.MAP_IDX):
         ctx.emit(Instruction(Op.IMMED, dest=lo_ab(d), imm=0), reloc=MReloc(RelocKind.MAP_ID, mdef.name))
-        zero_hi(ctx, d)
+        zero_hi_if_read(ctx, d)
     elif insn.src in (PseudoSrc.MAP_VALUE, PseudoSrc.MAP_IDX_VALUE):
         # the value of a global-data map (an ARRAY with one entry) sits at slot 0 of its EMEM table
         emit_all(ctx, load_const(lo_ab(d), u32(insn.imm2)))
