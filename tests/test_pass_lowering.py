@@ -118,3 +118,20 @@ def test_cli_pass_options(tmp_path, capsys):
     assert "NFP code after lower" in err and "zext-elim" in err and "branch-fold" not in err
     assert main(["compile", str(src), "-o", str(out), "--disable-pass", "nope"]) == 2
     assert "unknown pass 'nope'" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("name", LOWER_PASSES)
+def test_golden_listing(name, golden):
+    """Before/after listings of each showcase (-O0, then the pass alone): tests/golden/passes/lower_<name>.txt.
+
+    The showcase test above states what must change; the golden text keeps the whole listing reviewed.
+    """
+    from test_pass_machine import listing
+
+    source, gone = SHOWCASES[name]
+    program = _program(source)
+    before = listing(program, compile(program, passes="", profile="permissive").mprogram)
+    after = listing(program, compile(program, passes=name, profile="permissive", verify_each=True).mprogram)
+    assert after.count(gone) < before.count(gone)
+    golden(f"passes/lower_{name.replace('-', '_')}.txt", f"; before {name}\n{before}; after {name}\n{after}")
