@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nfpjit.analysis.cfg import CFG, BasicBlock, CfgProblem, FunctionInfo, Loop, build_cfg, insn_successors
+from nfpjit.analysis.cfg import CFG, BasicBlock, CfgProblem, FunctionInfo, Loop, build_cfg, func_target, insn_successors
 from nfpjit.analysis.liveness import HI, LO, Liveness, use_def
 from nfpjit.analysis.scalar import Bounds, Scalar
 from nfpjit.analysis.state import RegKind, RegState
@@ -47,6 +47,8 @@ class Analysis:
     insns_processed: int = 0
     loop_trips: dict[int, int] = field(default_factory=dict)
     raw_context: bool = False  # analysed with R1 = memory block, R2 = its length (uBPF convention)
+    #: what ``RegState.map`` indexes: ``program.maps``, then the inner-map template of each map-in-map
+    maps: tuple = ()
 
     @property
     def ok(self) -> bool:
@@ -76,8 +78,9 @@ def _unreachable(program: Program, cfg: CFG) -> list[VerifierProblem]:
         seen.add(pc)
         insn = program.at(pc)
         work.extend(insn_successors(insn, pc))
-        if insn.is_local_call:
-            work.append(insn.jump_target(pc))
+        target = func_target(insn, pc)  # a callee, or a callback whose address is loaded
+        if target is not None:
+            work.append(target)
     return [VerifierProblem(pc, "unreachable", f"unreachable insn {pc}") for pc in program.pcs if pc not in seen]
 
 
@@ -130,7 +133,8 @@ def analyze(program: Program, *, strict: bool = False, max_insns: int = 1_000_00
     if not any(p.code == "too_complex" for p in problems):
         problems += _combined_stack(cfg, depth)
     problems.sort(key=lambda p: p.pc)
-    result = Analysis(program, cfg, live, facts, problems, depth, v.processed, raw_context=raw_context)
+    result = Analysis(program, cfg, live, facts, problems, depth, v.processed, raw_context=raw_context,
+                      maps=tuple(v.maps))
     if strict and problems:
         first = problems[0]
         loc = program.line_info.get(first.pc)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import JmpOp
+from nfpjit.ebpf.opcodes import JmpOp, PseudoSrc
 from nfpjit.ebpf.program import Program
 
 
@@ -129,11 +129,19 @@ def _function_starts(program: Program) -> dict[int, str]:
     if 0 not in starts:
         starts[0] = program.name or "main"
     for pc, insn in program.slots():
-        if insn.is_local_call:
-            target = insn.jump_target(pc)
-            if 0 <= target < program.nslots and target in program.index_at_pc:
-                starts.setdefault(target, f"sub_{target}")
+        target = func_target(insn, pc)
+        if target is not None and 0 <= target < program.nslots and target in program.index_at_pc:
+            starts.setdefault(target, f"sub_{target}")
     return dict(sorted(starts.items()))
+
+
+def func_target(insn: Insn, pc: int) -> int | None:
+    """The function a local call calls, or whose address an ld_imm64 ``func`` loads (a callback)."""
+    if insn.is_local_call:
+        return insn.jump_target(pc)
+    if insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC:
+        return pc + 1 + insn.imm
+    return None
 
 
 def build_cfg(program: Program) -> CFG:

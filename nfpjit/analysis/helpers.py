@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from nfpjit.ebpf.opcodes import Helper, ProgType
+from nfpjit.ebpf.opcodes import Helper, MapType, ProgType
 
 
 class Arg(Enum):
@@ -25,12 +25,18 @@ class Arg(Enum):
     MEM_W = "uninit_mem"    # memory written by the helper, size in the next argument
     SIZE = "const_size"     # size of the previous memory argument (> 0)
     SIZE_OR_ZERO = "const_size_or_zero"
+    VALUE_W = "uninit_map_value"  # memory of the map's value size, written (queue/stack pop, peek)
+    ALLOC_SIZE = "const_alloc_size_or_zero"  # a known constant: the size of the memory returned
+    FUNC = "func"           # a callback: ld_imm64 func (bpf_loop)
+    STACK_OR_NULL = "fp_or_null"  # the callback's context: a stack pointer or NULL
+    RINGBUF_MEM = "ringbuf_mem"   # a reserved record, released by the call
 
 
 class Ret(Enum):
     SCALAR = "scalar"
     U32 = "u32"
     MAP_VALUE_OR_NULL = "map_value_or_null"
+    RINGBUF_MEM_OR_NULL = "ringbuf_mem_or_null"  # a record of ALLOC_SIZE bytes, reference acquired
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class HelperSig:
     ret: Ret = Ret.SCALAR
     changes_packet: bool = False
     prog_types: frozenset[ProgType] | None = None  # None: every program type
+    releases: bool = False  # releases the reference its RINGBUF_MEM argument holds
 
 
 _XDP = frozenset({ProgType.XDP})
@@ -50,6 +57,15 @@ _SIGS = [
     HelperSig(Helper.map_lookup_elem, (A.MAP, A.KEY), Ret.MAP_VALUE_OR_NULL),
     HelperSig(Helper.map_update_elem, (A.MAP, A.KEY, A.VALUE, A.ANY)),
     HelperSig(Helper.map_delete_elem, (A.MAP, A.KEY)),
+    HelperSig(Helper.map_push_elem, (A.MAP, A.VALUE, A.ANY)),
+    HelperSig(Helper.map_pop_elem, (A.MAP, A.VALUE_W)),
+    HelperSig(Helper.map_peek_elem, (A.MAP, A.VALUE_W)),
+    HelperSig(Helper.ringbuf_output, (A.MAP, A.MEM, A.SIZE_OR_ZERO, A.ANY)),
+    HelperSig(Helper.ringbuf_reserve, (A.MAP, A.ALLOC_SIZE, A.ANY), Ret.RINGBUF_MEM_OR_NULL),
+    HelperSig(Helper.ringbuf_submit, (A.RINGBUF_MEM, A.ANY), releases=True),
+    HelperSig(Helper.ringbuf_discard, (A.RINGBUF_MEM, A.ANY), releases=True),
+    HelperSig(Helper.ringbuf_query, (A.MAP, A.ANY)),
+    HelperSig(Helper.loop, (A.ANY, A.FUNC, A.STACK_OR_NULL, A.ANY)),
     HelperSig(Helper.get_prandom_u32, (), Ret.U32),
     HelperSig(Helper.get_smp_processor_id, (), Ret.U32),
     HelperSig(Helper.get_numa_node_id, ()),
@@ -93,6 +109,44 @@ _SIGS = [
 ]
 
 HELPERS: dict[int, HelperSig] = {int(s.helper): s for s in _SIGS}
+
+M = MapType
+_PERF = frozenset({Helper.perf_event_output, Helper.perf_event_read, Helper.perf_event_read_value})
+_RINGBUF = frozenset({Helper.ringbuf_output, Helper.ringbuf_reserve, Helper.ringbuf_query})
+_QUEUE = frozenset({Helper.map_push_elem, Helper.map_pop_elem, Helper.map_peek_elem})
+#: the kernel's check_map_func_compatibility, map side: these map types go only to these helpers
+MAP_HELPERS: dict[MapType, frozenset[Helper]] = {
+    M.PROG_ARRAY: frozenset({Helper.tail_call}),
+    M.PERF_EVENT_ARRAY: _PERF,
+    M.RINGBUF: _RINGBUF,
+    M.DEVMAP: frozenset({Helper.redirect_map, Helper.map_lookup_elem}),
+    M.DEVMAP_HASH: frozenset({Helper.redirect_map, Helper.map_lookup_elem}),
+    M.CPUMAP: frozenset({Helper.redirect_map}),
+    M.XSKMAP: frozenset({Helper.redirect_map, Helper.map_lookup_elem}),
+    M.ARRAY_OF_MAPS: frozenset({Helper.map_lookup_elem}),
+    M.HASH_OF_MAPS: frozenset({Helper.map_lookup_elem}),
+    M.QUEUE: _QUEUE,
+    M.STACK: _QUEUE,
+}
+#: ... and helper side: these helpers take only these map types
+HELPER_MAPS: dict[int, frozenset[MapType]] = {
+    Helper.tail_call: frozenset({M.PROG_ARRAY}),
+    **{h: frozenset({M.PERF_EVENT_ARRAY}) for h in _PERF},
+    **{h: frozenset({M.RINGBUF}) for h in _RINGBUF},
+    Helper.redirect_map: frozenset({M.DEVMAP, M.DEVMAP_HASH, M.CPUMAP, M.XSKMAP}),
+    Helper.map_push_elem: frozenset({M.QUEUE, M.STACK, M.BLOOM_FILTER}),
+    Helper.map_peek_elem: frozenset({M.QUEUE, M.STACK, M.BLOOM_FILTER}),
+    Helper.map_pop_elem: frozenset({M.QUEUE, M.STACK}),
+}
+
+
+def map_helper_compatible(map_type: MapType, helper_id: int) -> bool:
+    """Whether the kernel lets a program pass a map of ``map_type`` to helper ``helper_id``."""
+    allowed = MAP_HELPERS.get(map_type)
+    if allowed is not None and helper_id not in allowed:
+        return False
+    types = HELPER_MAPS.get(helper_id)
+    return types is None or map_type in types
 
 
 def helper_signature(helper_id: int, prog_type: ProgType) -> HelperSig | None:

@@ -14,7 +14,7 @@ or per-byte knowledge (uninitialised, some number, zero).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from nfpjit.analysis.scalar import Bounds, Scalar
@@ -33,6 +33,9 @@ class RegKind(IntEnum):
     MAP_VALUE = 8
     MAP_VALUE_OR_NULL = 9
     MIXED = 10  # facts only: different kinds on different paths
+    FUNC = 11                 # a subprogram's address (ld_imm64 func): a bpf_loop callback
+    RINGBUF_MEM = 12          # a reserved ring buffer record (reference-tracked)
+    RINGBUF_MEM_OR_NULL = 13  # a bpf_ringbuf_reserve result not yet checked
 
     @property
     def kernel_name(self) -> str:
@@ -47,7 +50,8 @@ _KERNEL_NAMES = {
     RegKind.NOT_INIT: "?", RegKind.SCALAR: "scalar", RegKind.CTX: "ctx", RegKind.PACKET: "pkt",
     RegKind.PACKET_END: "pkt_end", RegKind.PACKET_META: "pkt_meta", RegKind.STACK: "fp",
     RegKind.MAP_PTR: "map_ptr", RegKind.MAP_VALUE: "map_value", RegKind.MAP_VALUE_OR_NULL: "map_value_or_null",
-    RegKind.MIXED: "mixed",
+    RegKind.MIXED: "mixed", RegKind.FUNC: "func", RegKind.RINGBUF_MEM: "ringbuf_mem",
+    RegKind.RINGBUF_MEM_OR_NULL: "ringbuf_mem_or_null",
 }
 
 ZERO = Scalar.const(0)
@@ -101,6 +105,8 @@ class RegState:
         parts.append(f"off={self.off}")
         if k == RegKind.PACKET:
             parts.append(f"r={self.range}")
+        elif k in (RegKind.RINGBUF_MEM, RegKind.RINGBUF_MEM_OR_NULL):
+            parts.append(f"sz={self.range}")
         if not self.var.is_const or self.var.value:
             parts.append(f"var={self.var}")
         return f"{k.kernel_name}({','.join(parts)})"
@@ -129,6 +135,8 @@ def regs_safe(old: RegState, new: RegState, ids: dict[int, int]) -> bool:
     if not old.var.includes(new.var):
         return False
     if old.kind == RegKind.PACKET and old.range > new.range:
+        return False
+    if old.kind in (RegKind.RINGBUF_MEM, RegKind.RINGBUF_MEM_OR_NULL) and old.range != new.range:
         return False
     if old.id or new.id:
         seen = ids.get(old.id)
@@ -253,13 +261,17 @@ class Frame:
 @dataclass
 class State:
     frames: list[Frame]
+    #: references held (kernel acquire/release: ring buffer records): id -> pc of the acquiring call
+    refs: dict[int, int] = field(default_factory=dict)
+    #: callback returns on this path (a state covered by an open one from before a return is not a loop)
+    callback_returns: int = 0
 
     @property
     def cur(self) -> Frame:
         return self.frames[-1]
 
     def copy(self) -> "State":
-        return State([f.copy() for f in self.frames])
+        return State([f.copy() for f in self.frames], dict(self.refs), self.callback_returns)
 
     def all_regs(self):
         """Yield (frame, index-or-slot, RegState, is_spill) for every register and spilled register."""

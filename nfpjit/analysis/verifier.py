@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from nfpjit.analysis.cfg import CFG
-from nfpjit.analysis.helpers import Arg, Ret, helper_name, helper_signature
+from nfpjit.analysis.helpers import Arg, Ret, helper_name, helper_signature, map_helper_compatible
 from nfpjit.analysis.liveness import CALLER_SAVED, HI, LO, Liveness, bit, both
 from nfpjit.analysis.scalar import Bounds, Scalar, refine_scalar, scalar_branch, SWAP, NEGATE
 from nfpjit.analysis.state import (
@@ -29,7 +29,9 @@ from nfpjit.analysis.state import (
 )
 from nfpjit.bits import MASK32, MASK64, sext, trunc
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AluOp, AtomicOp, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc, Size, Source
+from nfpjit.ebpf.opcodes import (
+    AluOp, AtomicOp, Helper, InsnClass, JmpOp, MapType, Mode, ProgType, PseudoSrc, Size, Source,
+)
 from nfpjit.ebpf.program import Program
 
 MAX_STACK = 512
@@ -152,6 +154,20 @@ class Verifier:
         self.stack_use: dict[int, int] = {}  # function start pc -> deepest byte used
         self.pc: int = 0
         self.is_tc = program.prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT)
+        # The maps a RegState.map may name: the program's, then the inner-map template of each
+        # map-in-map (what a NULL-checked lookup in the outer map points to).
+        self.maps = list(program.maps)
+        self.inner_of: dict[int, int] = {}
+        for i, m in enumerate(program.maps):
+            if m.type in (MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS) and m.inner is not None:
+                self.inner_of[i] = len(self.maps)
+                self.maps.append(m.inner)
+        # bpf_loop call sites: a callback returns to its call, which may call it again, so they are
+        # prune points where a state covered by one still being explored is a fixpoint, not a loop
+        self.callback_sites = {pc for pc, insn in program.slots()
+                               if insn.is_helper_call and insn.imm == Helper.loop}
+        self.prune_points |= self.callback_sites
+        self.function_starts = {fn.start for fn in cfg.functions}
 
     # -- problems ------------------------------------------------------------
     def fail(self, code: str, message: str, pc: int | None = None):
@@ -245,7 +261,9 @@ class Verifier:
             return None
         for old, onode in reversed(entries[-64:]):
             if self.states_safe(old, st, pc):
-                if onode.done:
+                # covered by a state still being explored: on this very path (depth first), so a loop,
+                # unless the path went through a callback's return since (bpf_loop bounds those trips)
+                if onode.done or pc in self.callback_sites or old.callback_returns != st.callback_returns:
                     return "prune"
                 self.loop_problem(pc, prev, "infinite loop")
                 return "loop"
@@ -269,6 +287,9 @@ class Verifier:
                 return False
             if depth == len(old.frames) - 1:
                 live = self.live.live_in.get(pc, MASK64)
+            elif old.frames[depth + 1].callsite in self.callback_sites:
+                # a callback returns to its bpf_loop call, which reads its arguments again
+                live = self.live.live_in.get(old.frames[depth + 1].callsite, MASK64)
             else:
                 ret = old.frames[depth + 1].callsite
                 nxt = ret + self.p.at(ret).width
@@ -281,6 +302,12 @@ class Verifier:
             for k, so in fo.stack.items():
                 if not slots_safe(so, fn.stack.get(k, EMPTY_SLOT), ids):
                     return False
+        if len(old.refs) != len(new.refs):
+            return False
+        for rid in old.refs:  # the same references, tied to the same registers
+            mapped = ids.get(rid, rid if rid in new.refs else None)
+            if mapped is None or mapped not in new.refs:
+                return False
         return True
 
     # -- facts -----------------------------------------------------------------
@@ -385,9 +412,9 @@ class Verifier:
                 return self.local_call(insn, pc, st)
             if insn.src != 0:
                 self.fail("unsupported", "kfunc calls are not supported")
-            self.helper_call(insn, st)
+            callback = self.helper_call(insn, pc, st)
             self.note_dst(st.cur.regs[0])
-            return [(nxt, st)]
+            return [(nxt, st)] + callback
         if op == JmpOp.JA:
             return [(insn.jump_target(pc), st)]
         return self.cond_jump(insn, pc, st)
@@ -485,9 +512,9 @@ class Verifier:
             if op == AluOp.SUB:
                 self.fail("ptr_arith", f"R{d} tried to subtract pointer from scalar")
             ptr, scalar = src, dst.var
-        if ptr.kind in (K.MAP_VALUE_OR_NULL, K.PACKET_END, K.MAP_PTR):
-            what = {K.MAP_VALUE_OR_NULL: "map_value_or_null", K.PACKET_END: "pkt_end", K.MAP_PTR: "map_ptr"}[ptr.kind]
-            extra = ", null-check it first" if ptr.kind == K.MAP_VALUE_OR_NULL else ""
+        if ptr.kind in (K.MAP_VALUE_OR_NULL, K.PACKET_END, K.MAP_PTR, K.RINGBUF_MEM_OR_NULL, K.FUNC):
+            what = ptr.kind.kernel_name
+            extra = ", null-check it first" if ptr.kind in (K.MAP_VALUE_OR_NULL, K.RINGBUF_MEM_OR_NULL) else ""
             self.fail("ptr_arith", f"R{d} pointer arithmetic on {what} prohibited{extra}")
         if op == AluOp.SUB and ptr.kind == K.STACK:
             self.fail("ptr_arith", f"R{d} subtraction from stack pointer prohibited")
@@ -532,14 +559,17 @@ class Verifier:
                     self.fail("invalid_map", "unrecognized bpf_ld_imm64 insn")
                 return RegState(K.MAP_PTR, map=idx)
             off = trunc(insn.imm2, 32)
-            m = self.p.maps[idx]
+            m = self.maps[idx]
             if m.type != MapType.ARRAY or m.max_entries != 1:
                 self.fail("invalid_map", "no direct value access support for this map type")
-            if off >= self.p.maps[idx].value_size:
-                self.fail("invalid_map", f"invalid access to map value pointer, value_size={self.p.maps[idx].value_size} off={off}")
+            if off >= self.maps[idx].value_size:
+                self.fail("invalid_map", f"invalid access to map value pointer, value_size={self.maps[idx].value_size} off={off}")
             return RegState(K.MAP_VALUE, off=off, map=idx)
         if src == PseudoSrc.FUNC:
-            return RegState.unknown()
+            target = self.pc + 1 + insn.imm
+            if target not in self.function_starts:
+                self.fail("invalid_func", f"function pointer to insn {target} is not a subprogram start")
+            return RegState(K.FUNC, off=target)
         self.fail("unsupported", f"ld_imm64 with pseudo source {src} is not supported")
 
     def ld_abs(self, insn: Insn, st: State) -> None:
@@ -566,7 +596,7 @@ class Verifier:
             self.note_mem(MemAccess(kind, None, (lo, hi), size, write))
             return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.MAP_VALUE:
-            m = self.p.maps[ptr.map]
+            m = self.maps[ptr.map]
             if write and m.flags & BPF_F_RDONLY_PROG:
                 self.fail("map_readonly", "write into map forbidden")
             lo, hi = self.map_check(regno, ptr, insn_off, size)
@@ -577,12 +607,16 @@ class Verifier:
             return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.CTX:
             return self.ctx_access(regno, ptr, insn_off, size, write)
+        if kind == K.RINGBUF_MEM:
+            lo, hi = self.mem_check(regno, ptr, insn_off, size)
+            self.note_mem(MemAccess(kind, self.maps[ptr.map].name, (lo, hi), size, write))
+            return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.MAP_PTR and not write and ptr.off + insn_off >= 0 and ptr.var.is_const:
             # privileged programs may read fields of the map object (the NIC cannot)
-            self.note_mem(MemAccess(kind, self.p.maps[ptr.map].name, (ptr.off + insn_off,) * 2, size, False))
+            self.note_mem(MemAccess(kind, self.maps[ptr.map].name, (ptr.off + insn_off,) * 2, size, False))
             return RegState.scalar(Scalar.unknown().truncate(size))
-        if kind == K.MAP_VALUE_OR_NULL:
-            self.fail("null_deref", f"R{regno} invalid mem access 'map_value_or_null'")
+        if kind in (K.MAP_VALUE_OR_NULL, K.RINGBUF_MEM_OR_NULL):
+            self.fail("null_deref", f"R{regno} invalid mem access '{kind.kernel_name}'")
         self.fail("invalid_mem_access", f"R{regno} invalid mem access '{kind.kernel_name}'")
 
     def packet_check(self, regno: int, ptr: RegState, insn_off: int, size: int) -> tuple[int, int]:
@@ -596,7 +630,7 @@ class Verifier:
         return off + ptr.var.umin, off + ptr.var.umax
 
     def map_check(self, regno: int, ptr: RegState, insn_off: int, size: int) -> tuple[int, int]:
-        vs = self.p.maps[ptr.map].value_size
+        vs = self.maps[ptr.map].value_size
         off = ptr.off + insn_off
         lo, hi = off + ptr.var.smin, off + ptr.var.smax
         if ptr.var.smin < 0 and not ptr.var.is_const:
@@ -604,6 +638,18 @@ class Verifier:
                       "if (index >=0) check.")
         if lo < 0 or hi + size > vs:
             self.fail("map_value_oob", f"invalid access to map value, value_size={vs} off={hi if lo >= 0 else lo} "
+                      f"size={size}")
+        return lo, hi
+
+    def mem_check(self, regno: int, ptr: RegState, insn_off: int, size: int) -> tuple[int, int]:
+        """An access to ``size`` bytes of a ring buffer record (``ptr.range`` bytes long)."""
+        off = ptr.off + insn_off
+        lo, hi = off + ptr.var.smin, off + ptr.var.smax
+        if ptr.var.smin < 0 and not ptr.var.is_const:
+            self.fail("negative_offset", f"R{regno} min value is negative, either use unsigned index or do a "
+                      "if (index >=0) check.")
+        if lo < 0 or hi + size > ptr.range:
+            self.fail("mem_oob", f"invalid access to memory, mem_size={ptr.range} off={hi if lo >= 0 else lo} "
                       f"size={size}")
         return lo, hi
 
@@ -765,7 +811,8 @@ class Verifier:
         self.mem_access(st, insn.dst, ptr, insn.off, n, write=True, value=RegState.unknown())
 
     # -- calls ------------------------------------------------------------------------
-    def helper_call(self, insn: Insn, st: State) -> None:
+    def helper_call(self, insn: Insn, pc: int, st: State) -> list[tuple[int, State]]:
+        """Check a helper call and apply it to ``st``; returns the extra paths it starts (a callback)."""
         sig = helper_signature(insn.imm, self.p.prog_type)
         if sig is None:
             if helper_name(insn.imm) == "unknown":
@@ -774,10 +821,39 @@ class Verifier:
         regs = st.cur.regs
         map_idx = None
         key_reg = regs[2]
+        alloc_size = 0
+        released = None
+        callback = None
         for i, arg in enumerate(sig.args):
             r = i + 1
             reg = self.read(st, r)
             if arg == Arg.ANY:
+                continue
+            if arg == Arg.ALLOC_SIZE:
+                if reg.kind != K.SCALAR or not reg.var.is_const:
+                    self.fail("arg_type", f"R{r} is not a known constant'")
+                alloc_size = reg.var.value
+                continue
+            if arg == Arg.FUNC:
+                if reg.kind != K.FUNC:
+                    self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=func")
+                callback = reg.off
+                continue
+            if arg == Arg.STACK_OR_NULL:
+                if reg.kind == K.SCALAR and reg.var.value == 0:
+                    continue
+                if reg.kind != K.STACK:
+                    self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=fp")
+                continue
+            if arg == Arg.RINGBUF_MEM:
+                if reg.kind != K.RINGBUF_MEM:
+                    self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=ringbuf_mem")
+                if reg.off or not reg.var.is_const or reg.var.value:
+                    self.fail("arg_type", f"R{r} must have zero offset when passed to release func or trusted "
+                              "arg to kfunc")
+                if reg.id not in st.refs:
+                    self.fail("arg_type", f"R{r} must be referenced when passed to release function")
+                released = reg.id
                 continue
             if arg == Arg.CTX:
                 if reg.kind != K.CTX:
@@ -788,10 +864,14 @@ class Verifier:
                 if reg.kind != K.MAP_PTR:
                     self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=map_ptr")
                 map_idx = reg.map
-            elif arg in (Arg.KEY, Arg.VALUE):
-                m = self.p.maps[map_idx]
+                mtype = self.maps[map_idx].type
+                if not map_helper_compatible(mtype, insn.imm):
+                    self.fail("map_helper", f"cannot pass map_type {int(mtype)} into func "
+                              f"{helper_name(insn.imm)}#{insn.imm}")
+            elif arg in (Arg.KEY, Arg.VALUE, Arg.VALUE_W):
+                m = self.maps[map_idx]
                 n = m.key_size if arg == Arg.KEY else m.value_size
-                self.mem_arg(st, r, reg, n, write=False, what=arg.value)
+                self.mem_arg(st, r, reg, n, write=arg == Arg.VALUE_W, what=arg.value)
             elif arg in (Arg.MEM, Arg.MEM_OR_NULL, Arg.MEM_W):
                 size_reg = self.read(st, r + 1)
                 if size_reg.kind != K.SCALAR:
@@ -807,12 +887,37 @@ class Verifier:
                     continue
                 if size_reg.var.umax:
                     self.mem_arg(st, r, reg, size_reg.var.umax, write=arg == Arg.MEM_W, what="mem")
+        if insn.imm == Helper.tail_call and st.refs:
+            self.fail("ref_leak", "tail_call would lead to reference leak")
+        extra: list[tuple[int, State]] = []
+        if callback is not None:
+            # the callback runs in a frame of its own, any number of times: explore it from a copy of
+            # the state before the call (its exit comes back to the call), and go on after the call
+            if len(st.frames) >= MAX_CALL_FRAMES:
+                self.fail("call_depth", f"the call stack of {len(st.frames) + 1} frames is too deep")
+            cb = st.copy()
+            cregs = [RegState() for _ in range(11)]
+            cregs[1] = RegState.unknown()
+            cregs[2] = regs[3]
+            cregs[10] = RegState(K.STACK, frame=len(cb.frames))
+            cb.frames.append(Frame(cregs, {}, pc, len(cb.frames), callback))
+            extra.append((callback, cb))
+        if released is not None:
+            del st.refs[released]
+            rid = released
+            # every copy of the record becomes a number (a privileged loader's invalidated pointer)
+            st.map_regs(lambda x: RegState.unknown()
+                        if x.kind in (K.RINGBUF_MEM, K.RINGBUF_MEM_OR_NULL) and x.id == rid else x)
         if sig.changes_packet:
             st.map_regs(lambda x: RegState.unknown() if x.kind in (K.PACKET, K.PACKET_END, K.PACKET_META) else x)
         for r in range(1, 6):
             regs[r] = RegState()
-        if sig.ret == Ret.MAP_VALUE_OR_NULL:
-            m = self.p.maps[map_idx]
+        if sig.ret == Ret.RINGBUF_MEM_OR_NULL:
+            rid = self.new_id()
+            st.refs[rid] = pc
+            regs[0] = RegState(K.RINGBUF_MEM_OR_NULL, map=map_idx, id=rid, range=alloc_size)
+        elif sig.ret == Ret.MAP_VALUE_OR_NULL:
+            m = self.maps[map_idx]
             key = self.stack_const(st, key_reg, m.key_size) if m.type in CONST_KEY_MAPS else None
             if key is not None and key < m.max_entries:
                 # an array slot that exists: the kernel drops the NULL case
@@ -823,6 +928,7 @@ class Verifier:
             regs[0] = RegState.scalar(Scalar.urange(0, MASK32))
         else:
             regs[0] = RegState.unknown()
+        return extra
 
     def mem_arg(self, st: State, r: int, reg: RegState, n: int, *, write: bool, what: str) -> None:
         if reg.kind == K.STACK:
@@ -854,8 +960,11 @@ class Verifier:
         if reg.kind == K.MAP_VALUE:
             self.map_check(r, reg, 0, n)
             return
-        if reg.kind == K.MAP_VALUE_OR_NULL:
-            self.fail("null_deref", f"R{r} type=map_value_or_null expected=fp, pkt, pkt_meta, map_value")
+        if reg.kind == K.RINGBUF_MEM:
+            self.mem_check(r, reg, 0, n)
+            return
+        if reg.kind in (K.MAP_VALUE_OR_NULL, K.RINGBUF_MEM_OR_NULL):
+            self.fail("null_deref", f"R{r} type={reg.kind.kernel_name} expected=fp, pkt, pkt_meta, map_value")
         self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=fp, pkt, pkt_meta, map_value")
 
     def local_call(self, insn: Insn, pc: int, st: State) -> list[tuple[int, State]]:
@@ -877,9 +986,22 @@ class Verifier:
     def exit(self, st: State) -> list[tuple[int, State]]:
         r0 = self.read(st, 0)
         if len(st.frames) == 1:
+            if st.refs:
+                rid, at = min(st.refs.items())
+                self.fail("ref_leak", f"Unreleased reference id={rid} alloc_insn={at}")
             if r0.kind != K.SCALAR:
                 self.fail("return_pointer", "R0 leaks addr as return value")
             return []
+        if st.cur.callsite in self.callback_sites:
+            if r0.kind != K.SCALAR:
+                self.fail("callback_return", "R0 not a scalar value")
+            if r0.var.smin < 0 or r0.var.smax > 1:
+                self.fail("callback_return", f"At callback return the register R0 has smin={r0.var.smin} "
+                          f"smax={r0.var.smax} should have been in [0, 1]")
+            callee = st.frames.pop()
+            st.callback_returns += 1
+            self.widen(st, callee.callsite)
+            return [(callee.callsite, st)]  # back to the call: it may call the callback again
         if r0.kind == K.STACK and r0.frame == len(st.frames) - 1:
             self.fail("return_pointer", "cannot return stack pointer to the caller")
         callee = st.frames.pop()
@@ -889,6 +1011,33 @@ class Verifier:
         caller.regs[0] = r0
         call = callee.callsite
         return [(call + 1, st)]
+
+    def widen(self, st: State, callsite: int) -> None:
+        """The kernel's widen_imprecise_scalars at a callback's return: every number (register or
+        spill, any frame) that differs from the state the loop was entered with becomes unknown, so
+        that a callback counting in its context converges.  The kernel spares the scalars it tracks
+        as precise; we track no precision and widen them all (see docs/analysis.md)."""
+        prev = None
+        for old, onode in reversed(self.visited.get(callsite, [])):
+            if not onode.done and len(old.frames) == len(st.frames) and \
+                    all(fo.callsite == fn.callsite for fo, fn in zip(old.frames, st.frames)):
+                prev = old
+                break
+        if prev is None:
+            return
+
+        def wide(o: RegState, n: RegState) -> RegState:
+            if o.kind == n.kind == K.SCALAR and o.var != n.var:
+                return RegState.unknown()
+            return n
+        for fo, fn in zip(prev.frames, st.frames):
+            fn.regs[:] = [wide(o, n) for o, n in zip(fo.regs, fn.regs)]
+            for k, sn in list(fn.stack.items()):
+                so = fo.stack.get(k)
+                if so is not None and so.spill is not None and sn.spill is not None:
+                    w = wide(so.spill, sn.spill)
+                    if w is not sn.spill:
+                        fn.stack[k] = Slot.spilled(w)
 
     # -- conditional jumps ----------------------------------------------------------------
     def cond_jump(self, insn: Insn, pc: int, st: State) -> list[tuple[int, State]]:
@@ -933,7 +1082,7 @@ class Verifier:
         if op in (JmpOp.JEQ, JmpOp.JNE) and wide:
             ptr, other = (a, b) if a.kind.is_pointer else (b, a)
             if other.kind == K.SCALAR and other.var.value == 0 and ptr.kind.is_pointer:
-                if ptr.kind == K.MAP_VALUE_OR_NULL:
+                if ptr.kind in (K.MAP_VALUE_OR_NULL, K.RINGBUF_MEM_OR_NULL):
                     eq, ne = st.copy(), st
                     self.mark_null(eq, ptr.id, null=True)
                     self.mark_null(ne, ptr.id, null=False)
@@ -963,13 +1112,22 @@ class Verifier:
             st.cur.regs[regno] = RegState.scalar(var)
 
     def mark_null(self, st: State, rid: int, *, null: bool) -> None:
+        inner_of = self.inner_of
+
         def fix(r: RegState) -> RegState:
             if r.kind == K.MAP_VALUE_OR_NULL and r.id == rid:
                 if null:
                     return RegState.const(0)
+                if r.map in inner_of:  # a map-in-map lookup gives the inner map
+                    return RegState(K.MAP_PTR, map=inner_of[r.map])
                 return replace(r, kind=K.MAP_VALUE, id=0)
+            if r.kind == K.RINGBUF_MEM_OR_NULL and r.id == rid:
+                # the record keeps its id: it names the reference to release
+                return RegState.const(0) if null else replace(r, kind=K.RINGBUF_MEM)
             return r
         st.map_regs(fix)
+        if null:
+            st.refs.pop(rid, None)  # no record, nothing to release
 
     @staticmethod
     def packet_pair(a: RegState, b: RegState) -> bool | None:
