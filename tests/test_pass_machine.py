@@ -9,7 +9,9 @@
 - known bits: the prediction holds for random inputs (constants are exact, partial knowledge
   is sound);
 - the editing helpers: defer counts follow deleted slot instructions; LM pointer delays are
-  repaired with nops.
+  repaired with nops;
+- every machine pass (and -O2's machine pipeline) on random NFP code, not only the lowering's:
+  the simulator gives the same r0, action and packet before and after.
 
 ``golden_case`` and ``differential_case`` are used by tests/test_pass_<name>.py.
 """
@@ -361,3 +363,94 @@ def test_o2_corpus_code_is_smaller_than_o1():
         assert after <= before, param.id
         sizes.append((before, after))
     assert sizes and sum(a for _, a in sizes) < sum(b for b, _ in sizes)
+
+
+# -- the machine passes on random NFP code, not only the lowering's ---------------------------------------
+
+_A = [f"a{i}" for i in range(2, 12)]
+_B = [f"b{i}" for i in range(2, 12)]
+_ALU_OPS = ["add", "addc", "sub", "subc", "and", "or", "xor", "andnot"]
+
+
+@st.composite
+def _machine_code(draw):
+    """An MFunction body of random (mostly running) NFP code: ALU, shifts, fields, immeds, copies,
+    forward branches with defer slots, CTM and LM traffic, the multiplier; halts with R0 = a1:a0."""
+    from nfpjit.isa.asm import parse
+
+    text = ["csr_rd ab20, pkt_addr", "immed ab21, 256", "csr_wr active_lm_addr_2, b21", "nop", "nop", "nop",
+            "immed ab3, 0x1234", "immed ab0, 7", "immed ab1, 0"]
+    body = [MInstr(parse(t)) for t in text]
+    labels: list = []
+    for k in range(draw(st.integers(1, 24))):
+        kind = draw(st.sampled_from(["alu", "alu", "mov", "shf", "ldf", "imm", "br", "ctm", "lm", "mul", "r0"]))
+        a, b = draw(st.sampled_from(_A)), draw(st.sampled_from(_B))
+        d = draw(st.sampled_from(_A + _B + [f"ab{i}" for i in range(2, 12)] + ["--"]))
+        lines = []
+        if kind == "alu":
+            src = draw(st.sampled_from([b, str(draw(st.integers(0, 255)))]))
+            lines.append(f"{draw(st.sampled_from(_ALU_OPS))} {d}, {a}, {src}")
+        elif kind == "mov":
+            lines.append(f"mov {d}, {draw(st.sampled_from(_A + _B))}")
+        elif kind == "shf":
+            sh = draw(st.sampled_from(["shl", "shr", "asr", "ror"]))
+            lines.append(f"alu_shf {d}, --, mov, {b}, {sh} {draw(st.sampled_from([0, 8, 16, 24, 3]))}")
+        elif kind == "ldf":
+            clear = ", clear" if draw(st.booleans()) else ""
+            dd = d if d != "--" else "ab5"
+            lines.append(f"ld_field {dd}, {draw(st.integers(1, 15))}, {b}, {draw(st.sampled_from([0, 8, 16, 24]))}{clear}")
+        elif kind == "imm":
+            w = draw(st.sampled_from(["", ", width=lo", ", width=hi", ", invert", ", byte=1"]))
+            lines.append(f"immed {d if d != '--' else 'ab5'}, {draw(st.sampled_from([0, 1, 2, 255, 0x100, 0x1234]))}{w}")
+        elif kind == "ctm":
+            lines.append(f"mov $out0, {b}")
+            lines.append(f"{draw(st.sampled_from(['mem_read.ctm $in0', 'mem_write.ctm $out0']))}, a20, "
+                         f"{draw(st.integers(0, 40))}, 1, ctx_swap")
+            lines.append(f"mov {d if d != '--' else 'ab6'}, $in0")
+        elif kind == "lm":
+            lines.append(f"mov *l$index2[{draw(st.integers(0, 3))}], {b}")
+            lines.append(f"add {d}, {a}, *l$index2[{draw(st.integers(0, 3))}]")
+        elif kind == "mul":
+            lines += [f"mul_start {a}, {b}", "mul_step 16x16", "mul_step 16x16", f"mul_last {d}"]
+        elif kind == "r0":
+            lines.append(f"{draw(st.sampled_from(['xor', 'add', 'or']))} ab0, a0, {b}")
+        if kind == "br":
+            label = f"X{k}"
+            labels.append(label)
+            cond = draw(st.sampled_from(["eq", "ne", "mi", "pl", "hs", "lo", "ge", "lt", "always"]))
+            body.append(MInstr(parse(f"br.{cond} 0, defer={draw(st.integers(0, 1))}"), target=label))
+            body.append(MInstr(parse(f"add {d}, {a}, 1")))     # a defer slot (or the fall-through)
+        else:
+            body.extend(MInstr(parse(t)) for t in lines)
+        if labels and draw(st.booleans()):
+            body.append(MInstr(label=labels.pop()))
+    body.extend(MInstr(label=label) for label in labels)
+    body.extend(MInstr(parse(t)) for t in ("xor ab0, a0, b3", "halt 2"))
+    return body
+
+
+def _run(body, frame):
+    from nfpjit.isa.sim import simulate
+
+    prog = MProgram("p", [MFunction("f", 0, list(body))])
+    prog.verify()
+    return simulate(Image(code=prog.assemble().words), frame)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_machine_code(), st.sampled_from(CRAFTED[:8]))
+def test_machine_passes_on_random_code(body, frame):
+    """Every machine pass, and -O2's machine pipeline, keeps what random NFP code computes."""
+    from nfpjit.passes.manager import parse_pipeline
+    from nfpjit.passes.pipelines import MACHINE
+
+    before = _run(body, frame)
+    assume(before.fault is None)
+    for spec in MACHINE.split(",")[:-1] + [MACHINE]:
+        prog = MProgram("p", [MFunction("f", 0, list(body))])
+        for p in parse_pipeline(spec):
+            p.run(prog)
+        after = _run(prog.functions[0].body, frame)
+        assert after.fault is None, (spec, after.fault, prog.listing())
+        assert (after.r0, after.action, after.packet) == (before.r0, before.action, before.packet), \
+            (spec, MProgram("p", [MFunction("f", 0, list(body))]).listing(), prog.listing())
