@@ -88,6 +88,13 @@ VARIANTS = {
                      "call map_update_elem\nmov r0, 2\nexit", "map_helper"),
     "push_into_hash": (H + "stdw [r10-8], 1\nlddw r1, map:h\nmov r2, r10\nadd r2, -8\nmov r3, 0\n"
                        "call map_push_elem\nmov r0, 2\nexit", "map_helper"),
+    # bpf_check_mtu: mtu_len is 4 aligned bytes
+    "check_mtu": ("stw [r10-8], 0\nmov r2, 0\nmov r3, r10\nadd r3, -8\nmov r4, 0\nmov r5, 0\n"
+                  "call check_mtu\nldxw r0, [r10-8]\nexit", None),
+    "check_mtu_misaligned": ("stdw [r10-8], 0\nmov r2, 0\nmov r3, r10\nadd r3, -6\nmov r4, 0\nmov r5, 0\n"
+                             "call check_mtu\nmov r0, 2\nexit", "misaligned_stack"),
+    "check_mtu_past_frame": ("mov r2, 0\nmov r3, r10\nadd r3, -2\nmov r4, 0\nmov r5, 0\n"
+                             "call check_mtu\nmov r0, 2\nexit", "misaligned_stack"),
     # bpf_loop callbacks
     "loop_simple": (LOOP.format(ctx=0) + "mov r0, 2\nexit\ncb: mov r0, 0\nexit", None),
     "loop_returns_2": (LOOP.format(ctx=0) + "mov r0, 2\nexit\ncb: mov r0, 2\nexit", "callback_return"),
@@ -222,3 +229,23 @@ def test_loop_callback_index_is_a_number():
     assert a.ok, a.problems
     cb = max(fn.start for fn in a.cfg.functions)
     assert a.facts[cb].regs[1].kind == RegKind.SCALAR and not a.facts[cb].regs[1].var.is_const
+
+
+# -- generated programs using these helpers and maps: the kernel accepts them, so must we ---------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from nfpjit.ebpf.opcodes import ProgType  # noqa: E402
+from nfpjit.testing.strategies import programs  # noqa: E402
+
+
+@pytest.mark.kernel
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_generated_helper_programs_match_kernel(data):
+    prog_type = data.draw(st.sampled_from([ProgType.XDP, ProgType.SCHED_CLS]), label="type")
+    prog = data.draw(programs(prog_type, xdp_helpers=True, subprograms=data.draw(st.booleans())), label="program")
+    k_ok, log = kernel_verdict(prog)
+    a = analyze(prog, allow_uninit_stack=True, max_loop_iterations=2048)
+    assert a.ok == k_ok, f"kernel ok={k_ok} log={log!r}; ours {[str(p) for p in a.problems]}"

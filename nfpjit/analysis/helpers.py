@@ -30,6 +30,7 @@ class Arg(Enum):
     FUNC = "func"           # a callback: ld_imm64 func (bpf_loop)
     STACK_OR_NULL = "fp_or_null"  # the callback's context: a stack pointer or NULL
     RINGBUF_MEM = "ringbuf_mem"   # a reserved record, released by the call
+    U32_MEM = "fixed_size_mem"    # 4 aligned bytes the helper reads and writes (check_mtu's mtu_len)
 
 
 class Ret(Enum):
@@ -80,6 +81,7 @@ _SIGS = [
     HelperSig(Helper.perf_event_output, (A.CTX, A.MAP, A.ANY, A.MEM, A.SIZE_OR_ZERO)),
     HelperSig(Helper.csum_diff, (A.MEM_OR_NULL, A.SIZE_OR_ZERO, A.MEM_OR_NULL, A.SIZE_OR_ZERO, A.ANY)),
     HelperSig(Helper.fib_lookup, (A.CTX, A.MEM, A.SIZE, A.ANY)),
+    HelperSig(Helper.check_mtu, (A.CTX, A.ANY, A.U32_MEM, A.ANY, A.ANY)),
     HelperSig(Helper.xdp_adjust_head, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),
     HelperSig(Helper.xdp_adjust_tail, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),
     HelperSig(Helper.xdp_adjust_meta, (A.CTX, A.ANY), changes_packet=True, prog_types=_XDP),

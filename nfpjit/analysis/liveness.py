@@ -51,7 +51,9 @@ HELPER_ARITY: dict[int, int] = {
     Helper.set_hash_invalid: 1, Helper.set_hash: 2, Helper.skb_change_proto: 3,
     Helper.skb_change_type: 2, Helper.get_cgroup_classid: 1, Helper.get_route_realm: 1,
     Helper.skb_load_bytes_relative: 5, Helper.loop: 4, Helper.for_each_map_elem: 4,
-    Helper.get_smp_processor_id: 0,
+    Helper.get_smp_processor_id: 0, Helper.check_mtu: 5, Helper.map_push_elem: 3, Helper.map_pop_elem: 2,
+    Helper.map_peek_elem: 2, Helper.ringbuf_output: 4, Helper.ringbuf_reserve: 3, Helper.ringbuf_submit: 2,
+    Helper.ringbuf_discard: 2, Helper.ringbuf_query: 2,
 }
 
 

@@ -845,6 +845,16 @@ class Verifier:
                 if reg.kind != K.STACK:
                     self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=fp")
                 continue
+            if arg == Arg.U32_MEM:
+                # MEM_ALIGNED: checked strictly (NET_IP_ALIGN for packets) whatever the architecture
+                off = reg.off + (sext(reg.var.value, 64) if reg.var.is_const else 0)
+                if reg.var.is_const and (off + (2 if reg.kind in (K.PACKET, K.PACKET_META) else 0)) % 4:
+                    what = "stack" if reg.kind == K.STACK else reg.kind.kernel_name
+                    self.fail("misaligned_stack" if reg.kind == K.STACK else "misaligned_access",
+                              f"misaligned {what} access off {off} size 4")
+                self.mem_arg(st, r, reg, 4, write=False, what=arg.value)
+                self.mem_arg(st, r, reg, 4, write=True, what=arg.value)
+                continue
             if arg == Arg.RINGBUF_MEM:
                 if reg.kind != K.RINGBUF_MEM:
                     self.fail("arg_type", f"R{r} type={reg.kind.kernel_name} expected=ringbuf_mem")
