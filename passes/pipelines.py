@@ -16,16 +16,18 @@ O1 = "zext-elim,branch-fold,save-live,lm-reuse,shift-range,exit-range"
 PIPELINES: dict[int, str] = {
     0: "",
     1: O1,
-    2: O1 + ",map-cache,subreg,mul-const,pkt-cache,memcpy-gather",
 }
 
+#: -O2's lowering passes (inside the lowering: order does not matter); the packet cache starts its
+#: first fill at the program's entry (in the background) so the parse overlaps it
+LOWER2 = "map-cache,subreg,mul-const,pkt-cache{early=true},memcpy-gather"
 #: -O2's machine-level passes (passes/machine.py is their dataflow), after the lowering, in this order:
 #: copies and constants first, dce between the rounds, the scheduler last
 MACHINE = ("copy-prop,dce,const-fold,imm-materialise,neg-add-sub,ld-mask,ld-shift,reg-init,copy-prop,dce,"
            "defer-fill")
-PIPELINES[2] += "," + MACHINE
+PIPELINES[2] = ",".join((O1, LOWER2, MACHINE))
 
 #: the level ``nfpjit compile`` and ``nfpjit.compile`` use when none is given
 DEFAULT_LEVEL = 2
 
-__all__ = ["PIPELINES", "DEFAULT_LEVEL", "O1", "MACHINE"]
+__all__ = ["PIPELINES", "DEFAULT_LEVEL", "O1", "LOWER2", "MACHINE"]

@@ -15,7 +15,8 @@ from test_pass_machine import differential_case, golden_case
 BEFORE = MACHINE.replace(",defer-fill", "")
 
 CASES = {
-    # the key store's LM pointer write moves up; the packet read fills its wait; the map id goes
+    # the key store's LM pointer write moves up; the wait for the packet cache's early fill and the
+    # byte read from it fill the pointer's wait; the map id goes
     # into the call's second defer slot (the load_addr of the return address stays the last)
     "defer_fill_lm_wait": (
         """.type xdp
@@ -35,7 +36,7 @@ out:
     mov r0, 2
     exit
 """,
-        ["csr_wr active_lm_addr_0, 78", "mem_read.ctm", "mov ab23, *l$index0[8]",
+        ["csr_wr active_lm_addr_0, 78", "ctx_wait 1", "mov ab23, *l$index0[8]",
          "br.always 0, defer=2    ; reloc routine_addr fw_map_lookup", "reloc map_id counts", "load_addr a30"],
         ["nop"],
     ),
