@@ -15,6 +15,7 @@ returning an object with ``run(PacketIn, trace=bool) -> RunResult``,
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections import Counter
@@ -27,13 +28,19 @@ ETH_OVERHEAD = 14 + 4  # Ethernet header + one VLAN tag on top of the MTU
 
 
 class RefEngine:
-    """The reference interpreter with one MapStore for the whole run."""
+    """The reference interpreter with one MapStore for the whole run.
 
-    def __init__(self, program: Program, maps_file: str | None):
+    ``seed`` seeds bpf_get_prandom_u32 and ``clock_ns`` is what bpf_ktime_get_ns returns (the same for
+    every packet: a run is reproducible); ``net`` is the network namespace the FIB/MTU helpers see
+    (``nfpjit.ebpf.net.Net``; None: a fresh one with ``lo`` only).
+    """
+
+    def __init__(self, program: Program, maps_file: str | None, *, seed: int = 0, clock_ns: int = 0, net=None):
         from nfpjit.ebpf.mapfile import load_map_file
         from nfpjit.ebpf.maps import MapStore
 
         self.program = program
+        self.seed, self.clock_ns, self.net = seed, clock_ns, net
         self.store = MapStore.from_program(program)
         if maps_file:
             load_map_file(maps_file, self.store)
@@ -41,12 +48,13 @@ class RefEngine:
     def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
         from nfpjit.ebpf.interp import run
 
-        return run(self.program, packet, maps=self.store, trace=trace)
+        return run(self.program, packet, maps=self.store, trace=trace, seed=self.seed, clock_ns=self.clock_ns,
+                   net=self.net)
 
     def run_raw(self, memory: bytes, *, trace: bool = False) -> RunResult:
         from nfpjit.ebpf.interp import run_raw
 
-        return run_raw(self.program, memory, maps=self.store, trace=trace)
+        return run_raw(self.program, memory, maps=self.store, trace=trace, seed=self.seed, clock_ns=self.clock_ns)
 
     def maps(self) -> MapState:
         return self.store.dump()
@@ -114,10 +122,11 @@ class ImageEngine:
     lookup on the next packet, as on the NIC).
     """
 
-    def __init__(self, image, maps_file: str | None, *, raw_context: bool = False):
+    def __init__(self, image, maps_file: str | None, *, raw_context: bool = False, seed: int = 0):
         from nfpjit.ebpf.opcodes import ProgType
         from nfpjit.isa.sim import DEFAULT_MAP_CACHE_SIZE, MapCache
 
+        self.seed = seed
         self.image = image
         self.raw_context = raw_context
         self.prog_type = ProgType(int(image.metadata.prog_type))
@@ -139,7 +148,7 @@ class ImageEngine:
     def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
         from nfpjit.driver import run_sim
 
-        res = run_sim(self.image, packet, maps_in=self.state, trace=trace, map_cache=self.map_cache)
+        res = run_sim(self.image, packet, maps_in=self.state, trace=trace, map_cache=self.map_cache, seed=self.seed)
         self.state = res.maps
         return res
 
@@ -149,7 +158,8 @@ class ImageEngine:
         if not self.raw_context:
             raise UnsupportedError("this simulator engine was built for packets, not raw memory",
                                    hint="construct it with raw_context=True")
-        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace, map_cache=self.map_cache)
+        res = run_sim_raw(self.image, memory, maps_in=self.state, trace=trace, map_cache=self.map_cache,
+                          seed=self.seed)
         self.state = res.maps
         return res
 
@@ -164,7 +174,7 @@ class SimEngine(ImageEngine):
     """The program compiled by nfpjit (default profile; -O2 or ``compile_options``) and run in the NFP-32 simulator."""
 
     def __init__(self, program: Program, maps_file: str | None, *, raw_context: bool = False,
-                 compile_options: dict | None = None):
+                 compile_options: dict | None = None, seed: int = 0):
         from nfpjit.driver import compile
         from nfpjit.ebpf.mapfile import load_map_file
         from nfpjit.ebpf.maps import MapStore
@@ -173,7 +183,7 @@ class SimEngine(ImageEngine):
         options = dict(compile_options or {})
         self.result = (compile(program, profile="permissive", raw_context=True, **options) if raw_context
                        else compile(program, **options))
-        super().__init__(self.result.image, None, raw_context=raw_context)
+        super().__init__(self.result.image, None, raw_context=raw_context, seed=seed)
         store = MapStore.from_program(program)
         if maps_file:
             load_map_file(maps_file, store)
@@ -191,7 +201,7 @@ def _image_engine(args) -> ImageEngine:
         raise UsageError("-s/--section and --raw are for eBPF objects, not NFP images")
     if args.passes or args.disable_pass or args.print_after or args.print_changed or args.verify_each:
         raise UsageError("an NFP image is already compiled: the pass options do not apply")
-    return ImageEngine(read_image(args.obj), args.maps_in, raw_context=args.raw_context)
+    return ImageEngine(read_image(args.obj), args.maps_in, raw_context=args.raw_context, seed=args.seed or 0)
 
 
 ENGINES = {
@@ -222,10 +232,62 @@ def register(subparsers) -> None:
     p.add_argument("--mem", metavar="HEX", help="the memory block for --raw-context")
     p.add_argument("--mtu", type=int, default=1500, help="largest L3 packet accepted (default 1500; frames may "
                    "be MTU + 18 bytes)")
+    p.add_argument("--seed", type=_uint64, metavar="N", help="seed of bpf_get_prandom_u32, the same for every "
+                   "packet (default 0; ref and sim engines)")
+    p.add_argument("--clock", type=_uint64, metavar="NS", help="a fixed clock: bpf_ktime_get_ns (and the boot, "
+                   "coarse, tai variants) return NS on every packet (default 0; ref engine)")
+    p.add_argument("--net", metavar="FILE", help="the network namespace bpf_fib_lookup/bpf_check_mtu see: devices, "
+                   "routes, neighbours as JSON/TOML (docs/run-json.md; default: lo only; ref engine)")
     from nfpjit.cli.passopts import add_pass_options
 
     add_pass_options(p)  # how --engine sim compiles
     p.set_defaults(func=run_command)
+
+
+def _uint64(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"{text} is not an unsigned 64-bit number")
+    return value
+
+
+def _load_net(path: str):
+    """The --net file (JSON, or TOML by extension) as an nfpjit.ebpf.net.Net."""
+    import tomllib
+    from pathlib import Path
+
+    from nfpjit.ebpf.net import Net
+
+    try:
+        text = Path(path).read_text()
+        doc = tomllib.loads(text) if path.lower().endswith(".toml") else json.loads(text)
+    except OSError as exc:
+        raise LoadError(f"cannot read network file: {exc.strerror}", where=path) from None
+    except UnicodeDecodeError:
+        raise LoadError("network file is not UTF-8 text", where=path) from None
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"invalid JSON: {exc.msg}", where=f"{path}:{exc.lineno}:{exc.colno}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise LoadError(f"invalid TOML: {exc}", where=path) from None
+    if not isinstance(doc, dict):
+        raise LoadError("a network file is an object with devices, routes and neighbours", where=path,
+                        hint='e.g. {"devices": [{"ifindex": 2, "name": "eth0", "forwarding": true}], "routes": []}')
+    return Net.from_dict(doc, source=path)
+
+
+def _check_engine_options(args) -> None:
+    """--seed, --clock and --net are for the engines that model them."""
+    given = [name for name, value in (("--seed", args.seed), ("--clock", args.clock), ("--net", args.net))
+             if value is not None]
+    if args.engine == "kernel" and given:
+        raise UsageError(f"{', '.join(given)}: the kernel engine uses the kernel's own random numbers, clock and "
+                         "network namespace", hint="use --engine ref")
+    if args.engine == "sim" and (args.clock is not None or args.net is not None):
+        raise UsageError("--clock and --net: the NIC has no clock or FIB (the default profile refuses those "
+                         "helpers)", hint="use --engine ref")
 
 
 def _hex(text: str, what: str) -> bytes:
@@ -280,6 +342,7 @@ def run_command(args) -> int:
         raise UsageError("--mem needs --raw-context")
     if args.raw_context and (args.packet or args.pcap or args.out):
         raise UsageError("--raw-context runs on --mem, not on packets")
+    _check_engine_options(args)
     from nfpjit.cli.dump_jited import is_image_file
 
     image_input = is_image_file(args.obj)
@@ -292,8 +355,12 @@ def run_command(args) -> int:
     elif factory is SimEngine:
         from nfpjit.cli.passopts import compile_options, report
 
-        engine = SimEngine(program, args.maps_in, raw_context=args.raw_context, compile_options=compile_options(args))
+        engine = SimEngine(program, args.maps_in, raw_context=args.raw_context, compile_options=compile_options(args),
+                           seed=args.seed or 0)
         report(args, engine.result)  # --print-after / --time-passes, to stderr
+    elif factory is RefEngine:
+        net = _load_net(args.net) if args.net else None
+        engine = RefEngine(program, args.maps_in, seed=args.seed or 0, clock_ns=args.clock or 0, net=net)
     else:
         engine = factory(program, args.maps_in)
     if program is not None:
