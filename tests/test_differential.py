@@ -132,17 +132,6 @@ def test_generated_xdp_helper_programs_agree_with_kernel_many():
     _generated(ProgType.SCHED_CLS, 300, xdp_helpers=True)
 
 
-PENDING = sorted((CORPUS / "analysis_pending").glob("*.o"))
-
-
-@pytest.mark.parametrize("obj", PENDING, ids=lambda p: p.stem)
-def test_pending_corpus_program_agrees_with_kernel(obj):
-    """The XDP-helper corpus programs the analysis does not know yet (tests/corpus/analysis_pending)."""
-    program = nfpjit.load(obj)
-    problems = differential(program, CRAFTED)
-    assert not problems, "\n".join(problems[:10])
-
-
 @pytest.mark.parametrize("mutation", ["r0", "packet", "map"])
 def test_harness_reports_a_wrong_engine(monkeypatch, mutation):
     """The comparison can fail: an interpreter that gets r0, one packet byte or one map value wrong is caught."""

@@ -350,7 +350,7 @@ def test_queue_and_stack(kind):
 
 
 def test_queue_user_program():
-    program = nfpjit.load(CORPUS / "analysis_pending" / "queue_user.o")
+    program = nfpjit.load(CORPUS / "queue_user.o")
     problems, _, _ = both(program, crafted_packets())
     assert not problems, problems[:5]
 
@@ -358,7 +358,7 @@ def test_queue_user_program():
 # -- ring buffers -----------------------------------------------------------------------------------
 
 def test_ringbuf_sampler_until_the_ring_is_full():
-    program = nfpjit.load(CORPUS / "analysis_pending" / "ringbuf_sampler.o")
+    program = nfpjit.load(CORPUS / "ringbuf_sampler.o")
     frames = crafted_packets() * 2
     problems, want, got = both(program, frames)
     assert not problems, problems[:5]
@@ -480,7 +480,7 @@ def _with_ext_headers(frame: bytes, chain: list[int]) -> bytes:
 
 
 def test_loop_parser_program():
-    program = nfpjit.load(CORPUS / "analysis_pending" / "loop_parser.o")
+    program = nfpjit.load(CORPUS / "loop_parser.o")
     ext = []
     for l4 in ("tcp", "udp"):
         for chain in ([0], [0, 60], [43, 60, 44], [60] * 9, [0, 59]):
@@ -588,7 +588,7 @@ def test_generated_xdp_helper_programs_in_a_router_namespace(router_ns):
 
 # -- the three reported failures, as a user meets them: nfpjit run --engine ref / kernel -----------------
 
-@pytest.mark.parametrize("obj", ["analysis_pending/katran_lb.o", "af_xdp.o", "fib_router.o"])
+@pytest.mark.parametrize("obj", ["katran_lb.o", "af_xdp.o", "fib_router.o"])
 def test_reported_programs_run_from_the_cli(obj, tmp_path, capsys):
     import json
 

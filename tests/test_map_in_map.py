@@ -24,7 +24,7 @@ from nfpjit.testing import crafted_packets
 from conftest import CORPUS
 from xdp_cases import both, build, needs_kernel
 
-KATRAN = CORPUS / "analysis_pending" / "katran_lb.o"
+KATRAN = CORPUS / "katran_lb.o"
 
 
 def test_loader_reads_inner_templates_and_slots():

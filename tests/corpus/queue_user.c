@@ -1,6 +1,5 @@
 /* Keep the last sources seen in a QUEUE (oldest overwritten) and a STACK (bounded); every
  * fourth packet pops one of each and peeks at the next. */
-// build: -I../include
 #define NFPJIT_XDP_HELPERS
 #include "bpf_defs.h"
 

@@ -1,7 +1,6 @@
 /* A Katran-style L4 balancer: per-queue LRU connection tables live in an ARRAY_OF_MAPS
  * (inner-map template from __array(values, ...)), the backends of each VIP in a HASH_OF_MAPS.
  * A flow keeps its backend while its LRU entry lives; new flows pick one by hash. */
-// build: -I../include
 #define NFPJIT_XDP_HELPERS
 #include "bpf_defs.h"
 

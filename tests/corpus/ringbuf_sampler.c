@@ -1,6 +1,5 @@
 /* Sample packet headers into a ring buffer: reserve/submit for most, discard for some,
  * bpf_ringbuf_output for a short summary; a counter shows when the ring is full. */
-// build: -I../include
 #define NFPJIT_XDP_HELPERS
 #include "bpf_defs.h"
 

@@ -1,6 +1,5 @@
 /* Walk IPv6 extension headers with bpf_loop: the callback advances one header per call and
  * stops at the transport header, the end of the packet or after eight headers. */
-// build: -I../include
 #define NFPJIT_XDP_HELPERS
 #include "bpf_defs.h"
 
