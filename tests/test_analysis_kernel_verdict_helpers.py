@@ -72,6 +72,12 @@ VARIANTS = {
     "rb_reserve_in_hash": (H + "lddw r1, map:h\nmov r2, 16\nmov r3, 0\ncall ringbuf_reserve\n"
                            "mov r0, 2\nexit", "map_helper"),
     "rb_return_record": (RB + RESERVE + "exit", "ref_leak"),
+    "rb_tail_call_with_record": (RB + ".map pa prog_array key=4 value=4 entries=1\nmov r9, r1\n" + RESERVE +
+                                 "jeq r0, 0, out\nmov r6, r0\nmov r1, r9\nlddw r2, map:pa\nmov r3, 0\n"
+                                 "call tail_call\n" + SUBMIT + "out: mov r0, 2\nexit", "ref_leak"),
+    "rb_tail_call_after_submit": (RB + ".map pa prog_array key=4 value=4 entries=1\nmov r9, r1\n" + RESERVE +
+                                  "jeq r0, 0, out\nmov r6, r0\n" + SUBMIT + "mov r1, r9\nlddw r2, map:pa\n"
+                                  "mov r3, 0\ncall tail_call\nout: mov r0, 2\nexit", None),
     # queue and stack maps
     "queue_push": (Q + "stw [r10-4], 5\nlddw r1, map:q\nmov r2, r10\nadd r2, -4\nmov r3, 2\n"
                    "call map_push_elem\nmov r0, 2\nexit", None),

@@ -575,6 +575,8 @@ class Verifier:
     def ld_abs(self, insn: Insn, st: State) -> None:
         if not self.is_tc:
             self.fail("ld_abs", "BPF_LD_[ABS|IND] instructions not allowed for this program type")
+        if st.refs:
+            self.fail("ref_leak", "BPF_LD_[ABS|IND] would lead to reference leak")
         ctx = self.read(st, 6)
         if ctx.kind != K.CTX:
             self.fail("ld_abs", "at the time of BPF_LD_ABS|IND R6 != pointer to skb")
