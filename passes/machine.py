@@ -901,8 +901,14 @@ def block_transfer(cfg: CFG, b: Block, state: dict) -> dict:
     return state
 
 
-def known_bits(cfg: CFG) -> list:
-    """Known bits at the start of every block (None for unreachable blocks); entries start unknown."""
+def forward_states(cfg: CFG, meet, transfer) -> list:
+    """A forward dataflow's state at the start of every block (None: unreachable), to the fixed point.
+
+    Entry blocks start from ``{}``; a block's state is the ``meet(state, pred_out, block_index)`` of
+    its reachable predecessors' out-states; ``transfer(block, state)`` returns the block's out-state
+    (it may change the dict it is given, a copy).  Visited in reverse post-order, so an acyclic CFG
+    is done in one sweep.
+    """
     blocks = cfg.blocks
     ins: list = [None] * len(blocks)
     outs: list = [None] * len(blocks)
@@ -919,16 +925,21 @@ def known_bits(cfg: CFG) -> list:
                     o = outs[p]
                     if o is None:
                         continue
-                    new = dict(o) if new is None else _meet(new, o)
+                    new = dict(o) if new is None else meet(new, o, bi)
                 if new is None:
                     continue
             if new != ins[bi] or outs[bi] is None:
                 ins[bi] = new
-                outs[bi] = block_transfer(cfg, b, dict(new))
+                outs[bi] = transfer(b, dict(new))
                 changed = True
         if not cfg.loops:                  # predecessors first (RPO): one pass is the fixed point
             break
     return ins
+
+
+def known_bits(cfg: CFG) -> list:
+    """Known bits at the start of every block (None for unreachable blocks); entries start unknown."""
+    return forward_states(cfg, lambda a, b, _bi: _meet(a, b), lambda b, st: block_transfer(cfg, b, st))
 
 
 # -- value numbers (copies) ---------------------------------------------------------------------
@@ -1119,39 +1130,16 @@ def _vn_meet(a: dict, b: dict, block: int) -> dict:
 
 def value_numbers(cfg: CFG) -> list:
     """Value-number states at the start of every block (None: unreachable)."""
-    blocks = cfg.blocks
-    body = cfg.body
-    ins: list = [None] * len(blocks)
-    outs: list = [None] * len(blocks)
-    changed = True
-    while changed:
-        changed = False
-        for bi in cfg.rpo:
-            b = blocks[bi]
-            if b.entry:
-                new = {}
-            else:
-                new = None
-                for p in b.preds:
-                    o = outs[p]
-                    if o is None:
-                        continue
-                    new = dict(o) if new is None else _vn_meet(new, o, bi)
-                if new is None:
-                    continue
-            if new != ins[bi] or outs[bi] is None:
-                ins[bi] = new
-                st = dict(new)
-                loops = cfg.loops
-                for i in b.idx:
-                    vn_step(st, body[i], i, None, loops)
-                if b.call is not None:
-                    vn_kill(st, b.call.clobbers)
-                outs[bi] = st
-                changed = True
-        if not cfg.loops:
-            break
-    return ins
+    body, loops = cfg.body, cfg.loops
+
+    def transfer(b, st):
+        for i in b.idx:
+            vn_step(st, body[i], i, None, loops)
+        if b.call is not None:
+            vn_kill(st, b.call.clobbers)
+        return st
+
+    return forward_states(cfg, _vn_meet, transfer)
 
 
 def banks_equal(state: dict, n: int) -> bool:
