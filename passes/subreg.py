@@ -92,8 +92,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from nfpjit.analysis import HI, LO, RegKind, use_def
-from nfpjit.analysis.cfg import insn_successors
-from nfpjit.analysis.liveness import CALLER_SAVED, bit, both
+from nfpjit.analysis.liveness import CALLER_SAVED, bit, both, solve_function
 from nfpjit.bits import MASK32, MASK64, s64, u64
 from nfpjit.ebpf.insn import Insn
 from nfpjit.ebpf.opcodes import AluOp as EAlu, Helper, InsnClass, JmpOp, Mode, Size, Source
@@ -521,21 +520,7 @@ def _solve_function(program, analysis, plan: SubregPlan, fn, entry_args, ret_use
         tf[pc] = _transfer(program, pc, insn, analysis.facts.get(pc), plan,
                            callee_args=entry_args.get(callee) if callee is not None else None, main_exit=main_exit,
                            ret_use=ret_use)
-    succ = {pc: [t for t in insn_successors(program.at(pc), pc) if fn.start <= t < fn.end
-                 and t in program.index_at_pc] for pc in pcs}
-    live_in = {pc: 0 for pc in pcs}
-    live_out = {pc: 0 for pc in pcs}
-    changed = True
-    while changed:
-        changed = False
-        for pc in reversed(pcs):
-            out = 0
-            for t in succ[pc]:
-                out |= live_in[t]
-            new_in = tf[pc](out)
-            if out != live_out[pc] or new_in != live_in[pc]:
-                live_out[pc], live_in[pc] = out, new_in
-                changed = True
+    live_in, live_out = solve_function(program, fn, tf)
     plan.live_in.update(live_in)
     plan.live_out.update(live_out)
 

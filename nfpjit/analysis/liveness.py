@@ -151,6 +151,31 @@ def halves(mask: int) -> frozenset[tuple[int, int]]:
     return frozenset((i // 2, i % 2) for i in range(22) if mask >> i & 1)
 
 
+def solve_function(program, fn, transfer) -> tuple[dict[int, int], dict[int, int]]:
+    """Backward liveness over one function's instructions to the fixed point: (live_in, live_out) per pc.
+
+    ``transfer[pc](live_out) -> live_in`` for every instruction pc of ``fn``; successors outside the
+    function (calls, exits) contribute nothing: the transfer of the instruction accounts for them.
+    """
+    pcs = [pc for pc in program.pcs if fn.start <= pc < fn.end]
+    succ = {pc: [t for t in insn_successors(program.at(pc), pc) if fn.start <= t < fn.end
+                 and t in program.index_at_pc] for pc in pcs}
+    live_in = {pc: 0 for pc in pcs}
+    live_out = {pc: 0 for pc in pcs}
+    changed = True
+    while changed:
+        changed = False
+        for pc in reversed(pcs):
+            out = 0
+            for t in succ[pc]:
+                out |= live_in[t]
+            new_in = transfer[pc](out)
+            if out != live_out[pc] or new_in != live_in[pc]:
+                live_out[pc], live_in[pc] = out, new_in
+                changed = True
+    return live_in, live_out
+
+
 class Liveness:
     """Live register halves before and after every instruction (bit sets; see :func:`bit`)."""
 
@@ -180,29 +205,16 @@ class Liveness:
 
     def _solve_function(self, fn, entry_args: dict[int, int]) -> None:
         program = self.program
-        pcs = [pc for pc in program.pcs if fn.start <= pc < fn.end]
-        ud = {}
-        for pc in pcs:
+        transfer = {}
+        for pc in range(fn.start, fn.end):
+            if pc not in program.index_at_pc:
+                continue
             insn = program.at(pc)
             callee = insn.jump_target(pc) if insn.is_local_call else None
-            ud[pc] = use_def(insn, callee_args=entry_args.get(callee) if callee is not None else None,
-                             main_exit=fn.start == 0 and not self.full_r0)
-        succ = {pc: [t for t in insn_successors(program.at(pc), pc) if fn.start <= t < fn.end
-                     and t in program.index_at_pc] for pc in pcs}
-        live_in = {pc: 0 for pc in pcs}
-        live_out = {pc: 0 for pc in pcs}
-        changed = True
-        while changed:
-            changed = False
-            for pc in reversed(pcs):
-                out = 0
-                for t in succ[pc]:
-                    out |= live_in[t]
-                u = ud[pc]
-                new_in = u.use | (out & ~(u.define | u.kill))
-                if out != live_out[pc] or new_in != live_in[pc]:
-                    live_out[pc], live_in[pc] = out, new_in
-                    changed = True
+            u = use_def(insn, callee_args=entry_args.get(callee) if callee is not None else None,
+                        main_exit=fn.start == 0 and not self.full_r0)
+            transfer[pc] = lambda out, u=u: u.use | (out & ~(u.define | u.kill))
+        live_in, live_out = solve_function(program, fn, transfer)
         self.live_in.update(live_in)
         self.live_out.update(live_out)
 
