@@ -118,6 +118,31 @@ VARIANTS = {
     "loop_cb_reads_r3": (LOOP.format(ctx=0) + "mov r0, 2\nexit\ncb: mov r0, r3\nexit", "uninit_reg"),
     "loop_cb_infinite": (LOOP.format(ctx=0) + "mov r0, 2\nexit\ncb: mov r0, 0\nl: jeq r0, 0, l\nexit", "unbounded_loop"),
     "loop_result_used": (LOOP.format(ctx=0) + "exit\ncb: mov r0, 1\nexit", None),
+    # bpf_for_each_map_elem: callback(map, &key, &value, ctx)
+    "for_each": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0).replace("call loop", "call for_each_map_elem")
+                 + "mov r0, 2\nexit\ncb: ldxw r0, [r2+0]\nldxdw r5, [r3+0]\nstdw [r3+0], 1\nmov r0, 0\nexit", None),
+    "for_each_key_oob": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0)
+                         .replace("call loop", "call for_each_map_elem")
+                         + "mov r0, 2\nexit\ncb: ldxw r0, [r2+4]\nmov r0, 0\nexit", "map_key_oob"),
+    "for_each_key_write": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0)
+                           .replace("call loop", "call for_each_map_elem")
+                           + "mov r0, 2\nexit\ncb: stw [r2+0], 1\nmov r0, 0\nexit", "map_key_write"),
+    "for_each_value_oob": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0)
+                           .replace("call loop", "call for_each_map_elem")
+                           + "mov r0, 2\nexit\ncb: ldxdw r0, [r3+4]\nmov r0, 0\nexit", "map_value_oob"),
+    "for_each_key_to_lookup": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0)
+                               .replace("call loop", "call for_each_map_elem")
+                               + "mov r0, 2\nexit\ncb: lddw r1, map:h\ncall map_lookup_elem\nmov r0, 0\nexit", None),
+    "for_each_stack_ctx": ("stdw [r10-8], 0\n" + H + LOOP.replace("mov r1, 4", "lddw r1, map:h")
+                           .format(ctx="r10").replace("mov r4, 0", "add r3, -8\nmov r4, 0")
+                           .replace("call loop", "call for_each_map_elem") + "ldxdw r0, [r10-8]\nand r0, 1\nexit\n"
+                           "cb: ldxdw r1, [r4+0]\nadd r1, 1\nstxdw [r4+0], r1\nmov r0, 0\nexit", None),
+    "for_each_on_queue": (Q + LOOP.replace("mov r1, 4", "lddw r1, map:q").format(ctx=0)
+                          .replace("call loop", "call for_each_map_elem")
+                          + "mov r0, 2\nexit\ncb: mov r0, 0\nexit", "map_helper"),
+    "for_each_returns_2": (H + LOOP.replace("mov r1, 4", "lddw r1, map:h").format(ctx=0)
+                           .replace("call loop", "call for_each_map_elem")
+                           + "mov r0, 2\nexit\ncb: mov r0, 2\nexit", "callback_return"),
     "loop_cb_r0_after_call_uninit": (LOOP.format(ctx=0) + "mov r0, r1\nexit\ncb: mov r0, 1\nexit", "uninit_reg"),
 }
 

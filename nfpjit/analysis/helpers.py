@@ -67,6 +67,7 @@ _SIGS = [
     HelperSig(Helper.ringbuf_discard, (A.RINGBUF_MEM, A.ANY), releases=True),
     HelperSig(Helper.ringbuf_query, (A.MAP, A.ANY)),
     HelperSig(Helper.loop, (A.ANY, A.FUNC, A.STACK_OR_NULL, A.ANY)),
+    HelperSig(Helper.for_each_map_elem, (A.MAP, A.FUNC, A.STACK_OR_NULL, A.ANY)),
     HelperSig(Helper.get_prandom_u32, (), Ret.U32),
     HelperSig(Helper.get_smp_processor_id, (), Ret.U32),
     HelperSig(Helper.get_numa_node_id, ()),
@@ -132,6 +133,9 @@ MAP_HELPERS: dict[MapType, frozenset[Helper]] = {
 }
 #: ... and helper side: these helpers take only these map types
 HELPER_MAPS: dict[int, frozenset[MapType]] = {
+    # the maps with a for-each callback (map_for_each_callback)
+    Helper.for_each_map_elem: frozenset({M.ARRAY, M.PERCPU_ARRAY, M.HASH, M.PERCPU_HASH, M.LRU_HASH,
+                                         M.LRU_PERCPU_HASH}),
     Helper.tail_call: frozenset({M.PROG_ARRAY}),
     **{h: frozenset({M.PERF_EVENT_ARRAY}) for h in _PERF},
     **{h: frozenset({M.RINGBUF}) for h in _RINGBUF},

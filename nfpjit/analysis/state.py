@@ -36,6 +36,7 @@ class RegKind(IntEnum):
     FUNC = 11                 # a subprogram's address (ld_imm64 func): a bpf_loop callback
     RINGBUF_MEM = 12          # a reserved ring buffer record (reference-tracked)
     RINGBUF_MEM_OR_NULL = 13  # a bpf_ringbuf_reserve result not yet checked
+    MAP_KEY = 14              # a map's key, given to a bpf_for_each_map_elem callback (read-only)
 
     @property
     def kernel_name(self) -> str:
@@ -51,7 +52,7 @@ _KERNEL_NAMES = {
     RegKind.PACKET_END: "pkt_end", RegKind.PACKET_META: "pkt_meta", RegKind.STACK: "fp",
     RegKind.MAP_PTR: "map_ptr", RegKind.MAP_VALUE: "map_value", RegKind.MAP_VALUE_OR_NULL: "map_value_or_null",
     RegKind.MIXED: "mixed", RegKind.FUNC: "func", RegKind.RINGBUF_MEM: "ringbuf_mem",
-    RegKind.RINGBUF_MEM_OR_NULL: "ringbuf_mem_or_null",
+    RegKind.RINGBUF_MEM_OR_NULL: "ringbuf_mem_or_null", RegKind.MAP_KEY: "map_key",
 }
 
 ZERO = Scalar.const(0)

@@ -165,7 +165,7 @@ class Verifier:
         # bpf_loop call sites: a callback returns to its call, which may call it again, so they are
         # prune points where a state covered by one still being explored is a fixpoint, not a loop
         self.callback_sites = {pc for pc, insn in program.slots()
-                               if insn.is_helper_call and insn.imm == Helper.loop}
+                               if insn.is_helper_call and insn.imm in (Helper.loop, Helper.for_each_map_elem)}
         self.prune_points |= self.callback_sites
         self.function_starts = {fn.start for fn in cfg.functions}
 
@@ -609,6 +609,12 @@ class Verifier:
             return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.CTX:
             return self.ctx_access(regno, ptr, insn_off, size, write)
+        if kind == K.MAP_KEY:
+            if write:
+                self.fail("map_key_write", f"write to change key R{regno} not allowed")
+            lo, hi = self.key_check(regno, ptr, insn_off, size)
+            self.note_mem(MemAccess(kind, self.maps[ptr.map].name, (lo, hi), size, write))
+            return RegState.scalar(Scalar.unknown().truncate(size))
         if kind == K.RINGBUF_MEM:
             lo, hi = self.mem_check(regno, ptr, insn_off, size)
             self.note_mem(MemAccess(kind, self.maps[ptr.map].name, (lo, hi), size, write))
@@ -640,6 +646,19 @@ class Verifier:
                       "if (index >=0) check.")
         if lo < 0 or hi + size > vs:
             self.fail("map_value_oob", f"invalid access to map value, value_size={vs} off={hi if lo >= 0 else lo} "
+                      f"size={size}")
+        return lo, hi
+
+    def key_check(self, regno: int, ptr: RegState, insn_off: int, size: int) -> tuple[int, int]:
+        """A read of ``size`` bytes of a map key (a bpf_for_each_map_elem callback's second argument)."""
+        ks = self.maps[ptr.map].key_size
+        off = ptr.off + insn_off
+        lo, hi = off + ptr.var.smin, off + ptr.var.smax
+        if ptr.var.smin < 0 and not ptr.var.is_const:
+            self.fail("negative_offset", f"R{regno} min value is negative, either use unsigned index or do a "
+                      "if (index >=0) check.")
+        if lo < 0 or hi + size > ks:
+            self.fail("map_key_oob", f"invalid access to map key, key_size={ks} off={hi if lo >= 0 else lo} "
                       f"size={size}")
         return lo, hi
 
@@ -909,8 +928,14 @@ class Verifier:
                 self.fail("call_depth", f"the call stack of {len(st.frames) + 1} frames is too deep")
             cb = st.copy()
             cregs = [RegState() for _ in range(11)]
-            cregs[1] = RegState.unknown()
-            cregs[2] = regs[3]
+            if insn.imm == Helper.for_each_map_elem:  # callback(map, &key, &value, ctx)
+                cregs[1] = RegState(K.MAP_PTR, map=map_idx)
+                cregs[2] = RegState(K.MAP_KEY, map=map_idx)
+                cregs[3] = RegState(K.MAP_VALUE, map=map_idx)
+                cregs[4] = regs[3]
+            else:  # bpf_loop: callback(index, ctx)
+                cregs[1] = RegState.unknown()
+                cregs[2] = regs[3]
             cregs[10] = RegState(K.STACK, frame=len(cb.frames))
             cb.frames.append(Frame(cregs, {}, pc, len(cb.frames), callback))
             extra.append((callback, cb))
@@ -974,6 +999,11 @@ class Verifier:
             return
         if reg.kind == K.RINGBUF_MEM:
             self.mem_check(r, reg, 0, n)
+            return
+        if reg.kind == K.MAP_KEY:
+            if write:
+                self.fail("map_key_write", f"write to change key R{r} not allowed")
+            self.key_check(r, reg, 0, n)
             return
         if reg.kind in (K.MAP_VALUE_OR_NULL, K.RINGBUF_MEM_OR_NULL):
             self.fail("null_deref", f"R{r} type={reg.kind.kernel_name} expected=fp, pkt, pkt_meta, map_value")
