@@ -689,9 +689,8 @@ CORPUS_EXPECTED = {
     "queue_user": {"map-type", "map-value-write", "unsupported-helper"},  # queue, stack; ++*pkts; push/pop/peek
     "redirect_maps": {"map-type", "unsupported-helper"},  # devmap, devmap_hash, cpumap; bpf_redirect_map
     "redirect": {"unsupported-helper", "ctx-load"},  # ctx->ingress_ifindex: the NIC gives data/data_end only
-    # ringbuf map and helpers; (*seq)++; n % 3 becomes a 64-bit multiply.  "mixed-pointer" on the stores
-    # into the reserved record is false: nfpjit/offload/facts.py does not know RegKind.RINGBUF_MEM yet
-    "ringbuf_sampler": {"map-type", "map-value-write", "mul-operand", "unsupported-helper", "mixed-pointer"},
+    # ringbuf map and helpers; (*seq)++; n % 3 becomes a 64-bit multiply
+    "ringbuf_sampler": {"map-type", "map-value-write", "mul-operand", "unsupported-helper"},
     "tail_call": {"tail-call", "map-type", "ctx-load"},  # ctx->rx_queue_index
     # skb->mark and skb->tc_classid; TC_ACT_OK is no verdict the NIC can carry out
     "tc_classifier": {"ctx-store", "exit-action", "ctx-load"},  # skb->protocol, vlan_*, ingress_ifindex

@@ -484,6 +484,9 @@ class _Assembler:
             if insn.is_local_call:
                 target = insn.jump_target(pc)
                 functions.setdefault(target, by_pc.get(target, f"sub_{target}"))
+            elif insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC:  # a callback (bpf_loop) is a function too
+                target = pc + 1 + insn.imm
+                functions.setdefault(target, by_pc.get(target, f"sub_{target}"))
         return Program(
             name=stem,
             insns=tuple(self.insns),

@@ -32,6 +32,8 @@ class Kind(IntEnum):
     PACKET_END = 4
     MAP_PTR = 5  # the map itself (ld_imm64 map fd): only passed to helpers
     MAP_VALUE = 6
+    RINGBUF_RECORD = 7  # a record bpf_ringbuf_reserve returned (the ring buffer map is refused anyway)
+    MAP_KEY = 8         # a bpf_for_each_map_elem callback's key (the helper is refused anyway)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ _KINDS = {
     RegKind.SCALAR: Kind.SCALAR, RegKind.CTX: Kind.CTX, RegKind.STACK: Kind.STACK,
     RegKind.PACKET: Kind.PACKET, RegKind.PACKET_META: Kind.PACKET, RegKind.PACKET_END: Kind.PACKET_END,
     RegKind.MAP_PTR: Kind.MAP_PTR, RegKind.MAP_VALUE: Kind.MAP_VALUE, RegKind.MAP_VALUE_OR_NULL: Kind.MAP_VALUE,
+    RegKind.RINGBUF_MEM: Kind.RINGBUF_RECORD, RegKind.RINGBUF_MEM_OR_NULL: Kind.RINGBUF_RECORD,
+    RegKind.MAP_KEY: Kind.MAP_KEY,
 }
 
 XDP_QUEUE_SELECT = 16  # offsetof(struct xdp_md, rx_queue_index)
@@ -180,7 +184,9 @@ def _access(pc: int, insn: Insn, facts, map_index: dict) -> tuple[MemAccess | No
         return None, False
     if state.kind == RegKind.MIXED:
         return MemAccess(pc, access, None, None, insn.size.nbytes, None), True
-    kind = _KINDS[state.kind]
+    kind = _KINDS.get(state.kind)
+    if kind is None:  # a kind the report does not model (a function address): nothing to say about it
+        return MemAccess(pc, access, None, None, insn.size.nbytes, None), True
     off = _pointer_offset(state)
     off = None if off is None else off + insn.off
     return MemAccess(pc, access, Val(kind, 0, state.map), off, insn.size.nbytes,

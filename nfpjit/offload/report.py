@@ -227,6 +227,9 @@ class CheckContext:
     def map_name(self, index: int | None) -> str:
         if index is not None and 0 <= index < len(self.program.maps):
             return self.program.maps[index].name
+        maps = getattr(getattr(self.analysis, "analysis", None), "maps", ())  # then inner-map templates
+        if index is not None and 0 <= index < len(maps):
+            return maps[index].name
         return f"map #{index}"
 
 
@@ -604,6 +607,7 @@ def _check_split(ctx: CheckContext, acc) -> Iterable[Diagnostic]:
 _KIND_NAMES = {
     Kind.SCALAR: "a scalar", Kind.CTX: "the context", Kind.STACK: "the stack", Kind.PACKET: "packet data",
     Kind.PACKET_END: "the packet end", Kind.MAP_PTR: "a map pointer", Kind.MAP_VALUE: "a map value",
+    Kind.RINGBUF_RECORD: "a ring buffer record", Kind.MAP_KEY: "a map key",
 }
 
 
