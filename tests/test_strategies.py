@@ -133,7 +133,7 @@ def test_programs_use_the_interesting_constructs():
     """Across a sample, the generator emits loops (back edges), local calls, helpers and atomics."""
     found = set()
 
-    @settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(programs())
     def collect(program):
         for pc, insn in program.slots():
