@@ -491,9 +491,24 @@ def to_run_result(sim) -> RunResult:
                      trace=[f"{t.address:04x}: {t.text}" for t in sim.trace] if sim.trace is not None else None)
 
 
-def simulate_image(image: Image, packet, *, maps_in=None, trace: bool = False, seed: int = 0, **options):
-    """Run ``image`` on one packet (bytes or :class:`PacketIn`): the raw :class:`SimResult`."""
-    from nfpjit.isa.sim import simulate
+#: the simulator engines: the interpreting simulator (the reference) and the compiled one (llvmlite)
+SIM_ENGINES = ("interp", "compiled")
+
+
+def simulate_image(image: Image, packet, *, maps_in=None, trace: bool = False, seed: int = 0,
+                   engine: str = "interp", **options):
+    """Run ``image`` on one packet (bytes or :class:`PacketIn`): the raw :class:`SimResult`.
+
+    ``engine="compiled"`` runs it as native code (:mod:`nfpjit.isa.sim.compiled`: the same results,
+    cycles included; it falls back to the interpreting simulator for what it cannot translate, and
+    ``trace`` always uses the interpreter).
+    """
+    if engine not in SIM_ENGINES:
+        raise UsageError(f"simulator engine {engine!r} does not exist", hint=f"use one of {', '.join(SIM_ENGINES)}")
+    if engine == "compiled" and not trace:
+        from nfpjit.isa.sim.compiled import simulate
+    else:
+        from nfpjit.isa.sim import simulate
 
     if isinstance(packet, PacketIn):
         options.setdefault("ingress_ifindex", packet.ingress_ifindex)
@@ -537,4 +552,4 @@ def run_sim_raw(image: Image, memory: bytes, maps_in=None, *, trace: bool = Fals
 
 
 __all__ = ["compile", "pipeline", "machine_size", "pass_deltas", "DEFAULT_LEVEL", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
-           "run_sim", "run_sim_raw", "simulate_image", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]
+           "run_sim", "run_sim_raw", "simulate_image", "SIM_ENGINES", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]

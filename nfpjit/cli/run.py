@@ -131,6 +131,7 @@ class ImageEngine:
         self.raw_context = raw_context
         self.prog_type = ProgType(int(image.metadata.prog_type))
         self.map_cache = MapCache(DEFAULT_MAP_CACHE_SIZE)
+        self.sim = "interp"          # or "compiled" (set by run_command from --sim)
         self.state: MapState = {}
         if maps_file:
             from nfpjit.ebpf.mapfile import load_map_file
@@ -148,7 +149,8 @@ class ImageEngine:
     def run(self, packet: PacketIn, *, trace: bool = False) -> RunResult:
         from nfpjit.driver import run_sim
 
-        res = run_sim(self.image, packet, maps_in=self.state, trace=trace, map_cache=self.map_cache, seed=self.seed)
+        res = run_sim(self.image, packet, maps_in=self.state, trace=trace, map_cache=self.map_cache, seed=self.seed,
+                      engine=self.sim)
         self.state = res.maps
         return res
 
@@ -226,7 +228,10 @@ def register(subparsers) -> None:
     p.add_argument("--maps-out", metavar="FILE", help="write the maps after the run as JSON")
     p.add_argument("--engine", choices=sorted(ENGINES), default="ref", help="what runs the program (default: ref)")
     p.add_argument("--json", action="store_true", help="machine-readable output (docs/run-json.md)")
-    p.add_argument("--trace", action="store_true", help="print every executed instruction (ref engine)")
+    p.add_argument("--trace", action="store_true", help="print every executed instruction (ref and sim engines)")
+    p.add_argument("--sim", choices=("auto", "compiled", "interp"), default="auto",
+                   help="the simulator of --engine sim: compiled to native code with llvmlite (auto: when it works "
+                   "here) or the interpreting simulator (the reference); --trace always interprets")
     p.add_argument("--raw-context", action="store_true",
                    help="run on a raw memory block (r1 = pointer, r2 = length) instead of packets")
     p.add_argument("--mem", metavar="HEX", help="the memory block for --raw-context")
@@ -276,6 +281,19 @@ def _load_net(path: str):
         raise LoadError("a network file is an object with devices, routes and neighbours", where=path,
                         hint='e.g. {"devices": [{"ifindex": 2, "name": "eth0", "forwarding": true}], "routes": []}')
     return Net.from_dict(doc, source=path)
+
+
+def _sim_engine(args) -> str:
+    """``--sim``: auto is the compiled simulator where llvmlite's JIT works; --trace interprets (with a note)."""
+    if args.trace:
+        if args.sim == "compiled":
+            sys.stderr.write("nfpjit: note: --trace runs the interpreting simulator\n")
+        return "interp"
+    if args.sim == "auto":
+        from nfpjit.isa.sim.compiled import available
+
+        return "compiled" if available() else "interp"
+    return args.sim
 
 
 def _check_engine_options(args) -> None:
@@ -365,6 +383,8 @@ def run_command(args) -> int:
         engine = factory(program, args.maps_in)
     if program is not None:
         prog_type = program.prog_type
+    if isinstance(engine, ImageEngine):
+        engine.sim = _sim_engine(args)
     records: list[dict] = []
     outputs: list[bytes] = []
     try:
