@@ -211,6 +211,22 @@ def without(passes: list[Pass], names) -> list[Pass]:
     return [p for p in passes if p.name not in names]
 
 
+def _instruction_in_flight(exc: BaseException) -> str | None:
+    """The machine instruction the innermost frame of a crashed pass was looking at (a local MInstr), if any."""
+    from nfpjit.jit.mir import MInstr
+
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            if isinstance(value, MInstr) and value.instr is not None:
+                found = value
+                break
+        tb = tb.tb_next
+    if found is None:
+        return None
+    return f"'{found}'" + (f" (eBPF pc {found.pc})" if found.pc is not None else "")
+
+
 class PassManager:
     """Runs a pipeline over a unit, keeping statistics and optional snapshots.
 
@@ -251,6 +267,8 @@ class PassManager:
                                 where=exc.where, hint=exc.hint) from exc
             except Exception as exc:  # a bug in a pass: keep the context for the report
                 instr = getattr(exc, "instr", None)
+                if instr is None:
+                    instr = _instruction_in_flight(exc)
                 at = f" at {instr}" if instr is not None else ""
                 raise PassError(f"pass {index + 1} '{p.spelling()}' crashed{at}: {type(exc).__name__}: {exc}",
                                 hint="this is a bug in nfpjit; please report it with the input") from exc

@@ -7,6 +7,8 @@ the pass changes what it says it changes, and nothing when it is off.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -135,3 +137,24 @@ def test_golden_listing(name, golden):
     after = listing(program, compile(program, passes=name, profile="permissive", verify_each=True).mprogram)
     assert after.count(gone) < before.count(gone)
     golden(f"passes/lower_{name.replace('-', '_')}.txt", f"; before {name}\n{before}; after {name}\n{after}")
+
+
+def test_a_crashing_pass_is_named_with_the_instruction_it_was_at():
+    from dataclasses import dataclass
+
+    from nfpjit.isa.table import Op
+    from nfpjit.passes.manager import Pass, PassError
+
+    @dataclass(frozen=True)
+    class TripOnHalt(Pass):
+        name: ClassVar[str] = "trip-on-halt"
+
+        def run(self, unit) -> bool:
+            for m in unit.instructions():
+                if m.instr.op == Op.HALT:
+                    raise ValueError("no halts here")
+            return False
+
+    program = _program("mov r0, 2\nexit\n")
+    with pytest.raises(PassError, match=r"'trip-on-halt' crashed at 'halt b0' \(eBPF pc 1\): ValueError"):
+        compile(program, passes=[TripOnHalt()], profile="permissive")
