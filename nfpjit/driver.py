@@ -151,8 +151,6 @@ def pipeline(opt_level: int = DEFAULT_LEVEL, passes=None, disable=()) -> list:
     return without(out, disable) if disable else out
 
 
-_pipeline = pipeline
-
 
 def _rejection(report, program: Program) -> CompileError:
     from nfpjit.offload import Severity
@@ -213,9 +211,9 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = DEF
         raise UnsupportedError(f"program {program.name!r} is of type {program.prog_type.name}; the NIC runs "
                                "XDP and TC (direct-action) programs", where=program.source_path or program.name)
     from nfpjit.analysis import analyze
-    from nfpjit.jit.lower import lower, supported_opcodes
+    from nfpjit.jit.lower import supported_opcodes
     from nfpjit.offload import check as check_report
-    from nfpjit.passes.manager import PassContext, PassManager, split_levels
+    from nfpjit.passes.manager import PassManager, split_levels
 
     phase("load")
     where = program.source_path or program.name
@@ -233,11 +231,7 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = DEF
     lower_level, nfp_level = split_levels(passes_run)
     print_after = {print_after} if isinstance(print_after, str) else set(print_after)
     snapshots: list[tuple[str, str]] = []
-    with _internal_errors("lowering", where):
-        mprogram = lower(program, analysis, opt_level=opt_level, passes=lower_level)
-        if raw_context:
-            _raw_context_prologue(mprogram)
-    mprogram.context = PassContext(program, analysis, raw_context)
+    mprogram = _lowered(program, analysis, lower_level, raw_context)
     if "all" in print_after or print_after & {p.name for p in lower_level} or "lower" in print_after \
             or (print_changed and lower_level):
         snapshots.append(("lower", mprogram.listing()))
@@ -273,17 +267,25 @@ def compile(program_or_path, *, section: str | None = None, opt_level: int = DEF
 
 def machine_size(program: Program, analysis, passes, *, raw_context: bool = False) -> int:
     """NFP instructions ``program`` lowers to with ``passes`` (no profile check, no image)."""
-    from nfpjit.jit.lower import lower
-    from nfpjit.passes.manager import PassContext, PassManager, split_levels
+    from nfpjit.passes.manager import PassManager, split_levels
 
     lower_level, nfp_level = split_levels(list(passes))
+    mprogram = _lowered(program, analysis, lower_level, raw_context)
+    PassManager(nfp_level).run(mprogram)
+    return mprogram.size()
+
+
+def _lowered(program: Program, analysis, lower_level, raw_context: bool):
+    """The MProgram of ``program`` with the lower-level passes (and the raw-context prologue), ready for nfp passes."""
+    from nfpjit.jit.lower import lower
+    from nfpjit.passes.manager import PassContext
+
     with _internal_errors("lowering", program.source_path or program.name):
         mprogram = lower(program, analysis, passes=lower_level)
         if raw_context:
             _raw_context_prologue(mprogram)
-        mprogram.context = PassContext(program, analysis, raw_context)
-        PassManager(nfp_level).run(mprogram)
-    return mprogram.size()
+    mprogram.context = PassContext(program, analysis, raw_context)
+    return mprogram
 
 
 def pass_deltas(result: CompileResult) -> list[tuple[str, str, int]]:
