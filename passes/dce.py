@@ -116,6 +116,7 @@ class Dce(Pass):
     summary: ClassVar[str] = "remove dead results, unreachable blocks, branches to the next instruction and idle nops"
 
     rounds: int = 4
+    option_ranges: ClassVar[dict] = {"rounds": (1, 64)}
 
     def run(self, unit) -> bool:
         before = [list(fn.body) for fn in unit.functions]

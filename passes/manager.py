@@ -45,6 +45,14 @@ class Pass:
     name: ClassVar[str] = ""
     level: ClassVar[str] = "nfp"  # "lower" (read by the lowering) or "nfp" (rewrites the MProgram)
     summary: ClassVar[str] = ""
+    #: integer options and their allowed (low, high) values; others are refused when the pass is made
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {}
+
+    def __post_init__(self) -> None:
+        for option, (low, high) in self.option_ranges.items():
+            value = getattr(self, option)
+            if not low <= value <= high:
+                raise UsageError(f"option {option} of pass {self.name} must be {low}..{high}, not {value}")
 
     def run(self, unit: Any) -> bool:
         """Rewrite ``unit`` in place; return True when something changed (``nfp`` passes)."""

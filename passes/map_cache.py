@@ -344,6 +344,7 @@ class MapCache(Pass):
     reuse: bool = True      # a lookup repeated with the same map and unchanged key -> the first result
     inline: bool = True     # other ARRAY lookups with a stack key -> inline bounds check and address
     slots: int = MAX_SLOTS  # NN register pairs for kept results (at most 4)
+    option_ranges: ClassVar[dict] = {"slots": (0, MAX_SLOTS)}
 
     def plan(self, program, analysis) -> MapCachePlan | None:
         if analysis is None or getattr(analysis, "cfg", None) is None or not program.maps:

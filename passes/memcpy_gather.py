@@ -277,6 +277,7 @@ class MemcpyGather(Pass):
     summary: ClassVar[str] = "runs of loads through one map-value/packet pointer read with one bulk command"
 
     max_bytes: int = 40
+    option_ranges: ClassVar[dict] = {"max_bytes": (1, 40)}
 
     def plan(self, program, analysis) -> GatherPlan | None:
         if analysis is None or getattr(analysis, "cfg", None) is None or getattr(analysis, "raw_context", False):

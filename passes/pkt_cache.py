@@ -576,6 +576,8 @@ class PacketCache(Pass):
     level: ClassVar[str] = "lower"
     summary: ClassVar[str] = "packet reads/writes at constant offsets served from transfer registers filled once"
 
+    option_ranges: ClassVar[dict] = {"window": (4, 80)}
+
     window: int = 80
     stores: bool = True
     early: bool = False

@@ -158,3 +158,10 @@ def test_a_crashing_pass_is_named_with_the_instruction_it_was_at():
     program = _program("mov r0, 2\nexit\n")
     with pytest.raises(PassError, match=r"'trip-on-halt' crashed at 'halt b0' \(eBPF pc 1\): ValueError"):
         compile(program, passes=[TripOnHalt()], profile="permissive")
+
+
+@pytest.mark.parametrize("spec", ["pkt-cache{window=-5}", "pkt-cache{window=100000}", "map-cache{slots=-1}",
+                                  "memcpy-gather{max_bytes=200}", "dce{rounds=0}"])
+def test_out_of_range_options_are_refused(spec):
+    with pytest.raises(UsageError, match=r"must be \d+\.\.\d+"):
+        pipeline(2, passes=spec)
