@@ -156,7 +156,8 @@ def test_section_option_and_bad_input(capsys, tmp_path):
     assert [r["program"] for r in d["programs"]] == ["two_programs:xdp.frags"] and d["profile"] == "permissive"
     bad = tmp_path / "bad.o"
     bad.write_bytes(b"\x7fELF-not-really")
-    d = _stats(capsys, bad, "--packets", "1")
+    assert main(["stats", str(bad), "--packets", "1", "--json"]) == 1    # unreadable input: status 1
+    d = json.loads(capsys.readouterr().out)
     assert not d["programs"] and d["rejected"] and d["rejected"][0]["reason"]
 
 
@@ -194,3 +195,17 @@ def test_run_engine_sim_reports_cycles_per_packet(capsys):
     assert f"cycles {want0[0]}" in text and "cycles per packet" in text
     assert main(["run", str(EXAMPLE), "--packet", frames[0].hex()]) == 0
     assert "cycles" not in capsys.readouterr().out  # the interpreter counts no cycles
+
+
+def test_unreadable_inputs_make_the_status_1_but_the_rest_is_reported(tmp_path, capsys):
+    from nfpjit.cli import main
+
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(b"\x7fELF" + bytes(40))
+    status = main(["stats", "examples/xdp_drop_tcp_ports.o", str(bad), "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert status == 1
+    assert [r["program"] for r in doc["programs"]] == ["xdp_drop_tcp_ports:xdp"]
+    assert [r.get("load_error") for r in doc["rejected"]] == [True]
+    # a program the profile refuses is a result, not an error
+    assert main(["stats", "tests/corpus/percpu_array.o", "--json"]) == 0

@@ -260,7 +260,8 @@ def gather(paths, *, section=None, profile="default", frames, progress=None) -> 
         if progress is not None:
             progress(done, len(todo), label)
         if program is None:
-            rejected.append({"program": label, "file": path, "section": sec, "reason": reason, "codes": []})
+            rejected.append({"program": label, "file": path, "section": sec, "reason": reason, "codes": [],
+                             "load_error": True})
             continue
         try:
             row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s)
@@ -460,4 +461,5 @@ def run(args) -> int:
         print_tables(doc, out)
     if args.plot:
         plot(doc, args.plot, plt)
-    return 0
+    # a file that cannot be read is bad input (status 1); a program the profile refuses is a result
+    return 1 if any(r.get("load_error") for r in doc["rejected"]) else 0
