@@ -241,11 +241,11 @@ def test_compile_rejection_lists_diagnostics(capsys):
     if not obj.exists():
         pytest.skip("corpus object percpu_array.o missing")
     with pytest.raises(CompileError) as info:
-        nfpjit.compile(obj)
+        nfpjit.compile(obj, profile="nfp-kernel")  # per-CPU maps: the real card's rule
     report = info.value.report
     assert report is not None and not report.ok
     assert "map-type" in str(info.value)
-    assert main(["compile", str(obj), "--json", "-o", "/dev/null"]) == 1
+    assert main(["compile", str(obj), "--json", "-o", "/dev/null", "--profile", "nfp-kernel"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["ok"] is False and doc["report"]["ok"] is False
 

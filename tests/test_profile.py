@@ -21,17 +21,17 @@ def _default_dict() -> dict:
 
 
 def test_shipped_profiles_listed():
-    assert builtin_profiles() == ["default", "permissive"]
+    assert builtin_profiles() == ["default", "nfp-kernel", "permissive"]
     for name in builtin_profiles():
         assert isinstance(load_profile(name), Profile)
 
 
-def test_default_follows_the_real_nfp_limits():
+def test_nfp_kernel_follows_the_real_nfp_limits():
     # Numbers from the NFP offload facts: 512 B stack, HASH/ARRAY only (plus the host-side perf
     # event array that bpf_perf_event_output needs), no map flags,
     # up to 128 maps, about 2M entries, these seven helpers, atomic add only, no MOD.
-    p = load_profile("default")
-    assert p.name == "default"
+    p = load_profile("nfp-kernel")
+    assert p.name == "nfp-kernel"
     assert p.stack_size == 512
     assert p.map_types == {MapType.HASH, MapType.ARRAY, MapType.PERF_EVENT_ARRAY}  # the last stays in the host
     assert p.map_flags == 0
@@ -48,16 +48,24 @@ def test_default_follows_the_real_nfp_limits():
     assert not f.tail_calls and not f.kfuncs and f.queue_select
 
 
-def test_permissive_is_a_superset_of_default():
-    d, p = load_profile("default"), load_profile("permissive")
+@pytest.mark.parametrize("wider, narrower", [("permissive", "nfp-kernel"), ("default", "nfp-kernel"),
+                                            ("permissive", "default")])
+def test_profile_is_a_superset(wider, narrower):
+    # the real card's rules are the floor: our NIC (default) and the research profile take all it takes
+    d, p = load_profile(narrower), load_profile(wider)
     assert d.map_types <= p.map_types and d.helpers <= p.helpers
+    assert d.xdp_context_reads <= p.xdp_context_reads and d.tc_context_reads <= p.tc_context_reads
     assert p.stack_size >= d.stack_size and p.instruction_store >= d.instruction_store
+    assert p.map_flags & d.map_flags == d.map_flags and p.packet_split >= d.packet_split
+    for key in ("max_maps", "max_entries_per_map", "max_total_entries", "max_key_size", "max_value_size",
+                "max_entry_size"):
+        assert getattr(p, key) >= getattr(d, key), key
     for f in fields(Features):
         assert getattr(p.features, f.name) >= getattr(d.features, f.name), f.name
 
 
 def test_feature_switches_the_helper():
-    d = load_profile("default")
+    d = load_profile("nfp-kernel")
     assert d.helper_supported(Helper.xdp_adjust_head)
     from dataclasses import replace
 
