@@ -179,9 +179,10 @@ def test_map_flags():
     (64, 8, {Code.MAP_ENTRY_SIZE}),       # 64 + 8 > 64 after rounding
     (60, 4, {Code.MAP_ENTRY_SIZE}),       # 64 + 8: each rounds up to 8
     (28, 32, set()),                      # 32 + 32 = 64 fits exactly
-    (65, 8, {Code.MAP_KEY_SIZE}),
-    (4, 65, {Code.MAP_VALUE_SIZE}),
-    (100, 100, {Code.MAP_KEY_SIZE, Code.MAP_VALUE_SIZE}),
+    # the driver checks the element size first and independently: a too-long key breaks both rules
+    (65, 8, {Code.MAP_KEY_SIZE, Code.MAP_ENTRY_SIZE}),
+    (4, 65, {Code.MAP_VALUE_SIZE, Code.MAP_ENTRY_SIZE}),
+    (100, 100, {Code.MAP_KEY_SIZE, Code.MAP_VALUE_SIZE, Code.MAP_ENTRY_SIZE}),
 ])
 def test_map_sizes(key, value, expected):
     size_codes = {Code.MAP_KEY_SIZE, Code.MAP_VALUE_SIZE, Code.MAP_ENTRY_SIZE}
@@ -189,7 +190,9 @@ def test_map_sizes(key, value, expected):
     assert got & size_codes == expected
     # independent oracle for the firmware rule
     rounded = -(-key // 8) * 8 + -(-value // 8) * 8
-    assert (Code.MAP_ENTRY_SIZE in got) == (key <= 64 and value <= 64 and rounded > 64)
+    assert (Code.MAP_ENTRY_SIZE in got) == (rounded > 64)
+    assert all(d.kernel.startswith("NFP net bpf: map ") for d in check(prog([], maps=[MapDef("h", MapType.HASH, key,
+               value, 16)]), KERNEL).diagnostics)
 
 
 def test_map_entries_per_map_and_total():
@@ -446,9 +449,18 @@ def test_exit_action():
     assert d.message.startswith("may return TC_ACT_OK")
     shot_or_stolen = replace(both, insns=(*both.insns[:3], mov(0, TcAction.STOLEN), EXIT))
     assert codes(shot_or_stolen) == set()
+    # the kernel's words: reg type 1 (scalar) and the verdict in hex
+    assert [d.kernel for d in errors_of(ok, Code.EXIT_ACTION)] == ["[nfp] unsupported exit state: 1, imm: 0"]
+    # a profile may accept more verdicts, or a verdict that is not a constant
+    wider = replace(KERNEL, tc_actions=KERNEL.tc_actions | {TcAction.OK},
+                    features=replace(KERNEL.features, tc_variable_verdict=True))
+    assert codes(ok, wider) == set() and codes(unknown, wider) == set()
+    # the driver takes any XDP return value and its JIT aborts what is above XDP_TX: a warning
     redirect = Program("t", (mov(0, XdpAction.REDIRECT), EXIT))
     [d] = errors_of(redirect, Code.EXIT_ACTION)
-    assert d.severity == Severity.ERROR and "PASS, DROP, TX or ABORT" in d.hint
+    assert d.severity == Severity.WARNING and "XDP_ABORTED" in d.message and "XDP_TX" in d.hint
+    assert "accepts every XDP return value" in d.kernel
+    assert codes(redirect, replace(KERNEL, xdp_actions=KERNEL.xdp_actions | {XdpAction.REDIRECT})) == set()
     [d] = errors_of(Program("t", (mov(0, 9), EXIT)), Code.EXIT_ACTION)
     assert d.severity == Severity.WARNING
     # only the entry function's exits are verdicts
@@ -528,10 +540,11 @@ def test_all_problems_are_collected_in_order():
              maps=[PERCPU, replace(ARRAY, name="big", value_size=128)])
     report = check(p, KERNEL)
     # the store to xdp_md.data is refused by the kernel verifier too
-    assert report.codes == {"map-type", "map-value-size", "unsupported-helper", "mod", "ctx-store", "verifier"}
+    assert report.codes == {"map-type", "map-value-size", "map-entry-size", "unsupported-helper", "mod", "ctx-store",
+                            "verifier"}
     insns = [d.insn for d in report.diagnostics]
-    assert insns[:2] == [None, None] and insns[2:] == sorted(insns[2:])
-    assert report.errors == 6 and report.count(Severity.NOTE) == 1 and not report.ok
+    assert insns[:3] == [None, None, None] and insns[3:] == sorted(insns[3:])
+    assert report.errors == 7 and report.count(Severity.NOTE) == 1 and not report.ok
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -576,7 +589,7 @@ def test_json_schema(tmp_path):
                    "nfp_insns_estimated": True, "nfp_insn_limit": KERNEL.instruction_store,
                    "maps": 0, "map_limit": 128, "map_entries": 0, "map_entry_limit": KERNEL.max_total_entries}
     assert (data["ok"], data["program"], data["section"], data["profile"]) == (False, "demo", "xdp", "nfp-kernel")
-    keys = {"code", "severity", "insn", "file", "line", "col", "message", "hint"}
+    keys = {"code", "severity", "insn", "file", "line", "col", "message", "hint", "kernel"}
     for d in data["diagnostics"]:
         assert set(d) == keys
         assert d["severity"] in ("error", "warning", "note")
@@ -677,7 +690,8 @@ CORPUS_EXPECTED = {
     "bpf2bpf_call": set(),
     "fib_router": {"ctx-load", "unsupported-helper"},  # ingress_ifindex; bpf_fib_lookup, bpf_redirect
     "global_data": {"map-flags", "map-value-write"},  # .data/.bss are mmapable arrays; seen_packets += 1
-    "hash_counter": {"map-flags", "map-value-write"},  # BPF_F_NO_PREALLOC; *count += 1
+    # BPF_F_NO_PREALLOC; *count += 1; the __u16 key sits at r10-2: "unaligned stack pointer 2"
+    "hash_counter": {"map-flags", "map-value-write", "helper-arg"},
     "ipip_encap": set(),                          # bpf_xdp_adjust_head is offloadable
     "ipv4_csum_update": set(),
     "katran_lb": {"map-type", "ctx-load", "map-value-write"},  # array/hash of maps; rx_queue_index; *backend += 1
@@ -701,7 +715,7 @@ CORPUS_EXPECTED = {
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),
-    "xdp_drop_tcp_ports": set(),  # counts with an atomic add
+    "xdp_drop_tcp_ports": {"helper-arg"},  # counts with an atomic add, but its __u16 key is at r10-2
     "xdp_pass": set(),
 }
 
@@ -882,7 +896,7 @@ def test_mixed_pointer_from_analysis():
     assert [(d.code, d.insn) for d in report.diagnostics] == [(Code.MIXED_POINTER, 11)]
 
 
-def test_packet_split_warning_for_a_range():
+def test_packet_split_for_a_range():
     from nfpjit.analysis import analyze
 
     # a load at data + (byte & 0x3f) * 8: offsets 0..504, some beyond a 256-byte split
@@ -900,7 +914,8 @@ def test_packet_split_warning_for_a_range():
     analysis = analyze(p)
     assert analysis.problems == []
     [d] = [d for d in check(p, KERNEL, analysis=analysis).diagnostics if d.code == Code.PACKET_SPLIT]
-    assert d.severity == Severity.WARNING and "0..504" in d.message
+    # the verifier's max_pkt_offset is the highest offset the access may reach: the driver refuses it
+    assert d.severity == Severity.ERROR and "0..504" in d.message and "packet split boundary" in d.kernel
     big = replace(KERNEL, packet_split=1024)
     assert Code.PACKET_SPLIT not in check(p, big, analysis=analysis).codes
 

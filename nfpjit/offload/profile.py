@@ -15,7 +15,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from nfpjit.errors import LoadError, UsageError
-from nfpjit.ebpf.opcodes import Helper, MapType
+from nfpjit.ebpf.opcodes import Helper, MapType, TcAction, XdpAction
+
+# the verdicts a tc_actions list may name: TC_ACT_UNSPEC and values above TC_ACT_REDIRECT always
+# hand the packet on (the real driver's rule), so only OK..REDIRECT are choices
+TC_CHOICES = tuple(a for a in TcAction if a != TcAction.UNSPEC)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Features:
     map_value_write: bool = False  # plain stores through a map value pointer
     kfuncs: bool = False
     tail_calls: bool = False
+    tc_variable_verdict: bool = False  # a TC verdict that is not one constant (the real driver wants a constant)
+    unaligned_stack_args: bool = False  # helper key/value pointers into the stack not 4-byte aligned
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,10 @@ class Profile:
     features: Features
     xdp_context_reads: frozenset[str] = frozenset({"data", "data_end"})  # struct xdp_md fields
     tc_context_reads: frozenset[str] = frozenset({"len", "data", "data_end"})  # struct __sk_buff fields
+    # XDP verdicts the NIC carries out (any other return value is dropped as XDP_ABORTED), and TC
+    # verdicts of TC_ACT_OK..TC_ACT_REDIRECT it accepts (the others are refused)
+    xdp_actions: frozenset[XdpAction] = frozenset({XdpAction.ABORTED, XdpAction.DROP, XdpAction.PASS, XdpAction.TX})
+    tc_actions: frozenset[TcAction] = frozenset({TcAction.SHOT, TcAction.STOLEN, TcAction.QUEUED})
     source: str = ""  # the file it was loaded from
 
     def helper_supported(self, helper_id: int) -> bool:
@@ -77,7 +87,7 @@ _INT_KEYS = (
     "max_key_size", "max_value_size", "max_entry_size", "map_flags", "packet_split",
 )
 _TOP_KEYS = ("name", "description", *_INT_KEYS, "map_types", "helpers", "xdp_context_reads", "tc_context_reads",
-             "features")
+             "xdp_actions", "tc_actions", "features")
 _FEATURE_KEYS = tuple(f.name for f in fields(Features))
 
 _PROFILE_DIR = "profiles"
@@ -143,6 +153,8 @@ def parse_profile(data: dict, path: str) -> Profile:
         values[key] = v
     values["map_types"] = _enum_list(path, "map_types", data["map_types"], MapType, "bpf_map_type_")
     values["helpers"] = _enum_list(path, "helpers", data["helpers"], Helper, "bpf_")
+    values["xdp_actions"] = _enum_list(path, "xdp_actions", data["xdp_actions"], XdpAction, "xdp_")
+    values["tc_actions"] = _enum_list(path, "tc_actions", data["tc_actions"], TC_CHOICES, "tc_act_")
     from nfpjit.ebpf.context import SkbContext, XdpContext
 
     for key, ctx in (("xdp_context_reads", XdpContext), ("tc_context_reads", SkbContext)):

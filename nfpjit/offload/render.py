@@ -6,6 +6,7 @@ The human form follows the compilers users already read::
      15 | u64 now = bpf_ktime_get_ns();
         |           ^
       = hint: bpf_ktime_get_ns has no NIC equivalent: timestamp in the host or use a counter
+      = kernel: [nfp] unsupported function id: 5
       = insn 2: call 0x5
 
     resources: stack 64/512 B, NFP instructions ~40/4096 (estimate), maps 1/128, map entries 1/2097152
@@ -101,6 +102,8 @@ def render_diagnostic(d: Diagnostic, report: Report, program: Program | None = N
     lines += _excerpt(d, program)
     if d.hint:
         lines.append(f"  = hint: {d.hint}")
+    if d.kernel:
+        lines.append(f"  = kernel: {d.kernel}")
     if d.insn is not None and program is not None and d.insn in program.index_at_pc:
         lines.append(f"  = insn {d.insn}: {insn_text(program.at(d.insn), d.insn)}")
     return "\n".join(lines)

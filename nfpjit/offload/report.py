@@ -95,6 +95,10 @@ class Diagnostic:
     source_text: str
     message: str
     hint: str | None = None
+    # what the Linux nfp driver itself says when it refuses the same thing (its verifier-log line
+    # "[nfp] ...", kernel-log line "NFP net bpf: ..." or netlink message "nfp: ..."), None when the
+    # driver has no such rule; "(no message: ...)" when it refuses without a word
+    kernel: str | None = None
 
     def to_json(self) -> dict:
         return {
@@ -106,6 +110,7 @@ class Diagnostic:
             "col": self.col,
             "message": self.message,
             "hint": self.hint,
+            "kernel": self.kernel,
         }
 
 
@@ -199,13 +204,14 @@ class CheckContext:
         i = bisect_right(self._line_pcs, pc)
         return self.program.line_info[self._line_pcs[i - 1]] if i else None
 
-    def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None) -> Diagnostic:
+    def diag(self, code: Code, severity: Severity, pc: int | None, message: str, hint: str | None = None,
+             kernel: str | None = None) -> Diagnostic:
         loc = self.loc_of(pc) if pc is not None else None
         file = loc.file if loc else self.main_file
         if loc is not None and loc.line <= 0:
             loc = None  # line 0: code the compiler made up (merged tails, spills): no honest line
         return Diagnostic(code, severity, pc, file, loc.line if loc else None, loc.col if loc else None,
-                          loc.text if loc else "", message, hint)
+                          loc.text if loc else "", message, hint, kernel)
 
     @property
     def main_file(self) -> str | None:
@@ -231,6 +237,53 @@ class CheckContext:
         if index is not None and 0 <= index < len(maps):
             return maps[index].name
         return f"map #{index}"
+
+
+# -- the Linux nfp driver's own words ----------------------------------------------------------------
+# Facts about drivers/net/ethernet/netronome/nfp/bpf: its verifier hook writes "[nfp] " lines to
+# the verifier log, map allocation writes "NFP net bpf: " lines to the kernel log, and attach
+# answers with netlink messages that iproute2 shows prefixed "nfp: ".  docs/profiles.md lists
+# every rule with its message.
+
+def _vlog(text: str) -> str:
+    return f"[nfp] {text}"
+
+
+def _klog(text: str) -> str:
+    return f"NFP net bpf: {text}"
+
+
+def _extack(text: str) -> str:
+    return f"nfp: {text}"
+
+
+# the kernel's enum bpf_reg_type numbers the driver prints (the ones it pins with BUILD_BUG_ON and
+# their neighbours); "%d" where the number depends on the kernel version
+_REG_TYPE = {
+    Kind.SCALAR: "1", Kind.CTX: "2", Kind.MAP_PTR: "3", Kind.MAP_VALUE: "4", Kind.MAP_KEY: "5",
+    Kind.STACK: "6", Kind.PACKET: "8", Kind.PACKET_END: "9",
+}
+
+
+def _reg_type(kind) -> str:
+    return _REG_TYPE.get(kind, "%d")
+
+
+def _unsupported_opcode(code: int) -> str:
+    return _vlog(f"instruction {code:#x} not supported")
+
+
+# helpers the driver checks by name before its "unsupported function id" default
+_HELPER_FW_MESSAGES = {
+    Helper.xdp_adjust_head: "adjust_head not supported by FW",
+    Helper.xdp_adjust_tail: "adjust_tail not supported by FW",
+    Helper.get_prandom_u32: "bpf_get_prandom_u32(): FW doesn't support random number generation",
+    Helper.perf_event_output: "event_output: not supported by FW",
+    Helper.map_lookup_elem: "map_lookup: not supported by FW",
+    Helper.map_update_elem: "map_update: not supported by FW",
+    Helper.map_delete_elem: "map_delete: not supported by FW",
+}
+_NO_CTX_FIELD = "(no message: the JIT fails with EOPNOTSUPP; it reads only data and data_end, on TC also len)"
 
 
 # -- hints ----------------------------------------------------------------------------------------
@@ -311,7 +364,8 @@ def check_prog_type(ctx: CheckContext) -> Iterable[Diagnostic]:
     if ctx.program.prog_type not in (ProgType.XDP, ProgType.SCHED_CLS):
         yield ctx.diag(Code.PROG_TYPE, Severity.ERROR, None,
                        f"program type {ctx.program.prog_type.name} cannot be offloaded",
-                       "only XDP and TC direct-action classifiers (SEC(\"xdp\"), SEC(\"tc\")) run on the NIC")
+                       "only XDP and TC direct-action classifiers (SEC(\"xdp\"), SEC(\"tc\")) run on the NIC",
+                       "(no message: BPF_PROG_LOAD with prog_ifindex fails with EINVAL for other program types)")
 
 
 def _map_uses(ctx: CheckContext) -> dict[int, list[tuple[int, int]]]:
@@ -341,7 +395,8 @@ def check_maps(ctx: CheckContext) -> Iterable[Diagnostic]:
         if m.type not in prof.map_types:
             hint = _MAP_HINTS.get(m.type, f"the NIC supports these map types: {supported_types}")
             yield ctx.diag(Code.MAP_TYPE, Severity.ERROR, None,
-                           f"map '{m.name}' has type {m.type.kernel_name}, which the NIC does not implement", hint)
+                           f"map '{m.name}' has type {m.type.kernel_name}, which the NIC does not implement", hint,
+                           _klog("map type not supported"))
             for pc, helper in uses.get(idx, []):
                 what = f"{ctx.helper_name(helper)} on" if helper else "reference to"
                 yield ctx.diag(Code.MAP_TYPE, Severity.NOTE, pc,
@@ -351,36 +406,49 @@ def check_maps(ctx: CheckContext) -> Iterable[Diagnostic]:
             yield ctx.diag(Code.MAP_FLAGS, Severity.ERROR, None,
                            f"map '{m.name}' has flags 0x{bad_flags:x} the NIC firmware does not accept",
                            "drop the map_flags (BPF_F_NO_PREALLOC, BPF_F_MMAPABLE, ...) for offloaded maps"
-                           + (f"; accepted mask is 0x{prof.map_flags:x}" if prof.map_flags else ""))
+                           + (f"; accepted mask is 0x{prof.map_flags:x}" if prof.map_flags else ""),
+                           _klog("map flags are not supported"))
         if m.key_size > prof.max_key_size:
             yield ctx.diag(Code.MAP_KEY_SIZE, Severity.ERROR, None,
                            f"map '{m.name}' key is {m.key_size} bytes, the NIC allows at most {prof.max_key_size}",
-                           "hash a long key down to a shorter one, or split the table")
+                           "hash a long key down to a shorter one, or split the table",
+                           _klog(f"map key size {m.key_size}, FW max is {prof.max_key_size}"))
         if m.value_size > prof.max_value_size:
             yield ctx.diag(Code.MAP_VALUE_SIZE, Severity.ERROR, None,
                            f"map '{m.name}' value is {m.value_size} bytes, the NIC allows at most "
                            f"{prof.max_value_size}",
-                           "split the value over two maps with the same key")
+                           "split the value over two maps with the same key",
+                           _klog(f"map value size {m.value_size}, FW max is {prof.max_value_size}"))
         entry = _round8(m.key_size) + _round8(m.value_size)
-        if (m.key_size <= prof.max_key_size and m.value_size <= prof.max_value_size
-                and entry > prof.max_entry_size):
+        if entry > prof.max_entry_size:  # the driver checks this first, whatever the key and value sizes
             yield ctx.diag(Code.MAP_ENTRY_SIZE, Severity.ERROR, None,
                            f"map '{m.name}' entry needs {entry} bytes (key {m.key_size} and value {m.value_size}, "
                            f"each rounded up to 8), the firmware limit is {prof.max_entry_size}",
-                           "shrink the key or the value")
+                           "shrink the key or the value",
+                           _klog(f"map elements too large: {entry}, FW max element size (key+value): "
+                                 f"{prof.max_entry_size}"))
         if m.max_entries > prof.max_entries_per_map:
             yield ctx.diag(Code.MAP_ENTRIES, Severity.ERROR, None,
                            f"map '{m.name}' has {m.max_entries} entries, the NIC allows at most "
-                           f"{prof.max_entries_per_map} per map", "lower max_entries")
+                           f"{prof.max_entries_per_map} per map", "lower max_entries",
+                           _klog(f"map with too many elements: {m.max_entries}, left: {prof.max_entries_per_map}"))
     total = sum(m.max_entries for m in maps)
     if total > prof.max_total_entries and all(m.max_entries <= prof.max_entries_per_map for m in maps):
+        used, first = 0, None  # the driver refuses the first map that no longer fits
+        for m in maps:
+            if prof.max_total_entries - used < m.max_entries:
+                first = (m.max_entries, prof.max_total_entries - used)
+                break
+            used += m.max_entries
         yield ctx.diag(Code.MAP_ENTRIES, Severity.ERROR, None,
                        f"the maps have {total} entries in total, the NIC holds at most {prof.max_total_entries}",
-                       "lower max_entries of the largest maps")
+                       "lower max_entries of the largest maps",
+                       _klog(f"map with too many elements: {first[0]}, left: {first[1]}") if first else None)
     if len(maps) > prof.max_maps:
         yield ctx.diag(Code.TOO_MANY_MAPS, Severity.ERROR, None,
                        f"the program uses {len(maps)} maps, the NIC allows at most {prof.max_maps}",
-                       "merge maps with the same key into one map with a larger value")
+                       "merge maps with the same key into one map with a larger value",
+                       _klog("too many maps for a device"))
 
 
 def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
@@ -396,7 +464,8 @@ def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
                 hint = ("the NIC fills no XDP metadata: read what you need from the packet or the host"
                         if kname and kname.startswith("bpf_xdp_metadata_") else "do this part in a host program")
                 yield ctx.diag(Code.KFUNC, Severity.ERROR, pc,
-                               f"call to kernel function {what}: kfuncs do not exist on the NIC", hint)
+                               f"call to kernel function {what}: kfuncs do not exist on the NIC", hint,
+                               _vlog(f"unsupported function id: {insn.imm}"))
             continue
         if insn.src == CallKind.LOCAL:
             if not prof.features.bpf_to_bpf_calls:
@@ -408,7 +477,8 @@ def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
         if hid == Helper.tail_call:
             if not prof.features.tail_calls:
                 yield ctx.diag(Code.TAIL_CALL, Severity.ERROR, pc, "bpf_tail_call is not offloadable",
-                               "call a BPF-to-BPF function (__noinline) or inline the next stage")
+                               "call a BPF-to-BPF function (__noinline) or inline the next stage",
+                               _vlog(f"unsupported function id: {hid}"))
             continue
         if not prof.helper_supported(hid):
             hint = _HELPER_HINTS.get(hid)
@@ -416,7 +486,8 @@ def check_calls(ctx: CheckContext) -> Iterable[Diagnostic]:
                 hint = "{name}: this NIC profile cannot move the packet boundaries; change the packet size in the host"
             hint = (hint or "the NIC firmware implements only {supported}").format(name=name, supported=supported)
             yield ctx.diag(Code.UNSUPPORTED_HELPER, Severity.ERROR, pc,
-                           f"helper {name} (id {hid}) is not available on the NIC", hint)
+                           f"helper {name} (id {hid}) is not available on the NIC", hint,
+                           _vlog(_HELPER_FW_MESSAGES.get(hid, f"unsupported function id: {hid}")))
 
 
 def _is_v4(insn: Insn) -> str | None:
@@ -434,6 +505,15 @@ def _is_v4(insn: Insn) -> str | None:
     return None
 
 
+def _v4_kernel(insn: Insn) -> str:
+    """What the driver says about a v4 form: ldsx, bswap and gotol have opcodes of their own it does
+    not know; movsx shares its opcode with mov, which the driver's opcode check lets through."""
+    if insn.is_alu and insn.alu_op == AluOp.MOV:
+        return (f"(no message: the driver checks only the opcode, {insn.code:#x}, which movsx shares with mov; "
+                "its JIT would move without sign extension)")
+    return _unsupported_opcode(insn.code)
+
+
 def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
     prof = ctx.profile
     feats = prof.features
@@ -442,12 +522,12 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
         if insn.code in ctx.unsupported_opcodes:
             yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
                            f"opcode 0x{insn.code:02x} has no NFP lowering",
-                           "rewrite this operation with simpler ALU instructions")
+                           "rewrite this operation with simpler ALU instructions", _unsupported_opcode(insn.code))
         v4 = _is_v4(insn)
         if v4 and not feats.v4_instructions:
             yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
                            f"{v4} is an eBPF v4 instruction the NIC does not execute",
-                           "compile with -mcpu=v3")
+                           "compile with -mcpu=v3", _v4_kernel(insn))
         if insn.cls == InsnClass.LD and insn.mode in (Mode.ABS, Mode.IND) and not feats.ld_abs:
             yield ctx.diag(Code.LD_ABS, Severity.ERROR, pc, "legacy ld_abs/ld_ind packet load",
                            "read the packet through ctx->data after a bounds check")
@@ -457,12 +537,14 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
                     and not feats.division_by_register):
                 yield ctx.diag(Code.DIV_OPERAND, Severity.ERROR, pc,
                                f"division by the negative constant {insn.imm} (read as {u32(insn.imm)} unsigned)",
-                               "the NIC divides by reciprocal multiplication of 32-bit values: use a positive divisor")
+                               "the NIC divides by reciprocal multiplication of 32-bit values: use a positive divisor",
+                               _vlog("divide by negative constant is not supported"))
         if (insn.is_alu and insn.alu_op == AluOp.MUL and insn.cls == InsnClass.ALU64 and not insn.source
                 and insn.imm < 0):
             yield ctx.diag(Code.MUL_OPERAND, Severity.ERROR, pc,
                            f"64-bit multiplication by the negative constant {insn.imm}: the NIC multiplies "
-                           "32-bit unsigned values", "multiply by the positive value and negate the result")
+                           "32-bit unsigned values", "multiply by the positive value and negate the result",
+                           _vlog("sign extended multiplicand won't be within u32 value range"))
 
 
 def check_wide_operands(ctx: CheckContext) -> Iterable[Diagnostic]:
@@ -474,16 +556,19 @@ def check_wide_operands(ctx: CheckContext) -> Iterable[Diagnostic]:
         op = insn.alu_op
         code = Code.MUL_OPERAND if op == AluOp.MUL else Code.DIV_OPERAND
         what = {AluOp.MUL: "multiplication", AluOp.DIV: "division", AluOp.MOD: "modulo"}[op]
+        bits = "64-bit" if insn.cls == InsnClass.ALU64 else "32-bit"
         if dst_max is not None and dst_max > 0xFFFF_FFFF:
             role = "multiplier" if op == AluOp.MUL else "dividend"
             yield ctx.diag(code, Severity.ERROR, pc,
-                           f"64-bit {what}: the {role} r{insn.dst} may exceed 32 bits (up to {dst_max:#x})",
-                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first")
+                           f"{bits} {what}: the {role} r{insn.dst} may exceed 32 bits (up to {dst_max:#x})",
+                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first",
+                           _vlog(f"{role} is not within u32 value range") if op != AluOp.MOD else None)
         if insn.source and src_max is not None and src_max > 0xFFFF_FFFF:
             role = "multiplicand" if op == AluOp.MUL else "divisor"
             yield ctx.diag(code, Severity.ERROR, pc,
-                           f"64-bit {what}: the {role} r{insn.src} may exceed 32 bits (up to {src_max:#x})",
-                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first")
+                           f"{bits} {what}: the {role} r{insn.src} may exceed 32 bits (up to {src_max:#x})",
+                           "the NIC multiplies 32-bit unsigned values: mask or bound the operand to 32 bits first",
+                           _vlog(f"{role} is not within u32 value range") if op != AluOp.MOD else None)
 
 
 def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable[Diagnostic]:
@@ -494,12 +579,16 @@ def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable
     if signed and not feats.signed_division:
         yield ctx.diag(Code.SIGNED_DIV, Severity.ERROR, pc,
                        f"signed {'division' if insn.alu_op == AluOp.DIV else 'modulo'} (v4 sdiv/smod)",
-                       "divide unsigned values (cast to __u32/__u64), handling the sign yourself")
+                       "divide unsigned values (cast to __u32/__u64), handling the sign yourself",
+                       _unsupported_opcode(insn.code) if insn.alu_op == AluOp.MOD else
+                       f"(no message: the driver checks only the opcode, {insn.code:#x}, which sdiv shares with div; "
+                       "its JIT would divide unsigned)")
         return
     if insn.alu_op == AluOp.MOD:
         if not feats.modulo:
             yield ctx.diag(Code.MOD, Severity.ERROR, pc, "modulo (%) is not offloadable",
-                           "for a power of two use & (n - 1); otherwise x - (x / c) * c with a constant c")
+                           "for a power of two use & (n - 1); otherwise x - (x / c) * c with a constant c",
+                           _unsupported_opcode(insn.code))
         elif by_reg and not known and not feats.modulo_by_register:
             yield ctx.diag(Code.MOD, Severity.ERROR, pc, "modulo by a register whose value is not a known constant",
                            "take the modulo of a constant")
@@ -507,7 +596,7 @@ def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable
     if by_reg and not known and not feats.division_by_register:
         yield ctx.diag(Code.DIV_BY_VARIABLE, Severity.ERROR, pc,
                        f"division by register r{insn.src}, whose value is not a known constant",
-                       "division by a register: divide by a constant or use a shift")
+                       "division by a register: divide by a constant or use a shift", _vlog("divisor is not constant"))
 
 
 def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
@@ -526,7 +615,8 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                 opname = AtomicOp(op).name.lower() if op in AtomicOp._value2member_map_ else hex(op)
                 yield ctx.diag(Code.ATOMIC_OP, Severity.ERROR, acc.pc,
                                f"atomic {opname} ({acc.size * 8}-bit): the NIC only has atomic add without fetch",
-                               "use __sync_fetch_and_add and ignore its result, or keep the logic in the host")
+                               "use __sync_fetch_and_add and ignore its result, or keep the logic in the host",
+                               _vlog(f"atomic op not implemented: {insn.imm}") if not is_add else None)
             if kind is None:
                 yield ctx.diag(Code.ATOMIC_TARGET, Severity.WARNING, acc.pc,
                                "cannot tell what this atomic operation's pointer points to",
@@ -534,12 +624,14 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
             elif kind != Kind.MAP_VALUE:
                 yield ctx.diag(Code.ATOMIC_TARGET, Severity.ERROR, acc.pc,
                                f"atomic operation on {_KIND_NAMES[kind]}: the NIC only does atomics on map values",
-                               "a plain load, add and store does the same on the stack or packet")
+                               "a plain load, add and store does the same on the stack or packet",
+                               _vlog(f"atomic add not to a map value pointer: {_reg_type(kind)}"))
         if acc.kind == AccessKind.STORE and kind == Kind.MAP_VALUE and not feats.map_value_write:
             yield ctx.diag(Code.MAP_VALUE_WRITE, Severity.ERROR, acc.pc,
                            f"store into a value of map '{ctx.map_name(base.map)}' through its pointer: the NIC "
                            "cannot write map values in place",
-                           "use bpf_map_update_elem with a copy on the stack, or __sync_fetch_and_add for counters")
+                           "use bpf_map_update_elem with a copy on the stack, or __sync_fetch_and_add for counters",
+                           _vlog("map writes not supported"))
         if acc.kind == AccessKind.LOAD and kind == Kind.CTX:
             field = _ctx_field(ctx, acc)
             allowed = prof.xdp_context_reads if xdp else prof.tc_context_reads
@@ -549,7 +641,7 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                 yield ctx.diag(Code.CTX_LOAD, Severity.ERROR, acc.pc,
                                f"reads {what}, which the NIC does not provide",
                                f"the NIC provides only {', '.join(sorted(allowed))}: "
-                               "derive the rest from the packet, or pass it in a map")
+                               "derive the rest from the packet, or pass it in a map", _NO_CTX_FIELD)
         if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
             queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
                             and acc.offset == XDP_QUEUE_SELECT and acc.size == 4)
@@ -563,17 +655,21 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                                f"store to the context at {where} ({acc.size} bytes)",
                                "the only context field an offloaded program may write is xdp_md.rx_queue_index "
                                "(queue select)" if xdp and feats.queue_select else
-                               "offloaded programs cannot write the context: keep the value in a map")
+                               "offloaded programs cannot write the context: keep the value in a map",
+                               _vlog("queue selection not supported by FW") if xdp and acc.offset == XDP_QUEUE_SELECT
+                               else _vlog("unsupported store to context field"))
         if kind == Kind.STACK and acc.offset is None:
             yield ctx.diag(Code.VARIABLE_STACK_POINTER, Severity.ERROR, acc.pc,
                            "stack access through a pointer whose offset is not the same constant on every path",
-                           "index stack arrays with constants, or move the array into an ARRAY map")
+                           "index stack arrays with constants, or move the array into an ARRAY map",
+                           _vlog("variable ptr stack access"))
         if kind == Kind.PACKET:
             yield from _check_split(ctx, acc)
     for pc in ctx.tracked.mixed_pointers:
         yield ctx.diag(Code.MIXED_POINTER, Severity.ERROR, pc,
                        "this instruction reaches different kinds of memory on different paths",
-                       "the NIC compiles each load and store for one kind of memory: give each path its own access")
+                       "the NIC compiles each load and store for one kind of memory: give each path its own access",
+                       _vlog("ptr type changed for instruction %d -> %d"))
 
 
 def _ctx_field(ctx: CheckContext, acc):
@@ -589,6 +685,9 @@ def _ctx_field(ctx: CheckContext, acc):
     return None
 
 
+_SPLIT_MESSAGE = _extack("BPF offload not supported with potential packet access beyond HW packet split boundary")
+
+
 def _check_split(ctx: CheckContext, acc) -> Iterable[Diagnostic]:
     split = ctx.profile.packet_split
     hint = f"the NIC's packet buffer holds the first {split} bytes: parse less deep"
@@ -597,11 +696,13 @@ def _check_split(ctx: CheckContext, acc) -> Iterable[Diagnostic]:
         return
     if lo + acc.size > split:
         yield ctx.diag(Code.PACKET_SPLIT, Severity.ERROR, acc.pc,
-                       f"packet bytes {lo}..{lo + acc.size - 1} lie beyond the packet split boundary at {split}", hint)
+                       f"packet bytes {lo}..{lo + acc.size - 1} lie beyond the packet split boundary at {split}", hint,
+                       _SPLIT_MESSAGE)
     elif hi + acc.size > split:
-        yield ctx.diag(Code.PACKET_SPLIT, Severity.WARNING, acc.pc,
+        # the verifier's max_pkt_offset takes the highest offset the access may reach: refused
+        yield ctx.diag(Code.PACKET_SPLIT, Severity.ERROR, acc.pc,
                        f"packet access at offsets {lo}..{hi} ({acc.size} bytes) may reach beyond the packet split "
-                       f"boundary at {split}", hint)
+                       f"boundary at {split}", hint, _SPLIT_MESSAGE)
 
 
 _KIND_NAMES = {
@@ -656,9 +757,9 @@ _SAVED_REGS = 32  # ... and R6-R9 (low words) when it writes them
 
 
 def _writes_callee_saved(insn: Insn) -> bool:
-    if not 6 <= insn.dst <= 9:
-        return False
-    return insn.is_alu or insn.is_ld_imm64 or insn.cls == InsnClass.LDX
+    """The driver pushes R6-R9 for a callee with any instruction naming one of them as dst (a store's
+    base and a compare's left side too, not only writes)."""
+    return 6 <= insn.dst <= 9
 
 
 def stack_usage(ctx: CheckContext) -> int:
@@ -704,7 +805,8 @@ def check_stack(ctx: CheckContext) -> Iterable[Diagnostic]:
     if used > ctx.profile.stack_size:
         yield ctx.diag(Code.STACK_SIZE, Severity.ERROR, None,
                        f"the program needs {used} bytes of stack, the NIC has {ctx.profile.stack_size}",
-                       "move large buffers into a per-queue ARRAY map entry")
+                       "move large buffers into a per-queue ARRAY map entry",
+                       _vlog(f"stack too large: program {used}B > FW stack {ctx.profile.stack_size}B"))
 
 
 # NFP instructions per eBPF instruction, by kind: a rough model of the lowering used only until the
@@ -748,18 +850,19 @@ def check_length(ctx: CheckContext) -> Iterable[Diagnostic]:
         if ctx.nfp_insn_count > store:
             yield ctx.diag(Code.PROGRAM_TOO_LONG, Severity.ERROR, None,
                            f"the program is {ctx.nfp_insn_count} NFP instructions, the instruction store holds {store}",
-                           "split the program, or move rare paths to the host (XDP_PASS)")
+                           "split the program, or move rare paths to the host (XDP_PASS)", _extack("program too long"))
         return
     est = estimate_nfp_insns(ctx.program)
     if est > store:
         yield ctx.diag(Code.PROGRAM_TOO_LONG, Severity.ERROR, None,
                        f"the program is an estimated {est} NFP instructions ({len(ctx.program.insns)} eBPF "
                        f"instructions, estimate), the instruction store holds {store}",
-                       "split the program, or move rare paths to the host (XDP_PASS)")
+                       "split the program, or move rare paths to the host (XDP_PASS)", _extack("program too long"))
 
 
 def check_exits(ctx: CheckContext) -> Iterable[Diagnostic]:
     prog = ctx.program
+    prof = ctx.profile
     starts = _function_starts(prog)
     entry = prog.pcs[0] if prog.pcs else 0
     for pc, r0 in ctx.tracked.exits:
@@ -767,25 +870,36 @@ def check_exits(ctx: CheckContext) -> Iterable[Diagnostic]:
             continue  # a BPF-to-BPF callee's return value is not the verdict
         values = r0.possible_values() if r0 is not None else None
         if prog.prog_type == ProgType.XDP:
+            # the driver takes any XDP return value; its JIT turns the unknown ones into XDP_ABORTED
+            carried = ", ".join(a.kernel_name for a in sorted(prof.xdp_actions))
             for action in sorted({v & 0xFFFF_FFFF for v in values or ()}):
-                if action == XdpAction.REDIRECT:
-                    yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc, _may(values) + "XDP_REDIRECT",
-                                   "offloaded programs can only PASS, DROP, TX or ABORT: redirect from a host "
-                                   "program")
-                elif action > XdpAction.REDIRECT:
-                    yield ctx.diag(Code.EXIT_ACTION, Severity.WARNING, pc,
-                                   f"{_may(values)}{action}, which is no XDP action: the NIC drops the packet "
-                                   "as XDP_ABORTED", "return XDP_PASS, XDP_DROP, XDP_TX or XDP_ABORTED")
+                if action in prof.xdp_actions:
+                    continue
+                name = XdpAction(action).kernel_name if action in XdpAction._value2member_map_ else str(action)
+                what = "which the NIC does not carry out" if action in XdpAction._value2member_map_ else \
+                    "which is no XDP action"
+                yield ctx.diag(Code.EXIT_ACTION, Severity.WARNING, pc,
+                               f"{_may(values)}{name}, {what}: the NIC drops the packet as XDP_ABORTED",
+                               f"return one of {carried}" + (
+                                   "; redirect from a host program" if action == XdpAction.REDIRECT else ""),
+                               "(no message: the driver accepts every XDP return value; its JIT turns any above "
+                               "XDP_TX into XDP_ABORTED)")
         elif prog.prog_type == ProgType.SCHED_CLS:
-            hint = "return TC_ACT_SHOT to drop, TC_ACT_UNSPEC (-1) to hand the packet on; the NIC has no other verdicts"
+            accepted = sorted(prof.tc_actions)
+            hint = ("return " + ", ".join(a.kernel_name for a in accepted) + (", " if accepted else "")
+                    + "or TC_ACT_UNSPEC (-1) to hand the packet on; the NIC has no other verdicts")
             if values is None:
-                yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc,
-                               "the TC verdict is not a constant the NIC can map to an action", hint)
+                if not prof.features.tc_variable_verdict:
+                    yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc,
+                                   "the TC verdict is not a constant the NIC can map to an action", hint,
+                                   _vlog("unsupported exit state: 1, var_off: %s"))
                 continue
             for value in sorted(values):
-                if value <= TcAction.REDIRECT and value not in (TcAction.SHOT, TcAction.STOLEN, TcAction.QUEUED):
+                unsigned = value & 0xFFFF_FFFF_FFFF_FFFF
+                if unsigned <= TcAction.REDIRECT and TcAction(unsigned) not in prof.tc_actions:
                     yield ctx.diag(Code.EXIT_ACTION, Severity.ERROR, pc,
-                                   f"{_may(values)}{TcAction(value).kernel_name}, which the NIC cannot carry out", hint)
+                                   f"{_may(values)}{TcAction(unsigned).kernel_name}, which the NIC cannot carry out",
+                                   hint, _vlog(f"unsupported exit state: 1, imm: {unsigned:x}"))
 
 
 def _may(values) -> str:
@@ -800,31 +914,62 @@ _KEY_ARGS = {  # helper -> (argument index, what it is) that must point into the
 _BPF_F_CURRENT_CPU = 0xFFFF_FFFF
 
 
+_DRIVER_NAMES = {Helper.map_lookup_elem: "map_lookup", Helper.map_update_elem: "map_update",
+                 Helper.map_delete_elem: "map_delete", Helper.perf_event_output: "event_output"}
+_EVENT_DATA_KINDS = (Kind.SCALAR, Kind.STACK, Kind.MAP_VALUE, Kind.PACKET)  # r4 of bpf_perf_event_output
+
+
+def _stack_arg(ctx: CheckContext, call, index: int, what: str, name: str) -> Iterable[Diagnostic]:
+    """The driver's rule for a helper's stack argument: the stack, at a constant, 4-byte aligned offset."""
+    v = call.args[index]
+    if v is None:
+        return
+    fname = _DRIVER_NAMES[call.helper]
+    if v.kind != Kind.STACK or v.off is None:
+        where = _KIND_NAMES[v.kind] if v.kind != Kind.STACK else "the stack at a variable offset"
+        yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
+                       f"{name}: the {what} (r{index + 1}) points to {where}; the NIC takes {what}s "
+                       "only from a fixed stack slot",
+                       f"copy the {what} into a local variable and pass its address",
+                       _vlog(f"{fname}: unsupported ptr type {_reg_type(v.kind)}") if v.kind != Kind.STACK
+                       else _vlog(f"{fname}: variable pointer"))
+    elif -v.off % 4 and not ctx.profile.features.unaligned_stack_args:
+        yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
+                       f"{name}: the {what} (r{index + 1}) is at stack offset {v.off}, which is not 4-byte aligned",
+                       f"align the {what} variable to 4 bytes (__attribute__((aligned(4))), or a __u32 member first)",
+                       _vlog(f"{fname}: unaligned stack pointer {-v.off}"))
+
+
 def check_helper_args(ctx: CheckContext) -> Iterable[Diagnostic]:
     for call in ctx.tracked.calls:
         if not ctx.profile.helper_supported(call.helper):
             continue
         name = ctx.helper_name(call.helper)
         for index, what in _KEY_ARGS.get(call.helper, ()):
-            v = call.args[index]
-            if v is None:
-                continue
-            if v.kind != Kind.STACK or v.off is None:
-                where = _KIND_NAMES[v.kind] if v.kind != Kind.STACK else "the stack at a variable offset"
-                yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
-                               f"{name}: the {what} (r{index + 1}) points to {where}; the NIC takes {what}s "
-                               "only from a fixed stack slot",
-                               f"copy the {what} into a local variable and pass its address")
+            yield from _stack_arg(ctx, call, index, what, name)
         if call.helper == Helper.perf_event_output:
             flags = call.args[2]
             if flags is None or flags.kind != Kind.SCALAR or flags.off is None or \
                     flags.off & _BPF_F_CURRENT_CPU != _BPF_F_CURRENT_CPU:
+                known = flags is not None and flags.kind == Kind.SCALAR and flags.off is not None
                 yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
                                f"{name}: flags (r3) must be the constant BPF_F_CURRENT_CPU",
-                               "the NIC delivers events to whichever CPU reads its control queue")
+                               "the NIC delivers events to whichever CPU reads its control queue",
+                               _vlog("event_output: must use BPF_F_CURRENT_CPU, var_off: "
+                                     + (f"(0x{flags.off & (1 << 64) - 1:x}; 0x0)" if known else "%s")))
+            data = call.args[3]
+            if data is not None and data.kind not in _EVENT_DATA_KINDS:
+                yield ctx.diag(Code.HELPER_ARG, Severity.ERROR, call.pc,
+                               f"{name}: the data (r4) points to {_KIND_NAMES[data.kind]}; the NIC sends events "
+                               "from the stack, a map value or the packet",
+                               "copy the data into a local variable and pass its address",
+                               _vlog(f"event_output: unsupported ptr type: {_reg_type(data.kind)}"))
+            elif data is not None and data.kind == Kind.STACK:
+                yield from _stack_arg(ctx, call, 3, "data", name)
             yield ctx.diag(Code.HELPER_ARG, Severity.NOTE, call.pc,
                            f"{name} is asynchronous on the NIC: it reports success even when the event is "
-                           "later dropped, and events may arrive reordered", None)
+                           "later dropped, and events may arrive reordered", None,
+                           _vlog("warning: return codes and behavior of event_output helper differ for offload!"))
 
 
 _USE_NAMES = {AccessKind.LOAD: "read", AccessKind.ATOMIC: "updated atomically"}
@@ -840,7 +985,8 @@ def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
         if acc.offset is None:
             yield ctx.diag(Code.MAP_VALUE_OFFSET, Severity.ERROR, acc.pc,
                            f"map '{ctx.map_name(base.map)}' value accessed at a variable offset",
-                           "index map values with constants (unroll the loop), or use one map entry per index")
+                           "index map values with constants (unroll the loop), or use one map entry per index",
+                           _vlog("map value offset is variable"))
             continue
         start, end = acc.offset, acc.offset + acc.size
         for word in range(start // 4, (end + 3) // 4):
@@ -851,11 +997,14 @@ def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
         if len(uses) < 2 or (m, uses[AccessKind.ATOMIC]) in reported:
             continue
         reported.add((m, uses[AccessKind.ATOMIC]))
+        first, second = sorted(uses, key=uses.get)  # the verifier meets them in program order
+        names = {AccessKind.LOAD: "read", AccessKind.ATOMIC: "atomic"}
         yield ctx.diag(Code.MAP_VALUE_USE, Severity.ERROR, uses[AccessKind.ATOMIC],
                        f"map '{ctx.map_name(m)}' value bytes {word * 4}..{word * 4 + 3} are updated atomically "
                        f"here and also read (insn {uses[AccessKind.LOAD]}): the NIC keeps atomic counters in a "
                        "form the program cannot read",
-                       "read counters from the host, and keep values the program reads in other words")
+                       "read counters from the host, and keep values the program reads in other words",
+                       _vlog(f"map value use type conflict {names[first]} vs {names[second]} off: {word * 4}"))
 
 
 def check_analysis(ctx: CheckContext) -> Iterable[Diagnostic]:
