@@ -36,14 +36,10 @@ from nfpjit.bits import MASK32
 from nfpjit.isa.image import RelocKind
 from nfpjit.isa.operands import GprBoth, Gpr, Imm, LMem, NN, NoDest, Xfer, XferSide, Bank
 from nfpjit.isa.sim.firmware import (
-    ARG_DELTA,
-    ARG_FLAGS,
-    ARG_KEY,
-    ARG_MAP_ID,
-    ARG_VALUE,
     RESULT_HI,
     RESULT_LO,
     RETURN_ADDRESS_REG,
+    ROUTINE_ABI,
     ROUTINE_ADDRESSES,
     Routine,
 )
@@ -311,36 +307,31 @@ def def_use(ins: Instruction) -> DefUse:
 
 # -- firmware calls ---------------------------------------------------------------------------
 
-_ARG_BITS = {
-    Routine.MAP_LOOKUP: (ARG_MAP_ID, ARG_KEY),
-    Routine.MAP_UPDATE: (ARG_MAP_ID, ARG_KEY, ARG_VALUE, ARG_FLAGS, Gpr(Bank.A, ARG_FLAGS.index + 1)),
-    Routine.MAP_DELETE: (ARG_MAP_ID, ARG_KEY),
-    Routine.ADJUST_HEAD: (ARG_DELTA,),
-    Routine.ADJUST_HEAD_FAST: (ARG_DELTA,),
-    Routine.ADJUST_TAIL: (ARG_DELTA,),
-    Routine.GET_PRANDOM: (),
-}
-#: R1..R5 (GPRs 2..11, both banks): the ABI lets a routine change them
-_ARG_CLOBBERS = sum(both(n) for n in range(2, 12))
-
-
 def routine_def_use(symbol: str | None) -> DefUse:
     """The firmware routine ``symbol`` (``fw_map_lookup`` ...) as an instruction: what it reads and writes.
 
-    It reads its arguments from the A bank, the return address a30, local memory (keys, values)
-    and the packet/map state; it writes R0 in both banks; R1..R5, the condition codes, prev, the
-    multiplier and the transfer registers are left undefined (the ABI promises nothing about them).
-    An unknown symbol reads and clobbers everything.
+    From the routine's :data:`~nfpjit.isa.sim.firmware.ROUTINE_ABI`: it reads its arguments from the
+    A bank and the return address a30 (map and packet routines also local memory and the packet/map
+    state); it writes its results in both banks (R0 for the helper-call routines); its clobbered
+    registers (R1..R5 for those), the condition codes, prev, the multiplier and the transfer
+    registers are left undefined (the ABI promises nothing about them).  An unknown symbol reads and
+    clobbers everything.
     """
     address = ROUTINE_ADDRESSES.get(symbol or "")
     if address is None:
         return DefUse(ALL, 0, ALL, int(Effect.CALL | Effect.MEMORY))
-    uses = 1 << gpr_loc(RETURN_ADDRESS_REG) | BIT_LM | BIT_MEM | BIT_CSR
-    for reg in _ARG_BITS[Routine(address)]:
+    abi = ROUTINE_ABI[Routine(address)]
+    uses = 1 << gpr_loc(RETURN_ADDRESS_REG)
+    for reg in abi.args:
         uses |= 1 << gpr_loc(reg)
-    defs = R0_REGS
-    clobbers = defs | _ARG_CLOBBERS | BIT_CC | BIT_PREV | BIT_MUL | XIN_ALL | XOUT_ALL | BIT_MEM | BIT_CSR
-    return DefUse(uses, defs, clobbers, int(Effect.CALL | Effect.MEMORY))
+    defs = sum(both(n) for n in abi.results)
+    clobbers = defs | sum(both(n) for n in abi.clobbers) | BIT_CC | BIT_PREV | BIT_MUL | XIN_ALL | XOUT_ALL
+    effects = Effect.CALL
+    if abi.memory:
+        uses |= BIT_LM | BIT_MEM | BIT_CSR
+        clobbers |= BIT_MEM | BIT_CSR
+        effects |= Effect.MEMORY
+    return DefUse(uses, defs, clobbers, int(effects))
 
 
 #: effects as plain ints for the hot paths

@@ -183,10 +183,17 @@ def test_division_by_a_register_the_analysis_proves_constant(op):
             check(f"lddw r1, {_h(a)}\nlddw r2, {_h(k)}\n{op} r1, r2\nmov r0, r1\nexit\n", analysis="real")
 
 
-def test_division_by_an_unknown_register_is_unsupported():
+def test_division_by_an_unknown_register_calls_the_firmware():
+    # the values are in tests/test_jit_divmod.py; here: the lowering calls fw_divide, and the real
+    # card's profile still refuses the program
+    import nfpjit
+
     program = assemble("mov r1, 100\nmov r2, r1\ndiv r1, r2\nmov r0, r1\nexit\n")
-    with pytest.raises(UnsupportedError, match="not a known constant"):
-        lower(program, OPAQUE)
+    relocs = [m.reloc.symbol for m in lower(program, OPAQUE).instructions() if m.reloc is not None]
+    assert relocs == ["fw_divide"]
+    divide = assemble(".type xdp\ncall get_prandom_u32\nmov r2, r0\nmov r0, 100\ndiv r0, r2\nexit\n")
+    assert nfpjit.check(divide).ok
+    assert nfpjit.check(divide, profile="nfp-kernel").codes == {"div-by-variable"}
 
 
 def _uses_mode(mode):

@@ -31,6 +31,12 @@ fw_adjust_head         14       FIRMWARE     adjust_head, general path (delta ch
 fw_adjust_head_fast    5        FIRMWARE     adjust_head fast path (JIT proved the delta constant)
 fw_adjust_tail         14       FIRMWARE     adjust_tail
 fw_get_prandom         4        FIRMWARE     get_prandom_u32
+fw_divide              12       FIRMWARE     division/modulo by a register: call, operand signs and
+                                             magnitudes, the zero-divisor check, result sign
+fw_divide_step32       3        FIRMWARE     per quotient bit of a 32-bit division (shift, subtract,
+                                             select: bitlen(|n|) - bitlen(|d|) + 1 steps, 0 if negative)
+fw_divide_step64       6        FIRMWARE     per quotient bit of a 64-bit division (every step works
+                                             on word pairs with carries)
 =====================  =======  ===========  ==========================================================
 
 A command issued with ``ctx_swap`` waits for completion: its memory cost
@@ -77,6 +83,9 @@ CYCLES = MappingProxyType({
     "fw_adjust_head_fast": 5,
     "fw_adjust_tail": 14,
     "fw_get_prandom": 4,
+    "fw_divide": 12,
+    "fw_divide_step32": 3,
+    "fw_divide_step64": 6,
 })
 
 DEFAULT_MAP_CACHE_SIZE = 16      # entries of the NIC-side map lookup cache (LRU)

@@ -23,15 +23,27 @@ the routine reads the A bank, results are written to both banks)::
 
 Registers a2..a11/b2..b11 (R1..R5) are clobbered by the convention; the
 simulator happens to leave them unchanged, which code must not rely on.
+
+Arithmetic routines (``fw_divide``) keep the eBPF registers: they take their operands in scratch
+GPRs and return the result there (:data:`ROUTINE_ABI` says, per routine, what it reads, writes and
+clobbers; the machine-level passes derive their view of a call from it)::
+
+    a23:a22       dividend (high:low)         -> result, both banks (quotient or remainder)
+    a25:a24       divisor (high:low)
+    a26           mode: bit 0 modulo, bit 1 signed, bit 2 64-bit (else the low words only)
+
+Routine addresses: map routines from FIRMWARE_BASE + 0, helper routines from
+FIRMWARE_BASE + 0x40 (two ranges, so that routines added for maps and for helpers never collide).
 """
 
 from __future__ import annotations
 
 import errno
 from collections import OrderedDict
+from dataclasses import dataclass
 from enum import IntEnum
 
-from nfpjit.bits import join64, lo32, hi32, s32, u64
+from nfpjit.bits import MASK32, join64, lo32, hi32, s32, s64, u64
 from nfpjit.errors import UsageError
 from nfpjit.isa.operands import Bank, Gpr
 
@@ -50,6 +62,9 @@ ARG_FLAGS = Gpr(Bank.A, 8)
 RETURN_ADDRESS_REG = Gpr(Bank.A, 30)
 RESULT_LO = 0      # a0/b0
 RESULT_HI = 1      # a1/b1
+#: fw_divide: dividend low/high (and the result), divisor low/high, mode
+DIV_ARGS = tuple(Gpr(Bank.A, n) for n in (22, 23, 24, 25, 26))
+DIV_MOD, DIV_SIGNED, DIV_WIDE = 1, 2, 4
 
 
 class Routine(IntEnum):
@@ -62,6 +77,8 @@ class Routine(IntEnum):
     ADJUST_HEAD_FAST = FIRMWARE_BASE + 4
     ADJUST_TAIL = FIRMWARE_BASE + 5
     GET_PRANDOM = FIRMWARE_BASE + 6
+    # helper routines (from FIRMWARE_BASE + 0x40)
+    DIVIDE = FIRMWARE_BASE + 0x40
 
     @property
     def symbol(self) -> str:
@@ -71,6 +88,30 @@ class Routine(IntEnum):
 
 #: the routine addresses of this (simulated) port, by symbol name, for image.relocate()
 ROUTINE_ADDRESSES = {r.symbol: int(r) for r in Routine}
+
+
+@dataclass(frozen=True)
+class RoutineAbi:
+    """What one routine reads and writes: A-bank argument registers, GPRs it writes (both banks),
+    GPRs it leaves undefined (both banks).  Every routine also reads the return address (a30), and
+    may change the condition codes, ``prev``, the multiplier and the transfer registers."""
+
+    args: tuple[Gpr, ...]
+    results: tuple[int, ...] = (RESULT_LO, RESULT_HI)
+    clobbers: tuple[int, ...] = tuple(range(2, 12))      # R1..R5
+    memory: bool = True                                   # reads/writes LM, packet, maps or CSRs
+
+
+ROUTINE_ABI = {
+    Routine.MAP_LOOKUP: RoutineAbi((ARG_MAP_ID, ARG_KEY)),
+    Routine.MAP_UPDATE: RoutineAbi((ARG_MAP_ID, ARG_KEY, ARG_VALUE, ARG_FLAGS, Gpr(Bank.A, ARG_FLAGS.index + 1))),
+    Routine.MAP_DELETE: RoutineAbi((ARG_MAP_ID, ARG_KEY)),
+    Routine.ADJUST_HEAD: RoutineAbi((ARG_DELTA,)),
+    Routine.ADJUST_HEAD_FAST: RoutineAbi((ARG_DELTA,)),
+    Routine.ADJUST_TAIL: RoutineAbi((ARG_DELTA,)),
+    Routine.GET_PRANDOM: RoutineAbi(()),
+    Routine.DIVIDE: RoutineAbi(DIV_ARGS, results=(22, 23), clobbers=(24, 25, 26), memory=False),
+}
 
 
 class MapCache:
@@ -197,6 +238,52 @@ def get_prandom(m) -> None:
     _set_result(m, m.rng.getrandbits(32))
 
 
+# -- helper routines ---------------------------------------------------------------------------
+
+
+def divide_steps(n: int, d: int) -> int:
+    """Quotient bits a shift-subtract divider works through: |n| and |d| as unsigned magnitudes."""
+    if d == 0:
+        return 0
+    return max(0, n.bit_length() - d.bit_length() + 1)
+
+
+def divide_value(n_lo: int, n_hi: int, d_lo: int, d_hi: int, mode: int) -> tuple[int, int]:
+    """(result as a 64-bit value, quotient bits worked) of fw_divide, with eBPF's rules:
+    x / 0 = 0, x % 0 = x, INT_MIN / -1 = INT_MIN, INT_MIN % -1 = 0 (truncating division)."""
+    wide = mode & DIV_WIDE
+    if wide:
+        n, d = join64(n_lo, n_hi), join64(d_lo, d_hi)
+    else:
+        n, d = n_lo & MASK32, d_lo & MASK32
+    signed = mode & DIV_SIGNED
+    if signed:
+        n, d = (s64(n), s64(d)) if wide else (s32(n), s32(d))
+    na, da = abs(n), abs(d)
+    steps = divide_steps(na, da)
+    if d == 0:
+        value = 0 if not mode & DIV_MOD else n
+    elif mode & DIV_MOD:
+        r = na % da
+        value = -r if n < 0 else r
+    else:
+        q = na // da
+        value = -q if (n < 0) != (d < 0) else q
+    value = u64(value)
+    return (value if wide else value & MASK32), steps
+
+
+def divide(m) -> None:
+    a = [m.gpr_a[r.index] for r in DIV_ARGS]
+    mode = a[4]
+    value, steps = divide_value(a[0], a[1], a[2], a[3], mode)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_divide"]
+             + steps * CYCLES["fw_divide_step64" if mode & DIV_WIDE else "fw_divide_step32"])
+    lo_reg, hi_reg = DIV_ARGS[0].index, DIV_ARGS[1].index
+    m.gpr_a[lo_reg] = m.gpr_b[lo_reg] = lo32(value)
+    m.gpr_a[hi_reg] = m.gpr_b[hi_reg] = hi32(value)
+
+
 ROUTINES = {
     Routine.MAP_LOOKUP: map_lookup,
     Routine.MAP_UPDATE: map_update,
@@ -205,4 +292,5 @@ ROUTINES = {
     Routine.ADJUST_HEAD_FAST: adjust_head_fast,
     Routine.ADJUST_TAIL: adjust_tail,
     Routine.GET_PRANDOM: get_prandom,
+    Routine.DIVIDE: divide,
 }

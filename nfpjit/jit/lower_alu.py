@@ -14,10 +14,10 @@ or mask for powers of two and reciprocal multiplication (Granlund and
 Montgomery's round-up method with a 33-bit multiplier) otherwise; signed
 forms divide the magnitudes and fix the sign.  A 64-bit dividend the
 analysis cannot bound to 32 bits is divided by a 64-step shift-subtract
-loop (the default profile rejects such programs; the permissive one does
-not).  Division by a register is
-lowered only when the analysis proves the register constant (the capability
-report rejects the other cases).  Byte swaps are two
+loop.  Division and modulo by a register of unknown value (32 or 64 bits,
+signed or unsigned) call the firmware's ``fw_divide`` routine, whose cost
+grows with the quotient's bits; a register the analysis proves constant is
+divided as a constant.  Byte swaps are two
 ``ld_field`` rotates per word (a 16-bit swap in place: no scratch copy).
 
 With the ``subreg`` pass (``nfpjit.passes.subreg``) an ALU64 operation its plan proves
@@ -263,15 +263,45 @@ def _div32(ctx: LowerCtx, out: G, x: G, d: int, *, mod: bool, signed: bool) -> N
     e.alu(AluOp.SUB, out, t, sign)
 
 
-def _divisor(ctx: LowerCtx, insn: Insn) -> int:
-    """The constant divisor: the immediate (sign-extended to 64 bits), or a register the analysis proves constant."""
+def _divisor(ctx: LowerCtx, insn: Insn) -> int | None:
+    """The constant divisor: the immediate (sign-extended to 64 bits), or a register the analysis proves
+    constant; None for a register of unknown value (the firmware's divide routine)."""
     if insn.source == Source.K:
         return u64(insn.imm)
     f = ctx.facts
     if f is None or f.src_const is None:
-        raise ctx.unsupported(f"division by register r{insn.src}, whose value is not a known constant",
-                              hint="the NIC divides by constants only (reciprocal multiplication)")
+        return None
     return u64(f.src_const)
+
+
+def _div_routine(ctx: LowerCtx, insn: Insn, *, wide: bool) -> None:
+    """dst = dst (/ or %) src by the firmware's ``fw_divide`` (divisor not a known constant).
+
+    The operands go to the routine's scratch argument registers (a22..a26) and the result comes
+    back in g22/g23, so no eBPF register is disturbed; the routine's cost grows with the quotient's
+    bits (isa/sim/cycles.py).  A 32-bit operation passes the low words only; its result's high word
+    is zeroed like every ALU32 result.
+    """
+    from nfpjit.isa.sim.firmware import DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, Routine  # noqa: PLC0415
+
+    from .lower_call import call_routine  # noqa: PLC0415 - lower_call imports this module
+
+    e = ctx.emit
+    nl, nh, dl, dh, mode = (G(r.index) for r in DIV_ARGS)
+    e.mov(nl, lo(insn.dst))
+    e.mov(dl, lo(insn.src))
+    if wide:
+        e.mov(nh, hi(insn.dst))
+        e.mov(dh, hi(insn.src))
+    e.const(mode, (DIV_MOD if insn.alu_op == EAlu.MOD else 0) | (DIV_SIGNED if insn.off == 1 else 0)
+            | (DIV_WIDE if wide else 0))
+    call_routine(ctx, ctx.pc, Routine.DIVIDE)
+    e.mov(lo(insn.dst), nl)
+    if wide:
+        if not _hi_dead(ctx, insn):
+            e.mov(hi(insn.dst), nh)
+    else:
+        _zext(ctx, insn)
 
 
 def _unread(ctx: LowerCtx, insn: Insn) -> bool:
@@ -315,7 +345,11 @@ def _alu32(ctx: LowerCtx, pc: int, insn: Insn) -> None:
     elif op == EAlu.MUL:
         _mul32(ctx, insn)
     elif op in (EAlu.DIV, EAlu.MOD):
-        _div32(ctx, d, d, _divisor(ctx, insn) & MASK32, mod=op == EAlu.MOD, signed=insn.off == 1)
+        k = _divisor(ctx, insn)
+        if k is None:
+            _div_routine(ctx, insn, wide=False)
+            return
+        _div32(ctx, d, d, k & MASK32, mod=op == EAlu.MOD, signed=insn.off == 1)
     elif op == EAlu.END:
         _end(ctx, insn)
         return
@@ -643,6 +677,9 @@ def _div64(ctx: LowerCtx, insn: Insn) -> None:
     mod = insn.alu_op == EAlu.MOD
     signed = insn.off == 1
     d = _divisor(ctx, insn)
+    if d is None:
+        _div_routine(ctx, insn, wide=True)
+        return
     d = s64(d) if signed else d
     f = ctx.facts
     st = f.regs[insn.dst] if f is not None and f.regs else None

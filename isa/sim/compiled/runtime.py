@@ -26,6 +26,8 @@ import random
 
 from llvmlite import ir
 
+from ..firmware import Routine
+
 # -- context slots (i64 each) -------------------------------------------------------------------------
 C_LM, C_CTM, C_IMEM, C_CLS, C_TABLES, C_NTABLES = 0, 1, 2, 3, 4, 5
 C_BUDGET, C_RAW, C_RAW_LEN, C_PKT_LEN_IN, C_RXQ, C_IFINDEX = 6, 7, 8, 9, 10, 11
@@ -46,8 +48,8 @@ R_STATUS, R_ACTION, R_R0, R_CYCLES, R_INSNS, R_PKT_ADDR, R_PKT_LEN = 0, 1, 2, 3,
 R_FSITE, R_FPC, R_AUX0, R_AUX1, R_MEM, R_A30 = 7, 8, 9, 10, 11, 12
 R_HITS, R_MISSES, R_DIRTY = 13, 14, 15
 R_USAGE = 16                      # 9 resources x (accesses, cycles)
-R_CALLS = 34                      # 7 firmware routines
-R_SIZE = 41
+R_CALLS = 34                      # one count per firmware routine (firmware.Routine)
+R_SIZE = R_CALLS + len(Routine)
 CTX_SIZE = C_R + R_SIZE + 8
 
 STATUS_HALT, STATUS_FAULT, STATUS_HANDOFF = 0, 1, 2

@@ -29,7 +29,7 @@ from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr,
 from nfpjit.isa.table import ShiftKind, Width
 
 from ..cycles import CYCLES, Resource
-from ..firmware import FIRMWARE_BASE, RETURN_ADDRESS_REG, Routine
+from ..firmware import DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE, RETURN_ADDRESS_REG, Routine
 from ..memory import CTM_BASE, CTM_BUFFER_SIZE, EMEM_MAP_BASE, ETH_HLEN, FRAME_RESERVED, HEADROOM, LM_SIZE, SCRATCH_SIZE
 from ..result import FaultKind
 from . import runtime as rt
@@ -1037,12 +1037,52 @@ class _Gen:
         elif routine == Routine.GET_PRANDOM:
             self.charge(Resource.FIRMWARE, CYCLES["fw_get_prandom"])
             self.set_result(b.zext(b.call(self.fns["rng_next"], [self.ctx]), i64))
+        elif routine == Routine.DIVIDE:
+            self.divide()
         else:
             raise Untranslatable(f"routine {routine.name}")
         self.flush()
         self.fault_if(b.icmp_signed(">", self.ld(self.cycles, i64), self.budget), self.watchdog(True), address,
                       aux0=self.budget)
         self.dispatch(b.zext(b.and_(self.ld(self.ga[RETURN_ADDRESS_REG.index]), c32(0x3FFF)), i64))
+
+    def divide(self) -> None:
+        """fw_divide (firmware.divide_value): branch-free, LLVM's udiv/urem on the magnitudes."""
+        b = self.b
+        regs = [self.ld(self.ga[r.index]) for r in DIV_ARGS]
+        mode = b.zext(regs[4], i64)
+        wide = b.icmp_unsigned("!=", b.and_(mode, c64(DIV_WIDE)), c64(0))
+        signed = b.icmp_unsigned("!=", b.and_(mode, c64(DIV_SIGNED)), c64(0))
+        is_mod = b.icmp_unsigned("!=", b.and_(mode, c64(DIV_MOD)), c64(0))
+
+        def operand(lo, hi):
+            w = b.or_(b.shl(b.zext(hi, i64), c64(32)), b.zext(lo, i64))
+            narrow = b.select(signed, b.sext(lo, i64), b.zext(lo, i64))
+            return b.select(wide, w, narrow)
+
+        n, d = operand(regs[0], regs[1]), operand(regs[2], regs[3])
+        n_neg = b.and_(signed, b.icmp_signed("<", n, c64(0)))
+        d_neg = b.and_(signed, b.icmp_signed("<", d, c64(0)))
+        na = b.select(n_neg, b.sub(c64(0), n), n)
+        da = b.select(d_neg, b.sub(c64(0), d), d)
+        zero = b.icmp_unsigned("==", d, c64(0))
+        safe = b.select(zero, c64(1), da)
+        q, r = b.udiv(na, safe), b.urem(na, safe)
+        q = b.select(b.xor(n_neg, d_neg), b.sub(c64(0), q), q)
+        r = b.select(n_neg, b.sub(c64(0), r), r)
+        value = b.select(is_mod, b.select(zero, n, r), b.select(zero, c64(0), q))
+        value = b.select(wide, value, b.and_(value, c64(0xFFFFFFFF)))
+        # cost: a base plus one step per quotient bit (bitlen(|n|) - bitlen(|d|) + 1, at least 0)
+        ctlz = self.e.intrinsic("llvm.ctlz.i64", i64, [i64, i1])
+        bits = lambda x: b.sub(c64(64), b.call(ctlz, [x, ir.Constant(i1, 0)]))  # noqa: E731
+        steps = b.add(b.sub(bits(na), bits(da)), c64(1))
+        steps = b.select(b.or_(zero, b.icmp_signed("<", steps, c64(0))), c64(0), steps)
+        per_step = b.select(wide, c64(CYCLES["fw_divide_step64"]), c64(CYCLES["fw_divide_step32"]))
+        self.charge(Resource.FIRMWARE, b.add(c64(CYCLES["fw_divide"]), b.mul(steps, per_step)))
+        lo, hi = b.trunc(value, i32), b.trunc(b.lshr(value, c64(32)), i32)
+        for i, v in ((DIV_ARGS[0].index, lo), (DIV_ARGS[1].index, hi)):
+            self.st(v, self.ga[i])
+            self.st(v, self.gb[i])
 
     def _tail_set(self, length, done):
         """A block that sets pkt_len = length and result 0, then continues at ``done``."""
