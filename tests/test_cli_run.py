@@ -9,6 +9,7 @@ import pytest
 
 import nfpjit
 from nfpjit.cli import main
+from nfpjit.cli.run import TIMING_FIELDS
 from nfpjit.ebpf.interp import run
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.kernel import kernel_available
@@ -70,8 +71,15 @@ def test_json_schema_and_values(capsys, tmp_path):
     status, out, _ = cli(capsys, "run", COUNTER, "--pcap", pcap, "--json")
     assert status == 0
     doc = json.loads(out)
-    assert set(doc) == {"packets", "maps"}
+    assert set(doc) == {"packets", "summary", "maps"}
     assert len(doc["packets"]) == len(frames)
+    summary = doc["summary"]
+    assert summary["packets"] == len(frames) and summary["engine"] == "ref" and summary["simulator"] is None
+    from collections import Counter
+
+    assert summary["actions"] == dict(Counter(r.action_name(program.prog_type) for r in results))
+    assert summary["insns"] == sum(r.insns for r in results) and summary["faults"] == 0
+    assert summary["bytes_in"] == sum(map(len, frames)) and summary["cycles"] is None
     for n, (rec, res, frame) in enumerate(zip(doc["packets"], results, frames)):
         assert set(rec) == {"index", "action", "r0", "data", "len_in", "len_out", "insns", "fault"}
         assert rec["index"] == n
@@ -320,6 +328,9 @@ def test_sim_engines_agree_packet_for_packet(capsys, tmp_path):
         status, out, _ = cli(capsys, "run", PORTS, "--engine", "sim", "--sim", sim, "--pcap", pcap, "--json")
         assert status == 0
         docs[sim] = json.loads(out)
+        summary = docs[sim].pop("summary")
+        assert summary["simulator"] == sim and summary["packets"] == 23
+        docs[sim]["summary"] = {k: v for k, v in summary.items() if k not in TIMING_FIELDS + ("simulator",)}
     assert docs["compiled"] == docs["interp"]
     assert any(p["cycles"] > 300 for p in docs["interp"]["packets"])  # the map lookups are in there
     status, _, err = cli(capsys, "run", PORTS, "--engine", "sim", "--sim", "compiled", "--trace",
