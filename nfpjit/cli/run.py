@@ -319,15 +319,13 @@ def _load_net(path: str):
 
 def _sim_engine(args) -> str:
     """``--sim``: auto is the compiled simulator where llvmlite's JIT works; --trace interprets (with a note)."""
-    if args.trace:
-        if args.sim == "compiled":
-            sys.stderr.write("nfpjit: note: --trace runs the interpreting simulator\n")
-        return "interp"
-    if args.sim == "auto":
-        from nfpjit.isa.sim.compiled import available
+    from nfpjit.isa.sim.compiled import available
 
-        return "compiled" if available() else "interp"
-    return args.sim
+    sim = ("compiled" if available() else "interp") if args.sim == "auto" else args.sim
+    if args.trace and sim == "compiled":
+        sys.stderr.write("nfpjit: note: --trace runs the interpreting simulator (the compiled one does not trace)\n")
+        return "interp"
+    return sim
 
 
 def _check_engine_options(args) -> None:
