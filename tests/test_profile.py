@@ -60,7 +60,10 @@ def test_profile_is_a_superset(wider, narrower):
     for key in ("max_maps", "max_entries_per_map", "max_total_entries", "max_key_size", "max_value_size",
                 "max_entry_size"):
         assert getattr(p, key) >= getattr(d, key), key
+    assert d.xdp_actions <= p.xdp_actions and d.tc_actions <= p.tc_actions
     for f in fields(Features):
+        if f.name == "v4_read_as_v3":
+            continue  # not a capability: the real driver's way of misreading movsx/sdiv
         assert getattr(p.features, f.name) >= getattr(d.features, f.name), f.name
 
 

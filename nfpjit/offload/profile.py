@@ -44,6 +44,9 @@ class Features:
     tail_calls: bool = False
     tc_variable_verdict: bool = False  # a TC verdict that is not one constant (the real driver wants a constant)
     unaligned_stack_args: bool = False  # helper key/value pointers into the stack not 4-byte aligned
+    # movsx and sdiv share their opcodes with mov and div; a NIC that checks opcodes only (the real
+    # driver) takes them and runs them as mov and unsigned div: a warning instead of an error
+    v4_read_as_v3: bool = False
 
 
 @dataclass(frozen=True)

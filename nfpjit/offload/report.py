@@ -525,9 +525,14 @@ def check_insns(ctx: CheckContext) -> Iterable[Diagnostic]:
                            "rewrite this operation with simpler ALU instructions", _unsupported_opcode(insn.code))
         v4 = _is_v4(insn)
         if v4 and not feats.v4_instructions:
-            yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
-                           f"{v4} is an eBPF v4 instruction the NIC does not execute",
-                           "compile with -mcpu=v3", _v4_kernel(insn))
+            if feats.v4_read_as_v3 and insn.is_alu and insn.alu_op == AluOp.MOV:
+                yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.WARNING, pc,
+                               f"{v4} is taken as a plain mov: the NIC ignores the sign extension, so the result "
+                               "differs from the kernel's", "compile with -mcpu=v3", _v4_kernel(insn))
+            else:
+                yield ctx.diag(Code.UNSUPPORTED_OPCODE, Severity.ERROR, pc,
+                               f"{v4} is an eBPF v4 instruction the NIC does not execute",
+                               "compile with -mcpu=v3", _v4_kernel(insn))
         if insn.cls == InsnClass.LD and insn.mode in (Mode.ABS, Mode.IND) and not feats.ld_abs:
             yield ctx.diag(Code.LD_ABS, Severity.ERROR, pc, "legacy ld_abs/ld_ind packet load",
                            "read the packet through ctx->data after a bounds check")
@@ -576,6 +581,13 @@ def _check_division(ctx: CheckContext, pc: int, insn: Insn, divisor) -> Iterable
     signed = insn.off == 1
     by_reg = bool(insn.source)
     known = divisor is not None and divisor.kind == Kind.SCALAR and divisor.off is not None
+    if signed and not feats.signed_division and feats.v4_read_as_v3 and insn.alu_op == AluOp.DIV:
+        yield ctx.diag(Code.SIGNED_DIV, Severity.WARNING, pc,
+                       "signed division (v4 sdiv) is taken as unsigned division: negative operands give other "
+                       "results than the kernel's", "divide unsigned values (cast to __u32/__u64), handling the "
+                       "sign yourself", f"(no message: the driver checks only the opcode, {insn.code:#x}, which sdiv "
+                       "shares with div; its JIT would divide unsigned)")
+        signed = False  # and the driver's rules for div apply to it
     if signed and not feats.signed_division:
         yield ctx.diag(Code.SIGNED_DIV, Severity.ERROR, pc,
                        f"signed {'division' if insn.alu_op == AluOp.DIV else 'modulo'} (v4 sdiv/smod)",
