@@ -225,4 +225,26 @@ def load_profile(name_or_path: str | Path = "default") -> Profile:
     return parse_profile(data, shown)
 
 
-__all__ = ["Features", "Profile", "load_profile", "parse_profile", "builtin_profiles"]
+def _cell(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, frozenset):
+        names = sorted(getattr(v, "name", v).lower() for v in value)
+        return ", ".join(names) if names else "(none)"
+    return str(value)
+
+
+def feature_table(profiles: list[Profile]) -> str:
+    """A Markdown table: one row per profile key (features included), one column per profile."""
+    head = "| key | " + " | ".join(f"`{p.name}`" for p in profiles) + " |"
+    rows = [head, "|" + "---|" * (len(profiles) + 1)]
+    keys = [k for k in _TOP_KEYS if k not in ("name", "description", "features")]
+    for key in keys:
+        cells = (f"{getattr(p, key):#x}" if key == "map_flags" else _cell(getattr(p, key)) for p in profiles)
+        rows.append(f"| `{key}` | " + " | ".join(cells) + " |")
+    for key in _FEATURE_KEYS:
+        rows.append(f"| `features.{key}` | " + " | ".join(_cell(getattr(p.features, key)) for p in profiles) + " |")
+    return "\n".join(rows) + "\n"
+
+
+__all__ = ["Features", "Profile", "load_profile", "parse_profile", "builtin_profiles", "feature_table"]
