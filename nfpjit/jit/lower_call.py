@@ -59,9 +59,32 @@ _LM_ARGS = {
 }
 
 
+def _ktime(ctx, pc: int, insn: Insn) -> None:
+    """R0 = the NIC's timestamp counter (one tick per cycle: the simulator's cycle count, ns at 1 GHz).
+
+    The high word is read second: a carry between the two reads would need 2**32 cycles of run.
+    """
+    ctx.emit(Instruction(Op.CSR_RD, dest=lm.lo_ab(0), csr=Csr.TIMESTAMP_LO))
+    ctx.emit(Instruction(Op.CSR_RD, dest=lm.hi_ab(0), csr=Csr.TIMESTAMP_HI))
+
+
+def _processor_id(ctx, pc: int, insn: Insn) -> None:
+    """R0 = 0: a program runs on one NIC thread, which is CPU 0 (as in the interpreter and one test run)."""
+    ctx.emit(Instruction(Op.IMMED, dest=lm.lo_ab(0), imm=0))
+    ctx.emit(Instruction(Op.IMMED, dest=lm.hi_ab(0), imm=0))
+
+
+#: helpers lowered to a few instructions instead of a firmware call
+INLINE_HELPERS = {
+    Helper.ktime_get_ns: _ktime,
+    Helper.ktime_get_boot_ns: _ktime,
+    Helper.get_smp_processor_id: _processor_id,
+}
+
+
 def supported_helpers() -> frozenset[int]:
-    """Helper ids the lowering turns into firmware calls."""
-    return frozenset(int(h) for h in HELPER_ROUTINES)
+    """Helper ids the lowering turns into firmware calls or inline code."""
+    return frozenset(int(h) for h in (*HELPER_ROUTINES, *INLINE_HELPERS))
 
 
 def lower_call(ctx, pc: int, insn: Insn) -> None:
@@ -88,6 +111,10 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
         helper = Helper(insn.imm)
     except ValueError:
         helper = None
+    inline = INLINE_HELPERS.get(helper)
+    if inline is not None:
+        inline(ctx, pc, insn)
+        return
     routine = HELPER_ROUTINES.get(helper)
     if routine is None:
         name = helper.name if helper is not None else f"#{insn.imm}"
