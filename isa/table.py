@@ -28,7 +28,7 @@ bit an entry does not define must be zero.  Conventions the semantics use:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields as dc_fields
-from enum import IntEnum
+from enum import IntEnum, unique
 
 from .operands import (
     DEST_KINDS,
@@ -50,6 +50,7 @@ MAX_CODE_WORDS = 1 << CODE_ADDR_BITS
 # -- enumerations ------------------------------------------------------------
 
 
+@unique
 class Op(IntEnum):
     """Primary opcode (bits 63..56); one per table entry."""
 
@@ -84,6 +85,9 @@ class Op(IntEnum):
     MEM_ADD32 = 0x3A
     MEM_ADD64 = 0x3B
     MEM_TEST_SET = 0x3C
+    # posted atomics: the addend rides in the command word, no transfer register
+    MEM_ADDI32 = 0x48
+    MEM_ADDI64 = 0x49
     CSR_RD = 0x40
     CSR_WR = 0x41
 
@@ -403,6 +407,20 @@ _CMD_ADDR = ("address = a + b (32-bit) for CTM/IMEM/CLS, ((a & 0xff) << 32) + b 
              "count 0 = (prev & 31) + 1 words; signal raised when done; ctx_swap waits")
 
 
+def _addi_entry(op: Op, mnemonic: str, semantics: str) -> Entry:
+    return Entry(
+        op, mnemonic, Format.CMD,
+        (_opcode(), _enum("mem", 54, 2, Memory, doc="target memory"), *_ports(34, 24, 23),
+         _uint("signal", 19, 4, doc="signal raised on completion (0: none)"),
+         _bool("ctx_swap", 18, doc="wait for completion before the next instruction"),
+         _uint("imm", 0, 16, doc="16-bit addend, zero-extended")),
+        f"{semantics}; address as for mem_add; signal raised when done; ctx_swap waits; no transfer register, "
+        "so it may be posted (neither signal nor ctx_swap)",
+        latency=LatencyClass.MEM, a_kinds=SOURCE_KINDS, b_kinds=SOURCE_KINDS,
+        syntax=("a", "b", "imm"), keywords=("signal", "ctx_swap"), suffix="mem",
+    )
+
+
 def _alu_entry(op: Op, mnemonic: str, alu: AluOp) -> Entry:
     unary = alu in UNARY_ALU_OPS
     return Entry(
@@ -538,6 +556,8 @@ TABLE: tuple[Entry, ...] = (
     _cmd_entry(Op.MEM_ADD64, "mem_add64", "M64[address] += $out[xfer+1]:$out[xfer] (atomic)", XferSide.OUT, 2),
     _cmd_entry(Op.MEM_TEST_SET, "mem_test_set",
                "old = M32[address]; M32[address] = old | $out[xfer]; $in[xfer] = old (atomic)", XferSide.OUT, 1),
+    _addi_entry(Op.MEM_ADDI32, "mem_addi32", "M32[address] += imm (atomic)"),
+    _addi_entry(Op.MEM_ADDI64, "mem_addi64", "M64[address] += imm (atomic)"),
     Entry(
         Op.CSR_RD, "csr_rd", Format.CSR, (_opcode(), _dest(), _enum("csr", 16, 6, Csr, doc="CSR number")),
         "dest = CSR[csr]", latency=LatencyClass.CSR, dest_kinds=DEST_KINDS - {OperandKind.NONE},

@@ -242,6 +242,7 @@ def _compute(ins: Instruction) -> DefUse:
             acc[0] |= span << XOUT0
         if op == Op.MEM_TEST_SET:        # the old word comes back in $in[xfer] (the table has no field for it)
             acc[1] |= 1 << (XIN0 + first)
+    if e.format == Format.CMD:           # every memory command, with or without transfer registers
         acc[0] |= BIT_MEM
         acc[3] |= BIT_MEM
         acc[2] |= Effect.MEMORY

@@ -23,8 +23,8 @@ PIPELINES: dict[int, str] = {
 LOWER2 = "map-cache,subreg,mul-const,pkt-cache{early=true},memcpy-gather"
 #: -O2's machine-level passes (passes/machine.py is their dataflow), after the lowering, in this order:
 #: copies and constants first, dce between the rounds, the scheduler last
-MACHINE = ("copy-prop,dce,const-fold,imm-materialise,neg-add-sub,ld-mask,ld-shift,reg-init,copy-prop,dce,"
-           "defer-fill")
+MACHINE = ("copy-prop,dce,const-fold,imm-materialise,neg-add-sub,ld-mask,ld-shift,reg-init,atomic-imm,copy-prop,"
+           "dce,defer-fill")
 PIPELINES[2] = ",".join((O1, LOWER2, MACHINE))
 
 #: the level ``nfpjit compile`` and ``nfpjit.compile`` use when none is given

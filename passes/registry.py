@@ -29,6 +29,7 @@ BUILTIN: dict[str, str] = {
     "ld-mask": "nfpjit.passes.peephole:LdMask",
     "ld-shift": "nfpjit.passes.peephole:LdShift",
     "reg-init": "nfpjit.passes.peephole:RegInit",
+    "atomic-imm": "nfpjit.passes.atomic_imm:AtomicImm",
     "defer-fill": "nfpjit.passes.defer_fill:DeferFill",
 }
 

@@ -43,7 +43,8 @@ A command issued with ``ctx_swap`` waits for completion: its memory cost
 is charged at once.  A command with a ``signal`` and no ``ctx_swap`` runs
 in the background: ``ctx_wait`` on its signal charges only the cycles still
 left (memory cost minus the cycles executed since the issue).  A command
-with neither is fire-and-forget (writes): no cost beyond the issue cycle.
+with neither is fire-and-forget (writes, ``mem_addi32``/``mem_addi64``): no cost beyond the
+issue cycle.
 """
 
 from __future__ import annotations

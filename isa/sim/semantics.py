@@ -285,14 +285,16 @@ _MEM_COST = {Memory.CTM: (Resource.CTM, "ctm"), Memory.EMEM: (Resource.EMEM, "em
              Memory.IMEM: (Resource.IMEM, "imem"), Memory.CLS: (Resource.CLS, "cls")}
 
 
-def _command(m, ins: Instruction) -> tuple[object, int, int, int]:
-    """(memory, address, first transfer register, word count) of a command; books its completion."""
+def _address(m, ins: Instruction) -> int:
+    """A command's address: 40-bit ``((a & 0xff) << 32) + b`` for EMEM, 32-bit ``a + b`` elsewhere."""
     a = m.read(ins.a)
     b = m.read(ins.b)
-    if ins.mem == Memory.EMEM:
-        address = ((a & 0xFF) << 32) + b
-    else:
-        address = (a + b) & MASK32
+    return ((a & 0xFF) << 32) + b if ins.mem == Memory.EMEM else (a + b) & MASK32
+
+
+def _command(m, ins: Instruction) -> tuple[object, int, int, int]:
+    """(memory, address, first transfer register, word count) of a command; books its completion."""
+    address = _address(m, ins)
     fixed = ins.entry.fixed_count
     count = fixed if fixed is not None else (ins.count or (m.prev & 31) + 1)
     first = ins.xfer.index
@@ -329,6 +331,26 @@ def mem_add64(m, ins: Instruction) -> None:
     mem, address, first, _ = _command(m, ins)
     old = int.from_bytes(mem.read(address, 8), "little")
     mem.write(address, u64(old + join64(m.xout[first], m.xout[first + 1])).to_bytes(8, "little"))
+
+
+def _posted_add(m, ins: Instruction, width: int) -> None:
+    """``mem_addi32``/``mem_addi64``: the addend is the command's 16-bit immediate."""
+    address = _address(m, ins)
+    resource, key = _MEM_COST[ins.mem]
+    m.complete(resource, CYCLES[key], ins.signal, ins.ctx_swap)
+    mem = m.memory(ins.mem)
+    old = int.from_bytes(mem.read(address, width), "little")
+    mem.write(address, ((old + ins.imm) & ((1 << 8 * width) - 1)).to_bytes(width, "little"))
+
+
+@semantics(Op.MEM_ADDI32)
+def mem_addi32(m, ins: Instruction) -> None:
+    _posted_add(m, ins, 4)
+
+
+@semantics(Op.MEM_ADDI64)
+def mem_addi64(m, ins: Instruction) -> None:
+    _posted_add(m, ins, 8)
 
 
 @semantics(Op.MEM_TEST_SET)

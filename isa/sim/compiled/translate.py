@@ -26,7 +26,7 @@ from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import Image, ImageMapType
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
-from nfpjit.isa.table import ShiftKind, Width
+from nfpjit.isa.table import Format, ShiftKind, Width
 
 from ..cycles import CYCLES, Resource
 from ..firmware import DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE, RETURN_ADDRESS_REG, Routine
@@ -646,7 +646,7 @@ class _Gen:
                 return 0
             c = CYCLES["issue"] + 2 * CYCLES["lm_access"] * sum(isinstance(getattr(ins, f), LMem)
                                                                 for f in ("dest", "a", "b"))
-            if ins.op in (Op.MEM_READ, Op.MEM_WRITE, Op.MEM_ADD32, Op.MEM_ADD64, Op.MEM_TEST_SET) and ins.ctx_swap:
+            if ins.entry.format == Format.CMD and ins.ctx_swap:
                 c += CYCLES[_MEM_RES[ins.mem][1]]
             if ins.op == Op.CTX_WAIT:
                 c += max(CYCLES[k] for _, k in _MEM_RES.values())
@@ -779,6 +779,8 @@ class _Gen:
             self.st(b.add(self.ld(self.cycles, i64), cost), self.cycles)
         elif op in (Op.MEM_READ, Op.MEM_WRITE, Op.MEM_ADD32, Op.MEM_ADD64, Op.MEM_TEST_SET):
             self.command(ins, pc)
+        elif op in (Op.MEM_ADDI32, Op.MEM_ADDI64):
+            self.posted_add(ins, pc)
         elif op == Op.CSR_RD:
             self.write(ins.dest, self.csr_read(ins.csr), pc)
         elif op == Op.CSR_WR:
@@ -874,14 +876,43 @@ class _Gen:
             self.dirty(dmem, off, length)
         return e.byte_ptr(e.ldp(self.ctx, slot), off)
 
-    def command(self, ins: Instruction, pc) -> None:
+    def command_address(self, ins: Instruction, pc):
         b = self.b
         a = self.read(ins.a, pc)
         bv = self.read(ins.b, pc)
         if ins.mem == Memory.EMEM:
-            address = b.add(b.shl(b.zext(b.and_(a, c32(0xFF)), i64), c64(32)), b.zext(bv, i64))
+            return b.add(b.shl(b.zext(b.and_(a, c32(0xFF)), i64), c64(32)), b.zext(bv, i64))
+        return b.zext(b.add(a, bv), i64)
+
+    def book_command(self, ins: Instruction) -> None:
+        """A command's completion: waited for (ctx_swap), signalled later, or posted."""
+        b = self.b
+        resource, key = _MEM_RES[ins.mem]
+        latency = CYCLES[key]
+        if ins.ctx_swap:
+            self.charge(resource, latency)
         else:
-            address = b.zext(b.add(a, bv), i64)
+            p = self.usage[2 * int(resource)]
+            self.st(b.add(self.ld(p, i64), c64(1)), p)
+            if ins.signal:
+                s = ins.signal
+                self.st(ir.Constant(i1, 1), self.sig_on[s])
+                self.st(b.add(self.now(), c64(1 + latency)), self.sig_ready[s])
+                self.st(c32(int(resource)), self.sig_res[s])
+
+    def posted_add(self, ins: Instruction, pc) -> None:
+        """``mem_addi32``/``mem_addi64``: add the command's immediate in memory."""
+        b = self.b
+        address = self.command_address(ins, pc)
+        self.book_command(ins)
+        typ, width = (i32, 4) if ins.op == Op.MEM_ADDI32 else (i64, 8)
+        p = self.mem_ptr(ins.mem, address, c64(width), pc, write=True)
+        old = b.load(p, typ=typ, align=1)
+        b.store(b.add(old, ir.Constant(typ, ins.imm)), p, align=1)
+
+    def command(self, ins: Instruction, pc) -> None:
+        b = self.b
+        address = self.command_address(ins, pc)
         fixed = ins.entry.fixed_count
         first = ins.xfer.index
         if fixed is not None or ins.count:
@@ -897,18 +928,7 @@ class _Gen:
             site = self.site(FaultKind.ILLEGAL_INSTRUCTION, lambda a0, a1, _f=first: f"command moves {a0} words from "
                                                                                      f"transfer register {_f}: past the last register")
             self.fault_if(b.icmp_signed(">", b.add(count_v, c64(first)), c64(32)), site, pc, aux0=count_v)
-        resource, key = _MEM_RES[ins.mem]
-        latency = CYCLES[key]
-        if ins.ctx_swap:
-            self.charge(resource, latency)
-        else:
-            p = self.usage[2 * int(resource)]
-            self.st(b.add(self.ld(p, i64), c64(1)), p)
-            if ins.signal:
-                s = ins.signal
-                self.st(ir.Constant(i1, 1), self.sig_on[s])
-                self.st(b.add(self.now(), c64(1 + latency)), self.sig_ready[s])
-                self.st(c32(int(resource)), self.sig_res[s])
+        self.book_command(ins)
         op = ins.op
         if op == Op.MEM_READ:
             p = self.mem_ptr(ins.mem, address, b.mul(count_v, c64(4)), pc, write=False)
