@@ -489,7 +489,7 @@ def to_run_result(sim) -> RunResult:
         reason = f"{f.kind.name.lower()}: {f.message} (nfp {f.address:#06x})"
         fault = Fault(pc=f.insn_index if f.insn_index is not None else -1, reason=reason, address=f.mem_address)
     return RunResult(r0=sim.r0, packet=bytes(sim.packet), maps={k: dict(v) for k, v in sim.maps.items()},
-                     insns=sim.insns, fault=fault, cycles=sim.cycles,
+                     insns=sim.insns, fault=fault, cycles=sim.cycles, redirect=sim.redirect,
                      trace=[f"{t.address:04x}: {t.text}" for t in sim.trace] if sim.trace is not None else None)
 
 

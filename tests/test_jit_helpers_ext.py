@@ -147,3 +147,54 @@ def test_context_fields_agree_with_the_kernel():
         for level, image in images.items():
             got = to_run_result(simulate_image(image, frame))
             assert not compare_results(want, got, maps=False), level
+
+
+# -- bpf_redirect ---------------------------------------------------------------------------------
+
+REDIRECT = """.type xdp
+    ldxw r1, [r1+12]
+    add r1, {delta}
+    mov r2, {flags}
+    call redirect
+    exit
+"""
+
+
+@pytest.mark.parametrize("delta,flags", [(0, 0), (1, 0), (0, 1), (5, 8)])
+def test_redirect_records_the_target(delta, flags):
+    program = assemble(REDIRECT.format(delta=delta, flags=flags))
+    assert nfpjit.check(program).ok
+    for ifindex in (1, 4):
+        frame = PacketIn(bytes(60), ingress_ifindex=ifindex)
+        want = run(program, frame)
+        assert want.r0 == (4 if not flags else 0)
+        for level, image in _images(program).items():
+            for engine in ENGINES:
+                sim = simulate_image(image, frame, engine=engine)
+                got = to_run_result(sim)
+                assert not compare_results(want, got), (level, engine)
+                assert sim.redirect == want.redirect == (None if flags else ifindex + delta)
+                assert sim.action == want.r0 and sim.routine_calls == {"fw_redirect": 1}
+
+
+def test_redirect_corpus_program():
+    program = nfpjit.load(CORPUS / "redirect.o")
+    assert nfpjit.check(program).ok
+    images = _agree(program, crafted_packets())
+    sim = simulate_image(images[2], PacketIn(crafted_packets()[0], ingress_ifindex=3))
+    assert sim.action in (1, 2, 4) and sim.redirect in (None, 4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("flags", [0, 1])
+def test_redirect_agrees_with_the_kernel(flags):
+    from nfpjit.kernel import KernelProgram
+
+    program = assemble(REDIRECT.format(delta=0, flags=flags))
+    images = _images(program)
+    with KernelProgram(program) as kp:
+        frame = PacketIn(bytes(60))
+        want = kp.run(frame)
+        for level, image in images.items():
+            got = to_run_result(simulate_image(image, frame))
+            assert not compare_results(want, got, maps=False), level

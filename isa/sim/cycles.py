@@ -37,6 +37,8 @@ fw_divide_step32       3        FIRMWARE     per quotient bit of a 32-bit divisi
                                              select: bitlen(|n|) - bitlen(|d|) + 1 steps, 0 if negative)
 fw_divide_step64       6        FIRMWARE     per quotient bit of a 64-bit division (every step works
                                              on word pairs with carries)
+fw_redirect            4        FIRMWARE     bpf_redirect: flag check, the target into the packet's
+                                             metadata (the egress decision is made at exit)
 =====================  =======  ===========  ==========================================================
 
 A command issued with ``ctx_swap`` waits for completion: its memory cost
@@ -87,6 +89,7 @@ CYCLES = MappingProxyType({
     "fw_divide": 12,
     "fw_divide_step32": 3,
     "fw_divide_step64": 6,
+    "fw_redirect": 4,
 })
 
 DEFAULT_MAP_CACHE_SIZE = 16      # entries of the NIC-side map lookup cache (LRU)

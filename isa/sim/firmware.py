@@ -20,6 +20,8 @@ the routine reads the A bank, results are written to both banks)::
                     lookup: 40-bit EMEM address of the value (a1 = bits 39..32), 0 when absent
                     update, delete, adjust_head, adjust_tail: 0 or a negative errno (64-bit)
                     get_prandom: a 32-bit pseudo-random number (a1 = 0)
+                    redirect: XDP_REDIRECT / TC_ACT_REDIRECT, or XDP_ABORTED / TC_ACT_SHOT
+                      for refused flags; a2 = target ifindex, a5:a4 flags, a6 0 XDP / 1 TC
 
 Registers a2..a11/b2..b11 (R1..R5) are clobbered by the convention; the
 simulator happens to leave them unchanged, which code must not rely on.
@@ -65,6 +67,9 @@ RESULT_HI = 1      # a1/b1
 #: fw_divide: dividend low/high (and the result), divisor low/high, mode
 DIV_ARGS = tuple(Gpr(Bank.A, n) for n in (22, 23, 24, 25, 26))
 DIV_MOD, DIV_SIGNED, DIV_WIDE = 1, 2, 4
+#: fw_redirect: a2 target ifindex, a5:a4 flags, a6 program kind (REDIRECT_XDP / REDIRECT_TC)
+ARG_REDIRECT_KIND = Gpr(Bank.A, 6)
+REDIRECT_XDP, REDIRECT_TC = 0, 1
 
 
 class Routine(IntEnum):
@@ -79,6 +84,7 @@ class Routine(IntEnum):
     GET_PRANDOM = FIRMWARE_BASE + 6
     # helper routines (from FIRMWARE_BASE + 0x40)
     DIVIDE = FIRMWARE_BASE + 0x40
+    REDIRECT = FIRMWARE_BASE + 0x41
 
     @property
     def symbol(self) -> str:
@@ -111,6 +117,7 @@ ROUTINE_ABI = {
     Routine.ADJUST_TAIL: RoutineAbi((ARG_DELTA,)),
     Routine.GET_PRANDOM: RoutineAbi(()),
     Routine.DIVIDE: RoutineAbi(DIV_ARGS, results=(22, 23), clobbers=(24, 25, 26), memory=False),
+    Routine.REDIRECT: RoutineAbi((ARG_MAP_ID, ARG_KEY, Gpr(Bank.A, ARG_KEY.index + 1), ARG_REDIRECT_KIND)),
 }
 
 
@@ -284,6 +291,30 @@ def divide(m) -> None:
     m.gpr_a[hi_reg] = m.gpr_b[hi_reg] = hi32(value)
 
 
+def redirect_verdict(flags: int, kind: int) -> int | None:
+    """bpf_redirect's return value for ``flags`` (64-bit); None: the flags are refused.
+
+    XDP takes no flag (XDP_REDIRECT 4, else XDP_ABORTED 0); TC takes BPF_F_INGRESS (TC_ACT_REDIRECT 7,
+    else TC_ACT_SHOT 2), as the kernel's bpf_redirect.
+    """
+    if kind == REDIRECT_TC:
+        return 7 if not flags & ~1 else None
+    return 4 if not flags else None
+
+
+def redirect(m) -> None:
+    """Record the target: the NIC transmits a frame redirected to its own ingress port (as XDP_TX);
+    other targets are the host's business (the frame goes up with the target, as the kernel's)."""
+    m.charge(Resource.FIRMWARE, CYCLES["fw_redirect"])
+    kind = _arg(m, ARG_REDIRECT_KIND)
+    verdict = redirect_verdict(join64(_arg(m, ARG_KEY), m.gpr_a[ARG_KEY.index + 1]), kind)
+    if verdict is None:
+        _set_result(m, 2 if kind == REDIRECT_TC else 0)
+        return
+    m.redirect = _arg(m, ARG_MAP_ID)
+    _set_result(m, verdict)
+
+
 ROUTINES = {
     Routine.MAP_LOOKUP: map_lookup,
     Routine.MAP_UPDATE: map_update,
@@ -293,4 +324,5 @@ ROUTINES = {
     Routine.ADJUST_TAIL: adjust_tail,
     Routine.GET_PRANDOM: get_prandom,
     Routine.DIVIDE: divide,
+    Routine.REDIRECT: redirect,
 }

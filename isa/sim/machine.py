@@ -113,6 +113,7 @@ class Machine:
         self.changes: list | None = [] if trace else None
         self.trace: list[TraceEntry] | None = [] if trace else None
         self.routine_calls: dict[str, int] = {}
+        self.redirect: int | None = None            # fw_redirect's target
         # a cache given by the caller persists across runs (the NIC's stays warm); counts are per run
         self.map_cache = map_cache if map_cache is not None else MapCache(map_cache_size)
         self._cache_counts = (self.map_cache.hits, self.map_cache.misses)
@@ -396,6 +397,7 @@ class Machine:
             map_cache_hits=self.map_cache.hits - self._cache_counts[0],
             map_cache_misses=self.map_cache.misses - self._cache_counts[1],
             trace=tuple(self.trace) if self.trace is not None else None,
+            redirect=self.redirect,
         )
 
     def _packet_ok(self) -> bool:

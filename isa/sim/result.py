@@ -84,6 +84,7 @@ class SimResult:
     map_cache_hits: int = 0
     map_cache_misses: int = 0
     trace: tuple[TraceEntry, ...] | None = None
+    redirect: int | None = None              # bpf_redirect's target ifindex, if the program called it
 
     def to_json(self) -> dict:
         """A JSON-ready dict (schema in docs/simulator.md); bytes are hex strings."""
@@ -99,6 +100,7 @@ class SimResult:
             "fault": self.fault.to_json() if self.fault else None,
             "routine_calls": dict(self.routine_calls),
             "map_cache": {"hits": self.map_cache_hits, "misses": self.map_cache_misses},
+            "redirect": self.redirect,
             "trace": [{"address": t.address, "text": t.text, "cycles": t.cycles,
                        "changes": [{"location": n, "old": o, "new": v} for n, o, v in t.changes]}
                       for t in self.trace] if self.trace is not None else None,

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from nfpjit.analysis import HI, LO, RegKind
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp
+from nfpjit.ebpf.opcodes import CallKind, Helper, InsnClass, JmpOp, ProgType
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import RelocKind
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, LMem, NoDest
-from nfpjit.isa.sim.firmware import RETURN_ADDRESS_REG, Routine
+from nfpjit.isa.sim.firmware import ARG_REDIRECT_KIND, REDIRECT_TC, REDIRECT_XDP, RETURN_ADDRESS_REG, Routine
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Op, ShiftKind
 
 from . import lower_mem as lm
@@ -49,6 +49,7 @@ HELPER_ROUTINES = {
     Helper.get_prandom_u32: Routine.GET_PRANDOM,
     Helper.xdp_adjust_head: Routine.ADJUST_HEAD,
     Helper.xdp_adjust_tail: Routine.ADJUST_TAIL,
+    Helper.redirect: Routine.REDIRECT,
 }
 
 #: (argument register, "key" or "value") pointers the routine reads from LM
@@ -130,6 +131,10 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
         return
     for reg, what in _LM_ARGS.get(helper, ()):
         _lm_argument(ctx, pc, facts, reg, what, helper)
+    if helper == Helper.redirect:
+        # R3 is no argument of bpf_redirect (and dead after any call): it tells the routine the verdicts
+        kind = REDIRECT_TC if ctx.prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT) else REDIRECT_XDP
+        ctx.emit(Instruction(Op.IMMED, dest=GprBoth(ARG_REDIRECT_KIND.index), imm=kind))
     call_routine(ctx, pc, routine)
     if helper == Helper.map_lookup_elem:
         _save_lookup(ctx, pc)

@@ -325,6 +325,8 @@ class Daemon:
             c.last_fault = prog.last_fault = str(sim.fault)
             return XdpAction.ABORTED, frame
         action = int(sim.action)
+        if action == XdpAction.REDIRECT and sim.redirect == (self.ifindex or 1):
+            action = XdpAction.TX        # bpf_redirect to the port the frame came in on: transmit it there
         if action not in (XdpAction.DROP, XdpAction.PASS, XdpAction.TX):
             action = XdpAction.ABORTED   # XDP_REDIRECT and out-of-range actions: the NIC cannot, it aborts
         return action, bytes(sim.packet)

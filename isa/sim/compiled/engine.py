@@ -197,7 +197,7 @@ _RNG_INIT: dict[int, object] = {}
 
 
 _RESULT_FIELDS = ("action", "r0", "packet", "maps", "insns", "cycles", "breakdown", "fault", "routine_calls",
-                  "map_cache_hits", "map_cache_misses", "trace")
+                  "map_cache_hits", "map_cache_misses", "trace", "redirect")
 _FAST_RESULT = (not hasattr(SimResult, "__slots__")
                 and {f.name for f in dataclasses.fields(SimResult)} == set(_RESULT_FIELDS))
 
@@ -514,6 +514,7 @@ class Session:
             map_cache_hits=rec[rt.R_HITS],
             map_cache_misses=rec[rt.R_MISSES],
             trace=None,
+            redirect=rec[rt.R_REDIRECT] & 0xFFFFFFFF if rec[rt.R_REDIRECT] >= 0 else None,
         )
 
     def _out_packet(self, addr: int, length: int, original_len: int) -> bytes:
@@ -643,7 +644,8 @@ class Session:
         vals = {rt.R_STATUS: rt.STATUS_FAULT if f else rt.STATUS_HALT, rt.R_ACTION: res.action,
                 rt.R_R0: res.r0 - (1 << 64) if res.r0 >> 63 else res.r0, rt.R_CYCLES: res.cycles,
                 rt.R_INSNS: res.insns, rt.R_PKT_LEN: len(res.packet), rt.R_HITS: res.map_cache_hits,
-                rt.R_MISSES: res.map_cache_misses, rt.R_FSITE: -1, rt.R_FPC: f.address if f else 0}
+                rt.R_MISSES: res.map_cache_misses, rt.R_FSITE: -1, rt.R_FPC: f.address if f else 0,
+                rt.R_REDIRECT: -1 if res.redirect is None else res.redirect}
         for i, r in enumerate(_RESOURCES):
             vals[rt.R_USAGE + 2 * i] = res.breakdown[r].accesses
             vals[rt.R_USAGE + 2 * i + 1] = res.breakdown[r].cycles
@@ -705,6 +707,7 @@ class Session:
         m.cycles, m.insns = rec[rt.R_CYCLES], rec[rt.R_INSNS]
         m.usage = {r: [rec[rt.R_USAGE + 2 * i], rec[rt.R_USAGE + 2 * i + 1]] for i, r in enumerate(_RESOURCES)}
         m.routine_calls = {r.symbol: rec[rt.R_CALLS + i] for i, r in enumerate(_ROUTINES) if rec[rt.R_CALLS + i]}
+        m.redirect = rec[rt.R_REDIRECT] & 0xFFFFFFFF if rec[rt.R_REDIRECT] >= 0 else None
         fault = m.run()
         res = m.result(fault)
         # back to native: maps, cache; the interpreter wrote memories the dirty ranges do not cover

@@ -49,7 +49,8 @@ R_FSITE, R_FPC, R_AUX0, R_AUX1, R_MEM, R_A30 = 7, 8, 9, 10, 11, 12
 R_HITS, R_MISSES, R_DIRTY = 13, 14, 15
 R_USAGE = 16                      # 9 resources x (accesses, cycles)
 R_CALLS = 34                      # one count per firmware routine (firmware.Routine)
-R_SIZE = R_CALLS + len(Routine)
+R_REDIRECT = R_CALLS + len(Routine)  # fw_redirect's target ifindex, -1 for none
+R_SIZE = R_REDIRECT + 1
 CTX_SIZE = C_R + R_SIZE + 8
 
 STATUS_HALT, STATUS_FAULT, STATUS_HANDOFF = 0, 1, 2

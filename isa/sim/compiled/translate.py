@@ -29,7 +29,8 @@ from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr,
 from nfpjit.isa.table import Format, ShiftKind, Width
 
 from ..cycles import CYCLES, Resource
-from ..firmware import DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE, RETURN_ADDRESS_REG, Routine
+from ..firmware import ARG_KEY, ARG_MAP_ID, ARG_REDIRECT_KIND, DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE
+from ..firmware import REDIRECT_TC, RETURN_ADDRESS_REG, Routine
 from ..memory import CTM_BASE, CTM_BUFFER_SIZE, EMEM_MAP_BASE, ETH_HLEN, FRAME_RESERVED, HEADROOM, LM_SIZE, SCRATCH_SIZE
 from ..result import FaultKind
 from . import runtime as rt
@@ -246,6 +247,7 @@ class _Gen:
         self.sig_res = [self.alloca(i32, f"sigres{i}", z32) for i in range(16)]
         self.dyn = self.alloca(i64, "dyn", c64(0))
         self.action = self.alloca(i64, "action", c64(0))
+        self.redirect = self.alloca(i64, "redirect", c64(-1))
         # the whole state block starts at zero (the stores above set the other initial values)
         with b.goto_block(memset_at):
             b.position_at_start(memset_at)
@@ -325,6 +327,7 @@ class _Gen:
             put(rt.R_USAGE + i, self.ld(self.usage[i], i64))
         for i in range(len(Routine)):
             put(rt.R_CALLS + i, self.ld(self.calls[i], i64))
+        put(rt.R_REDIRECT, self.ld(self.redirect, i64))
         b.ret(e.ld(ctx, R + rt.R_STATUS))
 
     # -- operands ---------------------------------------------------------------------------------------
@@ -1059,6 +1062,16 @@ class _Gen:
             self.set_result(b.zext(b.call(self.fns["rng_next"], [self.ctx]), i64))
         elif routine == Routine.DIVIDE:
             self.divide()
+        elif routine == Routine.REDIRECT:
+            self.charge(Resource.FIRMWARE, CYCLES["fw_redirect"])
+            flags = b.or_(b.shl(arg(ARG_KEY.index + 1), c64(32)), arg(ARG_KEY.index))
+            tc = b.icmp_unsigned("==", arg(ARG_REDIRECT_KIND.index), c64(REDIRECT_TC))
+            ok = b.select(tc, b.icmp_unsigned("==", b.and_(flags, c64(~1)), c64(0)),
+                          b.icmp_unsigned("==", flags, c64(0)))
+            # the verdicts of firmware.redirect_verdict: TC 7 / 2 (shot), XDP 4 / 0 (aborted)
+            good, bad = b.select(tc, c64(7), c64(4)), b.select(tc, c64(2), c64(0))
+            self.st(b.select(ok, arg(ARG_MAP_ID.index), self.ld(self.redirect, i64)), self.redirect)
+            self.set_result(b.select(ok, good, bad))
         else:
             raise Untranslatable(f"routine {routine.name}")
         self.flush()
