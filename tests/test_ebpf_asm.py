@@ -215,6 +215,8 @@ def test_program_metadata():
         ("a: exit\na: exit", "t.s:2:1", "defined twice", "line 1"),
         ("mov %r0\nexit", "t.s:1:1", "takes 2 operands, got 1", "mov %rD"),
         ("lddw %r1, map:nope\nexit", "t.s:1:11", "undefined map 'nope'", None),
+        # found by `nfpjit fuzz --target ebpf-asm` (an AttributeError before): a map name with a space in it
+        ("lddw %r1, map:n v\nexit", "t.s:1:11", "bad map reference", "map:NAME"),
         (".map m hsah key=4 value=4 entries=1\nexit", "t.s:1:1", "unknown map type", "hash"),
         (".bogus\nexit", "t.s:1:1", "unknown directive", None),
         ("movsx864 %r1, 5\nexit", "t.s:1:15", "not an immediate", None),

@@ -17,7 +17,7 @@ import sys
 
 from nfpjit.errors import NfpjitError
 
-COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic", "prog", "net", "map", "stats", "test-pass")
+COMMANDS = ("dump", "asm", "disasm", "run", "compile", "check", "coverage", "nic", "prog", "net", "map", "stats", "fuzz", "test-pass")
 
 
 class _Parser(argparse.ArgumentParser):

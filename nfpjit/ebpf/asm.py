@@ -397,7 +397,8 @@ class _Assembler:
         if low.startswith("map:") or low.startswith("map_value:"):
             kind, _, ref = text.partition(":")
             ref = ref.strip()
-            name, sign, off_text = re.match(r"([^+\-\s]*)\s*(?:([+-])\s*(.*))?\Z", ref).groups()
+            parts = re.match(r"([^+\-\s]*)\s*(?:([+-])\s*(.*))?\Z", ref)  # None: "map:a b" (no +/-)
+            name, sign, off_text = parts.groups() if parts else (None, None, None)
             if not _IDENT.match(name or ""):
                 raise self.err(f"bad map reference {text!r}", op.col, "write map:NAME or map_value:NAME+OFFSET")
             self.map_refs.append((index, name, self.line, op.col))

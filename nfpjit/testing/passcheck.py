@@ -43,11 +43,13 @@ def uses_nondeterminism(program) -> bool:
 
 
 def differential(program, image, frames, *, compare_values: bool = True, limit: int = 10, store=None,
-                 r0_bits: int = 32) -> list[str]:
+                 r0_bits: int = 32, engine: str = "interp") -> list[str]:
     """Run ``frames`` through the interpreter and the simulated image with persistent maps; what differs.
 
     ``store``: the interpreter's maps to start from (the simulator starts from a copy of their
     contents).  ``compare_values=False`` leaves out maps and r0 (nondeterministic helpers).
+    ``engine``: the simulator that runs the image (``"interp"`` or ``"compiled"``, see
+    :func:`nfpjit.driver.simulate_image`).
     """
     from nfpjit.driver import simulate_image, to_run_result
     from nfpjit.ebpf.interp import run
@@ -61,7 +63,7 @@ def differential(program, image, frames, *, compare_values: bool = True, limit: 
     for n, frame in enumerate(frames):
         pin = PacketIn(frame)
         want = run(program, pin, maps=store, tailroom=nic_tailroom(frame))
-        sim = simulate_image(image, pin, maps_in=state)
+        sim = simulate_image(image, pin, maps_in=state, engine=engine)
         got = to_run_result(sim)
         state = got.maps
         if want.fault is not None:
