@@ -12,6 +12,7 @@ anything failed.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 
 
@@ -64,25 +65,37 @@ def _targets(values) -> tuple[str, ...]:
 
 
 class _Progress:
-    """One status line on stderr, rewritten in place (only on a terminal)."""
+    """One status line on stderr: rewritten in place on a terminal, else a line a minute (for a log)."""
 
     def __init__(self, stream):
         self.stream = stream
+        self.tty = stream.isatty()
         self.width = 0
+        self.last = 0.0
 
     def __call__(self, report) -> None:
+        if not self.tty and report.elapsed - self.last < 60:
+            return
+        self.last = report.elapsed
         rate = report.inputs / report.elapsed if report.elapsed else 0.0
         parts = " ".join(f"{n} {t.inputs}" for n, t in report.targets.items())
         line = (f"{report.elapsed:7.0f} s  {report.inputs} inputs ({rate:.0f}/s)  "
                 f"failures {len(report.failures)}  [{parts}]")
-        self.stream.write("\r" + line.ljust(self.width))
-        self.width = len(line)
+        if self.tty:
+            self.stream.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            self.stream.write(line + "\n")
         self.stream.flush()
 
     def done(self) -> None:
         if self.width:
             self.stream.write("\r" + " " * self.width + "\r")
             self.stream.flush()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _replay(paths, timeout: float) -> int:
@@ -129,11 +142,12 @@ def run(args) -> int:
                             kernel=not args.no_kernel)
     if args.jobs == 1 and args.cluster is None:
         _limit_memory(config.memory_mb)  # a mutated length field must not take the machine's memory
-    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    progress = _Progress(sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a background campaign with a summary
     try:
         report = run_campaign(config, progress=progress)
     finally:
-        if progress is not None:
-            progress.done()
+        signal.signal(signal.SIGTERM, previous)
+        progress.done()
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.text())
     return 0 if report.ok and not report.interrupted else 1

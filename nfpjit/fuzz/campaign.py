@@ -415,6 +415,7 @@ def run_campaign(config: CampaignConfig, *, progress: Callable[[CampaignReport],
     seen: set[tuple[str, str]] = set()
     in_flight: set = set()
     deadline = start + config.seconds if config.seconds is not None else None
+    last_summary = start
 
     def submit_more() -> None:
         while len(in_flight) < 2 * report.workers:
@@ -455,6 +456,9 @@ def run_campaign(config: CampaignConfig, *, progress: Callable[[CampaignReport],
             submit_more()
             if progress is not None:
                 progress(report)
+            if done and config.out is not None and time.monotonic() - last_summary > 30:
+                _write_summary(config.out, report)   # a long campaign shows where it is
+                last_summary = time.monotonic()
     except KeyboardInterrupt:
         report.interrupted = True
         for future in in_flight:
@@ -463,8 +467,14 @@ def run_campaign(config: CampaignConfig, *, progress: Callable[[CampaignReport],
         close()
         report.elapsed = time.monotonic() - start
     if config.out is not None:
-        import json
-
-        Path(config.out).mkdir(parents=True, exist_ok=True)
-        (Path(config.out) / "summary.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        _write_summary(config.out, report)
     return report
+
+
+def _write_summary(out, report: CampaignReport) -> None:
+    import json
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    tmp = Path(out) / "summary.json.tmp"
+    tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    tmp.replace(Path(out) / "summary.json")
