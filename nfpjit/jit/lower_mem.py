@@ -18,7 +18,10 @@ Commands move whole 32-bit words but accept any byte address, so a 1- or
 2-byte access reads one word and extracts (or merges, for a store) the bytes
 it wants.  The word either starts at the access ("forward window") or ends
 with it ("backward window"); the analysis' offset range picks the one that
-cannot run past the end of a map value or before the packet buffer.
+cannot run past the end of a map value or either end of the packet buffer.  A
+packet access that may sit within 3 bytes of the start of the packet and also
+near the end of a full buffer (a variable offset, or ``data`` moved by a helper)
+picks at run time: two compares and a branch, each window on its own path.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from dataclasses import dataclass
 from nfpjit.analysis import HI, RegKind
 from nfpjit.bits import MASK32, u32
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AtomicOp, InsnClass, Mode, ProgType, PseudoSrc, Size
+from nfpjit.ebpf.opcodes import AtomicOp, Helper, InsnClass, Mode, ProgType, PseudoSrc, Size
 from nfpjit.errors import UnsupportedError
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
+from nfpjit.isa.sim.memory import CTM_BUFFER_SIZE, HEADROOM
 from nfpjit.isa.operands import MAX_LM_OFFSET, NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
@@ -305,6 +309,51 @@ def _window(ctx, pc: int, mem, size: int, limit: int | None) -> bool:
                 hint="use a constant offset or a 4/8-byte access")
 
 
+#: helpers after which ``data`` may sit anywhere in the packet buffer (not at HEADROOM)
+_MOVES_DATA = frozenset({Helper.xdp_adjust_head, Helper.skb_adjust_room, Helper.skb_change_head,
+                         Helper.skb_pull_data})
+ETH_HLEN = 14         # bpf_xdp_adjust_head refuses to leave a shorter packet
+
+
+def _forward_may_overrun(ctx, mem, size: int) -> bool:
+    """A narrow packet access that must use the forward window, which could run past the CTM buffer.
+
+    The forward word ``[off, off + 4)`` of a 1- or 2-byte access near the end of a packet that fills
+    the buffer (a 7936-byte frame) ends up to 3 bytes past the buffer.  It cannot while ``data`` is
+    at HEADROOM (no helper moved it) and the offset stays 4 bytes short of the buffer's end, nor
+    inside the first ETH_HLEN bytes after ``xdp_adjust_head`` (which never leaves fewer).
+    """
+    if mem.kind != RegKind.PACKET or size >= 4 or mem.offset[0] >= 4 - size:
+        return False
+    moves = ctx.state.get("lower_mem_moves_data")
+    if moves is None:
+        moves = {Helper(i.imm) for i in ctx.program.insns if i.is_helper_call and i.imm in _MOVES_DATA}
+        ctx.state["lower_mem_moves_data"] = moves
+    hi = mem.offset[1]
+    if not moves:
+        return HEADROOM + hi + 4 > CTM_BUFFER_SIZE
+    return not (moves == {Helper.xdp_adjust_head} and hi + 4 <= ETH_HLEN)
+
+
+def _either_window(ctx, insn: Insn, p: int, size: int, access) -> None:
+    """Choose the window at run time: backward when the access is at least ``4 - size`` bytes into
+    the packet (the word before it is packet), forward otherwise (the packet goes on after it).
+
+    ``p`` is the pointer register; ``access(back, a, b)`` emits the access through CTM operands ``a``/``b``.
+    """
+    s, t = scratch(ctx), scratch(ctx)
+    forward, done = ctx.new_label("pkf"), ctx.new_label("pkw")
+    ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_ADDR))
+    ctx.emit(alu(Op.SUB, GprBoth(t), lo_a(p), Gpr(Bank.B, s)))
+    ctx.emit(alu(Op.SUB, NoDest(), Gpr(Bank.A, t), offset_operand(ctx, 4 - size - insn.off)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.LT), target=forward)
+    access(True, lo_a(p), offset_operand(ctx, insn.off - (4 - size)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=done)
+    ctx.emit.label(forward)
+    access(False, lo_a(p), offset_operand(ctx, insn.off))
+    ctx.emit.label(done)
+
+
 def _mem_target(ctx, pc: int, insn_off: int, ptr: int, mem, size: int, back: bool):
     """(memory, a, b) operands addressing the word(s) of the access through register ``ptr``."""
     adj = insn_off - (4 - size if back else 0)
@@ -355,6 +404,11 @@ def lower_ldx(ctx, pc: int, insn: Insn) -> None:
             window_load(ctx, d, lambda k: _pkt_word(plan, k), acc.off, acc.size)
     elif kind in (RegKind.PACKET, RegKind.MAP_VALUE) and _gathered(ctx, pc) is not None:
         _gathered_load(ctx, pc, insn, mem, _gathered(ctx, pc))
+    elif _forward_may_overrun(ctx, mem, size):
+        def load(back: bool, a, b) -> None:
+            ctx.emit(command(Op.MEM_READ, Memory.CTM, IN0, a, b, 1))
+            _extract(ctx, d, IN0, IN1, size, 8 * (4 - size) if back else 0)
+        _either_window(ctx, insn, p, size, load)
     elif kind in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
         memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
@@ -536,6 +590,11 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
     if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         raise _fail(ctx, pc, f"store through a {kind.name.lower()} pointer is not supported by the NFP lowering",
                     hint="XDP context fields cannot be written")
+    if _forward_may_overrun(ctx, mem, size):
+        def store(back: bool, a, b) -> None:
+            _narrow_store(ctx, Memory.CTM, a, b, size, back, vlo)
+        _either_window(ctx, insn, p, size, store)
+        return
     back = size < 4 and _window(ctx, pc, mem, size, _value_limit(ctx, mem))
     memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, size, back)
     if size >= 4:
@@ -544,6 +603,11 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
             ctx.emit(mov(OUT1, vhi))
         ctx.emit(command(Op.MEM_WRITE, memory, OUT0, a, b, size // 4))
         return
+    _narrow_store(ctx, memory, a, b, size, back, vlo)
+
+
+def _narrow_store(ctx, memory, a, b, size: int, back: bool, vlo) -> None:
+    """A 1- or 2-byte store: read-modify-write of the word through ``a``/``b``."""
     s = scratch(ctx)
     pos = 4 - size if back else 0
     ctx.emit(command(Op.MEM_READ, memory, IN0, a, b, 1))
