@@ -279,3 +279,48 @@ def test_cli_replay(capsys, tmp_path, buggy):
     assert main(["fuzz", "--replay", str(tmp_path), "--timeout", "0.3"]) == 1
     out = capsys.readouterr().out
     assert "FAILS: IndexError" in out and "0 passed, 2 failed" in out
+
+
+# -- nfpjit stats over the same executors -----------------------------------------------------------------
+
+def _stable(doc: dict) -> list:
+    """What does not depend on timing: per program, the sizes and cycles; and the refused ones."""
+    rows = [(r["program"], r["nfp_insns"], r["cycles"]["mean"], [p["saves"] for p in r["passes"]])
+            for r in doc["programs"]]
+    return rows + [(r["program"], r["reason"]) for r in doc["rejected"]]
+
+
+STATS_OBJS = ["xdp_pass.o", "array_counter.o", "two_programs.o", "tail_call.o"]
+
+
+def test_stats_over_local_processes_gives_the_same_rows():
+    from nfpjit.cli.stats import gather
+    from nfpjit.fuzz.executor import make_executor
+    from nfpjit.testing import crafted_packets
+    from tests.conftest import CORPUS
+
+    paths = [str(CORPUS / o) for o in STATS_OBJS] + ["/nonexistent.o"]
+    frames = crafted_packets()[:4]
+    serial = gather(paths, frames=frames, profile="permissive")
+    executor, workers, _what, close = make_executor(2)
+    try:
+        parallel = gather(paths, frames=frames, profile="permissive", executor=executor)
+    finally:
+        close()
+    assert workers == 2
+    assert len(serial["programs"]) >= 3 and serial["rejected"]
+    assert _stable(parallel) == _stable(serial)
+
+
+def test_stats_cli_on_a_local_dask_cluster(capsys):
+    distributed = pytest.importorskip("distributed", reason="Dask distributed is not installed (pip install 'nfpjit[dask]')")
+    from tests.conftest import CORPUS
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None,
+                                  scheduler_port=0) as cluster:
+        paths = [str(CORPUS / o) for o in STATS_OBJS[:2]]
+        assert main(["stats", *paths, "--packets", "3", "--json", "--cluster", cluster.scheduler_address]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["programs"]) + len(doc["rejected"]) == 2
+    assert doc["programs"][0]["file"].endswith("xdp_pass.o")
+    assert main(["stats", paths[0], "--jobs", "0"]) == 2

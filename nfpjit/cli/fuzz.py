@@ -125,7 +125,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from nfpjit.errors import UsageError
-    from nfpjit.fuzz.campaign import CampaignConfig, _limit_memory, run_campaign
+    from nfpjit.fuzz.campaign import CampaignConfig, run_campaign
+    from nfpjit.fuzz.executor import limit_memory
 
     if args.replay:
         return _replay(args.replay, args.timeout)
@@ -141,7 +142,7 @@ def run(args) -> int:
                             timeout=args.timeout, shrink_seconds=max(0.0, args.shrink_time), sim=args.sim,
                             kernel=not args.no_kernel)
     if args.jobs == 1 and args.cluster is None:
-        _limit_memory(config.memory_mb)  # a mutated length field must not take the machine's memory
+        limit_memory(config.memory_mb)  # a mutated length field must not take the machine's memory
     progress = _Progress(sys.stderr)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a background campaign with a summary
     try:

@@ -1,6 +1,6 @@
 """``nfpjit stats``: what the optimisation levels and passes do to programs, in code size and cycles.
 
-``nfpjit stats OBJ... [-s SEC] [--pcap P] [--profile P] [--json|--csv] [--plot FILE.png]``
+``nfpjit stats OBJ... [-s SEC] [--pcap P] [--profile P] [--json|--csv] [--plot FILE.png] [--jobs N | --cluster ADDR]``
 
 For every program of every OBJ (all program sections of an ELF object unless ``-s`` picks
 one; ``.s`` eBPF assembly): the eBPF instructions; the NFP instructions at -O0, -O1 and -O2
@@ -50,6 +50,10 @@ def register(subparsers) -> None:
     fmt.add_argument("--csv", action="store_true", help="one CSV row per program and a totals row")
     p.add_argument("--plot", metavar="FILE.png", help="also draw the savings of each pass per program "
                    "(needs matplotlib: pip install 'nfpjit[plot]')")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="spread the programs over N processes of this machine")
+    p.add_argument("--cluster", metavar="tcp://HOST:8786",
+                   help="spread the programs over a Dask distributed cluster (needs nfpjit[dask])")
     p.set_defaults(func=run)
 
 
@@ -257,29 +261,41 @@ def totals(rows: list[dict]) -> dict:
     }
 
 
-def gather(paths, *, section=None, profile="default", frames, progress=None) -> dict:
-    """The ``nfpjit stats --json`` document for ``paths``; ``progress(done, total, label)`` before each program."""
+def _program_result(todo_item, prof, frames) -> tuple[str, dict]:
+    """``("row", row)`` or ``("rejected", entry)`` for one program (a top-level function: executors pickle it)."""
+    label, path, sec, program, reason, load_s = todo_item
+    if program is None:
+        return "rejected", {"program": label, "file": path, "section": sec, "reason": reason, "codes": [],
+                            "load_error": True}
+    try:
+        row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s)
+    except NfpjitError as exc:
+        report = getattr(exc, "report", None)
+        codes = sorted({d.code for d in report.diagnostics if d.severity.name == "ERROR"}) if report else []
+        return "rejected", {"program": label, "file": path, "section": sec, "reason": str(exc), "codes": codes}
+    return "row", {"program": label, "file": path, "section": sec, **row}
+
+
+def gather(paths, *, section=None, profile="default", frames, progress=None, executor=None) -> dict:
+    """The ``nfpjit stats --json`` document for ``paths``; ``progress(done, total, label)`` before each program.
+
+    ``executor``: a ``concurrent.futures.Executor`` (:func:`nfpjit.fuzz.executor.make_executor`: local
+    processes or a Dask cluster) the programs are mapped over; the rows keep their order.
+    """
+    import functools
+
     from nfpjit.driver import _load_profile
 
     prof = _load_profile(profile)  # a bad --profile fails once, before any program
     start = time.perf_counter()
     rows, rejected = [], []
     todo = _programs(paths, section)
-    for done, (label, path, sec, program, reason, load_s) in enumerate(todo):
+    one = functools.partial(_program_result, prof=prof, frames=frames)
+    results = map(one, todo) if executor is None else executor.map(one, todo)
+    for done, (item, (kind, entry)) in enumerate(zip(todo, results)):
         if progress is not None:
-            progress(done, len(todo), label)
-        if program is None:
-            rejected.append({"program": label, "file": path, "section": sec, "reason": reason, "codes": [],
-                             "load_error": True})
-            continue
-        try:
-            row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s)
-        except NfpjitError as exc:
-            report = getattr(exc, "report", None)
-            codes = sorted({d.code for d in report.diagnostics if d.severity.name == "ERROR"}) if report else []
-            rejected.append({"program": label, "file": path, "section": sec, "reason": str(exc), "codes": codes})
-            continue
-        rows.append({"program": label, "file": path, "section": sec, **row})
+            progress(done, len(todo), item[0])
+        (rows if kind == "row" else rejected).append(entry)
     return {"version": SCHEMA_VERSION, "profile": prof.name, "packets": len(frames), "programs": rows,
             "rejected": rejected, "totals": totals(rows), "wall_seconds": round(time.perf_counter() - start, 3)}
 
@@ -447,6 +463,18 @@ def _frames(args) -> list[bytes]:
 def run(args) -> int:
     plt = _need_matplotlib() if args.plot else None  # before the long part
     frames = _frames(args)
+    if args.jobs != 1 or args.cluster:
+        from nfpjit.fuzz.executor import make_executor
+
+        executor, _workers, _what, close = make_executor(args.jobs, args.cluster)
+        try:
+            return _run(args, plt, frames, executor)
+        finally:
+            close()
+    return _run(args, plt, frames, None)
+
+
+def _run(args, plt, frames, executor) -> int:
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import Progress
@@ -457,9 +485,10 @@ def run(args) -> int:
             def step(done: int, total: int, label: str) -> None:
                 bar.update(task, description=label, completed=done, total=total)
 
-            doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, progress=step)
+            doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, progress=step,
+                         executor=executor)
     else:
-        doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames)
+        doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, executor=executor)
     out = sys.stdout
     if args.json:
         json.dump(doc, out, indent=1)

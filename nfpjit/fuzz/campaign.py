@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from nfpjit.errors import UsageError
+from nfpjit.fuzz.executor import make_executor
 
 __all__ = ["Chunk", "ChunkResult", "Failure", "CampaignConfig", "CampaignReport", "run_campaign", "run_chunk",
            "make_executor", "expand_targets"]
@@ -217,68 +218,6 @@ def run_chunk(chunk: Chunk) -> ChunkResult:
     return ChunkResult(target=chunk.target, inputs=n, seconds=time.monotonic() - start,
                        cpu_seconds=time.thread_time() - cpu0, failures=list(failures.values()),
                        counts={"deep": max(0, len(seen) - deep0)})
-
-
-# -- executors --------------------------------------------------------------------------------
-
-class _InlineExecutor(cf.Executor):
-    """Runs each submitted call at once, here (``jobs=1``): the same interface as the pools."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future: cf.Future = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
-            future.set_exception(exc)
-        return future
-
-
-def _limit_memory(megabytes: int) -> None:
-    if megabytes > 0:
-        import resource
-
-        limit = megabytes * 1024 * 1024
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        except (ValueError, OSError):
-            pass
-
-
-def _dask_client(cluster):
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UsageError("--cluster needs Dask distributed, which is not installed",
-                         hint="pip install 'nfpjit[dask]'") from None
-    if isinstance(cluster, Client):
-        return cluster, False
-    try:
-        return Client(cluster, timeout=10), True
-    except (OSError, TimeoutError) as exc:
-        raise UsageError(f"cannot reach the Dask scheduler at {cluster}: {exc}",
-                         hint="start one with `dask scheduler` and workers with `dask worker ADDRESS`") from None
-
-
-def make_executor(jobs: int = 1, cluster=None, memory_mb: int = 0):
-    """``(executor, workers, description, close)`` for ``jobs`` local processes or a Dask cluster."""
-    if cluster is not None:
-        client, owned = _dask_client(cluster)
-        workers = max(1, sum(client.nthreads().values()))
-
-        def close():
-            if owned:
-                client.close()
-
-        return client.get_executor(pure=False), workers, f"dask {client.scheduler.address} ({workers} threads)", close
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}: give at least 1")
-    if jobs == 1:
-        return _InlineExecutor(), 1, "1 process (this one)", lambda: None
-    import multiprocessing
-
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                  initializer=_limit_memory, initargs=(memory_mb,))
-    return pool, jobs, f"{jobs} local processes", lambda: pool.shutdown(cancel_futures=True)
 
 
 # -- the campaign ------------------------------------------------------------------------------
