@@ -8,11 +8,11 @@ API summary (names are stable; the manual isa/README.md is generated from the ta
     with (lsb, width), operand kinds per role, syntax, ``latency``
     (``LatencyClass``), ``max_defer``, ``alu`` (``AluOp``), one-line
     ``semantics``), field enums ``AluOp``, ``ShiftKind``, ``Cond``, ``Width``,
-    ``MulStep``, ``Memory``, ``Csr``, and the value type
+    ``MulStep``, ``Memory``, ``Csr``, ``AtomicCmd``, and the value type
     ``Instruction(op, dest=None, a=None, b=None, alu=None, shift=None,
     amount=0, indirect=False, mask=0, clear=False, imm=0, byte=0,
     invert=False, width=None, mul=None, cond=None, target=0, defer=0, bit=0,
-    mem=None, xfer=None, count=0, signal=0, ctx_swap=False, csr=None)``.
+    mem=None, xfer=None, count=0, signal=0, ctx_swap=False, csr=None, atomic=None)``.
 * ``nfpjit.isa.operands``  ``Gpr(Bank.A, 3)``, ``Xfer(XferSide.IN, 2)``,
     ``NN(5)``, ``LMem(pointer, offset=0, postinc=False)``, ``Imm(0..255)``,
     ``NoDest()``; errors ``IsaError`` > ``IllegalInstruction``,
@@ -55,6 +55,7 @@ from .table import (
     BY_OP,
     TABLE,
     AluOp,
+    AtomicCmd,
     Cond,
     Csr,
     Entry,
@@ -74,7 +75,7 @@ from .asm import AsmResult, assemble, parse
 __all__ = [
     "NN", "Bank", "Gpr", "GprBoth", "IllegalInstruction", "IllegalOperands", "Imm", "IsaAsmError", "IsaError", "LMem",
     "NoDest", "Operand", "OperandKind", "Xfer", "XferSide",
-    "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
+    "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "AtomicCmd", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
     "Memory", "MulStep", "Op", "ShiftKind", "Width",
     "check", "decode", "encode", "legalise", "load_const", "disassemble", "format_instruction", "AsmResult", "assemble", "parse",
 ]

@@ -88,6 +88,8 @@ class Op(IntEnum):
     # posted atomics: the addend rides in the command word, no transfer register
     MEM_ADDI32 = 0x48
     MEM_ADDI64 = 0x49
+    MEM_ATOMIC32 = 0x3D
+    MEM_ATOMIC64 = 0x3E
     CSR_RD = 0x40
     CSR_WR = 0x41
 
@@ -166,6 +168,20 @@ class MulStep(IntEnum):
 
 
 MUL_STEPS_NEEDED = {MulStep.M24X8: 1, MulStep.M16X16: 2, MulStep.M32X32: 4}
+
+
+class AtomicCmd(IntEnum):
+    """The operation of a MEM_ATOMIC32/64 command (the memory unit's atomic engine).
+
+    Every one returns the old value in ``$in[xfer..]``; code that wants no fetch ignores it.
+    """
+
+    ADD = 0       # M += $out
+    AND = 1       # M &= $out
+    OR = 2        # M |= $out
+    XOR = 3       # M ^= $out
+    SWAP = 4      # M = $out
+    CMP_SWAP = 5  # if M == $out[xfer+w..]: M = $out[xfer..]   (w = 1 or 2 words)
 
 
 class Memory(IntEnum):
@@ -442,6 +458,25 @@ def _cmd_entry(op: Op, mnemonic: str, semantics: str, side: XferSide, fixed_coun
     )
 
 
+def _atomic_entry(op: Op, mnemonic: str, words: int) -> Entry:
+    bits = 32 * words
+    return Entry(
+        op, mnemonic, Format.CMD, (*_CMD_FIELDS_COMMON, _enum("atomic", 14, 3, AtomicCmd, doc="atomic operation")),
+        f"old = M{bits}[address]; M{bits}[address] = old <atomic> $out[xfer..] (add, and, or, xor, swap; "
+        f"cmp_swap: the new value if old == $out[xfer+{words}..], the expected value); "
+        f"$in[xfer..] = old (one atomic operation of the memory unit); {_CMD_ADDR}",
+        latency=LatencyClass.MEM, a_kinds=SOURCE_KINDS, b_kinds=SOURCE_KINDS,
+        syntax=("atomic", "xfer", "a", "b", "count"), keywords=("signal", "ctx_swap"), suffix="mem",
+        xfer_side=XferSide.OUT, fixed_count=words, reads_prev=True,
+    )
+
+
+#: transfer registers a MEM_ATOMIC command reads ($out) for each operation, in memory words
+def atomic_out_words(cmd: "AtomicCmd", words: int) -> int:
+    """$out registers an atomic command with ``words`` memory words reads (cmp_swap: new + expected)."""
+    return 2 * words if cmd == AtomicCmd.CMP_SWAP else words
+
+
 TABLE: tuple[Entry, ...] = (
     Entry(Op.NOP, "nop", Format.CTRL, (_opcode(),), "do nothing for one cycle"),
     Entry(Op.HALT, "halt", Format.CTRL, (_opcode(), Field("b", 26, 10, FieldKind.B, doc="action operand code")),
@@ -558,6 +593,8 @@ TABLE: tuple[Entry, ...] = (
                "old = M32[address]; M32[address] = old | $out[xfer]; $in[xfer] = old (atomic)", XferSide.OUT, 1),
     _addi_entry(Op.MEM_ADDI32, "mem_addi32", "M32[address] += imm (atomic)"),
     _addi_entry(Op.MEM_ADDI64, "mem_addi64", "M64[address] += imm (atomic)"),
+    _atomic_entry(Op.MEM_ATOMIC32, "mem_atomic32", 1),
+    _atomic_entry(Op.MEM_ATOMIC64, "mem_atomic64", 2),
     Entry(
         Op.CSR_RD, "csr_rd", Format.CSR, (_opcode(), _dest(), _enum("csr", 16, 6, Csr, doc="CSR number")),
         "dest = CSR[csr]", latency=LatencyClass.CSR, dest_kinds=DEST_KINDS - {OperandKind.NONE},
@@ -612,6 +649,7 @@ class Instruction:
     signal: int = 0
     ctx_swap: bool = False
     csr: Csr | None = None
+    atomic: AtomicCmd | None = None
 
     def __post_init__(self) -> None:
         try:

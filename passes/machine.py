@@ -46,7 +46,7 @@ from nfpjit.isa.sim.firmware import (
 from nfpjit.isa.sim.semantics import HANDLERS
 from nfpjit.jit.mir import MInstr
 from nfpjit.jit.regs import SCRATCH_GPRS
-from nfpjit.isa.table import BY_OP, AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width
+from nfpjit.isa.table import BY_OP, AluOp, Cond, Csr, Format, Instruction, Op, ShiftKind, Width, atomic_out_words
 
 #: ops that may change the pc (and have defer slots)
 BRANCH_OPS = frozenset(op for op, e in BY_OP.items() if e.is_branch)
@@ -242,6 +242,9 @@ def _compute(ins: Instruction) -> DefUse:
             acc[0] |= span << XOUT0
         if op == Op.MEM_TEST_SET:        # the old word comes back in $in[xfer] (the table has no field for it)
             acc[1] |= 1 << (XIN0 + first)
+        if op in (Op.MEM_ATOMIC32, Op.MEM_ATOMIC64):    # old value -> $in[xfer..]; cmp_swap also reads the expected
+            acc[1] |= span << XIN0
+            acc[0] |= (((1 << atomic_out_words(ins.atomic, count)) - 1) << first) << XOUT0
     if e.format == Format.CMD:           # every memory command, with or without transfer registers
         acc[0] |= BIT_MEM
         acc[3] |= BIT_MEM

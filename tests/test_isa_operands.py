@@ -13,6 +13,7 @@ from nfpjit.isa import (
     NN,
     TABLE,
     AluOp,
+    AtomicCmd,
     Bank,
     Cond,
     Csr,
@@ -292,6 +293,8 @@ def _minimal(entry) -> dict:
         Op.MEM_ADD64: dict(mem=Memory.EMEM, xfer=OUT0, a=A0, b=B0, count=2),
         Op.MEM_TEST_SET: dict(mem=Memory.EMEM, xfer=OUT0, a=A0, b=B0, count=1),
         Op.MEM_ADDI32: dict(mem=Memory.EMEM, a=A0, b=B0, imm=7), Op.MEM_ADDI64: dict(mem=Memory.EMEM, a=A0, b=B0, imm=9),
+        Op.MEM_ATOMIC32: dict(mem=Memory.EMEM, xfer=OUT0, a=A0, b=B0, count=1, atomic=AtomicCmd.XOR),
+        Op.MEM_ATOMIC64: dict(mem=Memory.EMEM, xfer=OUT0, a=A0, b=B0, count=2, atomic=AtomicCmd.CMP_SWAP),
         Op.CSR_RD: dict(dest=A0, csr=Csr.PKT_LEN), Op.CSR_WR: dict(csr=Csr.TX_QUEUE, b=A0),
     }.get(entry.op, dict(dest=A0, a=A1, b=B0))
 

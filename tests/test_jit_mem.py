@@ -508,11 +508,20 @@ def test_atomic_or_map_value(op):
         differential(text, [_packet(60)], maps_in={"c": {bytes(4): value}})
 
 
-def test_other_map_value_atomics_are_refused():
+@pytest.mark.parametrize("op", ["fetch add", "fetch add32", "xchg", "cmpxchg32", "fetch and", "xor32"])
+def test_other_map_value_atomics(op):
+    """Once refused (EMEM had only add and test-and-set), now one mem_atomic command each
+    (every operation and width: tests/test_jit_atomics.py)."""
     needs_alu()
-    text = ".type xdp\n.map c array key=4 value=16 entries=1\n" + _lookup("c", 0, "mov r5, 1\n lock fetch add [r0+0], r5")
-    with pytest.raises(UnsupportedError, match="fetch_add"):
-        jit_compile(assemble(text), check=False)
+    body = f"""mov r6, r0
+        lddw r5, 0x8000000100000300
+        mov r0, 0x301
+        lock {op} [r6+4], r5
+        add r0, r5"""
+    text = ".type xdp\n.map c array key=4 value=16 entries=1\n" + _lookup("c", 0, body)
+    for start in (0, 0x301, 2**64 - 1):
+        value = bytes(4) + start.to_bytes(8, "little") + bytes(4)
+        differential(text, [_packet(60)], maps_in={"c": {bytes(4): value}})
 
 
 def test_stack_atomics():

@@ -362,6 +362,31 @@ CORNERS = {
         add a0, a2, $in0
         halt 2
     """,
+    "atomic_commands": """
+        immed $out0, 0x0f0f
+        immed $out0, 0x8000, width=hi
+        immed $out1, 3
+        immed $out2, 0x0f0f
+        immed $out3, 7
+        immed a1, 0x200
+        mem_write.cls $out0, a1, 0, 4, ctx_swap
+        mem_atomic32.cls add, $out0, a1, 0, 1, ctx_swap
+        mov a2, $in0
+        mem_atomic64.cls and, $out0, a1, 4, 2, ctx_swap
+        add a2, a2, $in1
+        mem_atomic32.imem or, $out1, a1, 0, 1, ctx_swap
+        mem_atomic64.cls xor, $out2, a1, 8, 2, ctx_swap
+        add a2, a2, $in2
+        mem_atomic32.cls swap, $out3, a1, 12, 1, ctx_swap
+        mem_atomic32.cls cmp_swap, $out0, a1, 0, 1, ctx_swap
+        mem_atomic64.cls cmp_swap, $out0, a1, 0, 2, ctx_swap
+        add a2, a2, $in0
+        mem_read.cls $in4, a1, 0, 4, ctx_swap
+        add a0, a2, $in4
+        add a0, a0, $in7
+        mem_atomic64.cls cmp_swap, $out30, a1, 0, 2, ctx_swap
+        halt 2
+    """,
     "indirect_count": """
         immed a1, 3
         mov --, a1

@@ -23,6 +23,7 @@ from nfpjit.isa.table import (
     MUL_STEPS_NEEDED,
     READ_ONLY_CSRS,
     TABLE,
+    AtomicCmd,
     Cond,
     Csr,
     Entry,
@@ -210,6 +211,8 @@ def generate() -> str:
     w("- Memories: " + ", ".join(f"`{enum_text(m)}` ({int(m)})" for m in Memory) + ".")
     w("- Shifts: " + ", ".join(f"`{enum_text(s)}` ({int(s)})" for s in ShiftKind) + ".")
     w("- IMMED widths: " + ", ".join(f"`{enum_text(x)}` ({int(x)})" for x in Width) + ".")
+    w("- Atomic operations (`mem_atomic32`/`mem_atomic64`): " + ", ".join(f"`{enum_text(a)}` ({int(a)})"
+                                                                        for a in AtomicCmd) + ".")
     w("- Multiply modes: " + ", ".join(f"`{enum_text(m)}` ({int(m)}, {n} step{'s' if n > 1 else ''})"
                                        for m, n in MUL_STEPS_NEEDED.items()) + ".")
     w("- Latency classes: " + "; ".join(f"{c.name}" for c in LatencyClass) + ".")

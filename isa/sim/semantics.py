@@ -17,6 +17,7 @@ from nfpjit.isa.table import (
     BY_OP,
     MUL_STEPS_NEEDED,
     AluOp,
+    AtomicCmd,
     Cond,
     Csr,
     Instruction,
@@ -25,6 +26,8 @@ from nfpjit.isa.table import (
     Op,
     ShiftKind,
     Width,
+    atomic_out_words,
+    enum_text,
 )
 
 from nfpjit.isa.operands import GprBoth
@@ -359,6 +362,41 @@ def mem_test_set(m, ins: Instruction) -> None:
     old = int.from_bytes(mem.read(address, 4), "little")
     mem.write(address, (old | m.xout[first]).to_bytes(4, "little"))
     m.set_xin(first, old)
+
+
+def _atomic_result(cmd: AtomicCmd, old: int, x: int, expected: int, mask: int) -> int:
+    if cmd == AtomicCmd.ADD:
+        return (old + x) & mask
+    if cmd == AtomicCmd.AND:
+        return old & x
+    if cmd == AtomicCmd.OR:
+        return old | x
+    if cmd == AtomicCmd.XOR:
+        return old ^ x
+    if cmd == AtomicCmd.SWAP:
+        return x
+    return x if old == expected else old        # CMP_SWAP
+
+
+@semantics(Op.MEM_ATOMIC32, Op.MEM_ATOMIC64)
+def mem_atomic(m, ins: Instruction) -> None:
+    """One read-modify-write inside the memory unit; the old value comes back in $in[xfer..]."""
+    words = ins.entry.fixed_count
+    mem, address, first, _ = _command(m, ins)
+    if first + atomic_out_words(ins.atomic, words) > 32:
+        raise _illegal(f"{ins.entry.mnemonic} {enum_text(ins.atomic)} reads transfer registers "
+                       f"{first}..{first + atomic_out_words(ins.atomic, words) - 1}: past the last register")
+    nbytes = 4 * words
+    old = int.from_bytes(mem.read(address, nbytes), "little")
+
+    def out(k: int) -> int:
+        return m.xout[first + k] if words == 1 else join64(m.xout[first + k], m.xout[first + k + 1])
+
+    x = out(0)
+    expected = out(words) if ins.atomic == AtomicCmd.CMP_SWAP else 0
+    mem.write(address, _atomic_result(ins.atomic, old, x, expected, (1 << 8 * nbytes) - 1).to_bytes(nbytes, "little"))
+    for k in range(words):
+        m.set_xin(first + k, old >> 32 * k & MASK32)
 
 
 # -- CSRs ------------------------------------------------------------------------------------------

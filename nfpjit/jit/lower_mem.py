@@ -37,7 +37,7 @@ from nfpjit.isa.encoding import load_const
 from nfpjit.isa.image import RelocKind
 from nfpjit.isa.sim.memory import CTM_BUFFER_SIZE, HEADROOM
 from nfpjit.isa.operands import MAX_LM_OFFSET, NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
-from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Memory, Op, ShiftKind
+from nfpjit.isa.table import AluOp, AtomicCmd, Cond, Csr, Instruction, Memory, Op, ShiftKind
 
 from .mir import MInstr, MReloc
 from .regs import SCRATCH_GPRS
@@ -922,7 +922,7 @@ def _pkt_copy(ctx, copy) -> None:
 
 
 def lower_atomic(ctx, pc: int, insn: Insn) -> None:
-    """Atomics: add (mem_add32/64) and (fetch_)or (mem_test_set) on map values; every atomic on the stack."""
+    """Atomics: every one on map values (EMEM's atomic engine), every one on the stack (LM read-modify-write)."""
     facts, mem = _access(ctx, pc)
     size = insn.size.nbytes
     try:
@@ -937,8 +937,8 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
             ctx.emit(mov(OUT1, hi_b(v)))
         ctx.emit(command(Op.MEM_ADD64 if size == 8 else Op.MEM_ADD32, memory, OUT0, a, b, 0))
         return
-    if mem.kind == RegKind.MAP_VALUE and op in (AtomicOp.OR, AtomicOp.FETCH_OR):
-        _map_value_or(ctx, pc, insn, mem, op, size)
+    if mem.kind == RegKind.MAP_VALUE:
+        _map_value_atomic(ctx, pc, insn, mem, op, size)
         return
     if mem.kind == RegKind.STACK and op.alu_op is not None:
         _stack_atomic(ctx, pc, insn, mem, facts, op, size)
@@ -948,26 +948,48 @@ def lower_atomic(ctx, pc: int, insn: Insn) -> None:
         return
     raise _fail(ctx, pc, f"atomic {op.name.lower()} on a {mem.kind.name.lower()} pointer is not supported "
                          "by the NFP lowering",
-                hint="map values take atomic add and or (with fetch: or only); the stack takes every atomic")
+                hint="atomics work on map values and the stack; keep packet and context updates plain")
 
 
-def _map_value_or(ctx, pc: int, insn: Insn, mem, op: AtomicOp, size: int) -> None:
-    """Atomic (fetch_)or on a map value: one ``mem_test_set`` per word, which returns the old word.
+#: eBPF atomic operation -> the EMEM atomic engine's command
+_ATOMIC_CMD = {
+    AtomicOp.ADD: AtomicCmd.ADD, AtomicOp.FETCH_ADD: AtomicCmd.ADD,
+    AtomicOp.AND: AtomicCmd.AND, AtomicOp.FETCH_AND: AtomicCmd.AND,
+    AtomicOp.OR: AtomicCmd.OR, AtomicOp.FETCH_OR: AtomicCmd.OR,
+    AtomicOp.XOR: AtomicCmd.XOR, AtomicOp.FETCH_XOR: AtomicCmd.XOR,
+    AtomicOp.XCHG: AtomicCmd.SWAP, AtomicOp.CMPXCHG: AtomicCmd.CMP_SWAP,
+}
 
-    OR has no carries, so two atomic 32-bit ORs set the same bits as one 64-bit OR; the old value a
-    64-bit fetch_or returns is read word by word, not as one snapshot.
+
+def _map_value_atomic(ctx, pc: int, insn: Insn, mem, op: AtomicOp, size: int) -> None:
+    """One ``mem_atomic32/64`` command: the memory unit reads, combines and writes the value as one
+    operation (no other thread's command can come between) and returns the old value in $in.
+
+    $out0 (and $out1) = the operand (src), for cmpxchg followed by the expected value (R0);
+    the old value goes to src for the fetching forms and xchg, to R0 for cmpxchg (32-bit: zero-extended).
     """
     p, v = insn.dst, insn.src
-    for w, out in enumerate((OUT0, OUT1)[:size // 4]):
-        memory, a, b = _mem_target(ctx, pc, insn.off + 4 * w, p, mem, 4, False)
-        ctx.emit(mov(out, (lo_b, hi_b)[w](v)))
-        ctx.emit(command(Op.MEM_TEST_SET, memory, out, a, b, 1))     # old word -> $in<w>
-    if op.fetches:
-        ctx.emit(mov(lo_ab(v), IN0))
-        if size == 8:
-            ctx.emit(mov(hi_ab(v), IN1))
-        else:
-            zero_hi(ctx, v)
+    words = size // 4
+    cmd = _ATOMIC_CMD[op]
+    memory, a, b = _mem_target(ctx, pc, insn.off, p, mem, 4, False)
+    outs = [Xfer(XferSide.OUT, k) for k in range(2 * words)]
+    ctx.emit(mov(outs[0], lo_b(v)))
+    if words == 2:
+        ctx.emit(mov(outs[1], hi_b(v)))
+    if cmd == AtomicCmd.CMP_SWAP:
+        ctx.emit(mov(outs[words], lo_b(0)))
+        if words == 2:
+            ctx.emit(mov(outs[3], hi_b(0)))
+    ctx.emit(Instruction(Op.MEM_ATOMIC64 if words == 2 else Op.MEM_ATOMIC32, mem=memory, xfer=OUT0, a=a, b=b,
+                         count=words, ctx_swap=True, atomic=cmd))
+    if not (op.fetches or cmd == AtomicCmd.SWAP):
+        return
+    dest = 0 if cmd == AtomicCmd.CMP_SWAP else v
+    ctx.emit(mov(lo_ab(dest), IN0))
+    if words == 2:
+        ctx.emit(mov(hi_ab(dest), IN1))
+    else:
+        zero_hi(ctx, dest)
 
 
 def _stack_exchange(ctx, pc: int, insn: Insn, op: AtomicOp, size: int) -> None:

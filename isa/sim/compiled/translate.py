@@ -26,7 +26,7 @@ from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import Image, ImageMapType
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
 from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
-from nfpjit.isa.table import Format, ShiftKind, Width
+from nfpjit.isa.table import AtomicCmd, Format, ShiftKind, Width, atomic_out_words, enum_text
 
 from ..cycles import CYCLES, Resource
 from ..firmware import ARG_KEY, ARG_MAP_ID, ARG_REDIRECT_KIND, DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE
@@ -38,6 +38,8 @@ from .runtime import Emit, c32, c64, i1, i8, i32, i64, ptr
 
 LM_POINTER_DELAY = 3
 _PEND_KEYS = ("cycles", "insns") + tuple(range(18))      # the counters static charges accumulate in
+_COMMAND_OPS = (Op.MEM_READ, Op.MEM_WRITE, Op.MEM_ADD32, Op.MEM_ADD64, Op.MEM_TEST_SET, Op.MEM_ATOMIC32,
+                Op.MEM_ATOMIC64)
 _MEM_RES = {Memory.CTM: (Resource.CTM, "ctm"), Memory.EMEM: (Resource.EMEM, "emem"),
             Memory.IMEM: (Resource.IMEM, "imem"), Memory.CLS: (Resource.CLS, "cls")}
 _FLAT = {Memory.CTM: ("CTM", CTM_BASE, CTM_BUFFER_SIZE, rt.C_CTM, rt.MEM_CTM),
@@ -780,7 +782,7 @@ class _Gen:
                 p = self.usage[2 * int(r) + 1]
                 self.st(b.add(self.ld(p, i64), b.select(b.icmp_unsigned("==", res, c32(int(r))), cost, c64(0))), p)
             self.st(b.add(self.ld(self.cycles, i64), cost), self.cycles)
-        elif op in (Op.MEM_READ, Op.MEM_WRITE, Op.MEM_ADD32, Op.MEM_ADD64, Op.MEM_TEST_SET):
+        elif op in _COMMAND_OPS:
             self.command(ins, pc)
         elif op in (Op.MEM_ADDI32, Op.MEM_ADDI64):
             self.posted_add(ins, pc)
@@ -965,6 +967,51 @@ class _Gen:
             x = b.or_(b.shl(b.zext(self.ld(self.xptr(self.xout, first + 1)), i64), c64(32)),
                       b.zext(self.ld(self.xptr(self.xout, first)), i64))
             b.store(b.add(old, x), p, align=1)
+        elif op in (Op.MEM_ATOMIC32, Op.MEM_ATOMIC64):
+            self.atomic(ins, address, pc)
+
+    def atomic(self, ins: Instruction, address, pc) -> None:
+        """MEM_ATOMIC32/64: old value -> $in[xfer..], memory = old <op> $out (semantics.mem_atomic)."""
+        b = self.b
+        words = ins.entry.fixed_count
+        first = ins.xfer.index
+        used = atomic_out_words(ins.atomic, words)
+        if first + used > 32:
+            self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION,
+                                 f"{ins.entry.mnemonic} {enum_text(ins.atomic)} reads transfer registers "
+                                 f"{first}..{first + used - 1}: past the last register"), pc)
+            return
+        ty = i32 if words == 1 else i64
+        p = self.mem_ptr(ins.mem, address, c64(4 * words), pc, write=True)
+        old = b.load(p, typ=ty, align=1)
+
+        def out(k: int):
+            lo = self.ld(self.xptr(self.xout, first + k))
+            if words == 1:
+                return lo
+            hi = self.ld(self.xptr(self.xout, first + k + 1))
+            return b.or_(b.shl(b.zext(hi, i64), c64(32)), b.zext(lo, i64))
+
+        x = out(0)
+        cmd = ins.atomic
+        if cmd == AtomicCmd.ADD:
+            new = b.add(old, x)
+        elif cmd == AtomicCmd.AND:
+            new = b.and_(old, x)
+        elif cmd == AtomicCmd.OR:
+            new = b.or_(old, x)
+        elif cmd == AtomicCmd.XOR:
+            new = b.xor(old, x)
+        elif cmd == AtomicCmd.SWAP:
+            new = x
+        else:
+            new = b.select(b.icmp_unsigned("==", old, out(words)), x, old)
+        b.store(new, p, align=1)
+        if words == 1:
+            self.st(old, self.xptr(self.xin, first))
+        else:
+            self.st(b.trunc(old, i32), self.xptr(self.xin, first))
+            self.st(b.trunc(b.lshr(old, c64(32)), i32), self.xptr(self.xin, first + 1))
 
     def copy_loop(self, n, body) -> None:
         b = self.b
