@@ -208,6 +208,21 @@ class Csr(IntEnum):
     RX_QUEUE = 9
     TX_QUEUE = 10
     INGRESS_IFINDEX = 11
+    # Packet metadata of a TC (__sk_buff) program: what the firmware fills before the program runs
+    # and hands on with the packet afterwards (numbered from 32, away from the core's own CSRs).
+    PKT_MARK = 32
+    PKT_PRIORITY = 33
+    PKT_TC_INDEX = 34
+    PKT_TC_CLASSID = 35
+    PKT_HASH = 36
+    PKT_PROTOCOL = 37
+    PKT_TYPE = 38
+    PKT_IFINDEX = 39
+    PKT_CB_0 = 40
+    PKT_CB_1 = 41
+    PKT_CB_2 = 42
+    PKT_CB_3 = 43
+    PKT_CB_4 = 44
 
 
 CSR_DOCS = {
@@ -223,10 +238,29 @@ CSR_DOCS = {
     Csr.RX_QUEUE: "receive queue index of the packet (read-only)",
     Csr.TX_QUEUE: "transmit queue selected for the packet",
     Csr.INGRESS_IFINDEX: "interface index the packet arrived on (read-only)",
+    Csr.PKT_MARK: "packet mark (skb->mark) handed on with the packet",
+    Csr.PKT_PRIORITY: "packet priority (skb->priority) handed on with the packet",
+    Csr.PKT_TC_INDEX: "traffic-control index (skb->tc_index) handed on with the packet",
+    Csr.PKT_TC_CLASSID: "traffic-control class id handed on with the packet",
+    Csr.PKT_HASH: "receive hash the firmware computed (Toeplitz over the IP addresses and ports; read-only)",
+    Csr.PKT_PROTOCOL: "EtherType the firmware parsed, as skb->protocol reads (big-endian 16 bits; read-only)",
+    Csr.PKT_TYPE: "packet type (host, broadcast, multicast, other host) the firmware derived (read-only)",
+    Csr.PKT_IFINDEX: "interface index of the device the packet is on (skb->ifindex; read-only)",
+    Csr.PKT_CB_0: "control-block word 0 (skb->cb[0]) handed on with the packet",
+    Csr.PKT_CB_1: "control-block word 1 (skb->cb[1]) handed on with the packet",
+    Csr.PKT_CB_2: "control-block word 2 (skb->cb[2]) handed on with the packet",
+    Csr.PKT_CB_3: "control-block word 3 (skb->cb[3]) handed on with the packet",
+    Csr.PKT_CB_4: "control-block word 4 (skb->cb[4]) handed on with the packet",
 }
 
+#: the packet-metadata CSRs, in the order of :class:`nfpjit.isa.sim.result.PacketMeta`'s fields
+PKT_META_CSRS = (Csr.PKT_MARK, Csr.PKT_PRIORITY, Csr.PKT_TC_INDEX, Csr.PKT_TC_CLASSID, Csr.PKT_HASH,
+                 Csr.PKT_PROTOCOL, Csr.PKT_TYPE, Csr.PKT_IFINDEX, Csr.PKT_CB_0, Csr.PKT_CB_1, Csr.PKT_CB_2, Csr.PKT_CB_3,
+                 Csr.PKT_CB_4)
+
 READ_ONLY_CSRS = frozenset({Csr.PSEUDO_RANDOM, Csr.TIMESTAMP_LO, Csr.TIMESTAMP_HI, Csr.RX_QUEUE,
-                            Csr.INGRESS_IFINDEX})
+                            Csr.INGRESS_IFINDEX, Csr.PKT_HASH, Csr.PKT_PROTOCOL, Csr.PKT_TYPE,
+                            Csr.PKT_IFINDEX})
 
 
 class Format(IntEnum):

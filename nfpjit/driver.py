@@ -490,7 +490,24 @@ def to_run_result(sim) -> RunResult:
         fault = Fault(pc=f.insn_index if f.insn_index is not None else -1, reason=reason, address=f.mem_address)
     return RunResult(r0=sim.r0, packet=bytes(sim.packet), maps={k: dict(v) for k, v in sim.maps.items()},
                      insns=sim.insns, fault=fault, cycles=sim.cycles, redirect=sim.redirect,
-                     trace=[f"{t.address:04x}: {t.text}" for t in sim.trace] if sim.trace is not None else None)
+                     trace=[f"{t.address:04x}: {t.text}" for t in sim.trace] if sim.trace is not None else None,
+                     skb=skb_fields(sim.meta) if sim.meta is not None and fault is None else None)
+
+
+def packet_meta(packet: PacketIn):
+    """The packet metadata the NIC's firmware hands a TC program for ``packet``: its mark, priority, cb and
+    hash (a hash of None is the firmware's own); protocol, pkt_type and ifindex the firmware derives."""
+    from nfpjit.isa.sim import PacketMeta
+
+    return PacketMeta(mark=packet.mark & 0xFFFF_FFFF, priority=packet.priority & 0xFFFF_FFFF,
+                      cb=tuple(w & 0xFFFF_FFFF for w in packet.cb), hash=packet.skb_hash())
+
+
+def skb_fields(meta) -> dict[str, int]:
+    """A simulator's :class:`~nfpjit.isa.sim.PacketMeta` as ``RunResult.skb`` (the writable __sk_buff fields)."""
+    return {"mark": meta.mark, "priority": meta.priority, "queue_mapping": meta.queue_mapping,
+            "tc_index": meta.tc_index, "tc_classid": meta.tc_classid,
+            **{f"cb[{i}]": w for i, w in enumerate(meta.cb)}}
 
 
 #: the simulator engines: the interpreting simulator (the reference) and the compiled one (llvmlite)
@@ -515,6 +532,7 @@ def simulate_image(image: Image, packet, *, maps_in=None, trace: bool = False, s
     if isinstance(packet, PacketIn):
         options.setdefault("ingress_ifindex", packet.ingress_ifindex)
         options.setdefault("rx_queue_index", packet.rx_queue_index)
+        options.setdefault("meta", packet_meta(packet))
         packet = packet.data
     if not isinstance(image, Image):
         raise UsageError(f"expected an Image, got {type(image).__name__}", hint="compile(...).image")

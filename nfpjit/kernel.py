@@ -623,11 +623,21 @@ class KernelProgram:
                                                           packet.rx_queue_index, 0), 24)
             fields += [("I", 40, 24), ("Q", 48, _addr(ctx))]
         elif ptype != ProgType.XDP:
-            # struct __sk_buff (192 bytes): test_run copies ingress_ifindex into skb->skb_iif (0 without a
-            # context) and, with wire_len 0, sets wire_len to the packet length; other fields stay zero.
+            # struct __sk_buff (192 bytes): test_run takes mark, priority, ingress_ifindex (skb->skb_iif),
+            # ifindex (the device: one of this namespace's, 0 = loopback), cb[] and more from ctx_in, and
+            # with wire_len 0 sets wire_len to the packet length; it cannot set skb->hash (always 0).
+            if packet.hash != 0:
+                raise UsageError(f"BPF_PROG_TEST_RUN cannot give a TC program skb->hash {packet.hash!r}",
+                                 hint="the kernel's test skb has no receive hash: use PacketIn(hash=0)")
             ctx = ctypes.create_string_buffer(_SKB_CTX_SIZE)
+            struct.pack_into("<I", ctx, 8, packet.mark & 0xFFFF_FFFF)
+            struct.pack_into("<I", ctx, 32, packet.priority & 0xFFFF_FFFF)
             struct.pack_into("<I", ctx, 36, packet.ingress_ifindex & 0xFFFF_FFFF)
-            fields += [("I", 40, _SKB_CTX_SIZE), ("Q", 48, _addr(ctx))]
+            if packet.ingress_ifindex > 1:
+                struct.pack_into("<I", ctx, 40, packet.ingress_ifindex & 0xFFFF_FFFF)
+            struct.pack_into("<5I", ctx, 48, *(w & 0xFFFF_FFFF for w in packet.cb))
+            fields += [("I", 40, _SKB_CTX_SIZE), ("Q", 48, _addr(ctx)), ("I", 44, _SKB_CTX_SIZE),
+                       ("Q", 56, _addr(ctx))]
         # Per-CPU maps: pin to one CPU so the dump reads the slot the program wrote.
         cpu = None
         try:
@@ -649,6 +659,10 @@ class KernelProgram:
                 raise KernelError("BPF_PROG_TEST_RUN refused the XDP context", errno_=err, where=where,
                                   hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
                                        f"namespace and rx_queue_index {packet.rx_queue_index} one of its queues")
+            if err == errno.ENODEV and ptype != ProgType.XDP:
+                raise KernelError("BPF_PROG_TEST_RUN refused the TC context", errno_=err, where=where,
+                                  hint=f"ingress_ifindex {packet.ingress_ifindex} must be a device in this "
+                                       "namespace (it is also the skb's device)")
             if err == errno.EINVAL and ptype != ProgType.XDP and not tc_test_run_accepts(data):
                 raise KernelError("BPF_PROG_TEST_RUN refuses this TC packet", errno_=err, where=where,
                                   hint="the kernel builds an skb and wants the full IPv4 (20 B) or IPv6 (40 B) "
@@ -657,8 +671,15 @@ class KernelProgram:
         retval, _, size_out = struct.unpack_from("<III", attr, 4)
         self.last_duration_ns = struct.unpack_from("<I", attr, 36)[0]
         samples = [rec for ev in self.perf for rec in ev.read()]
+        skb = None
+        if ptype != ProgType.XDP:
+            # ctx_out: convert_skb_to___skb hands back mark, priority and cb[] (what a program may write)
+            mark, = struct.unpack_from("<I", ctx, 8)
+            priority, = struct.unpack_from("<I", ctx, 32)
+            cb = struct.unpack_from("<5I", ctx, 48)
+            skb = {"mark": mark, "priority": priority, **{f"cb[{i}]": w for i, w in enumerate(cb)}}
         return RunResult(r0=retval, packet=dout.raw[: min(size_out, len(dout))], maps=self.dump_maps(cpu or 0),
-                         perf_output=samples)
+                         perf_output=samples, skb=skb)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1105,3 +1105,31 @@ def test_no_analysis_only_leaves_out_verifier_problems(capsys, tmp_path):
     assert status == 1 and "[ctx-store]" in out and "[verifier]" not in out
     assert nfpjit.check(str(src), profile="nfp-kernel").codes == {"ctx-store", "verifier"}
     assert nfpjit.check(str(src), profile="nfp-kernel", analyze=False).codes == {"ctx-store"}
+
+
+def test_default_takes_tc_programs():
+    # our NIC hands TC programs the packet metadata (docs/jit.md) and carries out every TC verdict;
+    # nfp-kernel (the real driver) refuses each of these
+    default = load_profile("default")
+    tc = ProgType.SCHED_CLS
+    metadata = [ldx(Size.H, 2, 1, 16), ldx(Size.W, 3, 1, 68), ldx(Size.DW, 4, 1, 48), ldx(Size.W, 5, 1, 64)]
+    assert codes(prog(metadata, prog_type=tc), default) == set()
+    assert codes(prog(metadata, prog_type=tc)) == {Code.CTX_LOAD}
+    [d] = errors_of(prog([ldx(Size.DW, 2, 1, 152)], prog_type=tc), Code.CTX_LOAD, default)
+    assert "__sk_buff.tstamp" in d.message           # the timestamps are not modelled
+    mark = prog([st(Size.W, 1, 8, 1)], prog_type=tc)
+    assert codes(mark, default) == set() and codes(mark) == {Code.CTX_STORE}
+    cb = prog([st(Size.B, 1, 53, 1), mov(2, 5), stx(Size.DW, 1, 2, 56)], prog_type=tc)
+    assert codes(cb, default) == set() and codes(cb) == {Code.CTX_STORE}
+    [d] = errors_of(prog([st(Size.W, 1, 0, 1)], prog_type=tc), Code.CTX_STORE, default)
+    assert "__sk_buff.len" in d.message and "mark" in d.hint   # len is not writable
+    for verdict in (TcAction.OK, TcAction.PIPE, TcAction.REDIRECT, -1):
+        p = Program("t", (mov(0, verdict), EXIT), prog_type=tc)
+        assert codes(p, default) == set(), verdict
+    variable = Program("t", (ldx(Size.W, 0, 1, 0), EXIT), prog_type=tc)
+    assert codes(variable, default) == set() and codes(variable) == {Code.EXIT_ACTION}
+
+
+@pytest.mark.parametrize("key", ["tc_classifier", "tc_sections:classifier", "tc_sections:action"])
+def test_default_takes_the_tc_corpus(key):
+    assert check(_load_corpus(key), load_profile("default")).codes == set()

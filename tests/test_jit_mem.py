@@ -298,12 +298,14 @@ def test_sk_buff_len_and_packet_pointers():
 
 
 def test_sk_buff_fields_the_nic_lacks_are_refused():
-    text = """.type tc
-        ldxw r0, [r1+8]
-        exit
-    """
-    with pytest.raises(UnsupportedError, match="__sk_buff"):
-        jit_compile(assemble(text), check=False)
+    # the timestamps and the socket/GSO fields: mark (offset 8) and the other packet metadata are provided
+    for load in ("ldxw r0, [r1+160]", "ldxw r0, [r1+164]", "ldxw r0, [r1+176]"):   # wire_len, gso_segs, gso_size
+        text = f""".type tc
+            {load}
+            exit
+        """
+        with pytest.raises(UnsupportedError, match="__sk_buff"):
+            jit_compile(assemble(text), check=False)
 
 
 # -- packet ---------------------------------------------------------------------------------------

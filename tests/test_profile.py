@@ -180,7 +180,15 @@ def test_context_field_names_checked(tmp_path):
     with pytest.raises(LoadError) as exc:
         load_profile(_write(tmp_path, _dumps(d)))
     assert "xdp_context_reads" in exc.value.where and "rx_queue_index" in exc.value.hint
-    assert load_profile("default").tc_context_reads == {"len", "data", "data_end"}
+    default = load_profile("default")
+    assert {"len", "data", "data_end", "mark", "hash", "cb[4]"} <= default.tc_context_reads
+    assert default.tc_context_writes == {"mark", "priority", "queue_mapping", "tc_index", "tc_classid",
+                                         *(f"cb[{i}]" for i in range(5))}
+    d = _default_dict()
+    d["tc_context_writes"] = ["mark", "hash_value"]
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert "tc_context_writes" in exc.value.where
 
 
 def test_bpf_prefixes_accepted(tmp_path):

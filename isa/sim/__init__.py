@@ -21,7 +21,7 @@ from .firmware import (
 )
 from .machine import LM_POINTER_DELAY, Machine, simulate
 from .memory import CTM_BASE, EMEM_MAP_BASE, HEADROOM, LM_SIZE
-from .result import FaultKind, MapState, SimFault, SimResult, TraceEntry, Usage
+from .result import FaultKind, MapState, PacketMeta, SimFault, SimResult, TraceEntry, Usage
 from .semantics import HANDLERS, semantics
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "ROUTINE_ADDRESSES", "Routine",
     "LM_POINTER_DELAY", "Machine", "simulate",
     "CTM_BASE", "EMEM_MAP_BASE", "HEADROOM", "LM_SIZE",
-    "FaultKind", "MapState", "SimFault", "SimResult", "TraceEntry", "Usage",
+    "FaultKind", "MapState", "PacketMeta", "SimFault", "SimResult", "TraceEntry", "Usage",
     "HANDLERS", "semantics",
 ]

@@ -26,9 +26,9 @@ from nfpjit.bits import MASK32, join64
 from nfpjit.errors import UnsupportedError, UsageError
 from nfpjit.isa.disasm import format_instruction
 from nfpjit.isa.encoding import decode
-from nfpjit.isa.image import Image, ImageMapType, SymbolKind, image_from_asm, relocate
+from nfpjit.isa.image import Image, ImageMapType, ImageProgType, SymbolKind, image_from_asm, relocate
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferSide
-from nfpjit.isa.table import READ_ONLY_CSRS, Csr, Instruction, Memory
+from nfpjit.isa.table import PKT_META_CSRS, READ_ONLY_CSRS, Csr, Instruction, Memory
 
 from .cycles import CYCLES, DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, Resource
 from .firmware import FIRMWARE_BASE, RETURN_ADDRESS_REG, ROUTINE_ADDRESSES, ROUTINES, MapCache, Routine
@@ -46,7 +46,7 @@ from .memory import (
     MapTable,
     Trap,
 )
-from .result import FaultKind, SimFault, SimResult, TraceEntry, Usage
+from .result import FaultKind, PacketMeta, SimFault, SimResult, TraceEntry, Usage
 from .semantics import HANDLERS
 
 _LM_CSRS = {Csr.ACTIVE_LM_ADDR_0: 0, Csr.ACTIVE_LM_ADDR_1: 1, Csr.ACTIVE_LM_ADDR_2: 2, Csr.ACTIVE_LM_ADDR_3: 3}
@@ -75,7 +75,7 @@ class Machine:
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
                  trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False,
-                 map_cache: MapCache | None = None):
+                 map_cache: MapCache | None = None, meta: PacketMeta | None = None):
         self.image = image
         self.instrs: tuple[Instruction | str, ...] = _decode_code(image.code)
         self.gpr_a = [0] * 32
@@ -95,9 +95,11 @@ class Machine:
         self.ctm.data[HEADROOM:HEADROOM + len(packet)] = packet
         self.pkt_addr = CTM_BASE + HEADROOM
         self.pkt_len = len(packet)
-        self.tx_queue = 0
         self.rx_queue = rx_queue_index & MASK32
         self.ifindex = ingress_ifindex & MASK32
+        meta = (meta or PacketMeta()).filled(packet, ingress_ifindex)
+        self.tx_queue = meta.queue_mapping & MASK32
+        self.meta = dict(zip(PKT_META_CSRS, (v & MASK32 for v in meta.csr_values())))
         self.imem = Flat("IMEM", 0, SCRATCH_SIZE)
         self.cls = Flat("CLS", 0, SCRATCH_SIZE)
         self.rng = random.Random(seed)
@@ -272,6 +274,8 @@ class Machine:
             return self.cycles & MASK32
         if csr == Csr.TIMESTAMP_HI:
             return self.cycles >> 32 & MASK32
+        if csr in self.meta:
+            return self.meta[csr]
         return {Csr.PKT_ADDR: self.pkt_addr, Csr.PKT_LEN: self.pkt_len, Csr.RX_QUEUE: self.rx_queue,
                 Csr.TX_QUEUE: self.tx_queue, Csr.INGRESS_IFINDEX: self.ifindex}[csr]
 
@@ -291,6 +295,8 @@ class Machine:
                 raise Trap(FaultKind.OUT_OF_BOUNDS, f"packet [{addr:#x}, +{length}) outside the CTM packet buffer",
                            addr)
             self.pkt_addr, self.pkt_len = addr, length
+        elif csr in self.meta:
+            self.meta[csr] = value & MASK32
         else:
             self.tx_queue = value
 
@@ -398,7 +404,12 @@ class Machine:
             map_cache_misses=self.map_cache.misses - self._cache_counts[1],
             trace=tuple(self.trace) if self.trace is not None else None,
             redirect=self.redirect,
+            meta=self.packet_meta() if self.image.metadata.prog_type == ImageProgType.TC else None,
         )
+
+    def packet_meta(self) -> PacketMeta:
+        """The packet metadata as the program left it."""
+        return PacketMeta.from_csr_values([self.meta[c] for c in PKT_META_CSRS], self.tx_queue)
 
     def _packet_ok(self) -> bool:
         return CTM_BASE <= self.pkt_addr and self.pkt_addr + self.pkt_len <= CTM_BASE + CTM_BUFFER_SIZE
@@ -435,7 +446,7 @@ def _relocate_here(image: Image) -> Image:
 def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
              ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False,
-             map_cache: MapCache | None = None) -> SimResult:
+             map_cache: MapCache | None = None, meta: PacketMeta | None = None) -> SimResult:
     """Run a program on one packet; program faults come back in ``SimResult.fault``.
 
     ``image_or_program``: an :class:`Image` (relocated here with the maps'
@@ -447,7 +458,11 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
     ``map_cache``: the NIC-side lookup cache to use (and update), e.g. one :class:`MapCache` for a
     whole packet sequence; by default a cold cache of ``map_cache_size`` entries per run.  The
     result's ``map_cache_hits``/``map_cache_misses`` count this run's lookups either way.
+    ``meta``: the packet metadata the firmware hands a TC program (:class:`PacketMeta`; None: all
+    computed or zero); a TC image's result carries it after the run.
     """
+    if meta is not None and not isinstance(meta, PacketMeta):
+        raise UsageError(f"meta must be a PacketMeta, not {type(meta).__name__}")
     image = _as_image(image_or_program)
     if image.relocations:
         image = _relocate_here(image)
@@ -465,7 +480,7 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
                          hint="nfpjit.isa.sim.MapCache(size), the same object for every packet")
     m = Machine(image, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
                 trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
-                map_cache=map_cache)
+                map_cache=map_cache, meta=meta)
     fault = m.run()
     return m.result(fault)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Mapping
@@ -71,6 +71,59 @@ class TraceEntry:
 
 
 @dataclass(frozen=True)
+class PacketMeta:
+    """Packet metadata around a TC program: what the firmware fills before it runs, and hands on after.
+
+    The program reads and writes it through the packet-metadata CSRs (``Csr.PKT_*``; ``queue_mapping``
+    is ``TX_QUEUE``).  As input, ``hash``, ``protocol`` and ``pkt_type`` left at None are computed
+    by the firmware from the frame (:mod:`nfpjit.ethernet`: the Toeplitz receive hash,
+    ``eth_type_trans``'s classification); every other field starts as given (0: nothing set).
+    A result's ``meta`` has every field filled with its value after the run.
+    """
+
+    mark: int = 0
+    priority: int = 0
+    tc_index: int = 0
+    tc_classid: int = 0
+    hash: int | None = None
+    protocol: int | None = None
+    pkt_type: int | None = None
+    ifindex: int | None = None
+    cb: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    queue_mapping: int = 0
+
+    def __post_init__(self):
+        if len(self.cb) != 5:
+            raise ValueError(f"cb has 5 words, not {len(self.cb)}")
+
+    def filled(self, frame: bytes, ingress_ifindex: int = 1) -> "PacketMeta":
+        """This metadata with what the firmware computes from ``frame`` filled in where it is None
+        (``ifindex``: the ingress device, loopback's 1 when there is none)."""
+        from nfpjit.ethernet import eth_protocol_and_type, rx_hash
+
+        protocol, pkt_type = eth_protocol_and_type(frame)
+        return replace(self, hash=rx_hash(frame) if self.hash is None else self.hash,
+                       protocol=protocol if self.protocol is None else self.protocol,
+                       pkt_type=pkt_type if self.pkt_type is None else self.pkt_type,
+                       ifindex=(ingress_ifindex or 1) if self.ifindex is None else self.ifindex)
+
+    def csr_values(self) -> tuple[int, ...]:
+        """The values of ``PKT_META_CSRS`` in order (None fields must have been filled)."""
+        return (self.mark, self.priority, self.tc_index, self.tc_classid, self.hash, self.protocol,
+                self.pkt_type, self.ifindex, *self.cb)
+
+    @classmethod
+    def from_csr_values(cls, values, queue_mapping: int) -> "PacketMeta":
+        v = [x & 0xFFFF_FFFF for x in values]
+        return cls(*v[:8], cb=tuple(v[8:13]), queue_mapping=queue_mapping & 0xFFFF_FFFF)
+
+    def to_json(self) -> dict:
+        return {"mark": self.mark, "priority": self.priority, "tc_index": self.tc_index,
+                "tc_classid": self.tc_classid, "hash": self.hash, "protocol": self.protocol,
+                "pkt_type": self.pkt_type, "ifindex": self.ifindex, "cb": list(self.cb), "queue_mapping": self.queue_mapping}
+
+
+@dataclass(frozen=True)
 class SimResult:
     action: int                              # the halt operand (datapath action); 0 when faulted
     r0: int                                  # a1:a0, the eBPF R0 of the JIT's register mapping
@@ -85,6 +138,7 @@ class SimResult:
     map_cache_misses: int = 0
     trace: tuple[TraceEntry, ...] | None = None
     redirect: int | None = None              # bpf_redirect's target ifindex, if the program called it
+    meta: PacketMeta | None = None           # TC images: the packet metadata after the run
 
     def to_json(self) -> dict:
         """A JSON-ready dict (schema in docs/simulator.md); bytes are hex strings."""
@@ -101,6 +155,7 @@ class SimResult:
             "routine_calls": dict(self.routine_calls),
             "map_cache": {"hits": self.map_cache_hits, "misses": self.map_cache_misses},
             "redirect": self.redirect,
+            "meta": self.meta.to_json() if self.meta is not None else None,
             "trace": [{"address": t.address, "text": t.text, "cycles": t.cycles,
                        "changes": [{"location": n, "old": o, "new": v} for n, o, v in t.changes]}
                       for t in self.trace] if self.trace is not None else None,

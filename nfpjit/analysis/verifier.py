@@ -687,7 +687,8 @@ class Verifier:
             else:
                 base = off & ~3
                 ok = (base in SKB_CTX_WRITE) if write else (base in SKB_CTX_READ or base in SKB_CTX_WRITE)
-                if not ok or off % size or size > 4 or off + size > base + 4:
+                cb_dw = size == 8 and 48 <= off and off + 8 <= 68    # cb[] is one area: aligned dw access too
+                if not ok or off % size or (size > 4 and not cb_dw) or (off + size > base + 4 and not cb_dw):
                     self.fail("ctx_access", bad)
                 if write and size != 4 and not 48 <= base < 68:  # only cb[] takes narrow stores
                     self.fail("ctx_access", bad)

@@ -361,6 +361,8 @@ def _record(n: int, frame: bytes, res: RunResult, prog_type, trace: bool) -> dic
     }
     if res.cycles is not None:  # engines that count cycles (the simulator)
         rec["cycles"] = res.cycles
+    if res.skb is not None:     # TC programs: the packet metadata handed on with the packet
+        rec["skb"] = dict(res.skb)
     if trace:
         rec["trace"] = list(res.trace or [])
     return rec
@@ -652,8 +654,9 @@ class _Records:
             out.write(f"    {line}\n")
         fault = f"  fault: {rec['fault']}" if rec["fault"] else ""
         cycles = f"  cycles {rec['cycles']}" if "cycles" in rec else ""
+        skb = "".join(f"  {k} {v:#x}" for k, v in rec.get("skb", {}).items() if v)
         out.write(f"{rec['index']}: {rec['action']}  len {rec['len_in']} -> {rec['len_out']}  "
-                  f"insns {rec['insns']}{cycles}{fault}\n")
+                  f"insns {rec['insns']}{cycles}{skb}{fault}\n")
 
     def finish(self) -> bool:
         """Write what was kept; True when the records are part of the output."""

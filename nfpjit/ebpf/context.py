@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nfpjit.ebpf.maps import Errno
-from nfpjit.ebpf.result import PacketIn
+from nfpjit.ethernet import eth_protocol_and_type
+from nfpjit.ebpf.result import SKB_META_FIELDS, PacketIn
 
 XDP_PACKET_HEADROOM = 256
 DEFAULT_TAILROOM = 256
@@ -169,32 +170,10 @@ class XdpContext(Context):
         self.raw[16:20] = (pin.rx_queue_index & 0xFFFF_FFFF).to_bytes(4, "little")
 
 
-# Packet types eth_type_trans assigns (include/uapi/linux/if_packet.h).
-PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST = 0, 1, 2, 3
-ETH_P_802_3, ETH_P_802_2 = 0x0001, 0x0004
-
-
-def eth_protocol_and_type(frame: bytes, dev_addr: bytes = bytes(6), broadcast: bytes = bytes(6)) -> tuple[int, int]:
-    """(skb->protocol as the __be16 value reads on a little-endian host, pkt_type) as eth_type_trans sets them.
-
-    The defaults describe the loopback device BPF_PROG_TEST_RUN uses: its
-    hardware and broadcast addresses are all zeros, so an ff:ff:... frame
-    counts as multicast there.
-    """
-    if len(frame) < ETH_HLEN:
-        return 0, PACKET_HOST
-    dest = frame[:6]
-    if dest == dev_addr:
-        pkt_type = PACKET_HOST
-    elif dest[0] & 1:
-        pkt_type = PACKET_BROADCAST if dest == broadcast else PACKET_MULTICAST
-    else:
-        pkt_type = PACKET_OTHERHOST
-    ethertype = int.from_bytes(frame[12:14], "big")
-    if ethertype < 0x600:
-        # 802.3 frame: raw IPX if the payload starts 0xFFFF, else 802.2 LLC.
-        ethertype = ETH_P_802_3 if frame[14:16] == b"\xff\xff" else ETH_P_802_2
-    return int.from_bytes(ethertype.to_bytes(2, "big"), "little"), pkt_type
+#: __sk_buff.cb[0..4]: bytes [SKB_CB_START, SKB_CB_END) of the struct
+SKB_CB_START, SKB_CB_END = 48, 68
+#: __sk_buff fields the kernel keeps in 16 bits (stores truncate)
+_SKB_U16_FIELDS = frozenset({"queue_mapping", "tc_index", "tc_classid"})
 
 
 class SkbContext(Context):
@@ -241,11 +220,22 @@ class SkbContext(Context):
         put(4, pkt_type)
         put(16, protocol)
         # As BPF_PROG_TEST_RUN sets up the skb when given a __sk_buff context (the
-        # kernel oracle always passes one): the device is loopback (ifindex 1),
-        # ingress_ifindex is copied from the context and wire_len is the frame length.
-        put(40, 1)
+        # kernel oracle always passes one): the device is the ingress device (the oracle
+        # passes ifindex = ingress_ifindex; without one, loopback: 1), ingress_ifindex is copied from the
+        # context, wire_len is the frame length, mark, priority and cb come from ctx_in.
+        put(40, pin.ingress_ifindex or 1)
         put(36, pin.ingress_ifindex)
         put(160, len(frame))
+        put(8, pin.mark)
+        put(32, pin.priority)
+        for i, word in enumerate(pin.cb):
+            put(48 + 4 * i, word)
+        put(68, pin.skb_hash())
+
+    def metadata(self) -> dict[str, int]:
+        """The writable metadata after a run (RunResult.skb)."""
+        by_name = {f.name: f for f in self.FIELDS}
+        return {name: self.value_of(by_name[name]) for name in SKB_META_FIELDS}
 
     def value_of(self, f: CtxField) -> int:
         if f.name == "len":
@@ -255,7 +245,28 @@ class SkbContext(Context):
     def load(self, off: int, size: int) -> int | None:
         if off % size:
             return None
+        if SKB_CB_START <= off and off + size <= SKB_CB_END:     # cb[] is one 20-byte area (dw loads too)
+            return int.from_bytes(self.raw[off : off + size], "little")
         return super().load(off, size)
+
+    def store(self, off: int, size: int, value: int) -> bool:
+        """The verifier's rules for TC context stores (bpf_convert_ctx_access): cb[] takes any aligned
+        width; tc_index, tc_classid and queue_mapping are 16-bit fields (a queue_mapping of 0xffff or
+        more is ignored); mark and priority are 32-bit."""
+        if off % size:
+            return False
+        if SKB_CB_START <= off and off + size <= SKB_CB_END:
+            self.raw[off : off + size] = (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little")
+            return True
+        f = self._by_off.get(off)
+        if f is None or not f.writable or size != f.size:
+            return False
+        value &= 0xFFFF_FFFF
+        if f.name == "queue_mapping" and value >= 0xFFFF:
+            return True
+        if f.name in _SKB_U16_FIELDS:
+            value &= 0xFFFF
+        return super().store(off, size, value)
 
 
 __all__ = ["kernel_tailroom", "TEST_RUN_FRAME_SIZE", "SKB_SHARED_INFO_SIZE", "PacketBuffer", "Context", "XdpContext", "SkbContext", "CtxField", "eth_protocol_and_type",

@@ -389,6 +389,7 @@ class Machine:
             perf_output=self.perf_output,
             fault=fault,
             trace=self.trace_lines,
+            skb=self.ctx.metadata() if isinstance(self.ctx, SkbContext) and fault is None else None,
         )
 
     def _output(self) -> bytes:

@@ -16,6 +16,11 @@ from nfpjit.ebpf.opcodes import ProgType, TcAction, XdpAction
 MapState = dict[str, dict[bytes, bytes]]
 
 
+#: the __sk_buff fields a TC program may write that the engines hand back (RunResult.skb)
+SKB_META_FIELDS = ("mark", "priority", "queue_mapping", "tc_index", "tc_classid",
+                   "cb[0]", "cb[1]", "cb[2]", "cb[3]", "cb[4]")
+
+
 @dataclass(frozen=True)
 class PacketIn:
     """One packet and the context fields an XDP/TC program may read."""
@@ -23,6 +28,25 @@ class PacketIn:
     data: bytes
     ingress_ifindex: int = 1
     rx_queue_index: int = 0
+    # __sk_buff metadata a TC program starts with (BPF_PROG_TEST_RUN's ctx_in can set mark, priority
+    # and cb).  ``hash`` is skb->hash: 0 = none (test_run's skb), None = the NIC firmware's receive
+    # hash of the frame (nfpjit.ethernet.rx_hash), any other number = that hash.
+    mark: int = 0
+    priority: int = 0
+    cb: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    hash: int | None = 0
+
+    def __post_init__(self):
+        if len(self.cb) != 5:
+            raise ValueError(f"cb has 5 words, not {len(self.cb)}")
+
+    def skb_hash(self) -> int:
+        """skb->hash as every engine sees it (None resolved to the firmware's receive hash)."""
+        if self.hash is None:
+            from nfpjit.ethernet import rx_hash
+
+            return rx_hash(self.data)
+        return self.hash & 0xFFFF_FFFF
 
 
 class Trap(Exception):
@@ -59,6 +83,9 @@ class RunResult:
     fault: Fault | None = None
     cycles: int | None = None         # simulator only
     trace: list[str] | None = None    # per-instruction trace when asked for
+    # TC programs: the __sk_buff metadata after the run, field name -> value (SKB_META_FIELDS; the
+    # kernel oracle reports only what test_run's ctx_out carries: mark, priority, cb[0..4])
+    skb: dict[str, int] | None = None
 
     def action_name(self, prog_type: ProgType) -> str:
         """The kernel's name for the verdict: XDP_PASS, TC_ACT_SHOT, ... (XDP looks at the low 32 bits)."""

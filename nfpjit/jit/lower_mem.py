@@ -56,13 +56,28 @@ EMEM_MAP_HI_BASE = 0x10
 #: context fields the NIC provides, by offset: struct xdp_md and struct __sk_buff (UAPI layouts)
 XDP_CTX_FIELDS = {0: "data", 4: "data_end", 8: "data_meta", 12: "ingress_ifindex", 16: "rx_queue_index",
                   20: "zero"}                       # egress_ifindex: 0 outside devmap programs
-SKB_CTX_FIELDS = {0: "len", 76: "data", 80: "data_end", 140: "data_meta"}
+SKB_CTX_FIELDS = {0: "len", 4: "pkt_type", 8: "mark", 12: "queue_mapping", 16: "protocol",
+                  20: "zero", 24: "zero", 28: "zero",          # vlan_present/tci/proto: the NIC strips no tag
+                  32: "priority", 36: "ingress_ifindex", 40: "ifindex", 44: "tc_index",
+                  48: "cb0", 52: "cb1", 56: "cb2", 60: "cb3", 64: "cb4", 68: "hash", 72: "tc_classid",
+                  76: "data", 80: "data_end", 84: "zero",      # napi_id: no NAPI on the NIC
+                  140: "data_meta"}
+#: __sk_buff fields a TC program may write (the kernel's list), and those it keeps in 16 bits
+SKB_CTX_WRITABLE = frozenset({"mark", "priority", "queue_mapping", "tc_index", "tc_classid",
+                              "cb0", "cb1", "cb2", "cb3", "cb4"})
+SKB_U16_FIELDS = frozenset({"queue_mapping", "tc_index", "tc_classid"})
+SKB_CB_END = 68
 _CTX_CSR = {
     "data": Csr.PKT_ADDR,
     "data_meta": Csr.PKT_ADDR,         # no metadata area: data_meta == data
     "len": Csr.PKT_LEN,
     "ingress_ifindex": Csr.INGRESS_IFINDEX,
     "rx_queue_index": Csr.RX_QUEUE,
+    # TC: the packet metadata the firmware keeps in CSRs (isa/table.py, PKT_*)
+    "pkt_type": Csr.PKT_TYPE, "mark": Csr.PKT_MARK, "queue_mapping": Csr.TX_QUEUE, "protocol": Csr.PKT_PROTOCOL,
+    "priority": Csr.PKT_PRIORITY, "ifindex": Csr.PKT_IFINDEX, "tc_index": Csr.PKT_TC_INDEX,
+    "cb0": Csr.PKT_CB_0, "cb1": Csr.PKT_CB_1, "cb2": Csr.PKT_CB_2, "cb3": Csr.PKT_CB_3, "cb4": Csr.PKT_CB_4,
+    "hash": Csr.PKT_HASH, "tc_classid": Csr.PKT_TC_CLASSID,
 }
 
 
@@ -486,35 +501,101 @@ def _load_stack(ctx, pc: int, insn: Insn, mem, facts) -> None:
     _extract(ctx, insn.dst, w0, w1, size, 0)
 
 
-def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
-    off = mem.offset[0]
-    d = insn.dst
-    size = insn.size.nbytes
+def _ctx_field(ctx, pc: int, off: int, size: int, write: bool) -> str:
+    """The context field a load/store of ``size`` bytes at ``off`` touches (a key of the field tables)."""
     xdp = ctx.program.prog_type == ProgType.XDP
     fields = XDP_CTX_FIELDS if xdp else SKB_CTX_FIELDS
     base = off & ~3
     field = fields.get(base)
-    if field is None or off + size > base + 4 or (field != "len" and size != 4):
-        struct = "xdp_md" if xdp else "__sk_buff"
+    struct = "xdp_md" if xdp else "__sk_buff"
+    if write:
+        ok = (field in SKB_CTX_WRITABLE and (size == 4 or field.startswith("cb")) if not xdp
+              else field == "rx_queue_index" and size == 4)
+        if not ok or (size == 8 and not (field.startswith("cb") and base + 8 <= SKB_CB_END and off % 8 == 0)):
+            raise _fail(ctx, pc, f"store to the {struct} field at offset {off} ({size} bytes) has no NFP equivalent",
+                        hint="a TC program may write mark, priority, queue_mapping, tc_index, tc_classid and cb[]; "
+                             "an XDP program only rx_queue_index (queue select)")
+        return field
+    pointer = field in ("data", "data_end", "data_meta")
+    wide_cb = size == 8 and field is not None and field.startswith("cb") and base + 8 <= SKB_CB_END and off % 8 == 0
+    if field is None or (off + size > base + 4 and not wide_cb) or (pointer and size != 4) or (xdp and size != 4):
         raise _fail(ctx, pc, f"{struct} field at offset {off} ({size} bytes) has no NFP equivalent",
-                    hint="the NIC provides the packet pointers, its length and (XDP) the receive queue "
-                         "and interface")
+                    hint="the NIC provides the packet pointers and length, the receive queue and interface and "
+                         "(TC) the packet metadata: mark, priority, queue_mapping, protocol, pkt_type, hash, "
+                         "tc_index, tc_classid, cb[]")
+    return field
+
+
+def _read_field(ctx, dest: GprBoth, field: str) -> None:
+    """``dest`` = the 32-bit value of a context field (a CSR, a sum, or a constant)."""
     if field == "data_end":
         s = scratch(ctx)
         ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=Csr.PKT_LEN))
-        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=Csr.PKT_ADDR))
-        ctx.emit(alu(Op.ADD, lo_ab(d), lo_a(d), Gpr(Bank.B, s)))
+        ctx.emit(Instruction(Op.CSR_RD, dest=dest, csr=Csr.PKT_ADDR))
+        ctx.emit(alu(Op.ADD, dest, Gpr(Bank.A, dest.index), Gpr(Bank.B, s)))
     elif field == "zero":
-        ctx.emit(Instruction(Op.IMMED, dest=lo_ab(d), imm=0))
+        ctx.emit(Instruction(Op.IMMED, dest=dest, imm=0))
     else:
-        ctx.emit(Instruction(Op.CSR_RD, dest=lo_ab(d), csr=_CTX_CSR[field]))
-    if size < 4:                      # a narrow load of __sk_buff.len: its bytes, little-endian
-        shift = 8 * (off - base)
+        ctx.emit(Instruction(Op.CSR_RD, dest=dest, csr=_CTX_CSR[field]))
+
+
+def _load_ctx(ctx, pc: int, insn: Insn, mem) -> None:
+    off = mem.offset[0]
+    d = insn.dst
+    size = insn.size.nbytes
+    field = _ctx_field(ctx, pc, off, size, write=False)
+    if size == 8:                     # two cb words
+        _read_field(ctx, lo_ab(d), field)
+        _read_field(ctx, hi_ab(d), SKB_CTX_FIELDS[(off & ~3) + 4])
+        return
+    _read_field(ctx, lo_ab(d), field)
+    if size < 4:                      # a narrow load: its bytes of the little-endian field
+        shift = 8 * (off - (off & ~3))
         if shift + 8 * size == 32:
             ctx.emit(shf(lo_ab(d), lo_b(d), ShiftKind.SHR, shift))
         else:
             ctx.emit(ld_field(lo_ab(d), (1 << size) - 1, lo_b(d), shift, clear=True))
     zero_hi_if_read(ctx, d)
+
+
+def _store_ctx(ctx, pc: int, insn: Insn, mem, vlo, vhi) -> None:
+    """A context store: the metadata CSR of the field (TC), TX_QUEUE for XDP's queue select.
+
+    As the kernel rewrites them: tc_index and tc_classid keep 16 bits, queue_mapping keeps 16 bits
+    and ignores a value of 0xffff or more, cb[] takes any aligned width (a narrow store merges)."""
+    off = mem.offset[0]
+    size = insn.size.nbytes
+    field = _ctx_field(ctx, pc, off, size, write=True)
+    if ctx.program.prog_type == ProgType.XDP:
+        ctx.emit(Instruction(Op.CSR_WR, b=vlo, csr=Csr.TX_QUEUE))
+        return
+    csr = _CTX_CSR[field]
+    if size == 8:
+        ctx.emit(Instruction(Op.CSR_WR, b=vlo, csr=csr))
+        ctx.emit(Instruction(Op.CSR_WR, b=vhi, csr=_CTX_CSR[SKB_CTX_FIELDS[(off & ~3) + 4]]))
+        return
+    if size < 4:
+        s = scratch(ctx)
+        pos = off & 3
+        ctx.emit(Instruction(Op.CSR_RD, dest=GprBoth(s), csr=csr))
+        ctx.emit(ld_field(GprBoth(s), ((1 << size) - 1) << pos, vlo, 32 - 8 * pos))
+        ctx.emit(Instruction(Op.CSR_WR, b=Gpr(Bank.B, s), csr=csr))
+        return
+    if field not in SKB_U16_FIELDS:
+        ctx.emit(Instruction(Op.CSR_WR, b=vlo, csr=csr))
+        return
+    if field == "queue_mapping" and insn.cls == InsnClass.ST and u32(insn.imm) >= 0xFFFF:
+        return                         # the kernel drops the store
+    s = scratch(ctx)
+    ctx.emit(ld_field(GprBoth(s), 0b0011, vlo, 0, clear=True))
+    if field == "queue_mapping" and insn.cls != InsnClass.ST:
+        skip = ctx.new_label("qm")
+        ctx.emit.alu(AluOp.SUB, None, vlo, 0xFFFF)
+        ctx.emit.br(Cond.HS, skip)
+        ctx.emit(Instruction(Op.CSR_WR, b=Gpr(Bank.B, s), csr=csr))
+        ctx.emit.label(skip)
+        return
+    ctx.emit(Instruction(Op.CSR_WR, b=Gpr(Bank.B, s), csr=csr))
 
 
 def layout_of(ctx) -> StackLayout:
@@ -586,6 +667,9 @@ def lower_store(ctx, pc: int, insn: Insn) -> None:
                 emit_all(ctx, pkt_flush_code(_pkt_plan(ctx), mask, scratch(ctx)))
             return
         _cached_store(ctx, pc, _pkt_access(ctx, pc), vlo, vhi)
+        return
+    if kind == RegKind.CTX:
+        _store_ctx(ctx, pc, insn, mem, vlo, vhi)
         return
     if kind not in (RegKind.PACKET, RegKind.PACKET_META, RegKind.MAP_VALUE):
         raise _fail(ctx, pc, f"store through a {kind.name.lower()} pointer is not supported by the NFP lowering",

@@ -74,6 +74,7 @@ class Profile:
     # verdicts of TC_ACT_OK..TC_ACT_REDIRECT it accepts (the others are refused)
     xdp_actions: frozenset[XdpAction] = frozenset({XdpAction.ABORTED, XdpAction.DROP, XdpAction.PASS, XdpAction.TX})
     tc_actions: frozenset[TcAction] = frozenset({TcAction.SHOT, TcAction.STOLEN, TcAction.QUEUED})
+    tc_context_writes: frozenset[str] = frozenset()  # struct __sk_buff fields a TC program may store to
     source: str = ""  # the file it was loaded from
 
     def helper_supported(self, helper_id: int) -> bool:
@@ -90,7 +91,8 @@ _INT_KEYS = (
     "max_key_size", "max_value_size", "max_entry_size", "map_flags", "packet_split",
 )
 _TOP_KEYS = ("name", "description", *_INT_KEYS, "map_types", "helpers", "xdp_context_reads", "tc_context_reads",
-             "xdp_actions", "tc_actions", "features")
+             "xdp_actions", "tc_actions", "tc_context_writes",
+             "features")
 _FEATURE_KEYS = tuple(f.name for f in fields(Features))
 
 _PROFILE_DIR = "profiles"
@@ -160,7 +162,8 @@ def parse_profile(data: dict, path: str) -> Profile:
     values["tc_actions"] = _enum_list(path, "tc_actions", data["tc_actions"], TC_CHOICES, "tc_act_")
     from nfpjit.ebpf.context import SkbContext, XdpContext
 
-    for key, ctx in (("xdp_context_reads", XdpContext), ("tc_context_reads", SkbContext)):
+    for key, ctx in (("xdp_context_reads", XdpContext), ("tc_context_reads", SkbContext),
+                     ("tc_context_writes", SkbContext)):
         values[key] = _name_list(path, key, data[key], [f.name for f in ctx.FIELDS])
     feats = _expect(path, "features", data["features"], dict, "a table of booleans")
     flags = {}

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum, StrEnum
 from functools import cached_property
 
@@ -646,6 +646,8 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                            _vlog("map writes not supported"))
         if acc.kind == AccessKind.LOAD and kind == Kind.CTX:
             field = _ctx_field(ctx, acc)
+            if field is None and not xdp and acc.offset is not None and 48 <= acc.offset < 68:
+                field = _ctx_field(ctx, replace(acc, size=min(acc.size, 4)))     # a cb[] load may span words
             allowed = prof.xdp_context_reads if xdp else prof.tc_context_reads
             if field is None or field.name not in allowed:
                 struct = "xdp_md" if xdp else "__sk_buff"
@@ -657,7 +659,12 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
         if acc.kind in (AccessKind.STORE, AccessKind.ATOMIC) and kind == Kind.CTX:
             queue_select = (xdp and feats.queue_select and acc.kind == AccessKind.STORE
                             and acc.offset == XDP_QUEUE_SELECT and acc.size == 4)
-            if not queue_select:
+            field = _ctx_field(ctx, acc) if not xdp else None
+            if field is None and not xdp and acc.offset is not None and 48 <= acc.offset < 68:
+                field = _ctx_field(ctx, replace(acc, size=min(acc.size, 4)))     # a cb[] store may span words
+            tc_write = (not xdp and acc.kind == AccessKind.STORE and field is not None
+                        and field.name in prof.tc_context_writes)
+            if not queue_select and not tc_write:
                 field = _ctx_field(ctx, acc)
                 struct = "xdp_md" if xdp else "__sk_buff"
                 where = (f"{struct}.{field.name}" if field else
@@ -667,6 +674,8 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                                f"store to the context at {where} ({acc.size} bytes)",
                                "the only context field an offloaded program may write is xdp_md.rx_queue_index "
                                "(queue select)" if xdp and feats.queue_select else
+                               f"the NIC lets a TC program write {', '.join(sorted(prof.tc_context_writes))}"
+                               if not xdp and prof.tc_context_writes else
                                "offloaded programs cannot write the context: keep the value in a map",
                                _vlog("queue selection not supported by FW") if xdp and acc.offset == XDP_QUEUE_SELECT
                                else _vlog("unsupported store to context field"))

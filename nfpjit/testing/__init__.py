@@ -19,6 +19,7 @@ def compare_results(a: RunResult, b: RunResult, *, maps: bool = True, r0_bits: i
 
     ``r0`` is compared on its low ``r0_bits`` bits (the kernel's test_run returns a u32);
     maps only for the names both results contain (the kernel cannot dump prog arrays and the like);
+    TC metadata (``skb``) on the fields both results report (the kernel reports mark, priority, cb);
     a fault on either side is always a difference.
     """
     diffs: list[str] = []
@@ -31,6 +32,10 @@ def compare_results(a: RunResult, b: RunResult, *, maps: bool = True, r0_bits: i
     if a.packet != b.packet:
         where = next((i for i, (x, y) in enumerate(zip(a.packet, b.packet)) if x != y), min(len(a.packet), len(b.packet)))
         diffs.append(f"packet differs (lengths {len(a.packet)}/{len(b.packet)}, first difference at byte {where})")
+    if a.skb is not None and b.skb is not None:
+        for key in [k for k in a.skb if k in b.skb]:
+            if a.skb[key] != b.skb[key]:
+                diffs.append(f"__sk_buff {key} differs: {a.skb[key]:#x} != {b.skb[key]:#x}")
     if maps:
         for name in sorted(set(a.maps) & set(b.maps)):
             ea, eb = a.maps[name], b.maps[name]

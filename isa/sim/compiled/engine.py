@@ -31,9 +31,10 @@ from ..firmware import MapCache, Routine
 from ..machine import Machine, _as_image, _decode_code, _relocate_here, simulate as interp_simulate
 from ..memory import CTM_BASE, CTM_BUFFER_SIZE, HEADROOM, MAX_PACKET, RawBlock, Trap
 from ..firmware import FIRMWARE_BASE
-from ..result import SimFault, SimResult, Usage
+from ..result import PacketMeta, SimFault, SimResult, Usage
 from ..memory import MapTable
-from nfpjit.isa.table import Memory, MulStep
+from nfpjit.isa.image import ImageProgType
+from nfpjit.isa.table import PKT_META_CSRS, Memory, MulStep
 from . import runtime as rt
 from .translate import Translation, Untranslatable, translate
 
@@ -197,7 +198,7 @@ _RNG_INIT: dict[int, object] = {}
 
 
 _RESULT_FIELDS = ("action", "r0", "packet", "maps", "insns", "cycles", "breakdown", "fault", "routine_calls",
-                  "map_cache_hits", "map_cache_misses", "trace", "redirect")
+                  "map_cache_hits", "map_cache_misses", "trace", "redirect", "meta")
 _FAST_RESULT = (not hasattr(SimResult, "__slots__")
                 and {f.name for f in dataclasses.fields(SimResult)} == set(_RESULT_FIELDS))
 
@@ -252,7 +253,8 @@ class Session:
 
     def __init__(self, image, compiled: CompiledImage, *, maps_in=None, budget: int = DEFAULT_BUDGET,
                  map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
-                 rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None):
+                 rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None,
+                 meta: PacketMeta | None = None):
         self.compiled = compiled
         self.raw_memory = raw_memory
         self.cache_capacity = map_cache.size if map_cache is not None else map_cache_size
@@ -291,15 +293,19 @@ class Session:
         #: (False: keep the NIC's allocation, as a long-running device does; EMEM addresses then differ)
         self.compact = True
         self.configure(image, tables, budget=budget, map_cache_size=map_cache_size, seed=seed,
-                       ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, map_cache=map_cache)
+                       ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, map_cache=map_cache,
+                       meta=meta)
 
     def configure(self, image, tables, *, budget, map_cache_size, seed, ingress_ifindex, rx_queue_index,
-                  map_cache) -> None:
+                  map_cache, meta: PacketMeta | None = None) -> None:
         """Start over: run options, maps (the interpreter's validated MapTables), the map cache."""
         self.image = image
         self.options = dict(budget=budget, map_cache_size=map_cache_size, seed=seed,
                             ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index,
                             raw_memory=self.raw_memory)
+        #: the packet metadata given for every run (its None fields are computed per packet)
+        self.meta = meta if meta is not None else PacketMeta()
+        self.is_tc = image.metadata.prog_type == ImageProgType.TC
         self.user_cache = map_cache
         ctx = self.ctx
         ctx[rt.C_BUDGET] = budget
@@ -515,7 +521,11 @@ class Session:
             map_cache_misses=rec[rt.R_MISSES],
             trace=None,
             redirect=rec[rt.R_REDIRECT] & 0xFFFFFFFF if rec[rt.R_REDIRECT] >= 0 else None,
+            meta=PacketMeta.from_csr_values(rec[rt.R_META:rt.R_META + rt.N_META], self._txq()) if self.is_tc else None,
         )
+
+    def _txq(self) -> int:
+        return self.state[self.compiled.translation.layout["txq"]] & 0xFFFFFFFF
 
     def _out_packet(self, addr: int, length: int, original_len: int) -> bytes:
         if not (CTM_BASE <= addr and addr + length <= CTM_BASE + CTM_BUFFER_SIZE):
@@ -528,6 +538,7 @@ class Session:
     def run(self, packet: bytes) -> SimResult:
         """One packet (maps persist in the session)."""
         packet = _check_packet(packet)
+        self._set_meta(packet)
         self._setup(ctypes.addressof(self.ctx), packet, len(packet))
         status = self._run(ctypes.addressof(self.ctx), ctypes.addressof(self.state))
         rec = self.ctx[rt.C_R:rt.C_R + rt.R_SIZE]
@@ -540,10 +551,19 @@ class Session:
             self._export_cache(self.user_cache, res.map_cache_hits, res.map_cache_misses)
         return res
 
+    def _set_meta(self, packet: bytes) -> None:
+        """The packet-metadata CSRs (and TX_QUEUE) the next run starts with: the firmware's fill for ``packet``."""
+        meta = self.meta.filled(packet, self.options["ingress_ifindex"])
+        for i, v in enumerate(meta.csr_values()):
+            self.ctx[rt.C_META_IN + i] = v & 0xFFFFFFFF
+        self.ctx[rt.C_META_IN + rt.N_META] = meta.queue_mapping & 0xFFFFFFFF
+
     def run_many(self, packets: Sequence[bytes], *, chunk: int = 4096) -> list[SimResult]:
         """Packets in order, the loop in native code; one SimResult each (maps as after its packet)."""
         out: list[SimResult] = []
         packets = [_check_packet(p) for p in packets]
+        if self.is_tc:      # the firmware's metadata is per packet: one native run each
+            return [self.run(p) for p in packets]
         # the native loop pauses after a packet that changed the maps (its snapshot; a compaction after deletes)
         self.ctx[rt.C_STOP_ON_DIRTY] = rt.DIRTY_CHANGED | rt.DIRTY_DELETED
         raw = self.options["raw_memory"]
@@ -596,6 +616,8 @@ class Session:
         ``create_string_buffer``)."""
         n = len(offsets)
         ctx = self.ctx
+        if self.is_tc:
+            return self._run_columns_tc(data, offsets, lengths, out_capacity, records, out)
         ctx[rt.C_STOP_ON_DIRTY] = rt.DIRTY_DELETED if self.compact else 0
         recs = records if records is not None else (ctypes.c_int64 * (rt.R_SIZE * n))()
         obuf = out if out is not None else ctypes.create_string_buffer(out_capacity or (len(data) + 8192 * 4))
@@ -627,6 +649,25 @@ class Session:
                 break
         return k, recs, obuf, ooffs
 
+    def _run_columns_tc(self, data, offsets, lengths, out_capacity, records, out):
+        """run_columns for a TC image: the firmware's metadata is per packet, so one native run each."""
+        n = len(offsets)
+        recs = records if records is not None else (ctypes.c_int64 * (rt.R_SIZE * n))()
+        obuf = out if out is not None else ctypes.create_string_buffer(out_capacity or (len(data) + 8192 * 4))
+        cap, obase = ctypes.sizeof(obuf), ctypes.addressof(obuf)
+        ooffs = (ctypes.c_int64 * n)()
+        self.last_handoffs = {}
+        used = k = 0
+        while k < n and used + 8192 <= cap:
+            res = self.run(bytes(data[offsets[k]:offsets[k] + lengths[k]]))
+            self.last_handoffs[k] = res
+            self._write_record(recs, k * rt.R_SIZE, res)
+            ctypes.memmove(obase + used, res.packet, len(res.packet))
+            ooffs[k] = used
+            used += len(res.packet)
+            k += 1
+        return k, recs, obuf, ooffs
+
     def result_of(self, recs, k: int, out, out_offsets, *, maps: bool = False) -> SimResult:
         """The SimResult of packet ``k`` of the last :meth:`run_columns` call; its ``maps`` are the maps now
         with ``maps=True``, else empty (run_columns keeps no per-packet snapshots)."""
@@ -651,6 +692,9 @@ class Session:
             vals[rt.R_USAGE + 2 * i + 1] = res.breakdown[r].cycles
         for i, r in enumerate(_ROUTINES):
             vals[rt.R_CALLS + i] = res.routine_calls.get(r.symbol, 0)
+        if res.meta is not None:
+            for i, v in enumerate(res.meta.csr_values()):
+                vals[rt.R_META + i] = v
         for slot, v in vals.items():
             recs[base + slot] = v
 
@@ -666,7 +710,7 @@ class Session:
         cache = MapCache(self.ctx[rt.C_CACHE_SIZE])
         m = Machine(image, packet, maps_in=None, budget=o["budget"], map_cache_size=cache.size, seed=o["seed"],
                     trace=False, ingress_ifindex=o["ingress_ifindex"], rx_queue_index=o["rx_queue_index"],
-                    raw_memory=o["raw_memory"], map_cache=cache)
+                    raw_memory=o["raw_memory"], map_cache=cache, meta=self.meta)
         self._export_tables(m.tables)
         self._export_cache(cache, 0, 0)
         cache.hits, cache.misses = rec[rt.R_HITS], rec[rt.R_MISSES]
@@ -694,6 +738,7 @@ class Session:
         m.lm_ptr = [u32(g(f"lmp{i}")) for i in range(4)]
         m.lm_ready = [g(f"lmr{i}") for i in range(4)]
         m.tx_queue = u32(g("txq"))
+        m.meta = {c: u32(g(f"meta{i}")) for i, c in enumerate(PKT_META_CSRS)}
         m.signals = {i: (g(f"sigr{i}"), Resource(u32(g(f"sigres{i}")))) for i in range(16) if g(f"sig{i}") & 1}
         m.lm.data[:] = bytes(self.lm)[:4096]
         m.ctm.data[:] = bytes(self.ctm)[:CTM_BUFFER_SIZE]
@@ -789,22 +834,26 @@ def why_not(image_or_program, *, raw_memory: bool = False) -> str | None:
 
 def session(image_or_program, *, maps_in=None, budget: int = DEFAULT_BUDGET,
             map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
-            rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None) -> Session:
+            rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None,
+            meta: PacketMeta | None = None) -> Session:
     """A native :class:`Session` for an image (raises ``Untranslatable`` when it cannot be compiled)."""
     image = _prepare(image_or_program, budget, map_cache_size, map_cache)
     compiled = compile_image(image, raw_memory=raw_memory)
     return Session(image, compiled, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
                    ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
-                   map_cache=map_cache)
+                   map_cache=map_cache, meta=meta)
 
 
 def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
         map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False, ingress_ifindex: int = 1,
-        rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None) -> Run:
+        rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None,
+        meta: PacketMeta | None = None) -> Run:
     """:func:`simulate`, also saying which engine ran and why."""
+    if meta is not None and not isinstance(meta, PacketMeta):
+        raise UsageError(f"meta must be a PacketMeta, not {type(meta).__name__}")
     kw = dict(maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
               ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
-              map_cache=map_cache)
+              map_cache=map_cache, meta=meta)
     reason = None
     if trace:
         reason = "trace mode runs in the interpreting simulator"
@@ -825,7 +874,7 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
                 else:
                     s.configure(image, _validated_tables(image, maps_in), budget=budget,
                                 map_cache_size=map_cache_size, seed=seed, ingress_ifindex=ingress_ifindex,
-                                rx_queue_index=rx_queue_index, map_cache=map_cache)
+                                rx_queue_index=rx_queue_index, map_cache=map_cache, meta=meta)
                 before = s.handoffs
                 result = s.run(packet)
             except _NeedsInterpreter as exc:
@@ -845,17 +894,17 @@ def run(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_
 def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEFAULT_BUDGET,
              map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, trace: bool = False,
              ingress_ifindex: int = 1, rx_queue_index: int = 0, raw_memory: bool = False,
-             map_cache: MapCache | None = None) -> SimResult:
+             map_cache: MapCache | None = None, meta: PacketMeta | None = None) -> SimResult:
     """Exactly :func:`nfpjit.isa.sim.simulate`, run natively (falls back to it where it must)."""
     return run(image_or_program, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size, seed=seed,
                trace=trace, ingress_ifindex=ingress_ifindex, rx_queue_index=rx_queue_index, raw_memory=raw_memory,
-               map_cache=map_cache).result
+               map_cache=map_cache, meta=meta).result
 
 
 def run_batch(image_or_program, packets: Iterable[bytes], maps_in=None, *, budget: int = DEFAULT_BUDGET,
               map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
               rx_queue_index: int = 0, raw_memory: bool = False, map_cache: MapCache | None = None,
-              trace: bool = False) -> list[SimResult]:
+              trace: bool = False, meta: PacketMeta | None = None) -> list[SimResult]:
     """Run ``packets`` in order with the maps persisting: result *k* equals
     ``simulate(image, packets[k], maps_in=<maps after packet k-1>, map_cache=map_cache, ...)``.
 
@@ -865,7 +914,7 @@ def run_batch(image_or_program, packets: Iterable[bytes], maps_in=None, *, budge
     """
     packets = list(packets)
     kw = dict(budget=budget, map_cache_size=map_cache_size, seed=seed, ingress_ifindex=ingress_ifindex,
-              rx_queue_index=rx_queue_index, raw_memory=raw_memory)
+              rx_queue_index=rx_queue_index, raw_memory=raw_memory, meta=meta)
     if not trace:
         image = _prepare(image_or_program, budget, map_cache_size, map_cache)
         try:

@@ -48,10 +48,13 @@ R_STATUS, R_ACTION, R_R0, R_CYCLES, R_INSNS, R_PKT_ADDR, R_PKT_LEN = 0, 1, 2, 3,
 R_FSITE, R_FPC, R_AUX0, R_AUX1, R_MEM, R_A30 = 7, 8, 9, 10, 11, 12
 R_HITS, R_MISSES, R_DIRTY = 13, 14, 15
 R_USAGE = 16                      # 9 resources x (accesses, cycles)
-R_CALLS = 34                      # one count per firmware routine (firmware.Routine)
+R_META = 34                       # the 13 packet-metadata CSRs after the run (PKT_META_CSRS order)
+N_META = 13
+R_CALLS = R_META + N_META         # one count per firmware routine (firmware.Routine)
 R_REDIRECT = R_CALLS + len(Routine)  # fw_redirect's target ifindex, -1 for none
 R_SIZE = R_REDIRECT + 1
-CTX_SIZE = C_R + R_SIZE + 8
+C_META_IN = C_R + R_SIZE          # the packet-metadata CSRs and TX_QUEUE before the run (N_META + 1)
+CTX_SIZE = C_META_IN + N_META + 1 + 8
 
 STATUS_HALT, STATUS_FAULT, STATUS_HANDOFF = 0, 1, 2
 

@@ -25,7 +25,7 @@ from nfpjit.errors import UnsupportedError
 
 from nfpjit.isa.image import Image, ImageMapType
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
-from nfpjit.isa.table import MUL_STEPS_NEEDED, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
+from nfpjit.isa.table import MUL_STEPS_NEEDED, PKT_META_CSRS, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
 from nfpjit.isa.table import AtomicCmd, Format, ShiftKind, Width, atomic_out_words, enum_text
 
 from ..cycles import CYCLES, Resource
@@ -239,7 +239,9 @@ class _Gen:
         self.lmr = [self.alloca(i64, f"lmr{i}", c64(0)) for i in range(4)]
         self.pkt_addr = self.alloca(i64, "pkt_addr", c64(CTM_BASE + HEADROOM))
         self.pkt_len = self.alloca(i64, "pkt_len", e.ld(self.ctx, rt.C_PKT_LEN_IN))
-        self.txq = self.alloca(i32, "txq", z32)
+        self.txq = self.alloca(i32, "txq", b.trunc(e.ld(self.ctx, rt.C_META_IN + rt.N_META), i32))
+        self.meta = {c: self.alloca(i32, f"meta{i}", b.trunc(e.ld(self.ctx, rt.C_META_IN + i), i32))
+                     for i, c in enumerate(PKT_META_CSRS)}
         self.cycles = self.alloca(i64, "cycles", c64(0))
         self.insns = self.alloca(i64, "insns", c64(0))
         self.usage = [self.alloca(i64, f"u{i}", c64(0)) for i in range(18)]
@@ -330,6 +332,8 @@ class _Gen:
         for i in range(len(Routine)):
             put(rt.R_CALLS + i, self.ld(self.calls[i], i64))
         put(rt.R_REDIRECT, self.ld(self.redirect, i64))
+        for i, c in enumerate(PKT_META_CSRS):
+            put(rt.R_META + i, b.zext(self.ld(self.meta[c]), i64))
         b.ret(e.ld(ctx, R + rt.R_STATUS))
 
     # -- operands ---------------------------------------------------------------------------------------
@@ -815,6 +819,8 @@ class _Gen:
             return self.ld(self.txq)
         if csr == Csr.INGRESS_IFINDEX:
             return b.trunc(e.ld(self.ctx, rt.C_IFINDEX), i32)
+        if csr in self.meta:
+            return self.ld(self.meta[csr])
         raise Untranslatable(f"CSR {csr!r}")
 
     def csr_write(self, csr: Csr, value, pc) -> None:
@@ -837,6 +843,8 @@ class _Gen:
             self.fault_if(bad, site, pc, aux0=addr, aux1=length, mem=addr)
             self.st(addr, self.pkt_addr)
             self.st(length, self.pkt_len)
+        elif csr in self.meta:
+            self.st(value, self.meta[csr])
         else:
             self.st(value, self.txq)
 
