@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="save each failure there as a minimised reproducer + JSON, "
                    "and summary.json")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="an input running longer is a failure (default %(default)s s)")
+                   help="an input taking more CPU seconds is a failure (a hang; default %(default)s s)")
     p.add_argument("--shrink-time", type=float, default=30.0, metavar="S",
                    help="time to spend minimising each distinct failure (default %(default)s s)")
     p.add_argument("--sim", choices=("interp", "compiled", "both"), default="interp",

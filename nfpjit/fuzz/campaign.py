@@ -61,7 +61,7 @@ class Chunk:
     seed: int
     count: int | None = None
     seconds: float | None = None
-    timeout: float = 10.0          # per input (input targets), where a timer can be armed
+    timeout: float = 10.0          # CPU seconds per input (input targets), where a timer can be armed
     shrink_seconds: float = 30.0   # per distinct failure
     sim: str = "interp"            # diff: which simulator(s)
     kernel: bool = True            # diff: also the kernel, where bpf() works
@@ -99,27 +99,30 @@ def _on_alarm(signum, frame):
 
 
 class _Timer:
-    """A per-input SIGALRM timer (only in a main thread: elsewhere, e.g. Dask threads, inputs are not timed)."""
+    """A per-input timer of CPU seconds (SIGPROF: a busy machine does not make an input time out).
+
+    Only in a main thread: elsewhere (Dask worker threads) inputs are not timed.
+    """
 
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.armed = seconds > 0 and threading.current_thread() is threading.main_thread()
         if self.armed:
-            self.previous = signal.signal(signal.SIGALRM, _on_alarm)
+            self.previous = signal.signal(signal.SIGPROF, _on_alarm)
 
     def run(self, fn, *args):
         if not self.armed:
             return fn(*args)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        signal.setitimer(signal.ITIMER_PROF, self.seconds)
         try:
             return fn(*args)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(signal.ITIMER_PROF, 0)
 
     def close(self) -> None:
         if self.armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self.previous)
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, self.previous)
 
 
 def signature(exc: BaseException) -> str:
