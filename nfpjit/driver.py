@@ -542,6 +542,47 @@ def simulate_image(image: Image, packet, *, maps_in=None, trace: bool = False, s
     return simulate(image, packet, maps_in=maps_in, trace=trace, seed=seed, **options)
 
 
+def default_sim_engine() -> str:
+    """The simulator to use when none is named: the compiled one where llvmlite's JIT works, else the interpreter."""
+    from nfpjit.isa.sim.compiled import available
+
+    return "compiled" if available() else "interp"
+
+
+def simulate_many(image: Image, packets, *, maps_in=None, engine: str = "interp", seed: int = 0, **options) -> list:
+    """Run ``image`` on ``packets`` (bytes or :class:`PacketIn`) in order, the maps persisting: one SimResult per
+    packet, result *k* equal to ``simulate_image(image, packets[k], maps_in=<maps after packet k-1>, ...)``.
+
+    ``engine="compiled"`` runs them in one native session (:func:`nfpjit.isa.sim.compiled.run_batch`, the
+    packet loop in native code; the same results, cycles included).  A ``map_cache`` option (one
+    :class:`~nfpjit.isa.sim.firmware.MapCache`) stays warm across the packets, as on the NIC.
+    """
+    if engine not in SIM_ENGINES:
+        raise UsageError(f"simulator engine {engine!r} does not exist", hint=f"use one of {', '.join(SIM_ENGINES)}")
+    if not isinstance(image, Image):
+        raise UsageError(f"expected an Image, got {type(image).__name__}", hint="compile(...).image")
+    packets = list(packets)
+    contexts = {(p.ingress_ifindex, p.rx_queue_index) for p in packets if isinstance(p, PacketIn)}
+    if engine == "compiled" and not options.get("trace") and len(contexts) <= 1:
+        from nfpjit.isa.sim.compiled import run_batch
+
+        if contexts:
+            ifindex, rxq = contexts.pop()
+            options.setdefault("ingress_ifindex", ifindex)
+            options.setdefault("rx_queue_index", rxq)
+        if maps_in is not None:
+            names = {m.name for m in image.maps}
+            maps_in = {k: v for k, v in maps_in.items() if k in names}
+        return run_batch(image, [p.data if isinstance(p, PacketIn) else p for p in packets], maps_in, seed=seed,
+                         **options)
+    out, state = [], maps_in
+    for p in packets:
+        r = simulate_image(image, p, maps_in=state, seed=seed, engine=engine, **options)
+        out.append(r)
+        state = r.maps
+    return out
+
+
 def run_sim(image: Image, packet, maps_in=None, *, trace: bool = False, seed: int = 0, **options) -> RunResult:
     """Run ``image`` in the simulator on one packet; maps start from ``maps_in`` (name -> {key: value}).
 
@@ -572,4 +613,4 @@ def run_sim_raw(image: Image, memory: bytes, maps_in=None, *, trace: bool = Fals
 
 
 __all__ = ["compile", "pipeline", "machine_size", "pass_deltas", "DEFAULT_LEVEL", "CompileResult", "CompileStats", "CompileError", "CompilerBug", "build_image", "line_table",
-           "run_sim", "run_sim_raw", "simulate_image", "SIM_ENGINES", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]
+           "run_sim", "run_sim_raw", "simulate_image", "simulate_many", "default_sim_engine", "SIM_ENGINES", "source_loc_finder", "to_run_result", "OPT_PIPELINES"]

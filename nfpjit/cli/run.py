@@ -319,9 +319,9 @@ def _load_net(path: str):
 
 def _sim_engine(args) -> str:
     """``--sim``: auto is the compiled simulator where llvmlite's JIT works; --trace interprets (with a note)."""
-    from nfpjit.isa.sim.compiled import available
+    from nfpjit.driver import default_sim_engine
 
-    sim = ("compiled" if available() else "interp") if args.sim == "auto" else args.sim
+    sim = default_sim_engine() if args.sim == "auto" else args.sim
     if args.trace and sim == "compiled":
         sys.stderr.write("nfpjit: note: --trace runs the interpreting simulator (the compiled one does not trace)\n")
         return "interp"

@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     p.add_argument("-s", "--section", metavar="SECTION[:FUNC]", help="only this program section of each OBJ")
     p.add_argument("--pcap", metavar="P", help="packets to simulate (default: nfpjit.testing.crafted_packets())")
     p.add_argument("--packets", type=int, metavar="N", help="use only the first N packets")
+    p.add_argument("--sim", choices=("auto", "compiled", "interp"), default="auto",
+                   help="the simulator that counts the cycles: compiled to native code (auto: where llvmlite's JIT "
+                   "works) or the interpreting one; both count the same cycles")
     p.add_argument("--profile", default="default", metavar="NAME|FILE",
                    help="NIC capability profile: shipped name or .toml path (default: %(default)s)")
     fmt = p.add_mutually_exclusive_group()
@@ -92,17 +95,18 @@ def _category(resource_name: str) -> str:
     return OTHER
 
 
-def simulate_cycles(image, program, frames) -> dict:
+def simulate_cycles(image, program, frames, *, engine: str | None = None) -> dict:
     """Cycles per packet of ``image`` over ``frames`` (maps persisting), by category and resource.
 
     As on the NIC, the map contents and the NIC-side map lookup cache stay from packet to packet.
     The frames run twice: the figures are those of the first pass, from empty maps and a cold map
     cache; ``warm`` gives the mean and max of the second pass, which meets the maps and the cache
     as the first left them (a NIC in steady state: entries exist, hot keys are cached).
+    ``engine``: the simulator (``driver.SIM_ENGINES``; None: the compiled one where llvmlite's JIT works, all
+    packets in one native session); both count the same cycles.
     """
-    from nfpjit.driver import simulate_image
+    from nfpjit.driver import default_sim_engine, simulate_many
     from nfpjit.ebpf.maps import MapStore
-    from nfpjit.ebpf.result import PacketIn
     from nfpjit.isa.sim import DEFAULT_MAP_CACHE_SIZE
     from nfpjit.isa.sim.firmware import MapCache
 
@@ -114,9 +118,8 @@ def simulate_cycles(image, program, frames) -> dict:
     by_resource: dict[str, int] = {}
     insns = 0
     warm: list[int] = []
-    for i, frame in enumerate((*frames, *frames)):
-        sim = simulate_image(image, PacketIn(frame), maps_in=state, map_cache=cache)
-        state = sim.maps
+    runs = simulate_many(image, [*frames, *frames], maps_in=state, map_cache=cache, engine=engine or default_sim_engine())
+    for i, sim in enumerate(runs):
         if i >= len(frames):
             warm.append(sim.cycles)
             continue
@@ -202,7 +205,7 @@ def _keyed(deltas) -> list[dict]:
     return out
 
 
-def program_stats(program, *, profile="default", frames, load_seconds: float = 0.0) -> dict:
+def program_stats(program, *, profile="default", frames, load_seconds: float = 0.0, engine: str | None = None) -> dict:
     """Everything ``nfpjit stats`` reports for one program (raises NfpjitError when it is not compiled)."""
     from nfpjit.analysis import analyze
     from nfpjit.driver import compile, machine_size, pipeline
@@ -230,7 +233,7 @@ def program_stats(program, *, profile="default", frames, load_seconds: float = 0
         "nfp_insns": {f"O{lvl}": sizes[lvl] for lvl in LEVELS},
         "ratio": {f"O{lvl}": round(sizes[lvl] / e, 4) for lvl in LEVELS},
         "passes": _keyed(pass_savings(result)),
-        "cycles": simulate_cycles(result.image, program, frames),
+        "cycles": simulate_cycles(result.image, program, frames, engine=engine),
         "compile_ms": {k: round(v * 1000, 3) for k, v in phases.items()} | {"total": round(sum(phases.values()) * 1000, 3)},
     }
 
@@ -261,14 +264,14 @@ def totals(rows: list[dict]) -> dict:
     }
 
 
-def _program_result(todo_item, prof, frames) -> tuple[str, dict]:
+def _program_result(todo_item, prof, frames, engine=None) -> tuple[str, dict]:
     """``("row", row)`` or ``("rejected", entry)`` for one program (a top-level function: executors pickle it)."""
     label, path, sec, program, reason, load_s = todo_item
     if program is None:
         return "rejected", {"program": label, "file": path, "section": sec, "reason": reason, "codes": [],
                             "load_error": True}
     try:
-        row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s)
+        row = program_stats(program, profile=prof, frames=frames, load_seconds=load_s, engine=engine)
     except NfpjitError as exc:
         report = getattr(exc, "report", None)
         codes = sorted({d.code for d in report.diagnostics if d.severity.name == "ERROR"}) if report else []
@@ -276,8 +279,10 @@ def _program_result(todo_item, prof, frames) -> tuple[str, dict]:
     return "row", {"program": label, "file": path, "section": sec, **row}
 
 
-def gather(paths, *, section=None, profile="default", frames, progress=None, executor=None) -> dict:
-    """The ``nfpjit stats --json`` document for ``paths``; ``progress(done, total, label)`` before each program.
+def gather(paths, *, section=None, profile="default", frames, progress=None, executor=None,
+           engine: str | None = None) -> dict:
+    """The ``nfpjit stats --json`` document for ``paths``; ``progress(done, total, label)`` before each program;
+    ``engine``: the simulator that counts the cycles (None: the compiled one where it works).
 
     ``executor``: a ``concurrent.futures.Executor`` (:func:`nfpjit.fuzz.executor.make_executor`: local
     processes or a Dask cluster) the programs are mapped over; the rows keep their order.
@@ -290,7 +295,7 @@ def gather(paths, *, section=None, profile="default", frames, progress=None, exe
     start = time.perf_counter()
     rows, rejected = [], []
     todo = _programs(paths, section)
-    one = functools.partial(_program_result, prof=prof, frames=frames)
+    one = functools.partial(_program_result, prof=prof, frames=frames, engine=engine)
     results = map(one, todo) if executor is None else executor.map(one, todo)
     for done, (item, (kind, entry)) in enumerate(zip(todo, results)):
         if progress is not None:
@@ -475,6 +480,9 @@ def run(args) -> int:
 
 
 def _run(args, plt, frames, executor) -> int:
+    from nfpjit.driver import default_sim_engine
+
+    engine = default_sim_engine() if args.sim == "auto" else args.sim
     if sys.stderr.isatty():
         from rich.console import Console
         from rich.progress import Progress
@@ -486,9 +494,10 @@ def _run(args, plt, frames, executor) -> int:
                 bar.update(task, description=label, completed=done, total=total)
 
             doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, progress=step,
-                         executor=executor)
+                         executor=executor, engine=engine)
     else:
-        doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, executor=executor)
+        doc = gather(args.objs, section=args.section, profile=args.profile, frames=frames, executor=executor,
+                     engine=engine)
     out = sys.stdout
     if args.json:
         json.dump(doc, out, indent=1)
