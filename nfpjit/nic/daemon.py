@@ -2,11 +2,16 @@
 
 ``python -m nfpjit.nic.daemon NAME`` (started by ``nfpjit nic up NAME``) does two things:
 
-- Frames.  Wire -> host: a frame read from an AF_PACKET socket bound to the wire port
-  ``NAME-h`` (PACKET_OUTGOING copies of our own sends ignored) runs through the attached
-  program in the simulator, with the map contents of :class:`~nfpjit.nic.tables.MapTables`
-  (read and stored back under the tables' lock, so control-message updates and the
-  program's own updates never lose each other).  XDP_PASS -> written to the TAP (the host
+- Frames.  Wire -> host: frames read from an AF_PACKET socket bound to the wire port
+  ``NAME-h`` (PACKET_OUTGOING copies of our own sends ignored; what is queued, up to
+  :data:`WIRE_BATCH`, is read at once and runs as one batch, in order) run through the attached
+  program in the simulator (:mod:`nfpjit.nic.runner`: one compiled-engine session per
+  attachment where llvmlite's JIT works, else the interpreting simulator), with the map contents
+  of :class:`~nfpjit.nic.tables.MapTables` (the session's maps are loaded from the tables at
+  attach and what a batch changes is stored back, control-message updates go to both, all under
+  the tables' lock, so control-message updates and the program's own updates never lose each
+  other).  ``NFPJIT_NIC_SIM=interp`` in the daemon's environment forces the interpreting
+  simulator.  XDP_PASS -> written to the TAP (the host
   netdev ``NAME``), XDP_TX -> sent back out on the wire (as the program left it), XDP_DROP
   -> dropped, XDP_ABORTED, any other action or a simulator fault -> dropped and counted.
   With no program attached every frame passes.  Host -> wire: frames read from the TAP go
@@ -53,6 +58,7 @@ IFF_NO_PI = 0x1000
 MAX_FRAME = 65535
 SOCKET_BUFFER = 8 << 20          # control socket buffers: a PROG_LOAD image travels in one datagram
 ETH_HLEN = 14
+WIRE_BATCH = 64                  # frames read from the wire port and run as one batch, at most
 
 
 class XdpAction:
@@ -139,6 +145,7 @@ class Attached:
     mode: str
     maps: tuple[tuple[str, int], ...]  # (name, table id)
     since: float
+    runner: object = None              # nfpjit.nic.runner: the simulator session of this attachment
 
 
 @dataclass
@@ -170,10 +177,13 @@ class Counters:
 
 
 class Daemon:
-    def __init__(self, state: NicState, *, caps: Caps | None = None):
+    def __init__(self, state: NicState, *, caps: Caps | None = None, engine: str | None = None):
         from nfpjit.nic.tables import MapTables
 
         self.state = state
+        #: the simulator of attached programs: "auto" (compiled where llvmlite's JIT works), "compiled", "interp"
+        #: (default: the NFPJIT_NIC_SIM environment variable, else auto)
+        self.engine = engine or os.environ.get("NFPJIT_NIC_SIM", "auto")
         self.caps = caps or default_caps()
         self.tables = MapTables()
         self.lock = threading.RLock()          # programs, pins, attachment
@@ -233,16 +243,9 @@ class Daemon:
             if self._wake_r in ready:
                 break
             if wire in ready:
-                try:
-                    frame, addr = wire.recvfrom(MAX_FRAME)
-                except (BlockingIOError, InterruptedError):
-                    frame = None
-                except OSError:
-                    self.counters.errors += 1
-                    frame = None
-                    time.sleep(0.01)   # a vanished port must not become a busy loop
-                if frame is not None and addr[2] != PACKET_OUTGOING:
-                    self.from_wire(frame)
+                frames = self._read_wire()
+                if frames:
+                    self.from_wire_batch(frames)
             if tap in ready:
                 try:
                     frame = os.read(tap, MAX_FRAME)
@@ -257,6 +260,25 @@ class Daemon:
                     c.host_rx_packets += 1
                     c.host_rx_bytes += len(frame)
                     self.to_wire(frame)
+
+    def _read_wire(self) -> list[bytes]:
+        """The frames waiting on the wire port, up to WIRE_BATCH (our own sends left out): they run as one batch."""
+        frames: list[bytes] = []
+        wire = self.wire
+        flags = 0
+        while len(frames) < WIRE_BATCH:
+            try:
+                frame, addr = wire.recvfrom(MAX_FRAME, flags)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self.counters.errors += 1
+                time.sleep(0.01)   # a vanished port must not become a busy loop
+                break
+            flags = socket.MSG_DONTWAIT   # the first read was announced by select; the rest only if queued
+            if addr[2] != PACKET_OUTGOING:
+                frames.append(frame)
+        return frames
 
     def to_wire(self, frame: bytes) -> None:
         try:
@@ -277,59 +299,70 @@ class Daemon:
         self.counters.host_tx_bytes += len(frame)
 
     def from_wire(self, frame: bytes) -> None:
+        self.from_wire_batch([frame])
+
+    def from_wire_batch(self, frames: list[bytes]) -> None:
+        """Frames from the wire, in order: through the attached program (one batch), then to the host, back out
+        on the wire or dropped."""
         c = self.counters
-        c.wire_rx_packets += 1
-        c.wire_rx_bytes += len(frame)
+        c.wire_rx_packets += len(frames)
+        c.wire_rx_bytes += sum(map(len, frames))
         att = self.attached
         if att is None:
-            c.no_program += 1
-            self.to_host(frame)
+            c.no_program += len(frames)
+            for frame in frames:
+                self.to_host(frame)
             return
-        action, out = self.run_program(att, frame)
-        name = XdpAction.NAMES.get(action, "aborted")
-        c.actions[name] += 1
-        if action == XdpAction.PASS:
-            self.to_host(out)
-        elif action == XdpAction.TX:
-            self.to_wire(out)
+        for action, out in self.run_program(att, frames):
+            c.actions[XdpAction.NAMES.get(action, "aborted")] += 1
+            if action == XdpAction.PASS:
+                self.to_host(out)
+            elif action == XdpAction.TX:
+                self.to_wire(out)
 
-    def run_program(self, att: Attached, frame: bytes) -> tuple[int, bytes]:
-        """Run the attached program on one frame: (XDP action, frame after the run)."""
-        from nfpjit.driver import simulate_image
-
+    def run_program(self, att: Attached, frames: list[bytes]) -> list[tuple[int, bytes]]:
+        """Run the attached program on a batch of frames: (XDP action, frame after the run) for each."""
         prog, c = att.prog, self.counters
         try:
             with self.tables.lock:
-                maps_in = {name: self.tables.contents(tid) for name, tid in att.maps}
-                sim = simulate_image(att.image, frame, maps_in=maps_in, ingress_ifindex=self.ifindex or 1)
-                if sim.fault is None:
-                    for name, tid in att.maps:
-                        after = sim.maps.get(name)
-                        if after is not None and after != maps_in[name]:
-                            self.tables.store(tid, after, base=maps_in[name])
+                verdicts = att.runner.run(frames)
         except Exception as exc:  # noqa: BLE001 - a frame never kills the NIC
             fault = f"{type(exc).__name__}: {exc}"
-            c.faults += 1
+            log.error("running program %d: %s", prog.id, fault)
+            c.faults += len(frames)
+            prog.faults += len(frames)
             c.last_fault = prog.last_fault = fault
-            prog.faults += 1
-            return XdpAction.ABORTED, frame
-        prog.runs += 1
-        prog.cycles += sim.cycles
-        prog.max_cycles = max(prog.max_cycles, sim.cycles)
-        c.runs += 1
-        c.cycles += sim.cycles
-        c.max_cycles = max(c.max_cycles, sim.cycles)
-        if sim.fault is not None:
-            c.faults += 1
-            prog.faults += 1
-            c.last_fault = prog.last_fault = str(sim.fault)
-            return XdpAction.ABORTED, frame
-        action = int(sim.action)
-        if action == XdpAction.REDIRECT and sim.redirect == (self.ifindex or 1):
-            action = XdpAction.TX        # bpf_redirect to the port the frame came in on: transmit it there
-        if action not in (XdpAction.DROP, XdpAction.PASS, XdpAction.TX):
-            action = XdpAction.ABORTED   # XDP_REDIRECT and out-of-range actions: the NIC cannot, it aborts
-        return action, bytes(sim.packet)
+            resync = getattr(att.runner, "resync", None)
+            if resync is not None:
+                try:
+                    with self.tables.lock:
+                        resync()               # whatever happened mid-batch, the tables are the truth
+                except Exception:  # noqa: BLE001 - still no reason to die
+                    log.error("reloading program %d's maps:\n%s", prog.id, traceback.format_exc())
+            return [(XdpAction.ABORTED, f) for f in frames]
+        out = []
+        cycles = [v.cycles for v in verdicts]
+        total, top = sum(cycles), max(cycles, default=0)
+        prog.runs += len(verdicts)
+        prog.cycles += total
+        prog.max_cycles = max(prog.max_cycles, top)
+        c.runs += len(verdicts)
+        c.cycles += total
+        c.max_cycles = max(c.max_cycles, top)
+        for v, frame in zip(verdicts, frames):
+            if v.fault is not None:
+                c.faults += 1
+                prog.faults += 1
+                c.last_fault = prog.last_fault = v.fault
+                out.append((XdpAction.ABORTED, frame))
+                continue
+            action = v.action
+            if action == XdpAction.REDIRECT and v.redirect == (self.ifindex or 1):
+                action = XdpAction.TX        # bpf_redirect to the port the frame came in on: transmit it there
+            if action not in (XdpAction.DROP, XdpAction.PASS, XdpAction.TX):
+                action = XdpAction.ABORTED   # XDP_REDIRECT and out-of-range actions: the NIC cannot, it aborts
+            out.append((action, v.frame))
+        return out
 
     # -- control -----------------------------------------------------------------------------
 
@@ -396,9 +429,16 @@ class Daemon:
                 raise OffloadError(E.EBUSY, f"table {req.tid} is used by program {users[0]}",
                                    hint="unload the program first")
             return self.tables.handle(req)
-        if t in (cmsg.CmsgType.MAP_ALLOC, cmsg.CmsgType.MAP_LOOKUP, cmsg.CmsgType.MAP_UPDATE,
-                 cmsg.CmsgType.MAP_DELETE, cmsg.CmsgType.MAP_GETFIRST, cmsg.CmsgType.MAP_GETNEXT,
-                 cmsg.CmsgType.MAP_LIST):
+        if t in (cmsg.CmsgType.MAP_UPDATE, cmsg.CmsgType.MAP_DELETE):
+            # the tables answer; a change they accepted goes to the attached program's session as well
+            with self.tables.lock:
+                reply = self.tables.handle(req)
+                att = self.attached
+                if att is not None and att.runner is not None and not isinstance(reply, cmsg.ErrorReply):
+                    att.runner.control_write(req)
+                return reply
+        if t in (cmsg.CmsgType.MAP_ALLOC, cmsg.CmsgType.MAP_LOOKUP, cmsg.CmsgType.MAP_GETFIRST,
+                 cmsg.CmsgType.MAP_GETNEXT, cmsg.CmsgType.MAP_LIST):
             return self.tables.handle(req)
         if isinstance(req, cmsg.ProgLoad):
             return cmsg.JsonReply(t, self.prog_load(req.image, req.info), seq=req.seq)
@@ -551,10 +591,15 @@ class Daemon:
             symbols = tuple(dataclasses.replace(s, address=ids[s.name]) if s.kind == SymbolKind.MAP and s.name in ids
                             else s for s in relocated.symbols)
             relocated = dataclasses.replace(relocated, symbols=symbols)
-            self.attached = Attached(prog=prog, image=relocated, mode=mode, maps=tuple(sorted(ids.items())),
-                                     since=time.time())
-            log.info("attached program %d (%s)%s", prog.id, mode, f", replacing {cur.prog.id}" if cur else "")
-            return {"id": prog.id, "mode": mode, "replaced": cur.prog.id if cur else None}
+            from nfpjit.nic.runner import make_runner
+
+            maps = tuple(sorted(ids.items()))
+            runner = make_runner(relocated, maps, self.tables, ifindex=self.ifindex or 1, engine=self.engine)
+            self.attached = Attached(prog=prog, image=relocated, mode=mode, maps=maps, since=time.time(),
+                                     runner=runner)
+            log.info("attached program %d (%s) on the %s simulator%s%s", prog.id, mode, runner.engine,
+                     f" ({runner.reason})" if runner.reason else "", f", replacing {cur.prog.id}" if cur else "")
+            return {"id": prog.id, "mode": mode, "replaced": cur.prog.id if cur else None, "engine": runner.engine}
 
     def prog_detach(self, body: dict) -> dict:
         mode = body.get("mode", AttachMode.HW)
@@ -579,6 +624,8 @@ class Daemon:
             prog = self._prog_json(att.prog) if att is not None else None
             if prog is not None:
                 prog["attached_since"] = att.since
+                prog["engine"] = att.runner.engine
+                prog["engine_reason"] = att.runner.reason
             return {
                 "name": self.state.name, "ifindex": self.ifindex, "pid": os.getpid(),
                 "wire_port": self.state.wire_port, "netns": self.state.netns,

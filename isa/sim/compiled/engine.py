@@ -467,6 +467,12 @@ class Session:
         self._restore_cache([e for e in self._cache_entries() if e != evicted])
         return res
 
+    def reset_maps(self, maps_in) -> None:
+        """Replace every map's contents with ``maps_in`` (name -> {key: value}; the interpreter's checks and
+        errors) and empty the map cache: a control plane that lost track of what the session holds starts over."""
+        self._import_tables(_validated_tables(self.image, maps_in))
+        self._restore_cache([])
+
     def maps(self) -> dict[str, dict[bytes, bytes]]:
         """The maps now: name -> {key: value} (as ``SimResult.maps``)."""
         return {nt.name: nt.dump(self.desc, rt.T_SIZE * i) for i, nt in enumerate(self.tables)}
