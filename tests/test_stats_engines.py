@@ -57,4 +57,4 @@ def test_stats_uses_the_compiled_simulator_by_default(monkeypatch):
 
     monkeypatch.setattr(compiled, "run_batch", spy)
     doc = _stats(CORPUS / "xdp_drop_tcp_ports.o", "--packets", "5")
-    assert calls == [5] and doc["programs"][0]["cycles"]["mean"] > 0
+    assert calls == [10] and doc["programs"][0]["cycles"]["mean"] > 0     # both passes over the 5 in one session
