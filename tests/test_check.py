@@ -714,6 +714,9 @@ CORPUS_EXPECTED = {
     "tc_classifier": {"ctx-store", "exit-action", "ctx-load"},  # skb->protocol, vlan_*, ingress_ifindex
     "tc_sections:classifier": {"ctx-store", "exit-action"},  # skb->priority; skb->len is readable
     "tc_sections:action": {"ctx-store", "exit-action", "ctx-load"},  # skb->mark = skb->hash
+    "tc_dscp_priority": {"ctx-store", "exit-action", "ctx-load"},  # skb->protocol; priority, classid, cb
+    "tc_flow_marker": {"ctx-store", "exit-action", "ctx-load"},  # skb->hash, mark, protocol; TC_ACT_OK
+    "tc_queue_pick": {"ctx-store", "exit-action", "ctx-load"},  # pkt_type, queue_mapping, cb; TC_ACT_UNSPEC ok
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),
@@ -1130,6 +1133,7 @@ def test_default_takes_tc_programs():
     assert codes(variable, default) == set() and codes(variable) == {Code.EXIT_ACTION}
 
 
-@pytest.mark.parametrize("key", ["tc_classifier", "tc_sections:classifier", "tc_sections:action"])
+@pytest.mark.parametrize("key", ["tc_classifier", "tc_sections:classifier", "tc_sections:action", "tc_dscp_priority",
+                                 "tc_flow_marker", "tc_queue_pick"])
 def test_default_takes_the_tc_corpus(key):
     assert check(_load_corpus(key), load_profile("default")).codes == set()
