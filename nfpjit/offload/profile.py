@@ -28,7 +28,7 @@ class Features:
 
     atomic_add32: bool = True
     atomic_add64: bool = True
-    other_atomics: bool = False  # and/or/xor/xchg/cmpxchg and every fetching form
+    other_atomics: bool = False  # and/or/xor/xchg/cmpxchg and every fetching form; also on the stack, words stay readable
     adjust_head: bool = True
     adjust_tail: bool = True
     queue_select: bool = True  # XDP store to xdp_md.rx_queue_index picks the RX queue

@@ -633,7 +633,8 @@ def check_memory(ctx: CheckContext) -> Iterable[Diagnostic]:
                 yield ctx.diag(Code.ATOMIC_TARGET, Severity.WARNING, acc.pc,
                                "cannot tell what this atomic operation's pointer points to",
                                "the NIC only does atomics on map values: apply them to a bpf_map_lookup_elem result")
-            elif kind != Kind.MAP_VALUE:
+            elif kind != Kind.MAP_VALUE and not (kind == Kind.STACK and feats.other_atomics):
+                # with the full atomic engine (other_atomics) the stack takes every atomic too (LM is the thread's own)
                 yield ctx.diag(Code.ATOMIC_TARGET, Severity.ERROR, acc.pc,
                                f"atomic operation on {_KIND_NAMES[kind]}: the NIC only does atomics on map values",
                                "a plain load, add and store does the same on the stack or packet",
@@ -1013,6 +1014,8 @@ def check_map_value_use(ctx: CheckContext) -> Iterable[Diagnostic]:
         for word in range(start // 4, (end + 3) // 4):
             uses = words.setdefault((base.map, word), {})
             uses.setdefault(acc.kind, acc.pc)
+    if ctx.profile.features.other_atomics:
+        return      # a NIC with the full atomic engine keeps atomically updated words as plain, readable memory
     reported: set[tuple[int, int]] = set()
     for (m, word), uses in sorted(words.items(), key=lambda kv: (kv[0][0] if kv[0][0] is not None else -1, kv[0][1])):
         if len(uses) < 2 or (m, uses[AccessKind.ATOMIC]) in reported:
