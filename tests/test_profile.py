@@ -7,7 +7,7 @@ from dataclasses import fields
 from importlib import resources
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nfpjit.ebpf.opcodes import Helper, MapType
@@ -252,3 +252,57 @@ def test_any_mangled_profile_loads_or_raises_load_error(key, value):
     except NfpjitError as exc:  # pragma: no cover - any other error class is a bug
         pytest.fail(f"unexpected {type(exc).__name__}: {exc}")
     assert isinstance(p, Profile)
+
+
+# -- malformed profile files on the command line: one clear error, status 2, never a traceback ----
+
+def _mangle(text: str, how: int, data: bytes) -> bytes:
+    raw = text.encode()
+    if how == 0:   # cut short anywhere
+        return raw[: len(data) * 37 % (len(raw) + 1)]
+    if how == 1:   # bytes spliced in anywhere
+        at = len(data) * 53 % (len(raw) + 1)
+        return raw[:at] + data + raw[at:]
+    if how == 2:   # a line replaced by junk
+        lines = raw.splitlines(keepends=True)
+        i = len(data) * 11 % len(lines)
+        return b"".join(lines[:i] + [data + b"\n"] + lines[i + 1:])
+    return data    # nothing but junk
+
+
+_PROFILE_TEXT = resources.files("nfpjit.offload").joinpath("profiles", "nfp-kernel.toml").read_text()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(how=st.integers(0, 3), data=st.binary(max_size=24) | st.sampled_from(
+    [b"stack_size = -4", b"stack_size = 1e3", b'helpers = ["bpf_nope"]', b"[features]\nmodulo = 2",
+     b'xdp_actions = ["abort"]', b"tc_actions = 3", b"max_maps = 99999999999999999999999", b"\xff\xfe",
+     b"features = 1", b"[[features]]", b'tc_actions = ["unspec"]']))
+def test_cli_malformed_profile_is_one_usage_error(tmp_path_factory, capsys, how, data):
+    from nfpjit.cli import main
+
+    path = tmp_path_factory.mktemp("prof") / "p.toml"
+    path.write_bytes(_mangle(_PROFILE_TEXT, how, data))
+    obj = str(resources.files("nfpjit").joinpath("..", "tests", "corpus", "xdp_pass.o"))
+    status = main(["check", obj, "--profile", str(path)])
+    out, err = capsys.readouterr()
+    if status == 2:
+        assert out == "" and err.startswith("nfpjit: error:") and "Traceback" not in err
+        assert "p.toml" in err  # names the file
+        assert err.count("\n") <= 2  # the message and at most a hint line
+    else:  # the mangling left a valid profile (or one that changed nothing the program needs)
+        assert status in (0, 1) and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("stack_size", 10**30, "at most"),
+    ("xdp_actions", ["abort"], "'aborted'"),
+    ("tc_actions", ["unspec"], "known names"),
+])
+def test_out_of_range_and_misspelt_values(tmp_path, key, value, words):
+    d = tomllib.loads(_PROFILE_TEXT)
+    d[key] = value
+    with pytest.raises(LoadError) as exc:
+        load_profile(_write(tmp_path, _dumps(d)))
+    assert exc.value.where.endswith(f": {key}")
+    assert words in f"{exc.value.message} {exc.value.hint}"

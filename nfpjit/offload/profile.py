@@ -96,6 +96,7 @@ _TOP_KEYS = ("name", "description", *_INT_KEYS, "map_types", "helpers", "xdp_con
 _FEATURE_KEYS = tuple(f.name for f in fields(Features))
 
 _PROFILE_DIR = "profiles"
+_INT_MAX = 0xFFFF_FFFF  # every size, count and flag mask is a 32-bit number on the NIC and in the UAPI
 
 
 def _near(key: str, known) -> str | None:
@@ -155,6 +156,8 @@ def parse_profile(data: dict, path: str) -> Profile:
         v = _expect(path, key, data[key], int, "an integer")
         if v < 0:
             raise _fail(path, key, f"must not be negative, got {v}")
+        if v > _INT_MAX:
+            raise _fail(path, key, f"must be at most {_INT_MAX} (32 bits), got {v}")
         values[key] = v
     values["map_types"] = _enum_list(path, "map_types", data["map_types"], MapType, "bpf_map_type_")
     values["helpers"] = _enum_list(path, "helpers", data["helpers"], Helper, "bpf_")

@@ -7,6 +7,14 @@ writes the numbers as JSON.  Programs the profile rejects, or the lowering refus
 are listed with the reason.  No test asserts on these numbers.
 
     python tools/bench/corpus.py [-O 2] [--profile default] [--packets 50] [--json corpus_bench.json]
+    python tools/bench/corpus.py --acceptance [--json corpus_acceptance.json]
+
+``--acceptance`` prints, for every shipped profile, how many of the corpus programs the Linux
+kernel loads (BPF_PROG_LOAD through nfpjit.kernel, where bpf() works; otherwise it says so and
+counts every program) compile under that profile, with the refused ones and their codes.
+JSON: {"kernel": "bpf()" | reason it is unavailable, "programs": int, "kernel_loads": [label],
+"kernel_refuses": {label: last log line}, "profiles": {name: {"compiles": int, "of": int,
+"rate": float, "refused": {label: [code] | reason}}}}
 
 The totals give the geometric means of the NFP/eBPF ratio and of cycles per packet over the
 programs (the figures issue 9 states its targets in), besides the sums.
@@ -97,13 +105,76 @@ def geomean(values) -> float:
     return round(math.exp(sum(math.log(v) for v in vals) / len(vals)), 3) if vals else 0.0
 
 
+def kernel_verdicts(programs) -> tuple[str, list[str], dict[str, str]]:
+    """Which programs the kernel loads: (how it was decided, loaded labels, refused label -> reason)."""
+    from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available
+
+    ok, why = kernel_available()
+    if not ok:
+        return f"unavailable ({why}): every program counted", [label for label, _ in programs], {}
+    loads, refuses = [], {}
+    for label, program in programs:
+        try:
+            with KernelProgram(program):
+                pass
+            loads.append(label)
+        except KernelRejected as exc:
+            refuses[label] = (exc.log.strip().splitlines() or [str(exc)])[-1]
+        except nfpjit.errors.NfpjitError as exc:  # maps the kernel here cannot create, ...
+            refuses[label] = str(exc).splitlines()[0]
+    return "bpf()", loads, refuses
+
+
+def acceptance(args) -> int:
+    from nfpjit.driver import CompileError
+    from nfpjit.offload import builtin_profiles
+
+    programs = corpus_programs()
+    how, loads, refuses = kernel_verdicts(programs)
+    loaded = [(label, p) for label, p in programs if label in set(loads)]
+    console = Console(width=None if sys.stdout.isatty() else 150)
+    console.print(f"corpus: {len(programs)} XDP/TC programs; the kernel ({how}) loads {len(loaded)}", markup=False)
+    for label, reason in refuses.items():
+        console.print(f"  kernel refuses {label}: {reason}", style="dim", markup=False, no_wrap=True,
+                      overflow="ellipsis")
+    table = Table(title="of the programs the kernel loads, how many compile under each profile")
+    for col in ("profile", "compile", "of", "rate", "refused (codes)"):
+        table.add_column(col, justify="left" if col in ("profile", "refused (codes)") else "right")
+    doc = {"kernel": how, "programs": len(programs), "kernel_loads": loads, "kernel_refuses": refuses,
+           "profiles": {}}
+    for name in builtin_profiles():
+        refused = {}
+        for label, program in loaded:
+            try:
+                compile(program, opt_level=args.opt_level, profile=name)
+            except CompileError as exc:
+                report = exc.report
+                refused[label] = sorted(d for d in report.codes) if report is not None else str(exc).splitlines()[0]
+            except nfpjit.errors.NfpjitError as exc:
+                refused[label] = str(exc).splitlines()[0]
+        n = len(loaded) - len(refused)
+        rate = round(n / len(loaded), 3) if loaded else 0.0
+        doc["profiles"][name] = {"compiles": n, "of": len(loaded), "rate": rate, "refused": refused}
+        table.add_row(name, str(n), str(len(loaded)), f"{100 * rate:.0f}%",
+                      "; ".join(f"{k} ({','.join(v) if isinstance(v, list) else v})" for k, v in refused.items()))
+    console.print(table)
+    Path(args.json or "corpus_acceptance.json").write_text(json.dumps(doc, indent=1) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--acceptance", action="store_true",
+                    help="per profile: how many corpus programs the kernel loads compile (see the module doc)")
     ap.add_argument("-O", dest="opt_level", type=int, choices=(0, 1, 2), default=2)
     ap.add_argument("--profile", default="default")
     ap.add_argument("--packets", type=int, default=50, help="crafted packets per program (at least 50 exist)")
-    ap.add_argument("--json", metavar="FILE", default="corpus_bench.json", help="where to write the numbers")
+    ap.add_argument("--json", metavar="FILE", default=None,
+                    help="where to write the numbers (corpus_bench.json; with --acceptance corpus_acceptance.json)")
     args = ap.parse_args(argv)
+    if args.acceptance:
+        return acceptance(args)
+    args.json = args.json or "corpus_bench.json"
     frames = crafted_packets()[:max(1, args.packets)]
     results, skipped = [], []
     for label, program in corpus_programs():
