@@ -48,6 +48,7 @@ from .operands import (
     Operand,
     OperandKind,
     Xfer,
+    XferIndex,
     XferSide,
 )
 from .table import (
@@ -74,7 +75,7 @@ from .asm import AsmResult, assemble, parse
 
 __all__ = [
     "NN", "Bank", "Gpr", "GprBoth", "IllegalInstruction", "IllegalOperands", "Imm", "IsaAsmError", "IsaError", "LMem",
-    "NoDest", "Operand", "OperandKind", "Xfer", "XferSide",
+    "NoDest", "Operand", "OperandKind", "Xfer", "XferIndex", "XferSide",
     "BY_MNEMONIC", "BY_OP", "TABLE", "AluOp", "AtomicCmd", "Cond", "Csr", "Entry", "Format", "Instruction", "LatencyClass",
     "Memory", "MulStep", "Op", "ShiftKind", "Width",
     "check", "decode", "encode", "legalise", "load_const", "disassemble", "format_instruction", "AsmResult", "assemble", "parse",

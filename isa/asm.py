@@ -39,6 +39,7 @@ from .operands import (
     LMem,
     NoDest,
     Xfer,
+    XferIndex,
     XferSide,
 )
 from .disasm import enum_text
@@ -160,6 +161,8 @@ def parse_operand(text: str, role: str = "b") -> object:
     m = _GPR_BOTH.match(t)
     if m:
         return GprBoth(int(m.group(1)))
+    if t == "*$index":
+        return XferIndex()
     m = _XFER.match(t)
     if m:
         return Xfer(XferSide.IN if m.group(1) == "in" else XferSide.OUT, int(m.group(2)))
@@ -173,7 +176,7 @@ def parse_operand(text: str, role: str = "b") -> object:
         return Imm(_to_int(t))
     raise IsaAsmError(
         f"expected an operand, got {t!r}",
-        hint="operands: aN, bN, abN (destination: both banks), $inN, $outN, nN, *l$indexN[k], *l$indexN++, a number 0..255, --",
+        hint="operands: aN, bN, abN (destination: both banks), $inN, $outN, *$index, nN, *l$indexN[k], *l$indexN++, a number 0..255, --",
     )
 
 

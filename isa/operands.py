@@ -16,6 +16,7 @@ Operand code map (10 bits)::
     01 011 nnnnn       Xfer(XferSide.OUT, n)             (destinations only)
     01 100 nnnnn       NN(n)
     01 101 nnnnn       GprBoth(n): a<n> and b<n> together (destinations only)
+    01 110 00000       XferIndex: $in[T_INDEX], the read transfer register the T_INDEX CSR names (sources only)
     10 0 pp i oooo     LMem(pointer=pp, offset=oooo, postinc=i); postinc needs offset 0
     11 1111 1111       NoDest (discarded result / absent operand)
     anything else      reserved: the decoder rejects it
@@ -160,6 +161,21 @@ class Xfer:
 
 
 @dataclass(frozen=True, slots=True)
+class XferIndex:
+    """``*$index``: the read transfer register ``$in<T_INDEX & 31>`` (the T_INDEX CSR picks it at run time).
+
+    A write of T_INDEX takes 3 cycles to reach the operand: a read sooner waits for it.
+    """
+
+    @property
+    def kind(self) -> OperandKind:
+        return OperandKind.XFER_IN
+
+    def __str__(self) -> str:
+        return "*$index"
+
+
+@dataclass(frozen=True, slots=True)
 class NN:
     """Next-neighbour register ``n<n>``."""
 
@@ -240,8 +256,8 @@ class NoDest:
         return "--"
 
 
-Operand = Union[Gpr, GprBoth, Xfer, NN, LMem, Imm, NoDest]
-OPERAND_TYPES = (Gpr, GprBoth, Xfer, NN, LMem, Imm, NoDest)
+Operand = Union[Gpr, GprBoth, Xfer, XferIndex, NN, LMem, Imm, NoDest]
+OPERAND_TYPES = (Gpr, GprBoth, Xfer, XferIndex, NN, LMem, Imm, NoDest)
 
 #: kinds an instruction may read / write
 SOURCE_KINDS = frozenset({OperandKind.IMM, OperandKind.GPR_A, OperandKind.GPR_B,
@@ -255,6 +271,7 @@ NONE_CODE = 0x3FF
 _KIND_CODE_BASE = {OperandKind.GPR_A: 0x100, OperandKind.GPR_B: 0x120, OperandKind.XFER_IN: 0x140,
                    OperandKind.XFER_OUT: 0x160, OperandKind.NN: 0x180, OperandKind.GPR_BOTH: 0x1A0}
 _LM_BASE = 0x200
+XFER_INDEX_CODE = 0x1C0
 
 
 def operand_code(operand: Operand) -> int:
@@ -265,6 +282,8 @@ def operand_code(operand: Operand) -> int:
         return _KIND_CODE_BASE[operand.kind] | operand.index
     if isinstance(operand, LMem):
         return _LM_BASE | operand.pointer << 5 | int(operand.postinc) << 4 | operand.offset
+    if isinstance(operand, XferIndex):
+        return XFER_INDEX_CODE
     if isinstance(operand, NoDest):
         return NONE_CODE
     raise IllegalOperands(f"not an NFP-32 operand: {operand!r}")
@@ -285,6 +304,8 @@ def operand_from_code(code: int) -> Operand:
         if postinc and offset:
             raise IllegalInstruction(f"operand code {code:#05x}: LM post-increment with an offset is reserved")
         return LMem(pointer, offset, postinc)
+    if code == XFER_INDEX_CODE:
+        return XferIndex()
     if code == NONE_CODE:
         return NoDest()
     raise IllegalInstruction(f"operand code {code:#05x} is reserved")

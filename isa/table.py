@@ -193,6 +193,7 @@ class Memory(IntEnum):
     CLS = 3     # cluster scratch; 32-bit address
 
 
+@unique
 class Csr(IntEnum):
     """Local control/status registers reachable with csr_rd / csr_wr."""
 
@@ -208,6 +209,7 @@ class Csr(IntEnum):
     RX_QUEUE = 9
     TX_QUEUE = 10
     INGRESS_IFINDEX = 11
+    T_INDEX = 12
     # Packet metadata of a TC (__sk_buff) program: what the firmware fills before the program runs
     # and hands on with the packet afterwards (numbered from 32, away from the core's own CSRs).
     PKT_MARK = 32
@@ -238,6 +240,7 @@ CSR_DOCS = {
     Csr.RX_QUEUE: "receive queue index of the packet (read-only)",
     Csr.TX_QUEUE: "transmit queue selected for the packet",
     Csr.INGRESS_IFINDEX: "interface index the packet arrived on (read-only)",
+    Csr.T_INDEX: "read transfer register number that *$index reads (bits 4..0; usable 3 cycles after a write)",
     Csr.PKT_MARK: "packet mark (skb->mark) handed on with the packet",
     Csr.PKT_PRIORITY: "packet priority (skb->priority) handed on with the packet",
     Csr.PKT_TC_INDEX: "traffic-control index (skb->tc_index) handed on with the packet",

@@ -34,7 +34,7 @@ from enum import IntFlag
 
 from nfpjit.bits import MASK32
 from nfpjit.isa.image import RelocKind
-from nfpjit.isa.operands import GprBoth, Gpr, Imm, LMem, NN, NoDest, Xfer, XferSide, Bank
+from nfpjit.isa.operands import GprBoth, Gpr, Imm, LMem, NN, NoDest, Xfer, XferIndex, XferSide, Bank
 from nfpjit.isa.sim.firmware import (
     RESULT_HI,
     RESULT_LO,
@@ -144,7 +144,7 @@ class DefUse:
 # -- def/use of one instruction ---------------------------------------------------------------
 
 #: CSRs whose reads see state other instructions change (others are read-only constants of the run)
-_CSR_STATE = {Csr.PKT_ADDR, Csr.PKT_LEN, Csr.TX_QUEUE}
+_CSR_STATE = {Csr.PKT_ADDR, Csr.PKT_LEN, Csr.TX_QUEUE, Csr.T_INDEX}
 _CSR_VOLATILE = {Csr.PSEUDO_RANDOM, Csr.TIMESTAMP_LO, Csr.TIMESTAMP_HI}
 _LM_CSRS = {Csr.ACTIVE_LM_ADDR_0: 0, Csr.ACTIVE_LM_ADDR_1: 1, Csr.ACTIVE_LM_ADDR_2: 2, Csr.ACTIVE_LM_ADDR_3: 3}
 #: registers holding eBPF R0 (a1:a0 is SimResult.r0; the JIT keeps both banks)
@@ -160,6 +160,8 @@ def _source(op, acc: list) -> None:
         acc[0] |= 1 << ((XIN0 if op.side == XferSide.IN else XOUT0) + op.index)
     elif t is NN:
         acc[0] |= 1 << (NN0 + op.index)
+    elif t is XferIndex:                 # any $in register, the one the T_INDEX CSR names
+        acc[0] |= XIN_ALL | BIT_CSR
     elif t is LMem:
         acc[0] |= 1 << lmp(op.pointer) | BIT_LM
         if op.postinc:

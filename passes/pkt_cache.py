@@ -9,7 +9,8 @@ two words).  Stores go to a copy of the stored words kept in next-neighbour regi
 and are written back with one ``mem_write`` before anything that needs the packet in memory
 (exit, helper calls that move the packet, uncached packet accesses, BPF-to-BPF calls) or before
 leaving the region where the cache is valid.  A load at a variable offset whose possible values
-are 4 apart (a TCP port after a variable IHL) picks its register with a tree of bit tests.
+are 4 apart (a TCP port after a variable IHL) reads ``*$index`` with ``T_INDEX`` pointing at its
+register (a tree of bit tests picks the register when some of the words are NN copies of stores).
 
 Before (``-O1``), ``r2 = *(u8 *)(r1 + 13)`` and ``*(u8 *)(r1 + 2) = r2``::
 
@@ -570,7 +571,7 @@ class _Planner:
 class PacketCache(Pass):
     """Switch of the packet cache; ``window`` bytes from ``data`` (at most 80), ``stores`` caches stores too,
     ``early`` starts the first fill's read at the program's entry, ``variable`` serves variable offsets
-    4 apart with a tree of bit tests (about 3 NFP instructions per possible word)."""
+    4 apart from the cache (``*$index``, or a tree of bit tests when stored words are involved)."""
 
     name: ClassVar[str] = "pkt-cache"
     level: ClassVar[str] = "lower"

@@ -83,8 +83,8 @@ def test_operand_codes_are_a_bijection_on_the_valid_codes():
         valid += 1
         assert operand_code(operand) == code
     # counted from the documented map: 256 immediates, 6 groups of 32 registers (a, b, $in, $out, n, ab),
-    # 4 LM pointers x (16 offsets + post-increment), and NoDest
-    assert valid == 256 + 6 * 32 + 4 * 17 + 1
+    # *$index, 4 LM pointers x (16 offsets + post-increment), and NoDest
+    assert valid == 256 + 6 * 32 + 1 + 4 * 17 + 1
 
 
 @pytest.mark.parametrize("make", [

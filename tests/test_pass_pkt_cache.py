@@ -132,21 +132,30 @@ CASES = {
          "mem_write.ctm $out12, a{t}, 0, 1, ctx_swap"],
         "mem_read.ctm $in0",
     ),
-    # a TCP port after a variable IPv4 header length: bit tests on the offset pick the word
+    # a TCP port after a variable IPv4 header length: T_INDEX names the word's register, *$index reads it
     "pkt_cache_variable": (
         _check(34) + "ldxb r4, [r7+14]\nand r4, 15\nlsh r4, 2\nmov r5, r7\nadd r5, r4\nmov r3, r5\n"
         "add r3, 18\njgt r3, r8, out\nldxh r4, [r5+16]\nxor r9, r4\n",
-        ["mov --, 19", "mem_read.ctm $in12, a{t}, 0, indirect, signal=1", "ctx_wait 1", "sub ab{t}, a10, b{t}", "br_bset a{t}, 5,",
+        ["mov --, 19", "mem_read.ctm $in12, a{t}, 0, indirect, signal=1", "ctx_wait 1", "sub ab{t}, a10, b{t}",
+         "alu_shf ab{t}, 16, add, b{t}, shr 2", "csr_wr t_index, b{t}", "ld_field ab8, 0b0011, *$index, 0, clear"],
+        "br_bset",
+    ),
+    # the same after a cached store into one of those words (its value is in an NN register, which
+    # *$index does not read): bit tests on the offset pick the word
+    "pkt_cache_variable_stored": (
+        _check(34) + "stb [r7+21], 7\nldxb r4, [r7+14]\nand r4, 15\nlsh r4, 2\nmov r5, r7\nadd r5, r4\n"
+        "mov r3, r5\nadd r3, 18\njgt r3, r8, out\nldxh r4, [r5+16]\nxor r9, r4\n",
+        ["mem_read.ctm $in12, a{t}, 0, indirect, signal=1", "ctx_wait 1", "sub ab{t}, a10, b{t}", "br_bset a{t}, 5,",
          "br_bset a{t}, 4,", "br_bset a{t}, 3,", "br_bset a{t}, 2,", "br.always .pkd", "ld_field ab8, 0b0011, $in16, 0, clear",
-         "ld_field ab8, 0b0011, $in31, 0, clear"],
-        "mem_read.ctm $in0",
+         "ld_field ab8, 0b0011, n{t}, 0, clear", "ld_field ab8, 0b0011, $in31, 0, clear"],
+        "*$index",
     ),
 }
 
 
 #: fills each case needs: one per region (the cache is valid across blocks and joins)
 FILLS = {"pkt_cache_loads": 1, "pkt_cache_stores": 1, "pkt_cache_join": 1, "pkt_cache_adjust": 2,
-         "pkt_cache_variable": 1}
+         "pkt_cache_variable": 1, "pkt_cache_variable_stored": 1}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -92,5 +92,8 @@ CYCLES = MappingProxyType({
     "fw_redirect": 4,
 })
 
+#: cycles between writing the T_INDEX CSR and ``*$index`` reading the register it names; a read
+#: sooner waits (charged to XFER)
+T_INDEX_DELAY = 3
 DEFAULT_MAP_CACHE_SIZE = 16      # entries of the NIC-side map lookup cache (LRU)
 DEFAULT_BUDGET = 1_000_000       # watchdog: cycles a run may take

@@ -27,10 +27,10 @@ from nfpjit.errors import UnsupportedError, UsageError
 from nfpjit.isa.disasm import format_instruction
 from nfpjit.isa.encoding import decode
 from nfpjit.isa.image import Image, ImageMapType, ImageProgType, SymbolKind, image_from_asm, relocate
-from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferIndex, XferSide
 from nfpjit.isa.table import PKT_META_CSRS, READ_ONLY_CSRS, Csr, Instruction, Memory
 
-from .cycles import CYCLES, DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, Resource
+from .cycles import CYCLES, DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, T_INDEX_DELAY, Resource
 from .firmware import FIRMWARE_BASE, RETURN_ADDRESS_REG, ROUTINE_ADDRESSES, ROUTINES, MapCache, Routine
 from .memory import (
     CTM_BASE,
@@ -81,6 +81,8 @@ class Machine:
         self.gpr_a = [0] * 32
         self.gpr_b = [0] * 32
         self.xin = [0] * 32
+        self.t_index = 0
+        self.t_index_ready = 0
         self.xout = [0] * 32
         self.nn = [0] * 32
         self.lm = Flat("local memory", 0, LM_SIZE, FaultKind.STACK_OVERFLOW)
@@ -211,6 +213,9 @@ class Machine:
             return self.nn[op.index]
         if t is LMem:
             return int.from_bytes(self.lm.read(self._lm_address(op), 4), "little")
+        if t is XferIndex:               # waits out the T_INDEX write's delay
+            self.charge(Resource.XFER, max(0, self.t_index_ready - self.cycles))
+            return self.xin[self.t_index & 31]
         raise Trap(FaultKind.ILLEGAL_INSTRUCTION, f"{op} cannot be read")
 
     def read_dest(self, op) -> int:
@@ -277,7 +282,7 @@ class Machine:
         if csr in self.meta:
             return self.meta[csr]
         return {Csr.PKT_ADDR: self.pkt_addr, Csr.PKT_LEN: self.pkt_len, Csr.RX_QUEUE: self.rx_queue,
-                Csr.TX_QUEUE: self.tx_queue, Csr.INGRESS_IFINDEX: self.ifindex}[csr]
+                Csr.TX_QUEUE: self.tx_queue, Csr.INGRESS_IFINDEX: self.ifindex, Csr.T_INDEX: self.t_index}[csr]
 
     def csr_write(self, csr: Csr, value: int) -> None:
         if self.changes is not None:
@@ -288,6 +293,9 @@ class Machine:
             p = _LM_CSRS[csr]
             self.lm_ptr[p] = value
             self.lm_ready[p] = self.cycles + 1 + LM_POINTER_DELAY
+        elif csr == Csr.T_INDEX:
+            self.t_index = value
+            self.t_index_ready = self.cycles + 1 + T_INDEX_DELAY
         elif csr in (Csr.PKT_ADDR, Csr.PKT_LEN):
             addr = value if csr == Csr.PKT_ADDR else self.pkt_addr
             length = value if csr == Csr.PKT_LEN else self.pkt_len

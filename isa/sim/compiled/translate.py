@@ -24,11 +24,11 @@ from llvmlite import ir
 from nfpjit.errors import UnsupportedError
 
 from nfpjit.isa.image import Image, ImageMapType
-from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferSide
+from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, Imm, LMem, NoDest, Xfer, XferIndex, XferSide
 from nfpjit.isa.table import MUL_STEPS_NEEDED, PKT_META_CSRS, READ_ONLY_CSRS, AluOp, Cond, Csr, Instruction, Memory, MulStep, Op
 from nfpjit.isa.table import AtomicCmd, Format, ShiftKind, Width, atomic_out_words, enum_text
 
-from ..cycles import CYCLES, Resource
+from ..cycles import CYCLES, T_INDEX_DELAY, Resource
 from ..firmware import ARG_KEY, ARG_MAP_ID, ARG_REDIRECT_KIND, DIV_ARGS, DIV_MOD, DIV_SIGNED, DIV_WIDE, FIRMWARE_BASE
 from ..firmware import REDIRECT_TC, RETURN_ADDRESS_REG, Routine
 from ..memory import CTM_BASE, CTM_BUFFER_SIZE, EMEM_MAP_BASE, ETH_HLEN, FRAME_RESERVED, HEADROOM, LM_SIZE, SCRATCH_SIZE
@@ -237,6 +237,8 @@ class _Gen:
         self.mmode = self.alloca(i32, "mmode", c32(-1))
         self.lmp = [self.alloca(i32, f"lmp{i}", z32) for i in range(4)]
         self.lmr = [self.alloca(i64, f"lmr{i}", c64(0)) for i in range(4)]
+        self.tindex = self.alloca(i32, "tindex", z32)
+        self.tindex_ready = self.alloca(i64, "tindexr", c64(0))
         self.pkt_addr = self.alloca(i64, "pkt_addr", c64(CTM_BASE + HEADROOM))
         self.pkt_len = self.alloca(i64, "pkt_len", e.ld(self.ctx, rt.C_PKT_LEN_IN))
         self.txq = self.alloca(i32, "txq", b.trunc(e.ld(self.ctx, rt.C_META_IN + rt.N_META), i32))
@@ -402,6 +404,11 @@ class _Gen:
             return self.ld(self.nn[op.index])
         if t is LMem:
             return self.lm_load(self.lm_address(op, pc), pc)
+        if t is XferIndex:               # waits out the T_INDEX write's delay
+            b = self.b
+            left = b.sub(self.ld(self.tindex_ready, i64), self.now())
+            self.charge(Resource.XFER, b.select(b.icmp_signed(">", left, c64(0)), left, c64(0)))
+            return self.ld(self.xptr(self.xin, b.zext(b.and_(self.ld(self.tindex), c32(31)), i64)))
         self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, f"{op} cannot be read"), pc)
         return c32(0)
 
@@ -655,6 +662,7 @@ class _Gen:
                 return 0
             c = CYCLES["issue"] + 2 * CYCLES["lm_access"] * sum(isinstance(getattr(ins, f), LMem)
                                                                 for f in ("dest", "a", "b"))
+            c += T_INDEX_DELAY * sum(isinstance(getattr(ins, f), XferIndex) for f in ("a", "b"))
             if ins.entry.format == Format.CMD and ins.ctx_swap:
                 c += CYCLES[_MEM_RES[ins.mem][1]]
             if ins.op == Op.CTX_WAIT:
@@ -819,6 +827,8 @@ class _Gen:
             return self.ld(self.txq)
         if csr == Csr.INGRESS_IFINDEX:
             return b.trunc(e.ld(self.ctx, rt.C_IFINDEX), i32)
+        if csr == Csr.T_INDEX:
+            return self.ld(self.tindex)
         if csr in self.meta:
             return self.ld(self.meta[csr])
         raise Untranslatable(f"CSR {csr!r}")
@@ -832,6 +842,9 @@ class _Gen:
             p = int(csr)
             self.st(value, self.lmp[p])
             self.st(b.add(self.now(), c64(1 + LM_POINTER_DELAY)), self.lmr[p])
+        elif csr == Csr.T_INDEX:
+            self.st(value, self.tindex)
+            self.st(b.add(self.now(), c64(1 + T_INDEX_DELAY)), self.tindex_ready)
         elif csr in (Csr.PKT_ADDR, Csr.PKT_LEN):
             v = b.zext(value, i64)
             addr = v if csr == Csr.PKT_ADDR else self.ld(self.pkt_addr, i64)
