@@ -18,6 +18,7 @@ from nfpjit.ebpf.interp import run
 from nfpjit.ebpf.kfuncs import KFUNCS, _vmlinux_funcs, resolve_kfunc
 from nfpjit.ebpf.opcodes import CallKind
 from nfpjit.errors import UnsupportedError
+from nfpjit.kernel import KernelRejected
 
 from xdp_cases import KERNEL_OK, build
 
@@ -199,7 +200,14 @@ def test_xdp_dynptrs_agree_with_the_kernel():
     # byte 0: offset, byte 1: flags (1: a bad from_xdp flag, 2: adjust), bytes 2-3: adjust's start/end
     frames = [bytes([off, flags, a0, a1]) + bytes(range(56)) for off in (0, 3, 10, 52, 56, 58, 60, 255)
               for flags in (0, 1, 2, 3) for a0, a1 in ((1, 5), (3, 20), (0, 60), (9, 4), (0, 61))]
-    problems, want, _ = both(program, frames)
+    try:
+        problems, want, _ = both(program, frames)
+    except KernelRejected as e:
+        # some 6.18 builds refuse writable slices of XDP dynptrs outright ("... is not allowed");
+        # the interpreter follows the kernels that take them
+        if "bpf_dynptr_slice_rdwr() is not allowed" in e.log:
+            pytest.skip("this kernel refuses bpf_dynptr_slice_rdwr in XDP programs: no oracle for them here")
+        raise
     assert not problems, problems[:5]
     codes = {int.from_bytes(w.maps["out"][(3).to_bytes(4, "little")][:2], "little") for w in want}
     assert {0, 0x10000 - 34, 0x10000 - 22} <= codes   # adjust: ok, -ERANGE, -EINVAL
