@@ -722,10 +722,44 @@ CORPUS_EXPECTED = {
     "xdp_drop": set(),
     "xdp_drop_tcp_ports": {"helper-arg"},  # counts with an atomic add, but its __u16 key is at r10-2
     "xdp_pass": set(),
+    # -- programs of the kinds public XDP/TC tutorials and tools carry (issue 11) --
+    "arp_responder": {"map-value-write"},         # *n += 1 on the reply counter
+    "atomic_flow_stats": {"atomic-op"},           # fetch_add/and/or/xor, xchg, cmpxchg (v3 atomics)
+    "cls_dscp_marker": {"ctx-store", "exit-action", "unsupported-helper"},  # skb->priority/mark; TC_ACT_OK; l3_csum_replace
+    # skb->protocol; ktime; bucket fields; 64-bit elapsed / constant; tc_classid; TC_ACT_OK
+    "cls_rate_marker": {"ctx-load", "ctx-store", "div-operand", "exit-action", "map-value-write", "unsupported-helper"},
+    "cls_port_policy": {"ctx-load", "ctx-store", "exit-action", "map-value-write"},  # skb->protocol; tc_classid
+    "conntrack_lite": {"map-type", "map-value-write"},   # LRU hash; ct->state = ...
+    # LRU hash; FNV-1a multiply in 64 bits; u16 qtype key at r10-6; *tc += 1
+    "dns_filter": {"helper-arg", "map-type", "map-value-write", "mul-operand"},
+    "flow_counter": {"map-entry-size", "map-value-write"},  # 40-byte key + 32-byte value > 64; r->packets += 1
+    "gre_decap": set(),                           # atomic add counters and adjust_head only
+    "gre_encap": {"map-value-write"},             # *bytes += inner_len
+    "icmp_echo_responder": {"map-value-write"},
+    "ipip_decap": {"map-value-write"},
+    "ipv6_ext_parser": {"map-value-write", "packet-split"},  # the header walk reaches past the split
+    # .rodata backend table (mmapable, variable index); 64-bit hash multiplies and the jump division
+    "jump_hash_lb": {"div-by-variable", "div-operand", "map-flags", "map-value-offset", "map-value-write",
+                     "mul-operand"},
+    "lpm_auto_block": {"map-flags", "map-type", "map-value-write"},  # LPM trie (NO_PREALLOC); hit->hits += 1
+    "maglev_lb": {"map-type", "map-value-write", "mul-operand"},  # LRU conns; *entry = owner; % 251 as a multiply
+    "pcpu_port_filter": {"map-type", "map-value-write"},  # per-CPU array; s->packets += 1
+    "prandom_sampler": {"map-value-write"},       # get_prandom_u32 is offloadable; *sampled = seq + 1
+    # .rodata bucket width: division by a variable, 64-bit mean division, variable-index quarter[q]
+    "size_histogram": {"div-by-variable", "div-operand", "map-flags", "map-value-offset", "map-value-write",
+                       "mul-operand"},
+    "syn_flood_guard": {"map-type", "map-value-write"},  # LRU hash; st->syns += 1
+    # ktime; u16 port key at r10-2; b->tokens = ...; elapsed / NS_PER_TOKEN in 64 bits
+    "token_bucket_police": {"div-operand", "helper-arg", "map-value-write", "unsupported-helper"},
+    "udp_echo_reflector": {"map-value-write"},
+    "vlan_pop": {"helper-arg", "map-value-write"},   # u16 VID key at r10-2; s->frames += 1
+    "vlan_push": {"map-value-write"},
+    "vxlan_decap": {"map-value-write"},
 }
 
 UNFRIENDLY = {"percpu_array", "lpm_trie", "ktime", "tail_call", "redirect", "af_xdp", "fib_router", "redirect_maps",
-              "katran_lb", "ringbuf_sampler", "queue_user", "loop_parser"}
+              "katran_lb", "ringbuf_sampler", "queue_user", "loop_parser", "pcpu_port_filter", "lpm_auto_block",
+              "maglev_lb", "conntrack_lite", "token_bucket_police", "cls_rate_marker"}
 
 
 def _corpus_programs():

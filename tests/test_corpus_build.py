@@ -80,7 +80,7 @@ def test_rebuild_gives_identical_programs(src, tmp_path):
 
 
 def test_corpus_programs_contain_what_their_names_promise():
-    from nfpjit.ebpf.opcodes import Helper, Mode
+    from nfpjit.ebpf.opcodes import AluOp, Helper, Mode, Source
 
     def helpers(name, section=None):
         return {i.imm for i in load(CORPUS / f"{name}.o", section=section).insns if i.is_helper_call}
@@ -95,6 +95,23 @@ def test_corpus_programs_contain_what_their_names_promise():
     assert {m.type.kernel_name for m in load(CORPUS / "percpu_array.o").maps} == {"percpu_array"}
     assert {m.type.kernel_name for m in load(CORPUS / "lpm_trie.o").maps} == {"lpm_trie"}
     assert {m.type.kernel_name for m in load(CORPUS / "tail_call.o").maps} == {"prog_array"}
+    # the tutorial-style programs (issue 11) keep the features they were written for
+    assert {m.type.kernel_name for m in load(CORPUS / "pcpu_port_filter.o").maps} == {"percpu_array"}
+    assert "lpm_trie" in {m.type.kernel_name for m in load(CORPUS / "lpm_auto_block.o").maps}
+    for name in ("maglev_lb", "conntrack_lite", "syn_flood_guard", "dns_filter"):
+        assert "lru_hash" in {m.type.kernel_name for m in load(CORPUS / f"{name}.o").maps}, name
+    assert Helper.ktime_get_ns in helpers("token_bucket_police") and Helper.ktime_get_ns in helpers("cls_rate_marker")
+    assert Helper.get_prandom_u32 in helpers("prandom_sampler")
+    assert Helper.l3_csum_replace in helpers("cls_dscp_marker")
+    for name in ("vlan_push", "vlan_pop", "gre_decap", "gre_encap", "vxlan_decap", "ipip_decap"):
+        assert Helper.xdp_adjust_head in helpers(name), name
+    assert any(i.cls == InsnClass.ALU64 and i.alu_op == AluOp.DIV and i.source == Source.X
+               for i in load(CORPUS / "jump_hash_lb.o").insns), "the jump step divides by a register"
+    atomics = [i for i in load(CORPUS / "atomic_flow_stats.o").insns if i.cls == InsnClass.STX and i.mode == Mode.ATOMIC]
+    assert len({i.imm for i in atomics}) >= 5, "fetch-add, or, and, xor, xchg, cmpxchg"
+    loops = ("dns_filter", "ipv6_ext_parser", "maglev_lb", "jump_hash_lb")
+    for name in loops:
+        assert any(i.is_branch and i.jump_offset() < 0 for i in load(CORPUS / f"{name}.o").insns), name
 
 
 # Objects libbpf 1.x refuses to open by design; nfpjit reads them (tested in test_elf_loader.py).

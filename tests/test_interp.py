@@ -25,6 +25,7 @@ from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import ProgType
 from nfpjit.ebpf.program import Program
 from nfpjit.ebpf.result import PacketIn
+from nfpjit.testing.nondet import uses_nondeterministic_helpers
 from nfpjit.errors import UsageError
 from tests.corpus_cases import corpus_cases
 
@@ -534,7 +535,9 @@ def test_corpus_agrees_with_kernel(path, section):
     multi = len(list_programs(path)) > 1
     prog = nfpjit.load(path, section=section if multi else None)
     store = MapStore.from_program(prog)
-    clocked = path.stem == "ktime"     # the kernel's clock is real time
+    # the kernel's clock is real time and its prandom its own: the verdicts and maps those helpers
+    # decide are not compared here (test_differential compares them with the helpers' part masked)
+    clocked = uses_nondeterministic_helpers(prog)
     compared = 0
     with kernel.KernelProgram(prog) as kp:
         for frame in crafted_packets(40, seed=7):
@@ -550,9 +553,9 @@ def test_corpus_agrees_with_kernel(path, section):
             compared += 1
             got = run(prog, pkt, maps=store, tailroom=None)
             assert got.fault is None, got.fault
-            assert got.r0 & 0xFFFF_FFFF == want.r0, frame.hex()
             assert got.packet == want.packet, frame.hex()
             if not clocked:
+                assert got.r0 & 0xFFFF_FFFF == want.r0, frame.hex()
                 assert got.maps == want.maps, frame.hex()
     assert compared >= 20
 

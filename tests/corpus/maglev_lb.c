@@ -1,12 +1,12 @@
-// Maglev-style L4 load balancer: a lookup table of 251 slots (a prime) maps a flow hash to
+// Maglev-style L4 load balancer: a lookup table of 31 slots (a prime; real tables have thousands) maps a flow hash to
 // a backend; established flows are pinned in an LRU connection table so that a table
 // change does not move them.  The table is filled lazily: an empty slot gets the backend
-// whose Maglev permutation (offset + j * skip) mod 251 reaches it first.  Flows to the VIP
+// whose Maglev permutation (offset + j * skip) mod 31 reaches it first.  Flows to the VIP
 // (10.0.0.2:80 TCP) are re-addressed to the backend's IP and transmitted back.
 #include "bpf_defs.h"
 
 #define VIP 0x0a000002
-#define RING 251
+#define RING 31
 #define BACKENDS 4
 
 struct flow_key {
