@@ -744,7 +744,7 @@ CORPUS_EXPECTED = {
     "lpm_auto_block": {"map-flags", "map-type", "map-value-write"},  # LPM trie (NO_PREALLOC); hit->hits += 1
     "maglev_lb": {"map-type", "map-value-write", "mul-operand"},  # LRU conns; *entry = owner; % 251 as a multiply
     "pcpu_port_filter": {"map-type", "map-value-write"},  # per-CPU array; s->packets += 1
-    "prandom_sampler": {"map-value-write"},       # get_prandom_u32 is offloadable; *sampled = seq + 1
+    "prandom_sampler": {"map-value-write"},       # get_prandom_u32 is offloadable; s->seen += 1
     # .rodata bucket width: division by a variable, 64-bit mean division, variable-index quarter[q]
     "size_histogram": {"div-by-variable", "div-operand", "map-flags", "map-value-offset", "map-value-write",
                        "mul-operand"},

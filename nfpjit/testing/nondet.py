@@ -5,7 +5,8 @@ numbers, so a program that stores them (or branches on them) cannot agree byte f
 Instead of skipping such programs, :class:`MaskingInterpreter` runs the interpreter several
 times in lock-step with different seeds and clocks (each run with its own maps, as a device
 would keep them): whatever differs between those runs depends on the helpers and is masked —
-r0, packet bytes, map value bytes, or whole map entries whose presence differs; a map whose set
+r0, packet bytes, TC metadata fields (``__sk_buff`` mark, priority, ...), map value bytes, or
+whole map entries whose presence differs; a map whose set
 of keys the helpers decided (on any packet so far) is left out of the comparison, since its
 entries carry a history the kernel did not share.  Everything else must match the kernel exactly.
 
@@ -54,9 +55,10 @@ class Mask:
     packet: set[int] = field(default_factory=set)      # byte positions; -1 = the length differs
     maps: dict[str, dict[bytes, set[int] | None]] = field(default_factory=dict)   # None: the whole entry
     unstable: set[str] = field(default_factory=set)    # maps whose set of keys the helpers decided
+    skb: set[str] = field(default_factory=set)         # __sk_buff fields (TC metadata) the helpers decided
 
     def __bool__(self) -> bool:
-        return self.r0 or bool(self.packet) or bool(self.maps)
+        return self.r0 or bool(self.packet) or bool(self.maps) or bool(self.skb)
 
 
 class MaskingInterpreter:
@@ -92,6 +94,8 @@ class MaskingInterpreter:
             if len(other.packet) != len(first.packet):
                 mask.packet.add(-1)
             mask.packet |= {i for i, (a, b) in enumerate(zip(first.packet, other.packet)) if a != b}
+            if first.skb is not None and other.skb is not None:
+                mask.skb |= {k for k in set(first.skb) | set(other.skb) if first.skb.get(k) != other.skb.get(k)}
             for name in set(first.maps) | set(other.maps):
                 a, b = first.maps.get(name, {}), other.maps.get(name, {})
                 for key in set(a) | set(b):
@@ -131,7 +135,10 @@ def apply_mask(result: RunResult, mask: Mask) -> RunResult:
                 continue
             out[key] = _mask_bytes(value, m[key]) if key in m else value
         maps[name] = out
-    return replace(result, r0=0 if mask.r0 else result.r0, packet=packet, maps=maps)
+    skb = result.skb
+    if skb is not None and mask.skb:
+        skb = {k: 0 if k in mask.skb else v for k, v in skb.items()}
+    return replace(result, r0=0 if mask.r0 else result.r0, packet=packet, maps=maps, skb=skb)
 
 
 def masked_differences(want: RunResult, got: RunResult, mask: Mask, **kwargs) -> list[str]:

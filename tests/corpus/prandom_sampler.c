@@ -1,30 +1,41 @@
-// Packet sampler: a packet is sampled when bpf_get_prandom_u32 says so (one in two here:
-// a coin flip); a sampled packet's EtherType and length are recorded in a 16-slot array
-// (the slot is a hash of EtherType and length, so one kind of packet keeps one slot) with
-// the running sample number, and sampled/seen totals are kept.  Everything passes.
+// Packet sampler: a packet is sampled when bpf_get_prandom_u32 says so (one in two here: a
+// coin flip).  Per traffic class (IPv4, IPv6, ARP, VLAN-tagged, other) the program counts the
+// packets seen and the packets sampled, and the bytes of the sampled ones, in an array value
+// (plain stores).  Everything passes.
 #include "bpf_defs.h"
 
 static u32 (*bpf_get_prandom_u32)(void) = (void *)7;
 
-struct sample {
-	u16 ethertype;
-	u16 len;
-	u32 seq;
+#define ETH_P_ARP 0x0806
+
+struct class_sample {
+	u64 seen;
+	u64 sampled;
+	u64 sampled_bytes;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, u32);
-	__type(value, struct sample);
-	__uint(max_entries, 16);
+	__type(value, struct class_sample);
+	__uint(max_entries, 5);
 } samples SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, u32);
-	__type(value, u64);
-	__uint(max_entries, 2);   /* [0] seen, [1] sampled */
-} sample_totals SEC(".maps");
+static __always_inline u32 class_of(u16 proto)
+{
+	switch (proto) {
+	case ETH_P_IP:
+		return 0;
+	case ETH_P_IPV6:
+		return 1;
+	case ETH_P_ARP:
+		return 2;
+	case ETH_P_8021Q:
+	case ETH_P_8021AD:
+		return 3;
+	}
+	return 4;
+}
 
 SEC("xdp")
 int xdp_prandom_sampler(struct xdp_md *ctx)
@@ -34,26 +45,15 @@ int xdp_prandom_sampler(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	u32 idx = 0;
-	u64 *seen = bpf_map_lookup_elem(&sample_totals, &idx);
-	if (seen)
-		*seen += 1;
+	u32 cls = class_of(bpf_ntohs(eth->h_proto));
+	struct class_sample *s = bpf_map_lookup_elem(&samples, &cls);
+	if (!s)
+		return XDP_PASS;
+	s->seen += 1;
 	if (bpf_get_prandom_u32() & 1)
 		return XDP_PASS;
-	idx = 1;
-	u64 *sampled = bpf_map_lookup_elem(&sample_totals, &idx);
-	if (!sampled)
-		return XDP_PASS;
-	u32 seq = *sampled;
-	*sampled = seq + 1;
-	u32 len = data_end - data;
-	u32 slot = (bpf_ntohs(eth->h_proto) * 31 + len) & 15;
-	struct sample *s = bpf_map_lookup_elem(&samples, &slot);
-	if (s) {
-		s->ethertype = bpf_ntohs(eth->h_proto);
-		s->len = len;
-		s->seq = seq;
-	}
+	s->sampled += 1;
+	s->sampled_bytes += data_end - data;
 	return XDP_PASS;
 }
 
