@@ -326,3 +326,24 @@ def test_stats_cli_on_a_local_dask_cluster(capsys):
     assert len(doc["programs"]) + len(doc["rejected"]) == 2
     assert doc["programs"][0]["file"].endswith("xdp_pass.o")
     assert main(["stats", paths[0], "--jobs", "0"]) == 2
+
+
+# -- bugs the fuzzer found in other code (regressions; the reproducers are in tests/reproducers/) -------------
+
+def test_a_function_start_outside_the_program_does_not_crash_the_cfg():
+    """`lddw r2, func(2)` past the end: the analysis reports it (was a KeyError in the CFG)."""
+    import nfpjit
+    from nfpjit.ebpf.insn import Insn
+    from nfpjit.ebpf.opcodes import InsnClass, JmpOp, ProgType, PseudoSrc
+    from nfpjit.ebpf.program import Function, Program
+
+    insns = (Insn.ld_imm64(2, 2, PseudoSrc.FUNC), Insn(InsnClass.JMP | JmpOp.EXIT))
+    program = Program(name="m", insns=insns, prog_type=ProgType.XDP, license="GPL",
+                      functions=(Function("m", 0), Function("cb", 3)))
+    report = nfpjit.check(program)  # was: KeyError in analysis/cfg.py _reverse_postorder
+    assert not report.ok and "verifier" in report.codes
+    from nfpjit.ebpf.asm import assemble
+
+    assembled = assemble(".type xdp\nlddw r2, func(2)\nexit\n")   # as it decodes: no function at slot 3
+    assert [f.start_pc for f in assembled.functions] == [0]
+    assert "verifier" in nfpjit.check(assembled).codes

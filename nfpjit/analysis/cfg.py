@@ -125,7 +125,8 @@ def insn_successors(insn: Insn, pc: int) -> list[int]:
 def _function_starts(program: Program) -> dict[int, str]:
     starts: dict[int, str] = {}
     for fn in program.functions:
-        starts.setdefault(fn.start_pc, fn.name)
+        if fn.start_pc in program.index_at_pc:  # a start elsewhere is no function (a Program made by hand)
+            starts.setdefault(fn.start_pc, fn.name)
     if 0 not in starts:
         starts[0] = program.name or "main"
     for pc, insn in program.slots():

@@ -487,7 +487,8 @@ class _Assembler:
                 functions.setdefault(target, by_pc.get(target, f"sub_{target}"))
             elif insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC:  # a callback (bpf_loop) is a function too
                 target = pc + 1 + insn.imm
-                functions.setdefault(target, by_pc.get(target, f"sub_{target}"))
+                if target in pcs:  # one outside the program assembles (as it decodes); the analysis reports it
+                    functions.setdefault(target, by_pc.get(target, f"sub_{target}"))
         return Program(
             name=stem,
             insns=tuple(self.insns),

@@ -1,0 +1,2 @@
+lddw r2,func(2)
+exit
