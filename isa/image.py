@@ -84,6 +84,16 @@ class ImageMapType(IntEnum):
 
     HASH = 1
     ARRAY = 2
+    PERCPU_HASH = 5     # one value per thread (the NIC's threads are its CPUs)
+    PERCPU_ARRAY = 6
+
+    @property
+    def is_hash(self) -> bool:
+        return self in (ImageMapType.HASH, ImageMapType.PERCPU_HASH)
+
+    @property
+    def percpu(self) -> bool:
+        return self in (ImageMapType.PERCPU_HASH, ImageMapType.PERCPU_ARRAY)
 
 
 class SymbolKind(IntEnum):

@@ -45,7 +45,8 @@ from nfpjit.isa.image import (
 
 from nfpjit.passes.pipelines import DEFAULT_LEVEL, PIPELINES as OPT_PIPELINES  # the named -O pipelines
 
-_IMAGE_MAP_TYPES = {MapType.HASH: ImageMapType.HASH, MapType.ARRAY: ImageMapType.ARRAY}
+_IMAGE_MAP_TYPES = {MapType.HASH: ImageMapType.HASH, MapType.ARRAY: ImageMapType.ARRAY,
+                    MapType.PERCPU_HASH: ImageMapType.PERCPU_HASH, MapType.PERCPU_ARRAY: ImageMapType.PERCPU_ARRAY}
 
 
 class CompileError(UnsupportedError):
@@ -353,7 +354,7 @@ def _image_maps(program: Program) -> tuple[tuple[ImageMap, ...], tuple[ImageData
         if kind is None:
             raise UnsupportedError(f"map {m.name!r} has type {m.type.kernel_name}, which the NIC image cannot hold",
                                    where=program.source_path or program.name,
-                                   hint="offloaded programs use hash and array maps")
+                                   hint="offloaded programs use hash and array maps (per-CPU ones too)")
         maps.append(ImageMap(i, m.name, kind, m.key_size, m.value_size, m.max_entries, m.flags))
         if m.initial is not None:
             data.append(ImageData(m.name, bytes(m.initial)))

@@ -157,3 +157,80 @@ def test_map_value_atomics_agree_with_the_kernel(width):
                 got = run_sim(image, PACKET, maps_in=maps_in)
                 diffs = compare_results(want, got, r0_bits=32)
                 assert not diffs, (op, width, hex(operand), hex(expected), hex(start), diffs)
+
+
+# -- concurrent threads: a lost update shows, an atomic one does not -------------------------------
+
+from nfpjit.isa.sim import simulate_threads  # noqa: E402
+
+THREADS = 8
+
+_COUNTER = """
+    .type xdp
+    .map c array key=4 value=16 entries=1
+    stw [r10-4], 0
+    lddw r1, map:c
+    mov r2, r10
+    add r2, -4
+    call map_lookup_elem
+    jeq r0, 0, out
+    {body}
+out:
+    mov r0, 2
+    exit
+"""
+#: the same update three ways: a plain read-modify-write, one atomic add, a cmpxchg retry loop
+_PLAIN = "ldxdw r1, [r0+0]\n add r1, 1\n stxdw [r0+0], r1"
+_ATOMIC = "mov r1, 1\n lock add [r0+0], r1\n mov r1, 1\n lock fetch add [r0+8], r1"
+_CAS_LOOP = """mov r6, r0
+again:
+    ldxdw r0, [r6+0]
+    mov r1, r0
+    add r1, 1
+    mov r7, r0
+    lock cmpxchg [r6+0], r1
+    jne r0, r7, again"""
+
+
+def _counter_after(body: str, threads: int, level: int = 0) -> int:
+    program = assemble(_COUNTER.format(body=body))
+    image = jit_compile(program, check=False, opt_level=level).image
+    results = simulate_threads(image, [PACKET] * threads, maps_in={"c": {bytes(4): bytes(16)}})
+    assert all(r.fault is None and r.action == 2 for r in results)
+    assert all(r.maps == results[0].maps for r in results)
+    return int.from_bytes(results[0].maps["c"][bytes(4)][:8], "little")
+
+
+def _sequential(body: str, packets: int) -> int:
+    program = assemble(_COUNTER.format(body=body))
+    store = MapStore.from_program(program)
+    for _ in range(packets):
+        assert run(program, PACKET, maps=store).fault is None
+    return int.from_bytes(store.dump()["c"][bytes(4)][:8], "little")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_interleaved_threads_lose_plain_updates_but_not_atomic_ones(level):
+    assert _sequential(_PLAIN, THREADS) == THREADS                 # one CPU, one packet after the other
+    assert _counter_after(_PLAIN, 1, level) == 1
+    lost = _counter_after(_PLAIN, THREADS, level)
+    assert lost < THREADS, "the interleaving should let a plain read-modify-write lose updates"
+    assert _counter_after(_ATOMIC, THREADS, level) == THREADS == _sequential(_ATOMIC, THREADS)
+    assert _counter_after(_CAS_LOOP, THREADS, level) == THREADS == _sequential(_CAS_LOOP, THREADS)
+
+
+def test_fetch_add_hands_each_thread_a_different_ticket():
+    program = assemble(_COUNTER.format(body="mov r1, 1\n lock fetch add [r0+8], r1\n stxdw [r10-16], r1")
+                       .replace("mov r0, 2\n    exit", "ldxdw r0, [r10-16]\n    exit"))
+    image = jit_compile(program, check=False, opt_level=2).image
+    results = simulate_threads(image, [PACKET] * THREADS, maps_in={"c": {bytes(4): bytes(16)}})
+    assert sorted(r.r0 for r in results) == list(range(THREADS))
+    assert int.from_bytes(results[0].maps["c"][bytes(4)][8:], "little") == THREADS
+
+
+def test_one_thread_is_simulate():
+    program = assemble(_COUNTER.format(body=_CAS_LOOP))
+    image = jit_compile(program, check=False, opt_level=0).image
+    [alone] = simulate_threads(image, [PACKET], maps_in={"c": {bytes(4): bytes(16)}})
+    single = simulate_image(image, PACKET, maps_in={"c": {bytes(4): bytes(16)}})
+    assert (alone.r0, alone.maps, alone.cycles, alone.insns) == (single.r0, single.maps, single.cycles, single.insns)

@@ -19,7 +19,7 @@ from nfpjit.testing import crafted_packets
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "xdp_drop_tcp_ports.o"
-REJECTED = ROOT / "tests" / "corpus" / "percpu_array.o"
+REJECTED = ROOT / "tests" / "corpus" / "lpm_trie.o"   # default has no LPM trie routine yet
 MAC_SWAP = ROOT / "tests" / "corpus" / "mac_swap_tx.o"
 
 
@@ -90,7 +90,7 @@ def test_cycles_match_the_simulator(doc):
 
 def test_rejected_program_is_listed_with_its_reason(doc):
     (rej,) = doc["rejected"]
-    assert rej["program"] == "percpu_array:xdp"
+    assert rej["program"] == "lpm_trie:xdp"
     assert "rejects" in rej["reason"] and "map-type" in rej["codes"]
 
 
@@ -149,7 +149,7 @@ def test_csv_and_table(capsys):
     assert all(len(r) == len(head) for r in body)
     assert main(["stats", str(EXAMPLE), str(REJECTED), "--packets", "3"]) == 0
     out = capsys.readouterr().out
-    assert "xdp_drop_tcp_ports:xdp" in out and "total" in out and "percpu_array:xdp" in out
+    assert "xdp_drop_tcp_ports:xdp" in out and "total" in out and "lpm_trie:xdp" in out
     assert "zext-elim" in out  # the per-pass table
 
 
@@ -211,4 +211,4 @@ def test_unreadable_inputs_make_the_status_1_but_the_rest_is_reported(tmp_path, 
     assert [r["program"] for r in doc["programs"]] == ["xdp_drop_tcp_ports:xdp"]
     assert [r.get("load_error") for r in doc["rejected"]] == [True]
     # a program the profile refuses is a result, not an error
-    assert main(["stats", "tests/corpus/percpu_array.o", "--json"]) == 0
+    assert main(["stats", "tests/corpus/lpm_trie.o", "--json"]) == 0

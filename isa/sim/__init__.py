@@ -19,7 +19,7 @@ from .firmware import (
     ROUTINE_ADDRESSES,
     Routine,
 )
-from .machine import LM_POINTER_DELAY, Machine, simulate
+from .machine import LM_POINTER_DELAY, Machine, simulate, simulate_threads
 from .memory import CTM_BASE, EMEM_MAP_BASE, HEADROOM, LM_SIZE
 from .result import FaultKind, MapState, PacketMeta, SimFault, SimResult, TraceEntry, Usage
 from .semantics import HANDLERS, semantics
@@ -28,7 +28,7 @@ __all__ = [
     "CYCLES", "DEFAULT_BUDGET", "DEFAULT_MAP_CACHE_SIZE", "Resource",
     "ARG_DELTA", "ARG_FLAGS", "ARG_KEY", "ARG_MAP_ID", "ARG_VALUE", "FIRMWARE_BASE", "MapCache", "RETURN_ADDRESS_REG",
     "ROUTINE_ADDRESSES", "Routine",
-    "LM_POINTER_DELAY", "Machine", "simulate",
+    "LM_POINTER_DELAY", "Machine", "simulate", "simulate_threads",
     "CTM_BASE", "EMEM_MAP_BASE", "HEADROOM", "LM_SIZE",
     "FaultKind", "MapState", "PacketMeta", "SimFault", "SimResult", "TraceEntry", "Usage",
     "HANDLERS", "semantics",

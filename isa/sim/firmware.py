@@ -185,7 +185,7 @@ def _lm_bytes(m, reg: Gpr, length: int, what: str) -> bytes:
 def map_lookup(m) -> None:
     t = _table(m)
     key = _lm_bytes(m, ARG_KEY, t.key_size, "key")
-    address = t.lookup(key)
+    address = t.lookup(key, m.cpu)
     hit = m.map_cache.lookup(t.table_id, key, address != 0)
     m.charge(Resource.FIRMWARE, CYCLES["fw_map_lookup_hit" if hit else "fw_map_lookup_miss"])
     _set_result(m, address)
@@ -197,7 +197,7 @@ def map_update(m) -> None:
     value = _lm_bytes(m, ARG_VALUE, t.value_size, "value")
     m.map_cache.evict(t.table_id, key)
     m.charge(Resource.FIRMWARE, CYCLES["fw_map_update"])
-    _set_result(m, t.update(key, value, join64(_arg(m, ARG_FLAGS), m.gpr_a[ARG_FLAGS.index + 1])))
+    _set_result(m, t.update(key, value, join64(_arg(m, ARG_FLAGS), m.gpr_a[ARG_FLAGS.index + 1]), m.cpu))
 
 
 def map_delete(m) -> None:

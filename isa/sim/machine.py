@@ -28,7 +28,7 @@ from nfpjit.isa.disasm import format_instruction
 from nfpjit.isa.encoding import decode
 from nfpjit.isa.image import Image, ImageMapType, ImageProgType, SymbolKind, image_from_asm, relocate
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, IllegalInstruction, Imm, LMem, NoDest, Xfer, XferIndex, XferSide
-from nfpjit.isa.table import PKT_META_CSRS, READ_ONLY_CSRS, Csr, Instruction, Memory
+from nfpjit.isa.table import PKT_META_CSRS, READ_ONLY_CSRS, Csr, Format, Instruction, Memory, Op
 
 from .cycles import CYCLES, DEFAULT_BUDGET, DEFAULT_MAP_CACHE_SIZE, T_INDEX_DELAY, Resource
 from .firmware import FIRMWARE_BASE, RETURN_ADDRESS_REG, ROUTINE_ADDRESSES, ROUTINES, MapCache, Routine
@@ -75,8 +75,11 @@ class Machine:
 
     def __init__(self, image: Image, packet: bytes, *, maps_in, budget: int, map_cache_size: int, seed: int,
                  trace: bool, ingress_ifindex: int, rx_queue_index: int, raw_memory: bool = False,
-                 map_cache: MapCache | None = None, meta: PacketMeta | None = None):
+                 map_cache: MapCache | None = None, meta: PacketMeta | None = None, shared: "Machine | None" = None,
+                 cpu: int = 0, ncpus: int = 1):
         self.image = image
+        self.cpu = cpu              # this thread's number: its copy of per-CPU map values
+        self.ncpus = ncpus          # threads running at once (copies a per-CPU value has)
         self.instrs: tuple[Instruction | str, ...] = _decode_code(image.code)
         self.gpr_a = [0] * 32
         self.gpr_b = [0] * 32
@@ -121,7 +124,10 @@ class Machine:
         # a cache given by the caller persists across runs (the NIC's stays warm); counts are per run
         self.map_cache = map_cache if map_cache is not None else MapCache(map_cache_size)
         self._cache_counts = (self.map_cache.hits, self.map_cache.misses)
-        self._build_maps(maps_in or {})
+        if shared is None:
+            self._build_maps(maps_in or {})
+        else:       # another thread of the same core group: one set of map tables (EMEM) for all
+            self.tables, self.tables_by_id, self.emem = shared.tables, shared.tables_by_id, shared.emem
 
     # -- maps -----------------------------------------------------------------------
 
@@ -132,13 +138,14 @@ class Machine:
         self.tables_by_id: dict[int, MapTable] = {}
         total = 0
         for i, m in enumerate(self.image.maps):
-            total += m.max_entries * ((max(m.value_size, 1) + 7) & ~7)
+            copies = self.ncpus if m.type.percpu else 1
+            total += m.max_entries * ((max(m.value_size, 1) + 7) & ~7) * copies
             if total > MAX_MAP_BYTES or m.value_size > MAX_VALUE_SIZE:
                 raise UnsupportedError(f"map {m.name!r}: the maps need more than the simulator's "
                                        f"{MAX_MAP_BYTES >> 20} MiB of EMEM (or a value over {MAX_VALUE_SIZE} bytes)",
                                        hint="the NIC holds about 2M entries in total; use smaller max_entries")
-            t = MapTable(m.name, m.type == ImageMapType.HASH, m.key_size, m.value_size, m.max_entries,
-                         ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32))
+            t = MapTable(m.name, m.type.is_hash, m.key_size, m.value_size, m.max_entries,
+                         ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32), self.ncpus if m.type.percpu else 0)
             if t.table_id in self.tables_by_id:
                 raise UsageError(f"maps {self.tables_by_id[t.table_id].name!r} and {m.name!r} share table id "
                                  f"{t.table_id}", hint="relocate the image with distinct map table ids")
@@ -325,24 +332,30 @@ class Machine:
         self.branch_left = defer + 1
         self.charge(Resource.BRANCH, max(0, CYCLES["branch_taken"] - defer))
 
-    def run(self) -> SimFault | None:
+    def run(self, swaps: Sequence[bool] | None = None):
+        """Run to the end: None or the fault.  With ``swaps`` (per code address: does the instruction
+        there swap the thread out?) the run also stops after such an instruction and after every
+        firmware call and returns :data:`SWAPPED`; calling ``run`` again resumes it."""
         instrs = self.instrs
         handlers = [HANDLERS[i.op] if i.__class__ is not str else None for i in instrs]
         ncode = len(instrs)
-        pc = self.image.metadata.entry
+        resume = getattr(self, "_resume", None)
+        pc = self.image.metadata.entry if resume is None else resume
         issue = CYCLES["issue"]
         issue_usage = self.usage[Resource.ISSUE]
         trace = self.trace
         self.pc = pc
         try:
-            if self.image.metadata.stack_size > LM_SIZE:
+            if resume is None and self.image.metadata.stack_size > LM_SIZE:
                 raise Trap(FaultKind.STACK_OVERFLOW, f"stack of {self.image.metadata.stack_size} bytes does not fit "
                                                      f"the {LM_SIZE}-byte local memory")
             while True:
                 self.pc = pc
+                swapped = False
                 if pc >= FIRMWARE_BASE:
                     self._call_firmware(pc)
                     pc = self.gpr_a[RETURN_ADDRESS_REG.index] & 0x3FFF
+                    swapped = swaps is not None
                 else:
                     if pc >= ncode:
                         raise Trap(FaultKind.ILLEGAL_INSTRUCTION, f"pc {pc:#x} is outside the code ({ncode} words)")
@@ -363,6 +376,7 @@ class Machine:
                         self.changes.clear()
                     if self.halted:
                         return None
+                    swapped = swaps is not None and swaps[pc]
                     pc += 1
                     if self.branch_left:
                         self.branch_left -= 1
@@ -370,6 +384,9 @@ class Machine:
                             pc = self.branch_target
                 if self.cycles > self.budget:
                     raise Trap(FaultKind.WATCHDOG, f"cycle budget of {self.budget} exceeded")
+                if swapped:
+                    self._resume = pc
+                    return SWAPPED
         except Trap as trap:
             where, message = self.pc, trap.message
             if where >= FIRMWARE_BASE:
@@ -402,7 +419,7 @@ class Machine:
             action=self.action if fault is None else 0,
             r0=join64(self.gpr_a[0], self.gpr_a[1]),
             packet=packet,
-            maps={t.name: t.dump() for t in self.tables},
+            maps={t.name: t.dump(self.cpu) for t in self.tables},
             insns=self.insns,
             cycles=self.cycles,
             breakdown=MappingProxyType({r: Usage(a, c) for r, (a, c) in self.usage.items()}),
@@ -493,4 +510,55 @@ def simulate(image_or_program, packet: bytes, *, maps_in=None, budget: int = DEF
     return m.result(fault)
 
 
-__all__ = ["Machine", "simulate", "LM_POINTER_DELAY"]
+#: what Machine.run returns when the thread swapped out (run it again to resume)
+SWAPPED = "swapped"
+
+
+def _swap_points(instrs) -> tuple[bool, ...]:
+    """Per code address: a thread swaps out after a memory command that waits (``ctx_swap``) and after
+    ``ctx_wait``, as the NFP's threads do; the next ready thread runs meanwhile."""
+    return tuple(i.__class__ is not str and (i.op == Op.CTX_WAIT or (i.entry.format == Format.CMD and i.ctx_swap))
+                 for i in instrs)
+
+
+def simulate_threads(image_or_program, packets: Sequence[bytes], *, maps_in=None, budget: int = DEFAULT_BUDGET,
+                     map_cache_size: int = DEFAULT_MAP_CACHE_SIZE, seed: int = 0, ingress_ifindex: int = 1,
+                     rx_queue_index: int = 0) -> list[SimResult]:
+    """Run packet *i* on thread *i*, all at once, interleaved at memory-command boundaries.
+
+    The threads share the map tables (EMEM) and the map cache; each has its own registers, local
+    memory (its stack) and packet buffer.  Scheduling is round-robin: a thread runs until it swaps
+    out (a memory command that waits, ``ctx_wait``, a firmware call), then the next unfinished thread
+    runs.  A command's data moves when it is issued, so a read-modify-write made of two commands
+    (``mem_read`` ... ``mem_write``) can interleave with other threads' and lose their updates,
+    while one atomic command cannot.  Every result's ``maps`` are the tables after the last thread
+    finished (per-CPU maps: the thread's own copy; thread *i* is CPU *i*); ``cycles`` are each thread's own.
+    """
+    image = _as_image(image_or_program)
+    if image.relocations:
+        image = _relocate_here(image)
+    packets = [bytes(p) for p in packets]
+    if not packets:
+        raise UsageError("simulate_threads needs at least one packet (one per thread)")
+    if any(len(p) > MAX_PACKET for p in packets):
+        raise UsageError(f"a packet exceeds the {MAX_PACKET}-byte packet buffer")
+    cache = MapCache(map_cache_size)
+    threads: list[Machine] = []
+    for n, packet in enumerate(packets):
+        threads.append(Machine(image, packet, maps_in=maps_in, budget=budget, map_cache_size=map_cache_size,
+                               seed=seed + n, trace=False, ingress_ifindex=ingress_ifindex,
+                               rx_queue_index=rx_queue_index, map_cache=cache,
+                               shared=threads[0] if threads else None, cpu=n, ncpus=len(packets)))
+    swaps = _swap_points(threads[0].instrs)
+    faults: dict[int, SimFault | None] = {}
+    while len(faults) < len(threads):
+        for n, m in enumerate(threads):
+            if n in faults:
+                continue
+            out = m.run(swaps)
+            if out is not SWAPPED:
+                faults[n] = out
+    return [m.result(faults[n]) for n, m in enumerate(threads)]
+
+
+__all__ = ["Machine", "simulate", "simulate_threads", "SWAPPED", "LM_POINTER_DELAY"]

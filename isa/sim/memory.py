@@ -98,12 +98,17 @@ class MapTable:
     max_entries: int
     table_id: int
     base: int
+    cpus: int = 0               # per-CPU map: one copy of every value per thread (0: an ordinary map)
 
     def __post_init__(self) -> None:
         self.stride = _round8(max(self.value_size, 1))
-        self.values = bytearray(self.stride * self.max_entries)
+        self.values = bytearray(self.stride * self.max_entries * max(self.cpus, 1))
         self.slots: dict[bytes, int] = {}          # hash: key -> slot
         self.free = list(range(self.max_entries - 1, -1, -1))
+
+    def _at(self, slot: int, cpu: int) -> int:
+        """Offset of ``slot``'s value for ``cpu`` in ``values`` (per-CPU copies follow each other)."""
+        return (cpu * self.max_entries + slot) * self.stride if self.cpus else slot * self.stride
 
     def _slot_of(self, key: bytes) -> int | None:
         if self.is_hash:
@@ -111,19 +116,26 @@ class MapTable:
         index = int.from_bytes(key[:4], "little")
         return index if index < self.max_entries else None
 
-    def lookup(self, key: bytes) -> int:
-        """The EMEM address of the value for ``key``, or 0."""
+    def lookup(self, key: bytes, cpu: int = 0) -> int:
+        """The EMEM address of the value for ``key`` (per-CPU maps: ``cpu``'s copy), or 0."""
         slot = self._slot_of(key)
-        return 0 if slot is None else self.base + slot * self.stride
+        return 0 if slot is None else self.base + self._at(slot, cpu)
 
-    def value(self, slot: int) -> bytes:
-        return bytes(self.values[slot * self.stride: slot * self.stride + self.value_size])
+    def value(self, slot: int, cpu: int = 0) -> bytes:
+        at = self._at(slot, cpu)
+        return bytes(self.values[at: at + self.value_size])
 
-    def update(self, key: bytes, value: bytes, flags: int) -> int:
-        """0 or a negative errno, with the kernel's rules for BPF_ANY/NOEXIST/EXIST."""
+    def update(self, key: bytes, value: bytes, flags: int, cpu: int | None = None) -> int:
+        """0 or a negative errno, with the kernel's rules for BPF_ANY/NOEXIST/EXIST.
+
+        Per-CPU maps: a program's update (``cpu`` = its thread) writes that CPU's copy, and a new
+        hash entry starts as zeros on the other CPUs, as in Linux; user space (``cpu`` None) writes
+        every CPU's copy with the value (as the kernel oracle's update does).
+        """
         if flags > 2:
             return -errno.EINVAL
         slot = self._slot_of(key)
+        fresh = slot is None
         if not self.is_hash:
             if slot is None:
                 return -errno.E2BIG
@@ -138,7 +150,15 @@ class MapTable:
             self.slots[key] = slot
         elif flags == 1:
             return -errno.EEXIST
-        self.values[slot * self.stride: slot * self.stride + self.value_size] = value
+        if not self.cpus:
+            self.values[slot * self.stride: slot * self.stride + self.value_size] = value
+            return 0
+        for c in range(self.cpus):
+            at = self._at(slot, c)
+            if cpu is None or c == cpu:
+                self.values[at: at + self.value_size] = value
+            elif fresh:
+                self.values[at: at + self.value_size] = bytes(self.value_size)
         return 0
 
     def delete(self, key: bytes) -> int:
@@ -150,10 +170,11 @@ class MapTable:
         self.free.append(slot)
         return 0
 
-    def dump(self) -> dict[bytes, bytes]:
+    def dump(self, cpu: int = 0) -> dict[bytes, bytes]:
+        """Every entry (per-CPU maps: ``cpu``'s copy, as a lookup from user space shows one CPU)."""
         if self.is_hash:
-            return {k: self.value(s) for k, s in sorted(self.slots.items(), key=lambda kv: kv[1])}
-        return {i.to_bytes(4, "little"): self.value(i) for i in range(self.max_entries)}
+            return {k: self.value(s, cpu) for k, s in sorted(self.slots.items(), key=lambda kv: kv[1])}
+        return {i.to_bytes(4, "little"): self.value(i, cpu) for i in range(self.max_entries)}
 
 
 class Emem:

@@ -460,7 +460,7 @@ class Daemon:
 
     def prog_load(self, image_bytes: bytes, info: dict) -> dict:
         from nfpjit.errors import ImageError
-        from nfpjit.isa.image import Image, ImageMapType
+        from nfpjit.isa.image import Image
 
         from nfpjit.nic.registry import next_prog_id
 
@@ -483,7 +483,7 @@ class Daemon:
             t = tables.get(tid)
             if t is None:
                 raise OffloadError(E.ENOENT, f"table {tid} for map {m.name!r} does not exist on this NIC")
-            want = {ImageMapType.HASH: 1, ImageMapType.ARRAY: 2}[m.type]
+            want = int(m.type)        # the kernel's BPF_MAP_TYPE_* numbers
             if (int(t.map_type), t.key_size, t.value_size, t.max_entries) != (want, m.key_size, m.value_size,
                                                                                 m.max_entries):
                 raise OffloadError(E.EINVAL, f"table {tid} does not match map {m.name!r} (type, key, value or "

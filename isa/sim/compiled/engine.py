@@ -226,6 +226,7 @@ def _validated_tables(image, maps_in) -> list[MapTable]:
     """The interpreter's own map tables for ``maps_in`` (its checks, its errors, its slot allocation)."""
     probe = object.__new__(Machine)
     probe.image = image
+    probe.ncpus = 1                 # one thread: a per-CPU map holds one copy (an ordinary table)
     Machine._build_maps(probe, maps_in or {})
     return probe.tables
 
