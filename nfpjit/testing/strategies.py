@@ -42,7 +42,8 @@ from nfpjit.ebpf.opcodes import (
 )
 from nfpjit.ebpf.program import Function, MapDef, Program
 
-__all__ = ["programs", "GENERATED_MAPS", "XDP_HELPER_MAPS", "ProgramShape"]
+__all__ = ["programs", "GENERATED_MAPS", "XDP_HELPER_MAPS", "ProgramShape", "tc_programs", "tc_packet_ins",
+           "TC_READ_FIELDS", "TC_WRITE_FIELDS"]
 
 CTX, DATA, DATA_END, FP = 6, 7, 8, 10
 SCALARS = (0, 1, 2, 3, 4, 5, 9)
@@ -742,3 +743,120 @@ def programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 12, max_de
         return _Gen(draw, shape).program()
 
     return build()
+
+
+# -- TC direct-action programs around the __sk_buff metadata (tc_programs) ---------------------------
+#
+# A family of its own (helper `corpus` extends programs() above): short TC programs that read every
+# __sk_buff field the NIC provides (full and narrow widths, cb[] also 8 bytes wide), write the
+# writable ones with every width and value class the kernel treats specially (16-bit fields, a
+# queue_mapping of 0xffff or more, narrow cb stores), mix in bounds-checked packet reads and return
+# a verdict from the whole TC_ACT_* range (constant or computed).  Every program is one the kernel's
+# verifier accepts; run them with tc_packet_ins() inputs (mark, priority, cb, hash set).
+
+#: (offset, name) of the __sk_buff u32 fields a TC program may read on the NIC
+TC_READ_FIELDS = ((0, "len"), (4, "pkt_type"), (8, "mark"), (12, "queue_mapping"), (16, "protocol"),
+                  (20, "vlan_present"), (24, "vlan_tci"), (28, "vlan_proto"), (32, "priority"),
+                  (36, "ingress_ifindex"), (40, "ifindex"), (44, "tc_index"), (48, "cb[0]"), (52, "cb[1]"),
+                  (56, "cb[2]"), (60, "cb[3]"), (64, "cb[4]"), (68, "hash"), (72, "tc_classid"), (84, "napi_id"))
+#: offsets of the writable u32 fields (mark, queue_mapping, priority, tc_index, cb[0..4], tc_classid)
+TC_WRITE_FIELDS = (8, 12, 32, 44, 48, 52, 56, 60, 64, 72)
+_TC_VERDICTS = (-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0x7FFF_FFFF)
+_TC_VALUES = st.sampled_from([0, 1, 6, 0xFF, 0xFFFE, 0xFFFF, 0x10000, 0x12345, 0x7FFF_FFFF, -1]) | \
+    st.integers(-(1 << 31), (1 << 31) - 1)
+_TC_REGS = (0, 2, 3, 4, 5)
+
+
+def _tc_read(draw) -> str:
+    off, _ = draw(st.sampled_from(TC_READ_FIELDS))
+    r = draw(st.sampled_from(_TC_REGS))
+    if 48 <= off < 64 and off % 8 == 0 and draw(st.integers(0, 4)) == 0:
+        return f"ldxdw %r{r}, [%r6+{off}]"
+    size = draw(st.sampled_from([4, 4, 2, 1]))
+    part = draw(st.integers(0, 4 // size - 1)) * size
+    return f"ldx{ {4: 'w', 2: 'h', 1: 'b'}[size]} %r{r}, [%r6+{off + part}]"
+
+
+def _tc_write(draw) -> list[str]:
+    off = draw(st.sampled_from(TC_WRITE_FIELDS))
+    value = draw(_TC_VALUES)
+    if 48 <= off < 68 and draw(st.integers(0, 2)) == 0:      # cb[]: narrow or 8-byte stores
+        size = draw(st.sampled_from([1, 2, 8] if off % 8 == 0 and off + 8 <= 68 else [1, 2]))
+        part = 0 if size == 8 else draw(st.integers(0, 4 // size - 1)) * size
+        suffix = {1: "b", 2: "h", 8: "dw"}[size]
+        r = draw(st.sampled_from(_TC_REGS))
+        return [f"lddw %r{r}, {value & 0xFFFF_FFFF_FFFF_FFFF:#x}" if size == 8 else f"mov %r{r}, {value}",
+                f"stx{suffix} [%r6+{off + part}], %r{r}"]
+    if draw(st.booleans()):
+        return [f"stw [%r6+{off}], {value}"]
+    r = draw(st.sampled_from(_TC_REGS))
+    return [f"stxw [%r6+{off}], %r{r}"]                    # whatever the register holds
+
+
+def _tc_alu(draw) -> str:
+    op = draw(st.sampled_from(["add", "sub", "xor", "or", "and", "lsh", "rsh", "mov", "add32", "xor32", "mov32"]))
+    dst = draw(st.sampled_from(_TC_REGS))
+    if draw(st.booleans()):
+        src = draw(st.sampled_from(_TC_REGS))
+        return f"{op} %r{dst}, %r{src}"
+    imm = draw(st.integers(0, 31)) if op in ("lsh", "rsh") else draw(_TC_VALUES)
+    return f"{op} %r{dst}, {imm}"
+
+
+def _tc_packet(draw, n: int) -> list[str]:
+    off = draw(st.integers(0, 40))
+    size = draw(st.sampled_from([1, 2, 4]))
+    r = draw(st.sampled_from(_TC_REGS))
+    return ["mov %r1, %r7", f"add %r1, {off + size}", f"jgt %r1, %r8, pkt{n}",
+            f"ldx{ {4: 'w', 2: 'h', 1: 'b'}[size]} %r{r}, [%r7+{off}]", f"pkt{n}:"]
+
+
+@st.composite
+def tc_programs(draw, max_blocks: int = 10) -> Program:
+    """TC (sched_cls) programs on the __sk_buff metadata: field reads/writes, packet reads, any verdict.
+
+    Registers start defined (r0, r2..r5 = 0), r6 = the context, r7/r8 = data/data_end.  The
+    verdict is a constant from the whole TC_ACT_* range (UNSPEC, OK .. REDIRECT, above it) or a
+    value computed from the fields.
+    """
+    from nfpjit.ebpf.asm import assemble
+
+    lines = ["mov %r6, %r1", "ldxw %r7, [%r6+76]", "ldxw %r8, [%r6+80]",
+             *(f"mov %r{r}, 0" for r in _TC_REGS)]
+    skips = 0
+    for n in range(draw(st.integers(1, max_blocks))):
+        kind = draw(st.sampled_from(["read", "read", "write", "write", "alu", "alu", "packet", "branch"]))
+        if kind == "read":
+            lines.append(_tc_read(draw))
+        elif kind == "write":
+            lines += _tc_write(draw)
+        elif kind == "alu":
+            lines.append(_tc_alu(draw))
+        elif kind == "packet":
+            lines += _tc_packet(draw, n)
+        else:                                   # an early verdict on a field value
+            skips += 1
+            lines += [_tc_read(draw),
+                      f"jne %r{draw(st.sampled_from(_TC_REGS))}, {draw(_TC_VALUES)}, skip{skips}",
+                      f"mov %r0, {draw(st.sampled_from(_TC_VERDICTS))}", "exit", f"skip{skips}:"]
+    if draw(st.booleans()):
+        lines.append(f"mov %r0, {draw(st.sampled_from(_TC_VERDICTS))}")
+    else:                                       # computed: a field's low bits as the verdict
+        lines += [_tc_read(draw), f"mov %r0, %r{draw(st.sampled_from(_TC_REGS))}", "and %r0, 7"]
+    lines.append("exit")
+    program = assemble(".type tc\n.license GPL\n" + "\n".join(lines) + "\n", filename="<generated tc>")
+    return Program(name="gen_tc", insns=program.insns, section="tc", prog_type=ProgType.SCHED_CLS,
+                   license="GPL", source_path="<generated tc>")
+
+
+@st.composite
+def tc_packet_ins(draw, *, kernel: bool = False):
+    """A PacketIn for tc_programs(): a frame (IPv4/IPv6/other) and the metadata test_run can set;
+    ``kernel=False`` also draws skb->hash (which BPF_PROG_TEST_RUN cannot set)."""
+    from nfpjit.ebpf.result import PacketIn
+    from nfpjit.testing.packets import packets
+
+    frame = draw(packets(max_len=120))
+    word = st.integers(0, 0xFFFF_FFFF)
+    return PacketIn(frame, mark=draw(word), priority=draw(word), cb=tuple(draw(word) for _ in range(5)),
+                    hash=0 if kernel else draw(st.sampled_from([0, None]) | word))
