@@ -115,3 +115,41 @@ def smod(a: int, b: int, bits: int) -> int:
         return trunc(a, bits)
     r = abs(a) % abs(b)
     return trunc(-r if a < 0 else r, bits)
+
+
+# -- Internet checksum arithmetic (the kernel's csum_partial on x86-64, shared by the interpreter's helpers
+#    and the NIC firmware's csum_diff) ---------
+
+def csum_partial(data: bytes, seed: int) -> int:
+    """x86-64 csum_partial: the 32-bit ones'-complement sum (end-around carry) of little-endian words;
+    a tail of 1..3 bytes counts as one word padded with zeros (its load_unaligned_zeropad)."""
+    total = seed & MASK32
+    for i in range(0, len(data), 4):
+        total += int.from_bytes(data[i : i + 4], "little")
+        total = (total & MASK32) + (total >> 32)
+    return total
+
+
+def csum_add(a: int, b: int) -> int:
+    total = (a & MASK32) + (b & MASK32)
+    return (total & MASK32) + (total >> 32)
+
+
+def csum_from32to16(x: int) -> int:
+    """Fold a 32-bit partial checksum to 16 bits (the kernel's csum_from32to16)."""
+    x &= MASK32
+    x = (x + (((x >> 16) | (x << 16)) & MASK32)) & MASK32
+    return x >> 16
+
+
+def csum_diff_value(frm: bytes, to: bytes, seed: int) -> int:
+    """bpf_csum_diff's result (Linux >= 6.12: folded to 16 bits; separate push / pull / diff paths; the
+    kernel this was measured on, 6.18, takes any sizes, a tail that is no whole word included)."""
+    ret = seed & MASK32
+    if frm and to:
+        ret = csum_add(csum_partial(to, ret), ~csum_partial(frm, 0))
+    elif to:
+        ret = csum_partial(to, ret)
+    elif frm:
+        ret = ~csum_partial(frm, ~ret & MASK32) & MASK32
+    return csum_from32to16(ret)

@@ -39,6 +39,10 @@ fw_divide_step64       6        FIRMWARE     per quotient bit of a 64-bit divisi
                                              on word pairs with carries)
 fw_redirect            4        FIRMWARE     bpf_redirect: flag check, the target into the packet's
                                              metadata (the egress decision is made at exit)
+fw_bytes               10       FIRMWARE     xdp_load_bytes/xdp_store_bytes: the offset/length checks
+fw_bytes_word          2        FIRMWARE     per 32-bit word copied between the packet and the buffer
+fw_csum_diff           10       FIRMWARE     csum_diff: the path (push/pull/diff) and the final fold
+fw_csum_word           2        FIRMWARE     per 32-bit word summed (from and to; a tail counts as one)
 =====================  =======  ===========  ==========================================================
 
 A command issued with ``ctx_swap`` waits for completion: its memory cost
@@ -90,6 +94,10 @@ CYCLES = MappingProxyType({
     "fw_divide_step32": 3,
     "fw_divide_step64": 6,
     "fw_redirect": 4,
+    "fw_bytes": 10,
+    "fw_bytes_word": 2,
+    "fw_csum_diff": 10,
+    "fw_csum_word": 2,
 })
 
 #: cycles between writing the T_INDEX CSR and ``*$index`` reading the register it names; a read

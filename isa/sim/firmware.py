@@ -22,6 +22,15 @@ the routine reads the A bank, results are written to both banks)::
                     get_prandom: a 32-bit pseudo-random number (a1 = 0)
                     redirect: XDP_REDIRECT / TC_ACT_REDIRECT, or XDP_ABORTED / TC_ACT_SHOT
                       for refused flags; a2 = target ifindex, a5:a4 flags, a6 0 XDP / 1 TC
+                    xdp_load_bytes/xdp_store_bytes: 0, -EFAULT or -EINVAL; a4 packet offset,
+                      a7:a6 buffer, a8 length, a27 the buffer's kind (PTR_*)
+                    csum_diff: the folded 16-bit sum; a3:a2 from, a4 from_size,
+                      a7:a6 to, a8 to_size, a10 seed, a27 kinds (from: bits 1..0, to: bits 3..2)
+
+Pointer arguments of the byte routines are full eBPF pointers (low:high word) whose memory the JIT
+names in a27, two bits per pointer (it knows every pointer's kind statically): PTR_NONE (NULL),
+PTR_LM (a stack address: the LM byte address), PTR_EMEM (a map value: the 40-bit EMEM address),
+PTR_CTM (a packet address: the CTM byte address in the low word).
 
 Registers a2..a11/b2..b11 (R1..R5) are clobbered by the convention; the
 simulator happens to leave them unchanged, which code must not rely on.
@@ -45,7 +54,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
 
-from nfpjit.bits import MASK32, join64, lo32, hi32, s32, s64, u64
+from nfpjit.bits import MASK32, csum_diff_value, join64, lo32, hi32, s32, s64, u64
 from nfpjit.errors import UsageError
 from nfpjit.isa.operands import Bank, Gpr
 
@@ -70,6 +79,13 @@ DIV_MOD, DIV_SIGNED, DIV_WIDE = 1, 2, 4
 #: fw_redirect: a2 target ifindex, a5:a4 flags, a6 program kind (REDIRECT_XDP / REDIRECT_TC)
 ARG_REDIRECT_KIND = Gpr(Bank.A, 6)
 REDIRECT_XDP, REDIRECT_TC = 0, 1
+#: the byte routines (xdp_load/store_bytes, csum_diff): pointer kinds, two bits per pointer
+ARG_PTR_KINDS = Gpr(Bank.A, 27)
+PTR_NONE, PTR_LM, PTR_EMEM, PTR_CTM = 0, 1, 2, 3
+ARG_BYTES_OFFSET, ARG_BYTES_BUF, ARG_BYTES_LEN = Gpr(Bank.A, 4), Gpr(Bank.A, 6), Gpr(Bank.A, 8)
+ARG_CSUM_SEED = Gpr(Bank.A, 10)
+#: bpf_xdp_pointer's limit on offset and length (larger: -EFAULT)
+XDP_BYTES_LIMIT = 0xFFFF
 
 
 class Routine(IntEnum):
@@ -85,6 +101,9 @@ class Routine(IntEnum):
     # helper routines (from FIRMWARE_BASE + 0x40)
     DIVIDE = FIRMWARE_BASE + 0x40
     REDIRECT = FIRMWARE_BASE + 0x41
+    XDP_LOAD_BYTES = FIRMWARE_BASE + 0x42
+    XDP_STORE_BYTES = FIRMWARE_BASE + 0x43
+    CSUM_DIFF = FIRMWARE_BASE + 0x44
 
     @property
     def symbol(self) -> str:
@@ -118,6 +137,12 @@ ROUTINE_ABI = {
     Routine.GET_PRANDOM: RoutineAbi(()),
     Routine.DIVIDE: RoutineAbi(DIV_ARGS, results=(22, 23), clobbers=(24, 25, 26), memory=False),
     Routine.REDIRECT: RoutineAbi((ARG_MAP_ID, ARG_KEY, Gpr(Bank.A, ARG_KEY.index + 1), ARG_REDIRECT_KIND)),
+    Routine.XDP_LOAD_BYTES: RoutineAbi((ARG_BYTES_OFFSET, ARG_BYTES_BUF, Gpr(Bank.A, 7), ARG_BYTES_LEN,
+                                        ARG_PTR_KINDS)),
+    Routine.XDP_STORE_BYTES: RoutineAbi((ARG_BYTES_OFFSET, ARG_BYTES_BUF, Gpr(Bank.A, 7), ARG_BYTES_LEN,
+                                         ARG_PTR_KINDS)),
+    Routine.CSUM_DIFF: RoutineAbi((Gpr(Bank.A, 2), Gpr(Bank.A, 3), Gpr(Bank.A, 4), Gpr(Bank.A, 6), Gpr(Bank.A, 7),
+                                   Gpr(Bank.A, 8), ARG_CSUM_SEED, ARG_PTR_KINDS)),
 }
 
 
@@ -315,6 +340,72 @@ def redirect(m) -> None:
     _set_result(m, verdict)
 
 
+def _memory_of(m, kind: int, lo: int, hi: int):
+    """(memory, address) of a byte routine's pointer argument (PTR_* kind, low and high word)."""
+    if kind == PTR_LM:
+        return m.lm, lo
+    if kind == PTR_EMEM:
+        return m.emem, join64(lo, hi)
+    if kind == PTR_CTM:
+        return m.ctm, lo
+    raise Trap(FaultKind.OUT_OF_BOUNDS, f"byte routine called with a NULL pointer (kind {kind})")
+
+
+def _bytes_words(length: int) -> int:
+    return (length + 3) // 4
+
+
+def xdp_bytes_status(offset: int, length: int, pkt_len: int) -> int:
+    """bpf_xdp_load_bytes/store_bytes' check of (u32) offset and length: 0, -EFAULT or -EINVAL."""
+    if offset > XDP_BYTES_LIMIT or length > XDP_BYTES_LIMIT:       # bpf_xdp_pointer
+        return -errno.EFAULT
+    if offset + length > pkt_len:
+        return -errno.EINVAL
+    return 0
+
+
+def _xdp_bytes(m, store: bool) -> None:
+    offset, length = _arg(m, ARG_BYTES_OFFSET), _arg(m, ARG_BYTES_LEN)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_bytes"])
+    status = xdp_bytes_status(offset, length, m.pkt_len)
+    if status:
+        _set_result(m, status)
+        return
+    m.charge(Resource.FIRMWARE, _bytes_words(length) * CYCLES["fw_bytes_word"])
+    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    if store:
+        m.ctm.write(m.pkt_addr + offset, memory.read(address, length))
+    else:
+        memory.write(address, m.ctm.read(m.pkt_addr + offset, length))
+    _set_result(m, 0)
+
+
+def xdp_load_bytes(m) -> None:
+    """Copy ``length`` packet bytes from ``offset`` to the buffer (kernel return codes)."""
+    _xdp_bytes(m, store=False)
+
+
+def xdp_store_bytes(m) -> None:
+    """Copy ``length`` buffer bytes into the packet at ``offset`` (kernel return codes)."""
+    _xdp_bytes(m, store=True)
+
+
+def csum_diff(m) -> None:
+    """bpf_csum_diff over the two buffers (:func:`nfpjit.bits.csum_diff_value`; no size is refused)."""
+    from_size, to_size = _arg(m, Gpr(Bank.A, 4)), _arg(m, ARG_BYTES_LEN)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_csum_diff"]
+             + (_bytes_words(from_size) + _bytes_words(to_size)) * CYCLES["fw_csum_word"])
+    kinds = _arg(m, ARG_PTR_KINDS)
+    frm = to = b""
+    if from_size:
+        memory, address = _memory_of(m, kinds & 3, m.gpr_a[2], m.gpr_a[3])
+        frm = memory.read(address, from_size)
+    if to_size:
+        memory, address = _memory_of(m, kinds >> 2 & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+        to = memory.read(address, to_size)
+    _set_result(m, csum_diff_value(frm, to, _arg(m, ARG_CSUM_SEED)))
+
+
 ROUTINES = {
     Routine.MAP_LOOKUP: map_lookup,
     Routine.MAP_UPDATE: map_update,
@@ -325,4 +416,7 @@ ROUTINES = {
     Routine.GET_PRANDOM: get_prandom,
     Routine.DIVIDE: divide,
     Routine.REDIRECT: redirect,
+    Routine.XDP_LOAD_BYTES: xdp_load_bytes,
+    Routine.XDP_STORE_BYTES: xdp_store_bytes,
+    Routine.CSUM_DIFF: csum_diff,
 }

@@ -29,7 +29,8 @@ from nfpjit.errors import UnsupportedError
 from nfpjit.isa.image import RelocKind
 from nfpjit.isa.encoding import load_const
 from nfpjit.isa.operands import NN, Bank, Gpr, GprBoth, LMem, NoDest
-from nfpjit.isa.sim.firmware import ARG_REDIRECT_KIND, REDIRECT_TC, REDIRECT_XDP, RETURN_ADDRESS_REG, Routine
+from nfpjit.isa.sim.firmware import ARG_PTR_KINDS, ARG_REDIRECT_KIND, PTR_CTM, PTR_EMEM, PTR_LM, PTR_NONE, REDIRECT_TC
+from nfpjit.isa.sim.firmware import REDIRECT_XDP, RETURN_ADDRESS_REG, Routine
 from nfpjit.isa.table import AluOp, Cond, Csr, Instruction, Op, ShiftKind
 
 from . import lower_mem as lm
@@ -50,7 +51,18 @@ HELPER_ROUTINES = {
     Helper.xdp_adjust_head: Routine.ADJUST_HEAD,
     Helper.xdp_adjust_tail: Routine.ADJUST_TAIL,
     Helper.redirect: Routine.REDIRECT,
+    Helper.xdp_load_bytes: Routine.XDP_LOAD_BYTES,
+    Helper.xdp_store_bytes: Routine.XDP_STORE_BYTES,
+    Helper.csum_diff: Routine.CSUM_DIFF,
 }
+
+#: the byte routines' pointer arguments, in the order of their kind fields in ARG_PTR_KINDS
+_PTR_ARGS = {
+    Helper.xdp_load_bytes: (3,),
+    Helper.xdp_store_bytes: (3,),
+    Helper.csum_diff: (1, 3),
+}
+_PTR_KIND = {RegKind.STACK: PTR_LM, RegKind.MAP_VALUE: PTR_EMEM, RegKind.PACKET: PTR_CTM}
 
 #: (argument register, "key" or "value") pointers the routine reads from LM
 _LM_ARGS = {
@@ -135,9 +147,27 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
         # R3 is no argument of bpf_redirect (and dead after any call): it tells the routine the verdicts
         kind = REDIRECT_TC if ctx.prog_type in (ProgType.SCHED_CLS, ProgType.SCHED_ACT) else REDIRECT_XDP
         ctx.emit(Instruction(Op.IMMED, dest=GprBoth(ARG_REDIRECT_KIND.index), imm=kind))
+    if helper in _PTR_ARGS:
+        _pointer_kinds(ctx, pc, facts, helper)
     call_routine(ctx, pc, routine)
     if helper == Helper.map_lookup_elem:
         _save_lookup(ctx, pc)
+
+
+def _pointer_kinds(ctx, pc: int, facts, helper: Helper) -> None:
+    """Tell a byte routine which memory each pointer argument is in (the analysis knows it statically)."""
+    kinds = 0
+    for i, reg in enumerate(_PTR_ARGS[helper]):
+        st = facts.regs[reg]
+        if st.kind == RegKind.SCALAR:
+            kind = PTR_NONE           # csum_diff's NULL with a size of 0
+        elif st.kind in _PTR_KIND:
+            kind = _PTR_KIND[st.kind]
+        else:
+            raise UnsupportedError(f"{helper.name} buffer in a {st.kind.name.lower()} pointer (R{reg})",
+                                   where=ctx.where(pc), hint="pass a buffer on the stack, in a map value or in the packet")
+        kinds |= kind << 2 * i
+    ctx.emit(Instruction(Op.IMMED, dest=GprBoth(ARG_PTR_KINDS.index), imm=kinds))
 
 
 def call_routine(ctx, pc: int, routine: Routine) -> None:

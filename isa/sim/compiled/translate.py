@@ -47,6 +47,8 @@ _FLAT = {Memory.CTM: ("CTM", CTM_BASE, CTM_BUFFER_SIZE, rt.C_CTM, rt.MEM_CTM),
          Memory.CLS: ("CLS", 0, SCRATCH_SIZE, rt.C_CLS, rt.MEM_CLS)}
 _X_MASK = {MulStep.M24X8: 0xFF_FFFF, MulStep.M16X16: 0xFFFF, MulStep.M32X32: 0xFFFFFFFF}
 ROUTINE_INDEX = {r: i for i, r in enumerate(Routine)}
+#: routines the native code does not run: a call hands the run to the interpreting simulator
+_HANDED_OFF = frozenset((Routine.XDP_LOAD_BYTES, Routine.XDP_STORE_BYTES, Routine.CSUM_DIFF))
 
 
 class Untranslatable(UnsupportedError):
@@ -1066,6 +1068,10 @@ class _Gen:
             self.fault(self.site(FaultKind.ILLEGAL_INSTRUCTION, f"no firmware routine at {address:#x}", firmware=True),
                        address)
             b.unreachable()
+            return
+        if routine in _HANDED_OFF:
+            # byte-copying routines run in the interpreter: the run continues there from the call
+            self.handoff(c64(address))
             return
         ci = self.calls[ROUTINE_INDEX[routine]]
         self.st(b.add(self.ld(ci, i64), c64(1)), ci)
