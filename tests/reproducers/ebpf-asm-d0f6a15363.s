@@ -1,0 +1,1 @@
+lddw r2,func(2)
