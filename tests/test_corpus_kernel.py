@@ -21,7 +21,7 @@ packet (its bpf_get_prandom_u32 would otherwise repeat one number per packet).
 The fast suite runs every program on a spread of 60 crafted packets (every kind of frame is in
 it); ``--run-slow`` runs the whole crafted set twice over (maps carried over).
 ``coverage()`` gives the figure the issue asks for: of the kernel-loadable sections, how many
-compile under ``default`` (``python -m tests.test_corpus_kernel`` prints it).
+compile under ``default`` (``pytest tests/test_corpus_kernel.py -k coverage -rP`` shows it).
 """
 
 from __future__ import annotations
@@ -190,9 +190,13 @@ def coverage() -> tuple[list[str], list[str], dict[str, str]]:
 def test_coverage_of_the_kernel_loadable_corpus():
     """The figure behind the parametrised test: most kernel-loadable sections must compile under default."""
     loadable, compiled, why = coverage()
+    print(f"{len(compiled)} of {len(loadable)} kernel-loadable corpus sections compile under default "
+          f"({100 * len(compiled) / len(loadable):.0f}%); not compiled:")
+    for key, reason in sorted(why.items()):
+        print(f"  {key}: {reason}")
     assert len(loadable) >= 50, f"only {len(loadable)} corpus sections load into this kernel"
     # a floor, raised as the default profile widens (issue 11 asks for 90%)
-    assert len(compiled) >= 20, f"{len(compiled)} of {len(loadable)} compile under default; refused: {why}"
+    assert len(compiled) >= 50, f"{len(compiled)} of {len(loadable)} compile under default; refused: {why}"
 
 
 def test_sample_has_every_kind_of_frame():
@@ -247,10 +251,3 @@ def test_masked_comparison_still_compares_what_the_helpers_did_not_decide(monkey
     monkeypatch.setattr(module, "to_run_result", lambda sim: dataclasses.replace(real(sim), r0=real(sim).r0 ^ 1))
     assert len(agree_with_kernel(program, images, frames)) >= 4
 
-
-if __name__ == "__main__":
-    _loadable, _compiled, _why = coverage()
-    print(f"{len(_compiled)} of {len(_loadable)} kernel-loadable corpus sections compile under default "
-          f"({100 * len(_compiled) / max(1, len(_loadable)):.0f}%)")
-    for key, reason in sorted(_why.items()):
-        print(f"  {key}: {reason}")
