@@ -20,6 +20,7 @@ from nfpjit.ebpf.opcodes import Helper, ProgType
 from nfpjit.ebpf.result import PacketIn
 from nfpjit.kernel import KernelProgram, KernelRejected, kernel_available, kernel_tailroom, tc_test_run_accepts
 from nfpjit.testing import compare_results, crafted_packets, packets, programs
+from nfpjit.testing.strategies import feature_programs
 
 from tests.corpus_cases import corpus_cases
 
@@ -86,10 +87,11 @@ def test_corpus_program_agrees_with_kernel(obj, section):
     assert not problems, "\n".join(problems[:10])
 
 
-def _generated(prog_type: ProgType, examples: int, subprograms: bool = True, xdp_helpers: bool = False):
+def _generated(prog_type: ProgType, examples: int, subprograms: bool = True, xdp_helpers: bool = False,
+               strategy=None):
     @settings(max_examples=examples, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(programs(prog_type, subprograms=subprograms, xdp_helpers=xdp_helpers),
+    @given(strategy or programs(prog_type, subprograms=subprograms, xdp_helpers=xdp_helpers),
            st.lists(packets(max_len=200), min_size=1, max_size=3),
            st.lists(st.sampled_from(CRAFTED), min_size=1, max_size=3))
     def check(program, generated, crafted):
@@ -132,6 +134,18 @@ def test_generated_tc_helper_programs_agree_with_kernel():
 def test_generated_xdp_helper_programs_agree_with_kernel_many():
     _generated(ProgType.XDP, 1000, xdp_helpers=True)   # ~30 s; the big run above has the 10,000
     _generated(ProgType.SCHED_CLS, 300, xdp_helpers=True)
+
+
+def test_generated_feature_programs_agree_with_kernel():
+    # map-value read-modify-write, every atomic, division/modulo by registers, 64-bit multiplication
+    _generated(ProgType.XDP, 100, strategy=feature_programs())
+    _generated(ProgType.SCHED_CLS, 40, strategy=feature_programs(ProgType.SCHED_CLS))
+
+
+@pytest.mark.slow
+def test_generated_feature_programs_agree_with_kernel_many():
+    _generated(ProgType.XDP, 800, strategy=feature_programs())
+    _generated(ProgType.SCHED_CLS, 200, strategy=feature_programs(ProgType.SCHED_CLS))
 
 
 @pytest.mark.parametrize("mutation", ["r0", "packet", "map"])

@@ -24,6 +24,7 @@ from nfpjit.driver import compile
 from nfpjit.ebpf.maps import MapStore
 from nfpjit.ebpf.opcodes import ProgType
 from nfpjit.testing import crafted_packets, packets, programs
+from nfpjit.testing.strategies import feature_programs
 from nfpjit.testing.passcheck import NONDETERMINISTIC, differential, nic_tailroom  # noqa: F401 - shared harness
 from nfpjit.testing.passcheck import uses_nondeterminism as _uses_nondeterminism
 
@@ -187,6 +188,81 @@ def test_generated_xdp_programs_agree_many(program, frames):
 @given(programs(ProgType.SCHED_CLS), st.lists(packets(), min_size=1, max_size=4))
 def test_generated_tc_programs_agree_many(program, frames):
     _generated(program, FEW + frames)
+
+
+# -- generated programs from the features the real NFP JIT refuses (issue 11) ------------------------
+
+class FeatureTally:
+    default = 0       # compiled under the default profile
+    permissive = 0    # refused by default, compiled under permissive
+    rejected = 0      # refused by both (a coverage gap: `nfpjit check` names it)
+
+
+def _feature_program(program, frames, level: int) -> None:
+    """Compile under default where it takes the program, else permissive; must agree with the interpreter."""
+    try:
+        result = compile(program, opt_level=level)
+        FeatureTally.default += 1
+    except nfpjit.errors.UnsupportedError:
+        try:
+            result = compile(program, profile="permissive", opt_level=level)
+        except nfpjit.errors.UnsupportedError:
+            FeatureTally.rejected += 1
+            return
+        FeatureTally.permissive += 1
+    problems = differential(program, result.image, frames, limit=3)
+    assert not problems, f"-O{level}:\n" + "\n".join(problems) + "\nprogram:\n" + _listing(program)
+
+
+_LEVELS = st.sampled_from([0, 1, 2, 2])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(feature_programs(), st.lists(packets(max_len=200), min_size=1, max_size=2), _LEVELS)
+def test_generated_feature_programs_agree(program, frames, level):
+    _feature_program(program, FEW[:4] + frames, level)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(feature_programs(ProgType.SCHED_CLS), st.lists(packets(max_len=200), min_size=1, max_size=2), _LEVELS)
+def test_generated_tc_feature_programs_agree(program, frames, level):
+    _feature_program(program, FEW[:4] + frames, level)
+
+
+@pytest.mark.slow
+@settings(max_examples=1_600, deadline=None, suppress_health_check=list(HealthCheck))
+@given(feature_programs(), st.lists(packets(max_len=400), min_size=1, max_size=3), _LEVELS)
+def test_generated_feature_programs_agree_many(program, frames, level):
+    _feature_program(program, FEW[:4] + frames, level)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(feature_programs(ProgType.SCHED_CLS), st.lists(packets(max_len=400), min_size=1, max_size=3), _LEVELS)
+def test_generated_tc_feature_programs_agree_many(program, frames, level):
+    _feature_program(program, FEW[:4] + frames, level)
+
+
+def test_feature_programs_mostly_compile_under_default():
+    """The feature stream exercises the default profile's lowering, not only permissive's."""
+    FeatureTally.default = FeatureTally.permissive = FeatureTally.rejected = 0
+    why: dict[str, int] = {}
+
+    @settings(max_examples=40, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(feature_programs(max_blocks=6))
+    def probe(program):
+        try:
+            compile(program)
+            FeatureTally.default += 1
+        except nfpjit.errors.UnsupportedError as exc:
+            FeatureTally.rejected += 1
+            reason = ",".join(sorted(nfpjit.check(program).codes)) or str(exc)[:100]
+            why[reason] = why.get(reason, 0) + 1
+
+    probe()
+    total = FeatureTally.default + FeatureTally.rejected
+    assert total >= 30 and FeatureTally.default >= 0.75 * total, \
+        f"only {FeatureTally.default} of {total} feature programs compile under default: {why}"
 
 
 def test_generated_programs_mostly_offloadable():

@@ -42,8 +42,8 @@ from nfpjit.ebpf.opcodes import (
 )
 from nfpjit.ebpf.program import Function, MapDef, Program
 
-__all__ = ["programs", "GENERATED_MAPS", "XDP_HELPER_MAPS", "ProgramShape", "tc_programs", "tc_packet_ins",
-           "TC_READ_FIELDS", "TC_WRITE_FIELDS"]
+__all__ = ["programs", "feature_programs", "GENERATED_MAPS", "XDP_HELPER_MAPS", "ProgramShape", "tc_programs",
+           "tc_packet_ins", "TC_READ_FIELDS", "TC_WRITE_FIELDS"]
 
 CTX, DATA, DATA_END, FP = 6, 7, 8, 10
 SCALARS = (0, 1, 2, 3, 4, 5, 9)
@@ -860,3 +860,166 @@ def tc_packet_ins(draw, *, kernel: bool = False):
     word = st.integers(0, 0xFFFF_FFFF)
     return PacketIn(frame, mark=draw(word), priority=draw(word), cb=tuple(draw(word) for _ in range(5)),
                     hash=0 if kernel else draw(st.sampled_from([0, None]) | word))
+
+
+# -- programs built around map-value arithmetic (feature_programs) ---------------------------------
+
+# Divisors and multipliers: small (non-zero quotients), zero (eBPF defines x/0 = 0, x%0 = x), signed
+# extremes and 64-bit values; the 64-bit constants need ld_imm64 (ALU immediates are 32 bits).
+_WIDE = st.sampled_from([0, 1, 2, 3, 7, 10, 255, 0x7FFF_FFFF, 0xFFFF_FFFF, 0x1_0000_0001, 0x9E37_79B9_7F4A_7C15,
+                         (1 << 63), (1 << 64) - 1, 0xFF51_AFD7_ED55_8CCD]) | st.integers(0, (1 << 64) - 1)
+
+
+class _FeatureGen(_Gen):
+    """Blocks centred on what the NFP's own JIT refuses: read-modify-write of map values (plain loads
+    and stores of every width, every atomic with and without fetch, cmpxchg), division and modulo by
+    registers (32/64-bit, signed and unsigned), 64-bit multiplication by registers and by constants
+    of any size.  Results are written back into map values (what the maps show after a run) and
+    folded into r0."""
+
+    ACC = 9      # accumulator kept across blocks: r9 ends in r0
+
+    def _operand(self, pool, reg: int) -> None:
+        """``reg`` = a divisor/multiplier: a small constant, a wide ld_imm64 constant, or a masked scalar."""
+        kind = self.d(st.integers(0, 3))
+        if kind == 0:
+            self.e.emit(Insn.ld_imm64(reg, self.d(_WIDE)))
+        elif kind == 1:
+            self.e.emit(_mov(reg, self.d(st.integers(-9, 300))))
+        else:
+            self.e.emit(_movr(reg, self.d(st.sampled_from(pool))))
+            if kind == 2:
+                self.e.emit(_alu(InsnClass.ALU64, AluOp.AND, reg, imm=self.d(st.sampled_from([3, 15, 255, 0xFFFF]))))
+
+    def _arith(self, dst: int, pool) -> None:
+        """One division, modulo or multiplication of ``dst`` by a register or an immediate."""
+        cls = self.d(st.sampled_from([InsnClass.ALU64, InsnClass.ALU64, InsnClass.ALU]))
+        op = self.d(st.sampled_from([AluOp.DIV, AluOp.MOD, AluOp.MUL, AluOp.MUL]))
+        signed = op != AluOp.MUL and self.d(st.integers(0, 2)) == 0   # v4 sdiv/smod: off = 1
+        if self.d(st.integers(0, 3)) == 0:
+            imm = self.d(_IMMS)
+            if op != AluOp.MUL and imm == 0:
+                imm = 7
+            if op == AluOp.MUL and cls == InsnClass.ALU64 and imm < 0 and self.d(st.integers(0, 3)):
+                # no profile takes a 64-bit multiply by a negative (sign-extended) constant yet: keep a
+                # quarter of them to show the gap, make the rest positive so the program compiles
+                imm = min(-imm, 0x7FFF_FFFF)
+            self.e.emit(_alu(cls, op, dst, imm=imm, off=int(signed)))
+            return
+        src = self.d(st.sampled_from(tuple(r for r in pool if r != dst)))
+        self._operand(pool, src)
+        self.e.emit(_alu(cls, op, dst, src=src, off=int(signed)))
+
+    def value_rmw(self, base_src=None) -> None:
+        """Look a value up, then load/compute/store words of it (and fold one into the accumulator)."""
+        which = self.d(st.sampled_from([_ARR, _HSH, _GLB]))
+        null = _Label()
+        if which == _GLB:
+            self.e.emit(Insn.ld_imm64(1, _GLB, PseudoSrc.MAP_VALUE))
+        else:
+            self._key()
+            self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
+            self.e.emit(_movr(2, FP))
+            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
+            self.e.emit(_call_helper(Helper.map_lookup_elem))
+            self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
+            self.e.emit(_movr(1, 0))
+            self.reinit([0, 2, 3, 4, 5])
+        pool = (0, 2, 3, 4, 5)
+        for _ in range(self.d(st.integers(1, 4))):
+            size = self.d(st.sampled_from(_SIZES))
+            off = size.nbytes * self.d(st.integers(0, VALUE_SIZE // size.nbytes - 1))
+            what = self.d(st.integers(0, 5))
+            if what <= 2:     # load, compute, store back (possibly at another width/offset)
+                dst = self.d(st.sampled_from(pool))
+                self.e.emit(_ldx(size, dst, 1, off, signed=size != Size.DW and self.d(st.integers(0, 3)) == 0))
+                self._arith(dst, pool)
+                if what == 2:
+                    size = self.d(st.sampled_from(_SIZES))
+                    off = size.nbytes * self.d(st.integers(0, VALUE_SIZE // size.nbytes - 1))
+                self.e.emit(_stx(size, 1, dst, off))
+                if self.d(st.booleans()):
+                    self.e.emit(_alu(InsnClass.ALU64, self.d(st.sampled_from([AluOp.ADD, AluOp.XOR])), self.ACC,
+                                     src=dst))
+            elif what == 3:   # an atomic, the fetched value (if any) folded into the accumulator
+                asize = self.d(st.sampled_from([Size.W, Size.DW]))
+                aoff = asize.nbytes * self.d(st.integers(0, VALUE_SIZE // asize.nbytes - 1))
+                op = self.d(st.sampled_from(_ATOMICS))
+                src = self.d(st.sampled_from((2, 3, 4, 5)))
+                self.e.emit(Insn(InsnClass.STX | Mode.ATOMIC | asize, 1, src, aoff, int(op)))
+                if int(op) & 1:   # the fetch forms
+                    self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, self.ACC,
+                                     src=0 if op == AtomicOp.CMPXCHG else src))
+            elif what == 4:   # a constant store
+                self.e.emit(_st(size, 1, off, self.d(_IMMS)))
+            else:             # a load into the accumulator
+                self.e.emit(_ldx(size, 2, 1, off))
+                self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, self.ACC, src=2))
+        self.e.mark(null)
+        self.reinit([0, 1, 2, 3, 4, 5])
+
+    def wide_arith(self) -> None:
+        """A few divisions/modulos/multiplications on scalars, the last result into the accumulator."""
+        pool = (0, 1, 2, 3, 4, 5)
+        dst = self.d(st.sampled_from(pool))
+        for _ in range(self.d(st.integers(1, 3))):
+            self._arith(dst, pool)
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.XOR, self.ACC, src=dst))
+
+    def packet_operand(self) -> None:
+        """A packet byte/word as a divisor or multiplier (the value differs from packet to packet)."""
+        size = self.d(st.sampled_from([Size.B, Size.H, Size.W]))
+        off = self.d(st.integers(0, 40))
+        skip = _Label()
+        self.e.emit(_movr(2, DATA))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=off + size.nbytes))
+        self.e.emit(_jmp(JmpOp.JGT, 2, src=DATA_END), skip)
+        self.e.emit(_ldx(size, 3, DATA, off))
+        op = self.d(st.sampled_from([AluOp.DIV, AluOp.MOD, AluOp.MUL]))
+        cls = self.d(st.sampled_from([InsnClass.ALU64, InsnClass.ALU]))
+        self.e.emit(_alu(cls, op, self.ACC, src=3, off=int(op != AluOp.MUL and self.d(st.booleans()))))
+        self.e.mark(skip)
+        self.reinit([2, 3])
+
+    def blocks(self, n: int) -> None:
+        kinds = ["value_rmw", "value_rmw", "value_rmw", "wide_arith", "wide_arith", "packet_operand",
+                 "map_update", "alu", "stack"]
+        if self.depth < self.shape.max_depth:
+            kinds += ["branch"]
+        if self.depth == 0:
+            kinds += ["early_exit"]
+        for _ in range(n):
+            getattr(self, self.d(st.sampled_from(kinds)))()
+
+    def program(self) -> Program:
+        data_off, end_off, _ = _CTX[self.shape.prog_type]
+        self.e.emit(_movr(CTX, 1))
+        self.e.emit(_ldx(Size.W, DATA, CTX, data_off))
+        self.e.emit(_ldx(Size.W, DATA_END, CTX, end_off))
+        self.reinit(SCALARS)
+        self.blocks(self.d(st.integers(1, self.shape.max_blocks)))
+        self.e.emit(_movr(0, self.ACC))
+        self.e.emit(_alu(InsnClass.ALU64, AluOp.AND, 0, imm=3))
+        self.e.emit(_EXIT)
+        return Program(name="gen_main", insns=self.e.finish(),
+                       section="xdp" if self.shape.prog_type == ProgType.XDP else "tc",
+                       prog_type=self.shape.prog_type, maps=GENERATED_MAPS, license="GPL",
+                       functions=(Function("gen_main", 0),), source_path="<generated>")
+
+
+def feature_programs(prog_type: ProgType = ProgType.XDP, *, max_blocks: int = 8) -> st.SearchStrategy[Program]:
+    """Verifier-acceptable programs (XDP or ``ProgType.SCHED_CLS``, maps :data:`GENERATED_MAPS`) built
+    from map-value loads and stores of every width, every atomic (add/and/or/xor with and without
+    fetch, xchg, cmpxchg, 32 and 64 bit), division and modulo by registers (signed and unsigned, by
+    zero too), 64-bit multiplication by registers and wide constants, and packet bytes as operands;
+    results go back into map values and into r0 (``& 3``).  No BPF-to-BPF calls or adjust helpers.
+    """
+    if prog_type not in _CTX:
+        raise ValueError(f"feature_programs() builds XDP or SCHED_CLS programs, not {prog_type!r}")
+    shape = ProgramShape(prog_type, max_blocks, 1, False, False, False)
+
+    @st.composite
+    def build(draw) -> Program:
+        return _FeatureGen(draw, shape).program()
+
+    return build()
