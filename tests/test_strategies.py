@@ -240,3 +240,71 @@ def test_regression_map_update_leaves_a_stack_gap():
 
     check()
     assert seen_update
+
+
+# -- application frames and the feature generator (issue 11) ----------------------------------------
+
+def test_application_packets_parse_and_tell_their_stories():
+    from nfpjit.testing.packets import application_packets
+
+    frames = application_packets()
+    assert frames == application_packets() and frames == crafted_packets()[-len(frames):]
+    kinds = set()
+    for f in frames:
+        eth = dpkt.ethernet.Ethernet(f)
+        ip = eth.data
+        if isinstance(ip, dpkt.ip.IP):
+            assert ipv4_header_ok(ip)
+            if ip.p == 47:
+                kinds.add("gre")
+            elif ip.p == 4:
+                kinds.add("ipip")
+            elif isinstance(ip.data, dpkt.udp.UDP) and ip.data.dport == 4789:
+                kinds.add("vxlan")
+            elif isinstance(ip.data, dpkt.udp.UDP) and ip.data.dport == 53:
+                try:
+                    kinds.add(f"dns-{dpkt.dns.DNS(ip.data.data).qd[0].type}")
+                except (dpkt.dpkt.UnpackError, dpkt.dpkt.NeedData, IndexError):
+                    kinds.add("dns-bad")
+            elif isinstance(ip.data, dpkt.tcp.TCP) and ip.data.flags == 0x02:
+                kinds.add(f"syn-{ip.src.hex()}")
+        elif isinstance(ip, dpkt.arp.ARP):
+            kinds.add(f"arp-{ip.op}")
+        elif isinstance(ip, dpkt.ip6.IP6) and ip.nxt in (0, 43, 44, 60):
+            kinds.add(f"ext-{ip.nxt}")
+    assert {"gre", "ipip", "vxlan", "dns-1", "dns-28", "dns-255", "dns-bad", "arp-1", "arp-2",
+            "ext-0", "ext-43", "ext-44", "ext-60", "syn-0a090909"} <= kinds, kinds
+    gre = [f for f in frames if f[23] == 47 and f[12:14] == b"\x08\x00"]
+    inner = dpkt.ip.IP(gre[0][14 + 20 + 4:])      # the plain GRE frame carries a whole IPv4 packet
+    assert isinstance(inner.data, dpkt.udp.UDP) and inner.data.data == b"inner"
+
+
+def test_feature_programs_use_every_feature():
+    from nfpjit.ebpf.opcodes import AluOp, AtomicOp, Mode, Size, Source
+    from nfpjit.testing.strategies import feature_programs
+
+    found = set()
+
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(feature_programs(), st.sampled_from(crafted_packets()))
+    def collect(program, frame):
+        res = run(program, frame)
+        assert res.fault is None and res.r0 in (0, 1, 2, 3)
+        for insn in program.insns:
+            if insn.cls == InsnClass.STX and insn.mode == Mode.ATOMIC:
+                found.update((AtomicOp(insn.imm), insn.size))
+            elif insn.is_alu and insn.alu_op in (AluOp.DIV, AluOp.MOD, AluOp.MUL) and insn.source == Source.X:
+                found.add((insn.alu_op, insn.cls))
+                if insn.off == 1:
+                    found.add("signed")
+            elif insn.is_ld_imm64 and insn.src == 0 and insn.imm64 > 0xFFFF_FFFF:
+                found.add("wide constant")
+            elif insn.cls in (InsnClass.STX, InsnClass.ST) and insn.mode == Mode.MEM and insn.dst == 1:
+                found.add(("value store", insn.size))
+
+    collect()
+    # every atomic operation, both widths; division and modulo by registers at both widths, signed too
+    want = {op for op in AtomicOp} | {Size.W, Size.DW}
+    want |= {(op, cls) for op in (AluOp.DIV, AluOp.MOD) for cls in (InsnClass.ALU, InsnClass.ALU64)} | {"signed"}
+    want |= {(AluOp.MUL, InsnClass.ALU64), "wide constant"} | {("value store", s) for s in Size}
+    assert want <= found, want - found

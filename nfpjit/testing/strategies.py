@@ -929,7 +929,7 @@ class _FeatureGen(_Gen):
         for _ in range(self.d(st.integers(1, 4))):
             size = self.d(st.sampled_from(_SIZES))
             off = size.nbytes * self.d(st.integers(0, VALUE_SIZE // size.nbytes - 1))
-            what = self.d(st.integers(0, 5))
+            what = self.d(st.integers(0, 6))
             if what <= 2:     # load, compute, store back (possibly at another width/offset)
                 dst = self.d(st.sampled_from(pool))
                 self.e.emit(_ldx(size, dst, 1, off, signed=size != Size.DW and self.d(st.integers(0, 3)) == 0))
@@ -941,7 +941,7 @@ class _FeatureGen(_Gen):
                 if self.d(st.booleans()):
                     self.e.emit(_alu(InsnClass.ALU64, self.d(st.sampled_from([AluOp.ADD, AluOp.XOR])), self.ACC,
                                      src=dst))
-            elif what == 3:   # an atomic, the fetched value (if any) folded into the accumulator
+            elif what <= 4:   # an atomic, the fetched value (if any) folded into the accumulator
                 asize = self.d(st.sampled_from([Size.W, Size.DW]))
                 aoff = asize.nbytes * self.d(st.integers(0, VALUE_SIZE // asize.nbytes - 1))
                 op = self.d(st.sampled_from(_ATOMICS))
@@ -950,7 +950,7 @@ class _FeatureGen(_Gen):
                 if int(op) & 1:   # the fetch forms
                     self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, self.ACC,
                                      src=0 if op == AtomicOp.CMPXCHG else src))
-            elif what == 4:   # a constant store
+            elif what == 5:   # a constant store
                 self.e.emit(_st(size, 1, off, self.d(_IMMS)))
             else:             # a load into the accumulator
                 self.e.emit(_ldx(size, 2, 1, off))
