@@ -86,14 +86,21 @@ class ImageMapType(IntEnum):
     ARRAY = 2
     PERCPU_HASH = 5     # one value per thread (the NIC's threads are its CPUs)
     PERCPU_ARRAY = 6
+    LRU_HASH = 9        # a full table evicts its least recently used entry
+    LRU_PERCPU_HASH = 10
 
     @property
     def is_hash(self) -> bool:
-        return self in (ImageMapType.HASH, ImageMapType.PERCPU_HASH)
+        return self in (ImageMapType.HASH, ImageMapType.PERCPU_HASH, ImageMapType.LRU_HASH,
+                        ImageMapType.LRU_PERCPU_HASH)
 
     @property
     def percpu(self) -> bool:
-        return self in (ImageMapType.PERCPU_HASH, ImageMapType.PERCPU_ARRAY)
+        return self in (ImageMapType.PERCPU_HASH, ImageMapType.PERCPU_ARRAY, ImageMapType.LRU_PERCPU_HASH)
+
+    @property
+    def lru(self) -> bool:
+        return self in (ImageMapType.LRU_HASH, ImageMapType.LRU_PERCPU_HASH)
 
 
 class SymbolKind(IntEnum):

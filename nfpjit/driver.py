@@ -46,7 +46,8 @@ from nfpjit.isa.image import (
 from nfpjit.passes.pipelines import DEFAULT_LEVEL, PIPELINES as OPT_PIPELINES  # the named -O pipelines
 
 _IMAGE_MAP_TYPES = {MapType.HASH: ImageMapType.HASH, MapType.ARRAY: ImageMapType.ARRAY,
-                    MapType.PERCPU_HASH: ImageMapType.PERCPU_HASH, MapType.PERCPU_ARRAY: ImageMapType.PERCPU_ARRAY}
+                    MapType.PERCPU_HASH: ImageMapType.PERCPU_HASH, MapType.PERCPU_ARRAY: ImageMapType.PERCPU_ARRAY,
+                    MapType.LRU_HASH: ImageMapType.LRU_HASH, MapType.LRU_PERCPU_HASH: ImageMapType.LRU_PERCPU_HASH}
 
 
 class CompileError(UnsupportedError):

@@ -23,7 +23,7 @@ from conftest import CORPUS
 #: corpus programs that compile under default since map-value stores, atomics and map flags are lowered
 MAP_PROGRAMS = ["array_counter", "hash_counter", "global_data", "legacy_maps", "parse_l2_l3_l4",
                 "two_programs:xdp/ingress", "two_programs:xdp.frags", "bounded_loop", "asm/atomic32", "asm/atomic64",
-                "percpu_array"]
+                "percpu_array", "conntrack_lite", "dns_filter", "maglev_lb", "syn_flood_guard"]
 FRAMES = [f for f in crafted_packets() if len(f) <= 400]
 assert len(FRAMES) >= 50
 
@@ -178,3 +178,64 @@ def test_percpu_values_are_per_thread():
     one, two, hundred = (1).to_bytes(4, "little"), (2).to_bytes(4, "little"), (100).to_bytes(8, "little")
     assert results[0].maps["h"] == {two: hundred, one: bytes(8)}
     assert results[1].maps["h"] == results[2].maps["h"] == {one: hundred, two: bytes(8)}
+
+
+# -- LRU hash: a full table evicts the least recently used entry -----------------------------------
+
+_LRU = """
+    .type xdp
+    .map l lru_hash key=4 value=8 entries=4
+    ldxw r2, [r1+0]
+    ldxw r3, [r1+4]
+    mov r4, r2
+    add r4, 14
+    jgt r4, r3, out
+    ldxb r6, [r2+13]
+    and r6, 7
+    stxw [r10-4], r6
+    lddw r1, map:l
+    mov r2, r10
+    add r2, -4
+    call map_lookup_elem
+    jeq r0, 0, insert
+    mov r1, 1
+    lock add [r0+0], r1
+    mov r0, 2
+    exit
+insert:
+    stxdw [r10-16], r6
+    lddw r1, map:l
+    mov r2, r10
+    add r2, -4
+    mov r3, r10
+    add r3, -16
+    mov r4, 0
+    call map_update_elem
+    jne r6, 7, out
+    lddw r1, map:l
+    mov r2, r10
+    add r2, -4
+    call map_delete_elem
+out:
+    mov r0, 2
+    exit
+"""
+
+
+@pytest.mark.parametrize("level", [0, 2])
+def test_lru_hash_evicts_like_the_interpreter(level):
+    """Exact LRU, as the interpreter: lookups and updates count as use (the kernel's LRU evicts in
+    batches, so an overflowing map is compared with the interpreter only)."""
+    program = assemble(_LRU)
+    assert nfpjit.check(program).ok
+    image = jit_compile(program, check=False, opt_level=level).image
+    store, state = MapStore.from_program(program), None
+    keys = [0, 1, 2, 3, 0, 4, 1, 5, 0, 6, 2, 7, 3, 3, 1, 4, 6, 5, 0, 2, 7, 1]
+    for n, k in enumerate(keys):
+        frame = bytes(13) + bytes([k]) + bytes(46)
+        ref = run(program, PacketIn(frame), maps=store)
+        got = to_run_result(simulate_image(image, PacketIn(frame), maps_in=state))
+        state = got.maps
+        assert not compare_results(ref, got), (n, k, compare_results(ref, got))
+        assert list(got.maps["l"]) == [kk for kk, _ in store.by_name("l").items()], "recency order"
+    assert len(state["l"]) == 4

@@ -145,7 +145,8 @@ class Machine:
                                        f"{MAX_MAP_BYTES >> 20} MiB of EMEM (or a value over {MAX_VALUE_SIZE} bytes)",
                                        hint="the NIC holds about 2M entries in total; use smaller max_entries")
             t = MapTable(m.name, m.type.is_hash, m.key_size, m.value_size, m.max_entries,
-                         ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32), self.ncpus if m.type.percpu else 0)
+                         ids.get(m.name, m.id), EMEM_MAP_BASE + (i << 32), self.ncpus if m.type.percpu else 0,
+                         m.type.lru)
             if t.table_id in self.tables_by_id:
                 raise UsageError(f"maps {self.tables_by_id[t.table_id].name!r} and {m.name!r} share table id "
                                  f"{t.table_id}", hint="relocate the image with distinct map table ids")

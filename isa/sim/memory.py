@@ -9,6 +9,7 @@ simulator.
 from __future__ import annotations
 
 import errno
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from .result import FaultKind
@@ -99,12 +100,14 @@ class MapTable:
     table_id: int
     base: int
     cpus: int = 0               # per-CPU map: one copy of every value per thread (0: an ordinary map)
+    lru: bool = False           # LRU hash: a full table evicts the least recently used entry
 
     def __post_init__(self) -> None:
         self.stride = _round8(max(self.value_size, 1))
         self.values = bytearray(self.stride * self.max_entries * max(self.cpus, 1))
         self.slots: dict[bytes, int] = {}          # hash: key -> slot
         self.free = list(range(self.max_entries - 1, -1, -1))
+        self.recency: OrderedDict[bytes, None] = OrderedDict()     # LRU: keys, least recently used first
 
     def _at(self, slot: int, cpu: int) -> int:
         """Offset of ``slot``'s value for ``cpu`` in ``values`` (per-CPU copies follow each other)."""
@@ -119,7 +122,11 @@ class MapTable:
     def lookup(self, key: bytes, cpu: int = 0) -> int:
         """The EMEM address of the value for ``key`` (per-CPU maps: ``cpu``'s copy), or 0."""
         slot = self._slot_of(key)
-        return 0 if slot is None else self.base + self._at(slot, cpu)
+        if slot is None:
+            return 0
+        if self.lru:
+            self.recency.move_to_end(key)
+        return self.base + self._at(slot, cpu)
 
     def value(self, slot: int, cpu: int = 0) -> bytes:
         at = self._at(slot, cpu)
@@ -145,11 +152,17 @@ class MapTable:
             if flags == 2:
                 return -errno.ENOENT
             if not self.free:
-                return -errno.E2BIG
+                if not self.lru or not self.slots:
+                    return -errno.E2BIG
+                oldest, _ = self.recency.popitem(last=False)    # evict the least recently used entry
+                self.free.append(self.slots.pop(oldest))
             slot = self.free.pop()
             self.slots[key] = slot
         elif flags == 1:
             return -errno.EEXIST
+        if self.lru:
+            self.recency[key] = None
+            self.recency.move_to_end(key)
         if not self.cpus:
             self.values[slot * self.stride: slot * self.stride + self.value_size] = value
             return 0
@@ -167,11 +180,14 @@ class MapTable:
         slot = self.slots.pop(key, None)
         if slot is None:
             return -errno.ENOENT
+        self.recency.pop(key, None)
         self.free.append(slot)
         return 0
 
     def dump(self, cpu: int = 0) -> dict[bytes, bytes]:
         """Every entry (per-CPU maps: ``cpu``'s copy, as a lookup from user space shows one CPU)."""
+        if self.lru:        # least recently used first: maps_in rebuilt from a dump keeps the recency
+            return {k: self.value(self.slots[k], cpu) for k in self.recency}
         if self.is_hash:
             return {k: self.value(s, cpu) for k, s in sorted(self.slots.items(), key=lambda kv: kv[1])}
         return {i.to_bytes(4, "little"): self.value(i, cpu) for i in range(self.max_entries)}

@@ -573,6 +573,10 @@ class Session:
             return [self.run(p) for p in packets]
         # the native loop pauses after a packet that changed the maps (its snapshot; a compaction after deletes)
         self.ctx[rt.C_STOP_ON_DIRTY] = rt.DIRTY_CHANGED | rt.DIRTY_DELETED
+        if self._maps is None:
+            # the maps before the batch: packets ahead of the first one that changes them share this
+            # snapshot (taken later, it would show that packet's changes)
+            self._maps = self.maps()
         raw = self.options["raw_memory"]
         for c0 in range(0, len(packets), chunk):
             batch = packets[c0:c0 + chunk]

@@ -86,6 +86,8 @@ class _Gen:
         for m in image.maps:
             if m.type == ImageMapType.ARRAY and m.key_size != 4:
                 raise Untranslatable(f"array map {m.name!r} with a {m.key_size}-byte key")
+            if m.type.lru:
+                raise Untranslatable(f"LRU hash map {m.name!r} (the native tables have no eviction order yet)")
         if image.metadata.stack_size > LM_SIZE:
             raise Untranslatable("stack larger than local memory")
         self.m = ir.Module(name="nfp_image")
