@@ -153,3 +153,26 @@ def csum_diff_value(frm: bytes, to: bytes, seed: int) -> int:
     elif frm:
         ret = ~csum_partial(frm, ~ret & MASK32) & MASK32
     return csum_from32to16(ret)
+
+
+def csum_fold(x: int) -> int:
+    """Fold a 32-bit partial sum to the complemented 16-bit checksum (x86-64 csum_fold)."""
+    x &= MASK32
+    s = (x & 0xFFFF_0000) + ((x << 16) & MASK32)
+    s = ((s & MASK32) + 0xFFFF + (s >> 32)) & MASK32
+    return (~s & MASK32) >> 16
+
+
+def csum16_add(a: int, b: int) -> int:
+    res = (a + b) & 0xFFFF
+    return (res + (res < (b & 0xFFFF))) & 0xFFFF
+
+
+def csum_replace(old_sum: int, frm: int, to: int, size: int) -> int:
+    """The kernel's csum_replace_by_diff (size 0), csum_replace2 (2) and csum_replace4 (4) on a 16-bit field."""
+    if size == 2:
+        return ~csum16_add(csum16_add(~old_sum & 0xFFFF, ~frm & 0xFFFF), to & 0xFFFF) & 0xFFFF
+    unfolded = ~old_sum & MASK32  # ~csum_unfold(sum)
+    if size == 4:
+        return csum_fold(csum_add(csum_add(unfolded, ~frm & MASK32), to & MASK32))
+    return csum_fold(csum_add(to & MASK32, unfolded))

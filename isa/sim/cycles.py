@@ -43,6 +43,8 @@ fw_bytes               10       FIRMWARE     xdp_load_bytes/xdp_store_bytes: the
 fw_bytes_word          2        FIRMWARE     per 32-bit word copied between the packet and the buffer
 fw_csum_diff           10       FIRMWARE     csum_diff: the path (push/pull/diff) and the final fold
 fw_csum_word           2        FIRMWARE     per 32-bit word summed (from and to; a tail counts as one)
+fw_csum_replace        12       FIRMWARE     l3/l4_csum_replace: flag and offset checks, the field's
+                                             read, the incremental update (RFC 1624) and its write
 =====================  =======  ===========  ==========================================================
 
 A command issued with ``ctx_swap`` waits for completion: its memory cost
@@ -98,6 +100,7 @@ CYCLES = MappingProxyType({
     "fw_bytes_word": 2,
     "fw_csum_diff": 10,
     "fw_csum_word": 2,
+    "fw_csum_replace": 12,
 })
 
 #: cycles between writing the T_INDEX CSR and ``*$index`` reading the register it names; a read

@@ -26,6 +26,10 @@ the routine reads the A bank, results are written to both banks)::
                       a7:a6 buffer, a8 length, a27 the buffer's kind (PTR_*)
                     csum_diff: the folded 16-bit sum; a3:a2 from, a4 from_size,
                       a7:a6 to, a8 to_size, a10 seed, a27 kinds (from: bits 1..0, to: bits 3..2)
+                    skb_load_bytes/skb_store_bytes: 0, -EFAULT or -EINVAL; a4 packet offset,
+                      a7:a6 buffer, a8 length, a11:a10 flags (store), a27 the buffer's kind
+                    l3_csum_replace/l4_csum_replace: 0, -EFAULT or -EINVAL; a4 offset of the
+                      16-bit checksum field, a7:a6 from, a9:a8 to, a11:a10 flags
 
 Pointer arguments of the byte routines are full eBPF pointers (low:high word) whose memory the JIT
 names in a27, two bits per pointer (it knows every pointer's kind statically): PTR_NONE (NULL),
@@ -54,9 +58,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
 
-from nfpjit.bits import MASK32, csum_diff_value, join64, lo32, hi32, s32, s64, u64
+from nfpjit.bits import MASK32, csum_diff_value, csum_replace, join64, lo32, hi32, s32, s64, u64
 from nfpjit.errors import UsageError
 from nfpjit.isa.operands import Bank, Gpr
+from nfpjit.isa.table import Csr
 
 from .cycles import CYCLES, Resource
 from .memory import ETH_HLEN, FRAME_RESERVED, Trap
@@ -86,6 +91,16 @@ ARG_BYTES_OFFSET, ARG_BYTES_BUF, ARG_BYTES_LEN = Gpr(Bank.A, 4), Gpr(Bank.A, 6),
 ARG_CSUM_SEED = Gpr(Bank.A, 10)
 #: bpf_xdp_pointer's limit on offset and length (larger: -EFAULT)
 XDP_BYTES_LIMIT = 0xFFFF
+#: the TC byte and checksum routines: flags in a11:a10, checksum-replace from/to in a7:a6 / a9:a8
+ARG_SKB_FLAGS, ARG_CSUM_FROM, ARG_CSUM_TO = Gpr(Bank.A, 10), Gpr(Bank.A, 6), Gpr(Bank.A, 8)
+#: the kernel's limit on a TC byte or checksum routine's offset (larger: -EFAULT)
+SKB_OFFSET_LIMIT = 0xFFFF
+#: bpf_skb_store_bytes flags (BPF_F_RECOMPUTE_CSUM, BPF_F_INVALIDATE_HASH)
+SKB_F_RECOMPUTE_CSUM, SKB_F_INVALIDATE_HASH = 1, 2
+#: l3/l4_csum_replace flags: field size (bits 3..0), BPF_F_PSEUDO_HDR, BPF_F_MARK_MANGLED_0,
+#: BPF_F_MARK_ENFORCE, BPF_F_IPV6; CSUM_MANGLED_0 is what a zero UDP checksum becomes
+CSUM_F_SIZE_MASK, CSUM_F_PSEUDO_HDR, CSUM_F_MARK_MANGLED_0, CSUM_F_MARK_ENFORCE, CSUM_F_IPV6 = 0xF, 16, 32, 64, 128
+CSUM_MANGLED_0 = 0xFFFF
 
 
 class Routine(IntEnum):
@@ -104,6 +119,10 @@ class Routine(IntEnum):
     XDP_LOAD_BYTES = FIRMWARE_BASE + 0x42
     XDP_STORE_BYTES = FIRMWARE_BASE + 0x43
     CSUM_DIFF = FIRMWARE_BASE + 0x44
+    SKB_LOAD_BYTES = FIRMWARE_BASE + 0x48
+    SKB_STORE_BYTES = FIRMWARE_BASE + 0x49
+    L3_CSUM_REPLACE = FIRMWARE_BASE + 0x4A
+    L4_CSUM_REPLACE = FIRMWARE_BASE + 0x4B
 
     @property
     def symbol(self) -> str:
@@ -143,6 +162,14 @@ ROUTINE_ABI = {
                                          ARG_PTR_KINDS)),
     Routine.CSUM_DIFF: RoutineAbi((Gpr(Bank.A, 2), Gpr(Bank.A, 3), Gpr(Bank.A, 4), Gpr(Bank.A, 6), Gpr(Bank.A, 7),
                                    Gpr(Bank.A, 8), ARG_CSUM_SEED, ARG_PTR_KINDS)),
+    Routine.SKB_LOAD_BYTES: RoutineAbi((ARG_BYTES_OFFSET, ARG_BYTES_BUF, Gpr(Bank.A, 7), ARG_BYTES_LEN,
+                                        ARG_PTR_KINDS)),
+    Routine.SKB_STORE_BYTES: RoutineAbi((ARG_BYTES_OFFSET, ARG_BYTES_BUF, Gpr(Bank.A, 7), ARG_BYTES_LEN,
+                                         ARG_SKB_FLAGS, Gpr(Bank.A, 11), ARG_PTR_KINDS)),
+    Routine.L3_CSUM_REPLACE: RoutineAbi((ARG_BYTES_OFFSET, ARG_CSUM_FROM, Gpr(Bank.A, 7), ARG_CSUM_TO,
+                                         Gpr(Bank.A, 9), ARG_SKB_FLAGS, Gpr(Bank.A, 11))),
+    Routine.L4_CSUM_REPLACE: RoutineAbi((ARG_BYTES_OFFSET, ARG_CSUM_FROM, Gpr(Bank.A, 7), ARG_CSUM_TO,
+                                         Gpr(Bank.A, 9), ARG_SKB_FLAGS, Gpr(Bank.A, 11))),
 }
 
 
@@ -406,6 +433,91 @@ def csum_diff(m) -> None:
     _set_result(m, csum_diff_value(frm, to, _arg(m, ARG_CSUM_SEED)))
 
 
+def _arg64(m, reg: Gpr) -> int:
+    return join64(m.gpr_a[reg.index], m.gpr_a[reg.index + 1])
+
+
+def skb_bytes_status(offset: int, length: int, pkt_len: int) -> int:
+    """bpf_skb_load_bytes/store_bytes' check of (u32) offset and length: 0 or -EFAULT (the kernel
+    reads and writes only what the packet has: skb_header_pointer, skb_ensure_writable)."""
+    if offset > SKB_OFFSET_LIMIT or offset + length > pkt_len:
+        return -errno.EFAULT
+    return 0
+
+
+def skb_load_bytes(m) -> None:
+    """Copy ``length`` packet bytes from ``offset`` to the buffer; on -EFAULT the buffer is zeroed
+    (the kernel's err_clear)."""
+    offset, length = _arg(m, ARG_BYTES_OFFSET), _arg(m, ARG_BYTES_LEN)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_bytes"] + _bytes_words(length) * CYCLES["fw_bytes_word"])
+    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    status = skb_bytes_status(offset, length, m.pkt_len)
+    memory.write(address, bytes(length) if status else m.ctm.read(m.pkt_addr + offset, length))
+    _set_result(m, status)
+
+
+def skb_store_bytes(m) -> None:
+    """Copy ``length`` buffer bytes into the packet at ``offset``.  BPF_F_RECOMPUTE_CSUM changes nothing:
+    the NIC keeps no CHECKSUM_COMPLETE sum of the packet (as BPF_PROG_TEST_RUN's CHECKSUM_NONE skb);
+    BPF_F_INVALIDATE_HASH clears the receive hash (PKT_HASH reads 0 afterwards)."""
+    offset, length, flags = _arg(m, ARG_BYTES_OFFSET), _arg(m, ARG_BYTES_LEN), _arg64(m, ARG_SKB_FLAGS)
+    m.charge(Resource.FIRMWARE, CYCLES["fw_bytes"])
+    if flags & ~(SKB_F_RECOMPUTE_CSUM | SKB_F_INVALIDATE_HASH):
+        _set_result(m, -errno.EINVAL)
+        return
+    status = skb_bytes_status(offset, length, m.pkt_len)
+    if status:
+        _set_result(m, status)
+        return
+    m.charge(Resource.FIRMWARE, _bytes_words(length) * CYCLES["fw_bytes_word"])
+    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    m.ctm.write(m.pkt_addr + offset, memory.read(address, length))
+    if flags & SKB_F_INVALIDATE_HASH:
+        m.meta[Csr.PKT_HASH] = 0
+    _set_result(m, 0)
+
+
+def _csum_replace(m, l4: bool) -> None:
+    """bpf_l3_csum_replace / bpf_l4_csum_replace on the 16-bit field at ``offset`` (the kernel's checks in
+    its order; the packet has no CHECKSUM_PARTIAL/COMPLETE state, so the pseudo-header flag changes
+    nothing beyond the field itself, as under BPF_PROG_TEST_RUN)."""
+    m.charge(Resource.FIRMWARE, CYCLES["fw_csum_replace"])
+    offset, flags = _arg(m, ARG_BYTES_OFFSET), _arg64(m, ARG_SKB_FLAGS)
+    frm, to = _arg64(m, ARG_CSUM_FROM), _arg64(m, ARG_CSUM_TO)
+    allowed = CSUM_F_SIZE_MASK
+    if l4:
+        allowed |= CSUM_F_PSEUDO_HDR | CSUM_F_MARK_MANGLED_0 | CSUM_F_MARK_ENFORCE | CSUM_F_IPV6
+    if flags & ~allowed:
+        _set_result(m, -errno.EINVAL)
+        return
+    if offset > SKB_OFFSET_LIMIT or offset & 1 or offset + 2 > m.pkt_len:
+        _set_result(m, -errno.EFAULT)
+        return
+    at = m.pkt_addr + offset
+    old = int.from_bytes(m.ctm.read(at, 2), "little")
+    mangled_zero = l4 and bool(flags & CSUM_F_MARK_MANGLED_0)
+    if mangled_zero and not flags & CSUM_F_MARK_ENFORCE and old == 0:
+        _set_result(m, 0)
+        return
+    size = flags & CSUM_F_SIZE_MASK
+    if size not in (0, 2, 4) or (size == 0 and frm):
+        _set_result(m, -errno.EINVAL)
+        return
+    new = csum_replace(old, frm, to, size)
+    if mangled_zero and new == 0:
+        new = CSUM_MANGLED_0
+    m.ctm.write(at, new.to_bytes(2, "little"))
+    _set_result(m, 0)
+
+
+def l3_csum_replace(m) -> None:
+    _csum_replace(m, l4=False)
+
+
+def l4_csum_replace(m) -> None:
+    _csum_replace(m, l4=True)
+
+
 ROUTINES = {
     Routine.MAP_LOOKUP: map_lookup,
     Routine.MAP_UPDATE: map_update,
@@ -419,4 +531,8 @@ ROUTINES = {
     Routine.XDP_LOAD_BYTES: xdp_load_bytes,
     Routine.XDP_STORE_BYTES: xdp_store_bytes,
     Routine.CSUM_DIFF: csum_diff,
+    Routine.SKB_LOAD_BYTES: skb_load_bytes,
+    Routine.SKB_STORE_BYTES: skb_store_bytes,
+    Routine.L3_CSUM_REPLACE: l3_csum_replace,
+    Routine.L4_CSUM_REPLACE: l4_csum_replace,
 }

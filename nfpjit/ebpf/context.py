@@ -232,6 +232,10 @@ class SkbContext(Context):
             put(48 + 4 * i, word)
         put(68, pin.skb_hash())
 
+    def clear_hash(self) -> None:
+        """skb_clear_hash (bpf_skb_store_bytes with BPF_F_INVALIDATE_HASH): skb->hash reads 0."""
+        self.raw[68:72] = bytes(4)
+
     def metadata(self) -> dict[str, int]:
         """The writable metadata after a run (RunResult.skb)."""
         by_name = {f.name: f for f in self.FIELDS}

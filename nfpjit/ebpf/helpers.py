@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from nfpjit.bits import MASK32, csum_add, csum_diff_value, csum_from32to16, csum_partial, s32, sext, u32, u64
+from nfpjit.bits import MASK32, csum_add, csum_diff_value, csum_fold, csum_from32to16, csum_partial, csum_replace, s32, sext, u32, u64
 from nfpjit.ebpf.maps import ArrayMap, Errno, HashMap, MapOfMaps, QueueStackMap, RingBufMap
 from nfpjit.ebpf.opcodes import Helper, MapType, ProgType, TcAction, XdpAction
 from nfpjit.ebpf.result import Trap
@@ -390,30 +390,11 @@ def skb_store_bytes(m, ctx: int, offset: int, frm: int, length: int, flags: int)
         return -Errno.EFAULT
     data = m.read(frm, length)
     pkt.buf[pkt.data + offset : pkt.data + offset + length] = data
+    # BPF_F_RECOMPUTE_CSUM changes skb->csum only under CHECKSUM_COMPLETE, which BPF_PROG_TEST_RUN's
+    # skb (CHECKSUM_NONE) never is; BPF_F_INVALIDATE_HASH is skb_clear_hash: skb->hash reads 0 after it
+    if flags & BPF_F_INVALIDATE_HASH:
+        m.ctx.clear_hash()
     return 0
-
-
-def csum_fold(x: int) -> int:
-    """Fold a 32-bit partial sum to the complemented 16-bit checksum (x86-64 csum_fold)."""
-    x &= MASK32
-    s = (x & 0xFFFF_0000) + ((x << 16) & MASK32)
-    s = ((s & MASK32) + 0xFFFF + (s >> 32)) & MASK32
-    return (~s & MASK32) >> 16
-
-
-def _csum16_add(a: int, b: int) -> int:
-    res = (a + b) & 0xFFFF
-    return (res + (res < (b & 0xFFFF))) & 0xFFFF
-
-
-def csum_replace(old_sum: int, frm: int, to: int, size: int) -> int:
-    """The kernel's csum_replace_by_diff (size 0), csum_replace2 (2) and csum_replace4 (4) on a 16-bit field."""
-    if size == 2:
-        return ~_csum16_add(_csum16_add(~old_sum & 0xFFFF, ~frm & 0xFFFF), to & 0xFFFF) & 0xFFFF
-    unfolded = ~old_sum & MASK32  # ~csum_unfold(sum)
-    if size == 4:
-        return csum_fold(csum_add(csum_add(unfolded, ~frm & MASK32), to & MASK32))
-    return csum_fold(csum_add(to & MASK32, unfolded))
 
 
 BPF_F_HDR_FIELD_MASK = 0xF
@@ -425,16 +406,19 @@ CSUM_MANGLED_0 = 0xFFFF
 
 
 def _csum_field(m, offset: int, flags: int, allowed: int) -> tuple[int, int] | int:
-    """Validate a checksum-replace call: (buffer offset, field size) or a negative errno."""
+    """Validate a checksum-replace call's flags and offset: (buffer offset, field size) or a negative
+    errno.  The field size is checked later, as the kernel's switch does (after l4's mangled-0 exit)."""
     if flags & ~allowed:
         return -Errno.EINVAL
     offset = u32(offset)
     if offset > 0xFFFF or offset & 1 or offset + 2 > m.packet.length:
         return -Errno.EFAULT
-    size = flags & BPF_F_HDR_FIELD_MASK
-    if size not in (0, 2, 4):
-        return -Errno.EINVAL
-    return m.packet.data + offset, size
+    return m.packet.data + offset, flags & BPF_F_HDR_FIELD_MASK
+
+
+def _csum_size_refused(size: int, frm: int) -> bool:
+    """The kernel's switch on the field size: 2 and 4, or 0 (a csum_diff-style ``to``) with from == 0."""
+    return size not in (0, 2, 4) or (size == 0 and frm != 0)
 
 
 def l3_csum_replace(m, ctx: int, offset: int, frm: int, to: int, flags: int) -> int:
@@ -443,7 +427,7 @@ def l3_csum_replace(m, ctx: int, offset: int, frm: int, to: int, flags: int) -> 
     if isinstance(got, int):
         return got
     at, size = got
-    if size == 0 and frm:
+    if _csum_size_refused(size, frm):
         return -Errno.EINVAL
     buf = m.packet.buf
     old = int.from_bytes(buf[at : at + 2], "little")
@@ -465,7 +449,7 @@ def l4_csum_replace(m, ctx: int, offset: int, frm: int, to: int, flags: int) -> 
     mangled_zero = bool(flags & BPF_F_MARK_MANGLED_0)
     if mangled_zero and not flags & BPF_F_MARK_ENFORCE and old == 0:
         return 0
-    if size == 0 and frm:
+    if _csum_size_refused(size, frm):
         return -Errno.EINVAL
     new = csum_replace(old, frm, to, size)
     if mangled_zero and new == 0:

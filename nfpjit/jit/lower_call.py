@@ -54,6 +54,10 @@ HELPER_ROUTINES = {
     Helper.xdp_load_bytes: Routine.XDP_LOAD_BYTES,
     Helper.xdp_store_bytes: Routine.XDP_STORE_BYTES,
     Helper.csum_diff: Routine.CSUM_DIFF,
+    Helper.skb_load_bytes: Routine.SKB_LOAD_BYTES,
+    Helper.skb_store_bytes: Routine.SKB_STORE_BYTES,
+    Helper.l3_csum_replace: Routine.L3_CSUM_REPLACE,
+    Helper.l4_csum_replace: Routine.L4_CSUM_REPLACE,
 }
 
 #: the byte routines' pointer arguments, in the order of their kind fields in ARG_PTR_KINDS
@@ -61,6 +65,8 @@ _PTR_ARGS = {
     Helper.xdp_load_bytes: (3,),
     Helper.xdp_store_bytes: (3,),
     Helper.csum_diff: (1, 3),
+    Helper.skb_load_bytes: (3,),
+    Helper.skb_store_bytes: (3,),
 }
 _PTR_KIND = {RegKind.STACK: PTR_LM, RegKind.MAP_VALUE: PTR_EMEM, RegKind.PACKET: PTR_CTM}
 

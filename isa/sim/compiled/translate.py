@@ -48,7 +48,9 @@ _FLAT = {Memory.CTM: ("CTM", CTM_BASE, CTM_BUFFER_SIZE, rt.C_CTM, rt.MEM_CTM),
 _X_MASK = {MulStep.M24X8: 0xFF_FFFF, MulStep.M16X16: 0xFFFF, MulStep.M32X32: 0xFFFFFFFF}
 ROUTINE_INDEX = {r: i for i, r in enumerate(Routine)}
 #: routines the native code does not run: a call hands the run to the interpreting simulator
-_HANDED_OFF = frozenset((Routine.XDP_LOAD_BYTES, Routine.XDP_STORE_BYTES, Routine.CSUM_DIFF))
+_HANDED_OFF = frozenset((Routine.XDP_LOAD_BYTES, Routine.XDP_STORE_BYTES, Routine.CSUM_DIFF,
+                         Routine.SKB_LOAD_BYTES, Routine.SKB_STORE_BYTES,
+                         Routine.L3_CSUM_REPLACE, Routine.L4_CSUM_REPLACE))
 
 
 class Untranslatable(UnsupportedError):
