@@ -213,6 +213,94 @@ def _make_result(**fields) -> SimResult:
     return obj
 
 
+def _redirect_of(value: int) -> int | None:
+    return value & 0xFFFFFFFF if value >= 0 else None
+
+
+class _Block:
+    """One native batch of :meth:`Session.run_many`: its records and output packets, read by its LazyResults."""
+
+    __slots__ = ("session", "recs", "out", "out_offsets", "size")
+
+    def __init__(self, session, recs, out, out_offsets):
+        self.session, self.recs, self.out, self.out_offsets = session, recs, out, out_offsets
+        self.size = rt.R_SIZE
+
+    def rec(self, k: int):
+        return self.recs[k * self.size:(k + 1) * self.size]
+
+
+class _Field:
+    """A SimResult field of a LazyResult: computed from its record on first access, then kept in the instance."""
+
+    def __init__(self, name: str, read):
+        self.name, self.read = name, read
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        d = obj.__dict__
+        value = d[self.name] = self.read(d["_b"], d["_k"])
+        return value
+
+
+def _read_packet(b: _Block, k: int) -> bytes:
+    o = b.out_offsets[k]
+    return ctypes.string_at(ctypes.addressof(b.out) + o, b.recs[k * b.size + rt.R_PKT_LEN]) if o >= 0 else b""
+
+
+def _faulted(b: _Block, k: int) -> bool:
+    return b.recs[k * b.size + rt.R_STATUS] == rt.STATUS_FAULT
+
+
+def _slot(index: int, mask: int = -1):
+    return lambda b, k: b.recs[k * b.size + index] & mask if mask != -1 else b.recs[k * b.size + index]
+
+
+_LAZY_READERS = {
+    "action": lambda b, k: 0 if _faulted(b, k) else b.recs[k * b.size + rt.R_ACTION] & 0xFFFFFFFF,
+    "r0": _slot(rt.R_R0, 0xFFFF_FFFF_FFFF_FFFF),
+    "packet": _read_packet,
+    "insns": _slot(rt.R_INSNS),
+    "cycles": _slot(rt.R_CYCLES),
+    "breakdown": lambda b, k: Session._breakdown_of(b.rec(k)),
+    "fault": lambda b, k: b.session._fault_of(b.rec(k)),
+    "routine_calls": lambda b, k: Session._calls_of(b.rec(k)),
+    "map_cache_hits": _slot(rt.R_HITS),
+    "map_cache_misses": _slot(rt.R_MISSES),
+    "trace": lambda b, k: None,
+    "redirect": lambda b, k: _redirect_of(b.recs[k * b.size + rt.R_REDIRECT]),
+    "meta": lambda b, k: None,          # TC sessions run packet by packet (eager results)
+}
+
+
+class LazyResult(SimResult):
+    """A :class:`SimResult` of :meth:`Session.run_many` whose fields are read from the native record when first
+    asked (``maps`` is set when it is made): the same values, equal (``==``) to the eager SimResult, pickled and
+    copied as one.  Building a SimResult's fields per packet is what bounded the per-result path."""
+
+    def __eq__(self, other):
+        if not isinstance(other, SimResult):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in _RESULT_FIELDS)
+
+    __hash__ = SimResult.__hash__
+
+    def __reduce__(self):
+        return _plain_result, (tuple(getattr(self, f) for f in _RESULT_FIELDS),)
+
+
+def _plain_result(values) -> SimResult:
+    return _make_result(**dict(zip(_RESULT_FIELDS, values)))
+
+
+for _name in _RESULT_FIELDS:
+    if _name != "maps":
+        setattr(LazyResult, _name, _Field(_name, _LAZY_READERS[_name]))
+#: lazy results are used while the record readers cover exactly SimResult's fields (else run_many is eager)
+_LAZY_RESULT = _FAST_RESULT and set(_LAZY_READERS) | {"maps"} == set(_RESULT_FIELDS)
+
+
 def _rng_init(seed: int):
     got = _RNG_INIT.get(seed)
     if got is None:
@@ -480,40 +568,54 @@ class Session:
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    def _result(self, rec, packet: bytes, maps=None) -> SimResult:
-        """The SimResult of a native run's record (``rec``: sequence of R_SIZE ints)."""
+    def _fault_of(self, rec) -> SimFault | None:
+        """The fault of a native run's record (None: it halted)."""
+        if rec[rt.R_STATUS] != rt.STATUS_FAULT:
+            return None
         image, sites = self.image, self.compiled.translation.sites
-        fault = None
-        if rec[rt.R_STATUS] == rt.STATUS_FAULT:
-            site = sites[rec[rt.R_FSITE]]
-            pc = rec[rt.R_FPC]
-            message = site.fmt(rec[rt.R_AUX0], rec[rt.R_AUX1])
-            where = pc
-            if pc >= FIRMWARE_BASE:
-                caller = rec[rt.R_A30] & 0x3FFF
-                message = f"in firmware routine at {pc:#x} (return address {caller:#x}): {message}"
-                where = max(caller - 1, 0)
-            entry = image.line_for(where) if where < self.compiled.ncode else None
-            fault = SimFault(site.kind, pc, message, rec[rt.R_MEM] if site.has_mem else None,
-                             entry.insn_index if entry else None, entry.source() if entry else None)
-        if maps is None:
-            if self._maps is None or rec[rt.R_DIRTY]:
-                self._maps = self.maps()
-            maps = self._maps
+        site = sites[rec[rt.R_FSITE]]
+        pc = rec[rt.R_FPC]
+        message = site.fmt(rec[rt.R_AUX0], rec[rt.R_AUX1])
+        where = pc
+        if pc >= FIRMWARE_BASE:
+            caller = rec[rt.R_A30] & 0x3FFF
+            message = f"in firmware routine at {pc:#x} (return address {caller:#x}): {message}"
+            where = max(caller - 1, 0)
+        entry = image.line_for(where) if where < self.compiled.ncode else None
+        return SimFault(site.kind, pc, message, rec[rt.R_MEM] if site.has_mem else None,
+                        entry.insn_index if entry else None, entry.source() if entry else None)
+
+    @staticmethod
+    def _breakdown_of(rec):
+        """Resource -> Usage of a record (one shared read-only mapping per distinct usage)."""
         u = rt.R_USAGE
-        ukey = tuple(rec[u:u + 18])
+        ukey = tuple(rec[u:u + 2 * len(_RESOURCES)])
         breakdown = _BREAKDOWNS.get(ukey)
         if breakdown is None:
             if len(_BREAKDOWNS) > 4096:
                 _BREAKDOWNS.clear()
             breakdown = _BREAKDOWNS[ukey] = MappingProxyType(
                 {r: Usage(ukey[2 * i], ukey[2 * i + 1]) for i, r in enumerate(_RESOURCES)})
+        return breakdown
+
+    @staticmethod
+    def _calls_of(rec):
+        """Routine symbol -> calls of a record (shared read-only mappings)."""
         ckey = tuple(rec[rt.R_CALLS:rt.R_CALLS + len(_ROUTINES)])
         calls = _CALLS.get(ckey)
         if calls is None:
             if len(_CALLS) > 4096:
                 _CALLS.clear()
             calls = _CALLS[ckey] = MappingProxyType({r.symbol: n for r, n in zip(_ROUTINES, ckey) if n})
+        return calls
+
+    def _result(self, rec, packet: bytes, maps=None) -> SimResult:
+        """The SimResult of a native run's record (``rec``: sequence of R_SIZE ints)."""
+        fault = self._fault_of(rec)
+        if maps is None:
+            if self._maps is None or rec[rt.R_DIRTY]:
+                self._maps = self.maps()
+            maps = self._maps
         return _make_result(
             action=rec[rt.R_ACTION] & 0xFFFFFFFF if fault is None else 0,
             r0=rec[rt.R_R0] & 0xFFFF_FFFF_FFFF_FFFF,
@@ -521,13 +623,13 @@ class Session:
             maps=maps,
             insns=rec[rt.R_INSNS],
             cycles=rec[rt.R_CYCLES],
-            breakdown=breakdown,
+            breakdown=self._breakdown_of(rec),
             fault=fault,
-            routine_calls=calls,
+            routine_calls=self._calls_of(rec),
             map_cache_hits=rec[rt.R_HITS],
             map_cache_misses=rec[rt.R_MISSES],
             trace=None,
-            redirect=rec[rt.R_REDIRECT] & 0xFFFFFFFF if rec[rt.R_REDIRECT] >= 0 else None,
+            redirect=_redirect_of(rec[rt.R_REDIRECT]),
             meta=PacketMeta.from_csr_values(rec[rt.R_META:rt.R_META + rt.N_META], self._txq()) if self.is_tc else None,
         )
 
@@ -578,6 +680,8 @@ class Session:
             # snapshot (taken later, it would show that packet's changes)
             self._maps = self.maps()
         raw = self.options["raw_memory"]
+        if not raw and _LAZY_RESULT:
+            return self._run_many_lazy(packets, chunk)
         for c0 in range(0, len(packets), chunk):
             batch = packets[c0:c0 + chunk]
             n = len(batch)
@@ -613,6 +717,79 @@ class Session:
         if self.user_cache is not None:
             self._export_cache(self.user_cache, sum(r.map_cache_hits for r in out),
                                sum(r.map_cache_misses for r in out))
+        return out
+
+    def _run_many_lazy(self, packets: list[bytes], chunk: int) -> list[SimResult]:
+        """:meth:`run_many` with results that read their fields from the native records when asked
+        (:class:`LazyResult`): no Python work per packet but making the object."""
+        out: list = []
+        append = out.append
+        new = object.__new__
+        size = rt.R_SIZE
+        ctx = self.ctx
+        hits = misses = 0
+        for c0 in range(0, len(packets), chunk):
+            batch = packets[c0:c0 + chunk]
+            n = len(batch)
+            data, offs, lens = pack(batch)
+            recs = (ctypes.c_int64 * (size * n))()
+            cap = max(len(data), 1) + 8192 * 4
+            obuf = ctypes.create_string_buffer(cap)
+            ooffs = (ctypes.c_int64 * n)()
+            block = _Block(self, recs, obuf, ooffs)
+            col = memoryview(recs).cast("B").cast("q")
+            k = 0
+            ctx[rt.C_OUT_USED] = 0
+            while k < n:
+                if ctx[rt.C_OUT_USED] + 8192 > cap:      # results keep reading their packets: a new buffer
+                    obuf = ctypes.create_string_buffer(cap)
+                    block = _Block(self, recs, obuf, ooffs)
+                    ctx[rt.C_OUT_USED] = 0
+                done = self._batch(ctypes.addressof(ctx), n - k, data, ctypes.byref(offs, 8 * k),
+                                   ctypes.byref(lens, 8 * k), ctypes.byref(recs, 8 * size * k), obuf,
+                                   ctypes.byref(ooffs, 8 * k), cap)
+                if not done:
+                    break
+                lo, hi = k * size, (k + done) * size
+                hits += sum(col[lo + rt.R_HITS:hi:size])
+                misses += sum(col[lo + rt.R_MISSES:hi:size])
+                last = k + done - 1
+                if rt.STATUS_HANDOFF in col[lo + rt.R_STATUS:hi:size].tolist():
+                    for j in range(k, k + done):   # rare: finish those in the interpreter, the rest eagerly
+                        rec = recs[j * size:(j + 1) * size]
+                        if rec[rt.R_STATUS] == rt.STATUS_HANDOFF:
+                            res = self._handoff(batch[j], rec, export_cache=False)
+                            hits += res.map_cache_hits - rec[rt.R_HITS]
+                            misses += res.map_cache_misses - rec[rt.R_MISSES]
+                            append(res)
+                            continue
+                        o = ooffs[j]
+                        append(self._result(rec, ctypes.string_at(ctypes.addressof(obuf) + o, rec[rt.R_PKT_LEN])
+                                            if o >= 0 else b""))
+                        if rec[rt.R_DIRTY] & rt.DIRTY_DELETED and self.compact:
+                            self._compact()
+                    k += done
+                    continue
+                if self._maps is None:
+                    self._maps = self.maps()
+                maps = self._maps
+                for j in range(k, last):
+                    r = new(LazyResult)
+                    d = r.__dict__
+                    d["_b"], d["_k"], d["maps"] = block, j, maps
+                    append(r)
+                dirty = col[last * size + rt.R_DIRTY]
+                if dirty:                               # only a batch's last packet changes the maps
+                    maps = self._maps = self.maps()
+                r = new(LazyResult)
+                d = r.__dict__
+                d["_b"], d["_k"], d["maps"] = block, last, maps
+                append(r)
+                if dirty & rt.DIRTY_DELETED and self.compact:
+                    self._compact()
+                k += done
+        if self.user_cache is not None:
+            self._export_cache(self.user_cache, hits, misses)
         return out
 
     def run_columns(self, data: bytes, offsets, lengths, *, out_capacity: int | None = None, records=None,
