@@ -745,6 +745,7 @@ class Session:
                     obuf = ctypes.create_string_buffer(cap)
                     block = _Block(self, recs, obuf, ooffs)
                     ctx[rt.C_OUT_USED] = 0
+                used0 = ctx[rt.C_OUT_USED]
                 done = self._batch(ctypes.addressof(ctx), n - k, data, ctypes.byref(offs, 8 * k),
                                    ctypes.byref(lens, 8 * k), ctypes.byref(recs, 8 * size * k), obuf,
                                    ctypes.byref(ooffs, 8 * k), cap)
@@ -773,18 +774,29 @@ class Session:
                 if self._maps is None:
                     self._maps = self.maps()
                 maps = self._maps
-                for j in range(k, last):
-                    r = new(LazyResult)
-                    d = r.__dict__
-                    d["_b"], d["_k"], d["maps"] = block, j, maps
-                    append(r)
                 dirty = col[last * size + rt.R_DIRTY]
+                # the cheap fields from the record columns at once; breakdown, fault, routine_calls on access
+                status = col[lo + rt.R_STATUS:hi:size].tolist()
+                action = [0 if st == rt.STATUS_FAULT else a & 0xFFFFFFFF
+                          for st, a in zip(status, col[lo + rt.R_ACTION:hi:size].tolist())]
+                r0 = [v & 0xFFFF_FFFF_FFFF_FFFF for v in col[lo + rt.R_R0:hi:size].tolist()]
+                redirect = [None if v < 0 else v & 0xFFFFFFFF for v in col[lo + rt.R_REDIRECT:hi:size].tolist()]
+                whole = ctypes.string_at(ctypes.addressof(obuf) + used0, ctx[rt.C_OUT_USED] - used0)
+                packet = [whole[o - used0:o - used0 + n_] if o >= 0 else b"" for o, n_ in
+                          zip(ooffs[k:k + done], col[lo + rt.R_PKT_LEN:hi:size].tolist())]
+                for j, a, r, p, i, c, h, m, rd in zip(range(k, k + done), action, r0, packet,
+                                                      col[lo + rt.R_INSNS:hi:size].tolist(),
+                                                      col[lo + rt.R_CYCLES:hi:size].tolist(),
+                                                      col[lo + rt.R_HITS:hi:size].tolist(),
+                                                      col[lo + rt.R_MISSES:hi:size].tolist(), redirect):
+                    res = new(LazyResult)
+                    res.__dict__.update({"_b": block, "_k": j, "maps": maps, "action": a, "r0": r, "packet": p,
+                                         "insns": i, "cycles": c, "map_cache_hits": h, "map_cache_misses": m,
+                                         "trace": None, "redirect": rd, "meta": None})
+                    append(res)
                 if dirty:                               # only a batch's last packet changes the maps
-                    maps = self._maps = self.maps()
-                r = new(LazyResult)
-                d = r.__dict__
-                d["_b"], d["_k"], d["maps"] = block, last, maps
-                append(r)
+                    self._maps = self.maps()
+                    res.__dict__["maps"] = self._maps
                 if dirty & rt.DIRTY_DELETED and self.compact:
                     self._compact()
                 k += done
