@@ -95,7 +95,7 @@ from nfpjit.analysis import HI, LO, RegKind, use_def
 from nfpjit.analysis.liveness import CALLER_SAVED, bit, both, solve_function
 from nfpjit.bits import MASK32, MASK64, s64, u64
 from nfpjit.ebpf.insn import Insn
-from nfpjit.ebpf.opcodes import AluOp as EAlu, Helper, InsnClass, JmpOp, Mode, Size, Source
+from nfpjit.ebpf.opcodes import AluOp as EAlu, Helper, InsnClass, JmpOp, Mode, PseudoSrc, Size, Source
 from nfpjit.passes.manager import Pass
 
 #: pointer kinds whose NIC address is 32-bit (high word 0): CTM packet addresses, LM stack addresses
@@ -488,6 +488,11 @@ def _solve(program, analysis, plan: SubregPlan) -> None:
     full_r0 = getattr(analysis.liveness, "full_r0", False)
     entry_args = {fn.start: CALLER_SAVED for fn in cfg.functions}
     ret_use = {fn.start: 0 for fn in cfg.functions}
+    # a callback (bpf_loop: an ld_imm64 func loads its address) returns R0 to the helper, which reads all of it
+    for pc in program.pcs:
+        insn = program.at(pc)
+        if insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC and pc + 1 + insn.imm in ret_use:
+            ret_use[pc + 1 + insn.imm] = both(0)
     calls = [(pc, program.at(pc).jump_target(pc)) for pc in program.pcs if program.at(pc).is_local_call]
     for _ in range(4 * len(cfg.functions) + 4):
         changed = False

@@ -103,7 +103,7 @@ INLINE_HELPERS = {
 
 def supported_helpers() -> frozenset[int]:
     """Helper ids the lowering turns into firmware calls or inline code."""
-    return frozenset(int(h) for h in (*HELPER_ROUTINES, *INLINE_HELPERS))
+    return frozenset(int(h) for h in (*HELPER_ROUTINES, *INLINE_HELPERS, Helper.loop))
 
 
 def lower_call(ctx, pc: int, insn: Insn) -> None:
@@ -130,6 +130,9 @@ def lower_helper_call(ctx, pc: int, insn: Insn) -> None:
         helper = Helper(insn.imm)
     except ValueError:
         helper = None
+    if helper == Helper.loop:
+        lower_loop(ctx, pc, insn)
+        return
     inline = INLINE_HELPERS.get(helper)
     if inline is not None:
         inline(ctx, pc, insn)
@@ -311,6 +314,113 @@ def _copy_to_lm(ctx, pc: int, facts, reg: int, what: str) -> None:
     lm.zero_hi(ctx, reg)
 
 
+# -- bpf_loop --------------------------------------------------------------------------------
+
+#: bpf_loop's limit on nr_loops (larger: -E2BIG) and its errors
+BPF_MAX_LOOPS = 1 << 23
+_EINVAL, _E2BIG = 22, 7
+
+
+def _saved_regs(ctx, pc: int):
+    """(save-area word, register, half) of the caller's R6..R9 a call at ``pc`` must keep: every half at
+    -O0, from -O1 the halves read after the call."""
+    return [(2 * i + half, r, half) for i, r in enumerate(CALLEE_SAVED) for half in (LO, HI)
+            if not ctx.enabled("save-live") or half_live_out(ctx, pc, r, half)]
+
+
+def _set_r0(ctx, value: int) -> None:
+    lm.emit_all(ctx, load_const(lm.lo_ab(0), value & 0xFFFFFFFF))
+    lm.emit_all(ctx, load_const(lm.hi_ab(0), value >> 32 & 0xFFFFFFFF))
+
+
+def lower_loop(ctx, pc: int, insn: Insn) -> None:
+    """bpf_loop(nr_loops, callback, ctx, flags) as a loop in NFP code around a BPF-to-BPF call.
+
+    The kernel's rules: flags != 0 gives -EINVAL, nr_loops (u32) above 1 << 23 gives -E2BIG (zero-extended
+    from 32 bits, as the verifier's inlined bpf_loop returns it); otherwise
+    ``callback(i, ctx)`` for i = 0 .. nr_loops - 1 until one returns non-zero; R0 = the iterations run.
+    The callback (known statically: the analysis' FUNC fact for R2) is called like a BPF-to-BPF callee;
+    index, count and context live in the caller's loop area (LM), R6..R9 are saved around the loop.
+    """
+    facts = _facts(ctx, pc)
+    fn = facts.regs[2]
+    if fn.kind != RegKind.FUNC:
+        raise UnsupportedError("bpf_loop callback that is not a known function", where=ctx.where(pc),
+                               hint="pass the callback's name directly as bpf_loop's second argument")
+    layout = lm.layout_of(ctx)
+    caller = layout.frame_at(pc)
+    callee = layout.frames.get(fn.off)
+    if callee is None or not caller.loop_area:
+        raise UnsupportedError(f"bpf_loop callback at pc {fn.off}, which starts no function", where=ctx.where(pc))
+    s = lm.scratch(ctx)
+    einval, e2big, head, back = (ctx.new_label(f"{n}{pc}_") for n in ("loopinval", "loopbig", "loop", "loopret"))
+    stop, finished, restore, done = (ctx.new_label(f"{n}{pc}_") for n in ("loopstop", "loopend", "looprest", "loopdone"))
+    i_, n_, c_lo, c_hi = (LMem(LM_CALL_POINTER, k) for k in range(4))
+    # flags (64-bit) must be 0; nr_loops (its low word) at most 1 << 23
+    ctx.emit(lm.alu(Op.OR, NoDest(), lm.lo_a(4), lm.hi_b(4)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.NE), target=einval)
+    lm.emit_all(ctx, load_const(GprBoth(s), BPF_MAX_LOOPS + 1))
+    ctx.emit(lm.alu(Op.SUB, NoDest(), lm.lo_a(1), Gpr(Bank.B, s)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.HS), target=e2big)
+    # the loop's state: index 0, count, the callback's context
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.loop_slot)
+    ctx.emit(Instruction(Op.IMMED, dest=GprBoth(s), imm=0))
+    ctx.emit(lm.mov(i_, Gpr(Bank.B, s)))
+    ctx.emit(lm.mov(n_, lm.lo_b(1)))
+    ctx.emit(lm.mov(c_lo, lm.lo_b(3)))
+    ctx.emit(lm.mov(c_hi, lm.hi_b(3)))
+    saved = _saved_regs(ctx, pc)
+    if saved:
+        lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for word, r, half in saved:
+        ctx.emit(lm.mov(LMem(LM_CALL_POINTER, word), (lm.lo_b, lm.hi_b)[half](r)))
+    # head: i < count?  R1 = i, R2 = context, call the callback
+    ctx.emit.label(head)
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.loop_slot)
+    ctx.emit(lm.mov(lm.lo_ab(1), i_))
+    ctx.emit(lm.alu(Op.SUB, NoDest(), lm.lo_a(1), n_))
+    ctx.emit(Instruction(Op.BR, cond=Cond.HS), target=finished)
+    ctx.emit(Instruction(Op.IMMED, dest=lm.hi_ab(1), imm=0))
+    ctx.emit(lm.mov(lm.lo_ab(2), c_lo))
+    ctx.emit(lm.mov(lm.hi_ab(2), c_hi))
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, callee.return_slot)
+    ctx.emit(Instruction(Op.LOAD_ADDR, dest=GprBoth(s)), target=back)
+    ctx.emit(lm.mov(LMem(LM_CALL_POINTER, 0), Gpr(Bank.B, s)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=ctx.label_for(callee.start))
+    ctx.emit.label(back)
+    lm.forget_lm_pointer(ctx)
+    # a non-zero return stops the loop: R0 = i + 1; else i += 1 and around again.  The verifier keeps a
+    # callback's return in [0, 1], so its high word is 0 and may not even be computed (subreg)
+    ctx.emit(lm.alu(Op.OR, NoDest(), lm.lo_a(0), lm.offset_operand(ctx, 0)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.NE), target=stop)
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.loop_slot)
+    ctx.emit(lm.mov(GprBoth(s), i_))
+    ctx.emit(lm.alu(Op.ADD, i_, Gpr(Bank.A, s), lm.offset_operand(ctx, 1)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=head)
+    ctx.emit.label(stop)
+    lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.loop_slot)
+    ctx.emit(lm.mov(GprBoth(s), i_))
+    ctx.emit(lm.alu(Op.ADD, lm.lo_ab(0), Gpr(Bank.A, s), lm.offset_operand(ctx, 1)))
+    ctx.emit(Instruction(Op.IMMED, dest=lm.hi_ab(0), imm=0))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=restore)
+    ctx.emit.label(finished)
+    ctx.emit(lm.mov(lm.lo_ab(0), n_))             # LM pointer 1 still at the loop area (head set it)
+    ctx.emit(Instruction(Op.IMMED, dest=lm.hi_ab(0), imm=0))
+    ctx.emit.label(restore)
+    if saved:
+        lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
+    for word, r, half in saved:
+        ctx.emit(lm.mov((lm.lo_ab, lm.hi_ab)[half](r), LMem(LM_CALL_POINTER, word)))
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=done)
+    ctx.emit.label(einval)
+    _set_r0(ctx, -_EINVAL)
+    ctx.emit(Instruction(Op.BR, cond=Cond.ALWAYS), target=done)
+    ctx.emit.label(e2big)
+    _set_r0(ctx, -_E2BIG & 0xFFFFFFFF)      # the kernel's inlined bpf_loop: a 32-bit move (flags is 0 here)
+    ctx.emit.label(done)
+    lm.forget_lm_pointer(ctx)
+
+
 # -- BPF-to-BPF calls -----------------------------------------------------------------------
 
 
@@ -324,8 +434,7 @@ def lower_local_call(ctx, pc: int, insn: Insn) -> None:
     s = lm.scratch(ctx)
     back = ctx.new_label(f"ret{pc}_")
     # save R6..R9 of the caller: every half at -O0, from -O1 the halves read after the call
-    saved = [(2 * i + half, r, half) for i, r in enumerate(CALLEE_SAVED) for half in (LO, HI)
-             if not ctx.enabled("save-live") or half_live_out(ctx, pc, r, half)]
+    saved = _saved_regs(ctx, pc)
     if saved:
         lm.set_lm_pointer(ctx, LM_CALL_POINTER, caller.save_slot)
     for word, r, half in saved:

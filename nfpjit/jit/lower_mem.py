@@ -203,6 +203,8 @@ SAVE_AREA = 8 + 32
 LM_STACK_BASE = 64
 #: bytes of each helper-argument bounce area (the largest key/value copied off the stack)
 BOUNCE_SIZE = 64
+#: per function that calls bpf_loop: the loop's index, count and callback context (lo, hi), above the save area
+LOOP_AREA = 16
 
 
 @dataclass(frozen=True)
@@ -213,10 +215,16 @@ class FrameLayout:
     start: int            # eBPF pc of the function's first instruction
     base: int             # LM byte address of the save area
     depth: int            # stack bytes (rounded up to 8)
+    loop_area: int = 0    # LOOP_AREA when the function calls bpf_loop
 
     @property
     def return_slot(self) -> int:
         return self.base
+
+    @property
+    def loop_slot(self) -> int:
+        """LM address of the bpf_loop state words: index, count, callback context low and high."""
+        return self.base + SAVE_AREA
 
     @property
     def save_slot(self) -> int:
@@ -225,7 +233,7 @@ class FrameLayout:
 
     @property
     def frame_pointer(self) -> int:
-        return self.base + SAVE_AREA + self.depth
+        return self.base + SAVE_AREA + self.loop_area + self.depth
 
     @property
     def end(self) -> int:
@@ -260,9 +268,17 @@ def stack_layout(program, analysis) -> StackLayout:
     for start, f in funcs.items():
         depth[start] = _round8(analysis.stack_depth.get(f.name, 0))
     callers: dict[int, set[int]] = {s: set() for s in funcs}
+    loops: dict[int, int] = {}
     for start, f in funcs.items():
         for _call_pc, callee in f.calls:
             callers.setdefault(callee, set()).add(start)
+        # a bpf_loop callback runs above the frame of the function that loads its address and calls bpf_loop
+        for pc in program.pcs:
+            insn = program.at(pc)
+            if f.start <= pc < f.end and insn.is_ld_imm64 and insn.src == PseudoSrc.FUNC:
+                callers.setdefault(pc + 1 + insn.imm, set()).add(start)
+            if f.start <= pc < f.end and insn.is_helper_call and insn.imm == Helper.loop:
+                loops[start] = LOOP_AREA
     base: dict[int, int] = {}
 
     def place(start: int, seen: tuple = ()) -> int:
@@ -272,13 +288,13 @@ def stack_layout(program, analysis) -> StackLayout:
             raise UnsupportedError("recursive BPF-to-BPF calls", where=f"{program.name}: insn {start}")
         b = LM_STACK_BASE
         for c in callers.get(start, ()):
-            b = max(b, place(c, seen + (start,)) + SAVE_AREA + depth[c])
+            b = max(b, place(c, seen + (start,)) + SAVE_AREA + loops.get(c, 0) + depth[c])
         base[start] = b
         return b
 
     frames = {}
     for start, f in funcs.items():
-        frames[start] = FrameLayout(f.name, start, place(start), depth[start])
+        frames[start] = FrameLayout(f.name, start, place(start), depth[start], loops.get(start, 0))
     top = max((fr.end for fr in frames.values()), default=LM_STACK_BASE)
     return StackLayout(frames, top, top + BOUNCE_SIZE, top + 2 * BOUNCE_SIZE + 8)
 
@@ -1159,6 +1175,12 @@ def lower_ld_imm64_map(ctx, pc: int, insn: Insn) -> None:
     MAP_VALUE/MAP_IDX_VALUE.
     """
     d = insn.dst
+    if insn.src == PseudoSrc.FUNC:
+        # a bpf_loop callback: the call site knows its target statically (the analysis' FUNC fact), so the
+        # register only carries the callback's eBPF pc
+        emit_all(ctx, load_const(lo_ab(d), u32(pc + 1 + insn.imm)))
+        emit_all(ctx, load_const(hi_ab(d), 0))
+        return
     if not 0 <= insn.imm < len(ctx.program.maps):
         raise _fail(ctx, pc, f"ld_imm64 refers to map {insn.imm}, which the program does not have")
     mdef = ctx.program.maps[insn.imm]
