@@ -746,6 +746,8 @@ class Session:
                     block = _Block(self, recs, obuf, ooffs)
                     ctx[rt.C_OUT_USED] = 0
                 used0 = ctx[rt.C_OUT_USED]
+                if self._maps is None:                  # the maps before this call (a hand-off dropped them)
+                    self._maps = self.maps()
                 done = self._batch(ctypes.addressof(ctx), n - k, data, ctypes.byref(offs, 8 * k),
                                    ctypes.byref(lens, 8 * k), ctypes.byref(recs, 8 * size * k), obuf,
                                    ctypes.byref(ooffs, 8 * k), cap)
@@ -771,8 +773,6 @@ class Session:
                             self._compact()
                     k += done
                     continue
-                if self._maps is None:
-                    self._maps = self.maps()
                 maps = self._maps
                 dirty = col[last * size + rt.R_DIRTY]
                 # the cheap fields from the record columns at once; breakdown, fault, routine_calls on access
