@@ -717,6 +717,8 @@ CORPUS_EXPECTED = {
     "tc_dscp_priority": {"ctx-store", "exit-action", "ctx-load"},  # skb->protocol; priority, classid, cb
     "tc_flow_marker": {"ctx-store", "exit-action", "ctx-load"},  # skb->hash, mark, protocol; TC_ACT_OK
     "tc_queue_pick": {"ctx-store", "exit-action", "ctx-load"},  # pkt_type, queue_mapping, cb; TC_ACT_UNSPEC ok
+    # skb->protocol; skb->mark; TC_ACT_OK/SHOT; skb_load/store_bytes, l3/l4_csum_replace
+    "tc_nat_port": {"ctx-load", "ctx-store", "exit-action", "unsupported-helper"},
     "two_programs:xdp/ingress": {"map-value-write"},
     "two_programs:xdp.frags": {"map-value-write"},  # both call note(), which does *v += 1
     "xdp_drop": set(),

@@ -471,3 +471,48 @@ def test_csum_sequences_agree_with_the_kernel(kernel, helper):
 
 def test_nat_agrees_with_the_kernel(kernel):
     _kernel_agrees(kernel, assemble(NAT), _frames(4))
+
+
+# -- the corpus program tc_nat_port ----------------------------------------------------------------
+
+def _tcp_frame(saddr_last: int, dport: int, *, truncate: int | None = None, frag: int = 0x4000) -> bytes:
+    """Ethernet + IPv4 + TCP (20-byte header, 6 payload bytes) with correct checksums."""
+    src, dst = bytes([192, 168, 7, saddr_last]), bytes([10, 0, 0, 2])
+    tcp = bytearray(struct.pack("!HHIIBBHHH", 40000 + saddr_last, dport, 1, 0, 0x50, 0x18, 512, 0, 0) + b"abcdef")
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 7, frag, 64, 6, 0, src, dst))
+    ip[10:12] = _ip_checksum(bytes(ip)).to_bytes(2, "little")
+    tcp[16:18] = _ip_checksum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + bytes(tcp)).to_bytes(2, "little")
+    frame = bytes.fromhex("020000000002020000000001") + b"\x08\x00" + bytes(ip) + bytes(tcp)
+    return frame[:truncate] if truncate else frame
+
+
+def _nat_frames() -> list[bytes]:
+    out = [_tcp_frame(n, 8080) for n in range(4)] + [_tcp_frame(9, 8081), _tcp_frame(5, 8080, frag=0x2000),
+                                                    _tcp_frame(6, 8080, truncate=40)]
+    for udp_csum in (True, False):
+        frame = bytearray(_udp_frame(udp_csum=udp_csum))
+        frame[36:38] = (8080).to_bytes(2, "big")      # the UDP checksum no longer matches: the helpers keep the error
+        out.append(bytes(frame))
+    return out + [_udp_frame(), bytes(60)]
+
+
+def _nat_program():
+    from conftest import CORPUS
+
+    return nfpjit.load(CORPUS / "tc_nat_port.o")
+
+
+def test_corpus_nat_rewrites_on_the_nic():
+    program = _nat_program()
+    _agree(program, _nat_frames(), routine="fw_l4_csum_replace")
+    image = jit_compile(program, opt_level=2).image
+    for n in range(4):
+        got = simulate_image(image, _tcp_frame(n, 8080)).packet
+        assert got[30:34] == bytes([10, 1, 0, 2 + n]) and got[36:38] == (80).to_bytes(2, "big")
+        ip, tcp = got[14:34], got[34:]
+        assert _ip_checksum(ip) == 0
+        assert _ip_checksum(ip[12:20] + struct.pack("!BBH", 0, 6, len(tcp)) + tcp) == 0
+
+
+def test_corpus_nat_agrees_with_the_kernel(kernel):
+    _kernel_agrees(kernel, _nat_program(), _nat_frames())
