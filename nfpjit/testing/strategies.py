@@ -317,9 +317,8 @@ class _Gen:
                 src = self.d(st.sampled_from(tuple(r for r in pool if r != 0)))
                 self.e.emit(Insn(InsnClass.STX | Mode.ATOMIC | asize, base, src, aoff, int(op)))
 
-    def map_lookup(self) -> None:
-        which = self.d(st.sampled_from([_ARR, _HSH]))
-        null = _Label()
+    def _lookup(self, which: int, null: _Label) -> None:
+        """r1 = the value of map ``which`` at a drawn key (a jump to ``null`` when absent); r0, r2-r5 scalars."""
         self._key()
         self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
         self.e.emit(_movr(2, FP))
@@ -328,6 +327,11 @@ class _Gen:
         self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
         self.e.emit(_movr(1, 0))
         self.reinit([0, 2, 3, 4, 5])
+
+    def map_lookup(self) -> None:
+        which = self.d(st.sampled_from([_ARR, _HSH]))
+        null = _Label()
+        self._lookup(which, null)
         self.value_ops(1)
         self.e.mark(null)
         self.reinit([0, 1, 2, 3, 4, 5])
@@ -910,21 +914,14 @@ class _FeatureGen(_Gen):
         self._operand(pool, src)
         self.e.emit(_alu(cls, op, dst, src=src, off=int(signed)))
 
-    def value_rmw(self, base_src=None) -> None:
+    def value_rmw(self) -> None:
         """Look a value up, then load/compute/store words of it (and fold one into the accumulator)."""
         which = self.d(st.sampled_from([_ARR, _HSH, _GLB]))
         null = _Label()
         if which == _GLB:
             self.e.emit(Insn.ld_imm64(1, _GLB, PseudoSrc.MAP_VALUE))
         else:
-            self._key()
-            self.e.emit(Insn.ld_imm64(1, which, PseudoSrc.MAP_FD))
-            self.e.emit(_movr(2, FP))
-            self.e.emit(_alu(InsnClass.ALU64, AluOp.ADD, 2, imm=-4))
-            self.e.emit(_call_helper(Helper.map_lookup_elem))
-            self.e.emit(_jmp(JmpOp.JEQ, 0, imm=0), null)
-            self.e.emit(_movr(1, 0))
-            self.reinit([0, 2, 3, 4, 5])
+            self._lookup(which, null)
         pool = (0, 2, 3, 4, 5)
         for _ in range(self.d(st.integers(1, 4))):
             size = self.d(st.sampled_from(_SIZES))
