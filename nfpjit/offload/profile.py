@@ -47,6 +47,7 @@ class Features:
     # movsx and sdiv share their opcodes with mov and div; a NIC that checks opcodes only (the real
     # driver) takes them and runs them as mov and unsigned div: a warning instead of an error
     v4_read_as_v3: bool = False
+    variable_map_value_offset: bool = False  # map value loads at an offset the analysis only bounds
 
 
 @dataclass(frozen=True)
