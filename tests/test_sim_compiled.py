@@ -85,19 +85,9 @@ def _translated(image):
     assert why is None, f"the compiled engine refuses the image: {why}"
 
 
-# run_batch: a result whose packet left the maps alone shares a maps dict that a later packet of the
-# batch then changes in place, so it shows the later state (first packet of these programs writes
-# nothing, a later one does).  Strict: the fix makes these pass, and then this list goes.
-BATCH_MAPS_ALIASED = {"arp_responder", "gre_decap", "icmp_echo_responder", "ipip_decap", "udp_echo_reflector",
-                      "vlan_pop", "vxlan_decap"}
-
-
 @pytest.mark.parametrize("opt_level", [0, 2])
 @pytest.mark.parametrize("obj,section", corpus_cases(asm=True))
-def test_corpus_program(obj, section, opt_level, request):
-    if Path(obj).stem in BATCH_MAPS_ALIASED:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="run_batch aliases the maps of a result "
-                                              "whose packet wrote nothing (compiled engine bug, reported)"))
+def test_corpus_program(obj, section, opt_level):
     image = _compile(obj, section, opt_level)
     _translated(image)
     agree(image, CRAFTED, label=f"{Path(obj).name}:{section} -O{opt_level}")
