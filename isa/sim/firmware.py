@@ -378,6 +378,11 @@ def _memory_of(m, kind: int, lo: int, hi: int):
     raise Trap(FaultKind.OUT_OF_BOUNDS, f"byte routine called with a NULL pointer (kind {kind})")
 
 
+def _byte_buffer(m):
+    """(memory, address) of a byte routine's buffer argument: a7:a6, its kind in a27 bits 1..0."""
+    return _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+
+
 def _bytes_words(length: int) -> int:
     return (length + 3) // 4
 
@@ -399,7 +404,7 @@ def _xdp_bytes(m, store: bool) -> None:
         _set_result(m, status)
         return
     m.charge(Resource.FIRMWARE, _bytes_words(length) * CYCLES["fw_bytes_word"])
-    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    memory, address = _byte_buffer(m)
     if store:
         m.ctm.write(m.pkt_addr + offset, memory.read(address, length))
     else:
@@ -450,7 +455,7 @@ def skb_load_bytes(m) -> None:
     (the kernel's err_clear)."""
     offset, length = _arg(m, ARG_BYTES_OFFSET), _arg(m, ARG_BYTES_LEN)
     m.charge(Resource.FIRMWARE, CYCLES["fw_bytes"] + _bytes_words(length) * CYCLES["fw_bytes_word"])
-    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    memory, address = _byte_buffer(m)
     status = skb_bytes_status(offset, length, m.pkt_len)
     memory.write(address, bytes(length) if status else m.ctm.read(m.pkt_addr + offset, length))
     _set_result(m, status)
@@ -470,7 +475,7 @@ def skb_store_bytes(m) -> None:
         _set_result(m, status)
         return
     m.charge(Resource.FIRMWARE, _bytes_words(length) * CYCLES["fw_bytes_word"])
-    memory, address = _memory_of(m, _arg(m, ARG_PTR_KINDS) & 3, _arg(m, ARG_BYTES_BUF), m.gpr_a[ARG_BYTES_BUF.index + 1])
+    memory, address = _byte_buffer(m)
     m.ctm.write(m.pkt_addr + offset, memory.read(address, length))
     if flags & SKB_F_INVALIDATE_HASH:
         m.meta[Csr.PKT_HASH] = 0
