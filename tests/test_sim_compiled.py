@@ -82,6 +82,12 @@ def _translated(image):
         # LRU hash tables have no native eviction order yet: the engine must say so and fall back
         assert why is not None and "LRU" in why, why
         return
+    from nfpjit.isa.sim.compiled.translate import _NOT_TRANSLATED
+
+    if any(r.symbol in {t.symbol for t in _NOT_TRANSLATED} for r in image.relocations):
+        # the byte/checksum routines are not translated (docs/simulator.md): the engine must say so and fall back
+        assert why is not None and "is not translated" in why, why
+        return
     assert why is None, f"the compiled engine refuses the image: {why}"
 
 

@@ -47,8 +47,8 @@ _FLAT = {Memory.CTM: ("CTM", CTM_BASE, CTM_BUFFER_SIZE, rt.C_CTM, rt.MEM_CTM),
          Memory.CLS: ("CLS", 0, SCRATCH_SIZE, rt.C_CLS, rt.MEM_CLS)}
 _X_MASK = {MulStep.M24X8: 0xFF_FFFF, MulStep.M16X16: 0xFFFF, MulStep.M32X32: 0xFFFFFFFF}
 ROUTINE_INDEX = {r: i for i, r in enumerate(Routine)}
-#: routines the native code does not run: a call hands the run to the interpreting simulator
-_HANDED_OFF = frozenset((Routine.XDP_LOAD_BYTES, Routine.XDP_STORE_BYTES, Routine.CSUM_DIFF,
+#: routines the native code does not run: an image calling one runs in the interpreting simulator
+_NOT_TRANSLATED = frozenset((Routine.XDP_LOAD_BYTES, Routine.XDP_STORE_BYTES, Routine.CSUM_DIFF,
                          Routine.SKB_LOAD_BYTES, Routine.SKB_STORE_BYTES,
                          Routine.L3_CSUM_REPLACE, Routine.L4_CSUM_REPLACE))
 
@@ -1073,9 +1073,12 @@ class _Gen:
                        address)
             b.unreachable()
             return
-        if routine in _HANDED_OFF:
-            # byte-copying routines run in the interpreter: the run continues there from the call
-            self.handoff(c64(address))
+        if routine in _NOT_TRANSLATED:
+            # byte-copying routines are not translated: an image that branches to one runs in the interpreter
+            # (a hand-off at the call lost a map update in run_batch: not used until that is understood)
+            if any(not isinstance(i, str) and i.op == Op.BR and i.target == address for i in self.instrs):
+                raise Untranslatable(f"firmware routine {routine.symbol} is not translated")
+            self.handoff(c64(address))       # only a computed jump gets here: the interpreter finishes it
             return
         ci = self.calls[ROUTINE_INDEX[routine]]
         self.st(b.add(self.ld(ci, i64), c64(1)), ci)
