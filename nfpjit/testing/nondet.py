@@ -36,11 +36,17 @@ def _configs(n: int) -> tuple:
     out = [(0, 0, 0)]
     for i in range(1, n):
         out.append((i, rng.getrandbits(64), rng.getrandbits(rng.choice((8, 20, 36)))))
+    # a kernel's clock moves between two test runs by anything from microseconds (a quiet machine)
+    # to many milliseconds (a loaded one): runs whose clock hardly moves between packets, and runs
+    # where it jumps, so that a rate limiter's verdicts are masked at both extremes
+    for i, gap in enumerate((0, 20_000, 200_000, 50_000_000)):
+        out.append((n + i, rng.getrandbits(64), 1, gap))
     return tuple(out)
 
 
-# (seed, clock_ns, clock_step_ns) of each run: clocks far apart and stepping differently.  A value
-# the helpers decide moves between runs; a one-bit decision stays the same in all 24 runs with
+# (seed, clock_ns, clock_step_ns[, gap_ns between packets, default 1 ms + 64 steps]) of each run:
+# clocks far apart and stepping differently.  A value
+# the helpers decide moves between runs; a one-bit decision stays the same in all 24 random runs with
 # probability 2^-23, which is how rarely a helper-decided result escapes the mask.
 RUN_CONFIGS = _configs(24)
 
@@ -79,11 +85,13 @@ class MaskingInterpreter:
 
     def run(self, pin: PacketIn, **kwargs) -> tuple[RunResult, Mask]:
         results = []
-        for n, (seed, _clock, step) in enumerate(self.configs):
+        for n, config in enumerate(self.configs):
+            seed, _clock, step = config[:3]
+            gap = config[3] if len(config) > 3 else step * 64 + 1_000_000
             # a fresh seed per packet and a clock that keeps running across packets
             res = run(self.program, pin, maps=self.stores[n], seed=seed * 1_000_003 + self.calls,
                       clock_ns=self.clocks[n], clock_step_ns=step, **kwargs)
-            self.clocks[n] = (self.clocks[n] + step * 64 + 1_000_000) & ((1 << 64) - 1)
+            self.clocks[n] = (self.clocks[n] + gap) & ((1 << 64) - 1)
             results.append(res)
         self.calls += 1
         first = results[0]
