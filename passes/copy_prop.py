@@ -179,7 +179,8 @@ def coalesce(unit) -> bool:
                     if x not in touched and y not in touched and \
                             not lv.after(k) & (M.BIT_CC | M.BIT_PREV | M.both(x)):
                         plan = _coalesce_plan(body, b, k, x, y)
-                        if plan is not None:
+                        # a plan rewrites instructions as they were: never one another plan rewrites
+                        if plan is not None and k not in edits and not plan.keys() & edits.keys():
                             edits.update(plan)
                             edits[k] = None
                             touched.update((x, y))
@@ -187,7 +188,7 @@ def coalesce(unit) -> bool:
                         and ins.b.__class__ is Gpr and ins.b.index not in touched and \
                         not lv.after(k) & (M.BIT_CC | M.BIT_PREV | M.both(ins.b.index)):
                     plan = _into_register_plan(body, b, k)
-                    if plan is not None:
+                    if plan is not None and k not in edits and not plan.keys() & edits.keys():
                         edits.update(plan)
                         edits[k] = None
                         touched.add(ins.b.index)

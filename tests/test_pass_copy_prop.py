@@ -93,3 +93,40 @@ def test_differential_generated():
 @pytest.mark.slow
 def test_differential_corpus():
     differential_case("copy-prop", examples=0, corpus=True)
+
+
+def test_two_coalescings_never_rewrite_one_instruction():
+    """Found by the feature-program run: ``r3 = (s8)v[0]; r3 s/= r3 & 3`` puts both words of r3 into
+    the divide routine's argument registers; coalescing x -> a22 and x+1 -> a23 both rewrote
+    ``alu_shf ab7, --, mov, b6, asr 31`` and the second edit dropped the first (the high word read a
+    register nobody had written)."""
+    from nfpjit.driver import compile, simulate_image, to_run_result
+    from nfpjit.ebpf.asm import assemble
+    from nfpjit.ebpf.interp import run
+    from nfpjit.ebpf.maps import MapStore
+    from nfpjit.ebpf.result import PacketIn
+    from nfpjit.testing import compare_results
+
+    program = assemble(""".type xdp
+.map glb array key=4 value=16 entries=1
+    mov r6, r1
+    mov r2, 0
+    lddw r1, map_value:glb+0
+    xaddw [r1+0], r2
+    ldxsb r3, [r1+0]
+    mov r0, r3
+    and r0, 3
+    sdiv r3, r0
+    stxb [r1+0], r3
+    mov r0, 2
+    exit
+""")
+    for first in (1, 2, 3, 0x7F, 0x81, 0xFE):
+        value = bytes([first]) + bytes(range(2, 17))
+        store = MapStore.from_program(program)
+        store.by_name("glb").update(bytes(4), value, 0)
+        maps_in = {"glb": {bytes(4): value}}
+        want = run(program, PacketIn(bytes(64)), maps=store)
+        image = compile(program, opt_level=2).image
+        got = to_run_result(simulate_image(image, PacketIn(bytes(64)), maps_in=maps_in))
+        assert not compare_results(want, got), (first, compare_results(want, got))
